@@ -1,0 +1,40 @@
+// `pilot-agent wait`: polls a readiness URL until it answers 200 (Istio's wait command, used by
+// holdApplicationUntilProxyStarts' postStart hook).
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { logger } from '../util/logger.js';
+
+export interface WaitOptions {
+  readonly url: string;
+  readonly timeoutSeconds: number;
+  readonly requestTimeoutMillis: number;
+  readonly periodMillis: number;
+}
+
+async function checkIfReady(url: string, timeoutMs: number): Promise<void> {
+  const res = await request(url, { method: 'GET', signal: AbortSignal.timeout(timeoutMs) });
+  await res.body.dump();
+  if (res.statusCode !== 200) throw new Error(`HTTP status code ${res.statusCode}`);
+}
+
+export async function waitUntilReady(o: WaitOptions): Promise<void> {
+  const log = logger('default');
+  log.info(`Waiting for Envoy proxy to be ready (timeout: ${o.timeoutSeconds} seconds)...`);
+  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  let lastError = 'none';
+  for (;;) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
+    await sleep(Math.min(o.periodMillis, remaining));
+    if (Date.now() >= deadline) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
+    try {
+      await checkIfReady(o.url, o.requestTimeoutMillis);
+      log.info('Envoy is ready!');
+      return;
+    } catch (err) {
+      lastError = (err as Error).message;
+      log.debug(`Not ready yet: ${lastError}`);
+    }
+  }
+}

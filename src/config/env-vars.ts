@@ -1,0 +1,173 @@
+// Every environment variable the agent reads is declared here, once, with its default and
+// description (as istio/pkg/env does). `readEnvSettings` parses them all and reports every bad value
+// together; nothing else in the agent touches process.env.
+
+import { parseGoDuration } from './duration.js';
+import type { IssueList } from './errors.js';
+
+type Parser<T> = (raw: string) => { ok: true; value: T } | { ok: false; message: string };
+
+export interface EnvVar<T> {
+  readonly name: string;
+  readonly defaultValue: T;
+  readonly description: string;
+  readonly parse: Parser<T>;
+}
+
+const str: Parser<string> = (raw) => ({ ok: true, value: raw });
+
+// Go's strconv.ParseBool, which Istio's env package uses.
+const bool: Parser<boolean> = (raw) => {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return { ok: true, value: true };
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return { ok: true, value: false };
+  return { ok: false, message: 'expected a boolean (true/false/1/0)' };
+};
+
+const int = (min = -Infinity, max = Infinity): Parser<number> => (raw) => {
+  if (!/^[+-]?\d+$/.test(raw.trim())) return { ok: false, message: 'expected an integer' };
+  const n = Number(raw.trim());
+  if (n < min || n > max) return { ok: false, message: `expected an integer in [${min}, ${max}]` };
+  return { ok: true, value: n };
+};
+
+const port: Parser<number> = int(0, 65535);
+
+const float: Parser<number> = (raw) => {
+  const n = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isFinite(n)) return { ok: false, message: 'expected a number' };
+  return { ok: true, value: n };
+};
+
+/** Durations in Go syntax ("5s", "1h30m"), stored as milliseconds. */
+const duration: Parser<number> = (raw) => {
+  const ms = parseGoDuration(raw);
+  if (ms === undefined) return { ok: false, message: 'expected a duration such as "5s", "100ms" or "1h30m"' };
+  if (ms < 0) return { ok: false, message: 'duration must not be negative' };
+  return { ok: true, value: ms };
+};
+
+const oneOf = <T extends string>(values: readonly T[], caseInsensitive = false): Parser<T> => (raw) => {
+  const hit = values.find((v) => (caseInsensitive ? v.toLowerCase() === raw.toLowerCase() : v === raw));
+  return hit !== undefined ? { ok: true, value: hit } : { ok: false, message: `expected one of ${values.map((v) => JSON.stringify(v)).join(', ')}` };
+};
+
+function def<T>(name: string, defaultValue: T, parse: Parser<T>, description: string): EnvVar<T> {
+  return { name, defaultValue, parse, description };
+}
+
+const HOUR = 3_600_000;
+
+export const ENV = {
+  // Pod identity (downward API)
+  POD_NAME: def('POD_NAME', '', str, 'Name of the pod; with POD_NAMESPACE forms the proxy ID.'),
+  POD_NAMESPACE: def('POD_NAMESPACE', '', str, 'Namespace of the pod.'),
+  INSTANCE_IP: def('INSTANCE_IP', '', str, 'Pod IP; listed first among the proxy IPs.'),
+  SERVICE_ACCOUNT: def('SERVICE_ACCOUNT', '', str, 'Name of the service account (workload identity).'),
+  HOST_IP: def('HOST_IP', '', str, 'Node IP; substituted for $(HOST_IP) in ISTIO_BOOTSTRAP_OVERRIDE.'),
+  ISTIO_META_CLUSTER_ID: def('ISTIO_META_CLUSTER_ID', '', str, 'Cluster ID sent to istiod and the CA as ClusterID metadata.'),
+  ISTIO_CPU_LIMIT: def('ISTIO_CPU_LIMIT', 0, int(0), 'CPU limit of the container, rounded up; sets Envoy concurrency when ProxyConfig does not.'),
+  PROXY_CONFIG: def('PROXY_CONFIG', '', str, 'ProxyConfig as YAML or JSON (set by the injector); overrides the mesh file defaultConfig.'),
+
+  // Certificates and the CA
+  TRUST_DOMAIN: def('TRUST_DOMAIN', 'cluster.local', str, 'Trust domain of SPIFFE identities.'),
+  CA_ADDR: def('CA_ADDR', '', str, 'Address of the CA; defaults to discoveryAddress.'),
+  CA_PROVIDER: def('CA_PROVIDER', 'Citadel', str, 'Name of the CA provider.'),
+  PILOT_CERT_PROVIDER: def('PILOT_CERT_PROVIDER', 'istiod', str, 'Provider of the istiod certificate (istiod, kubernetes, custom, none).'),
+  XDS_ROOT_CA: def('XDS_ROOT_CA', '', str, 'Root CA file for the xDS connection; "SYSTEM" for the OS bundle.'),
+  CA_ROOT_CA: def('CA_ROOT_CA', '', str, 'Root CA file for the CA connection; "SYSTEM" for the OS bundle.'),
+  ISTIOD_SAN: def('ISTIOD_SAN', '', str, 'Overrides the server name used to verify istiod.'),
+  JWT_POLICY: def('JWT_POLICY', 'third-party-jwt', oneOf(['third-party-jwt', 'first-party-jwt']), 'The JWT validation policy.'),
+  PROV_CERT: def('PROV_CERT', '', str, 'Directory of provisioned certificates (VMs).'),
+  OUTPUT_CERTS: def('OUTPUT_CERTS', '', str, 'Directory where the key and certificates are written; empty to not write them.'),
+  FILE_MOUNTED_CERTS: def('FILE_MOUNTED_CERTS', false, bool, 'Use certificates mounted as files instead of the CA.'),
+  SECRET_TTL: def('SECRET_TTL', 24 * HOUR, duration, 'Lifetime requested for workload certificates.'),
+  SECRET_GRACE_PERIOD_RATIO: def('SECRET_GRACE_PERIOD_RATIO', 0.5, float, 'Fraction of the lifetime left when the certificate is rotated.'),
+  SECRET_GRACE_PERIOD_RATIO_JITTER: def('SECRET_GRACE_PERIOD_RATIO_JITTER', 0.01, float, 'Random spread of the grace period ratio, to stagger renewals.'),
+  WORKLOAD_RSA_KEY_SIZE: def('WORKLOAD_RSA_KEY_SIZE', 2048, int(2048, 16384), 'RSA key size for workload certificates.'),
+  PKCS8_KEY: def('PKCS8_KEY', false, bool, 'Write private keys as PKCS#8 instead of PKCS#1.'),
+  ECC_SIGNATURE_ALGORITHM: def('ECC_SIGNATURE_ALGORITHM', '', oneOf(['', 'ECDSA']), 'Set to ECDSA to use elliptic-curve keys.'),
+  ECC_CURVE: def('ECC_CURVE', 'P256', oneOf(['P256', 'P384']), 'Elliptic curve used with ECDSA.'),
+  ISTIO_META_CERT_SIGNER: def('ISTIO_META_CERT_SIGNER', '', str, 'Cert signer requested for the workload certificate.'),
+  WORKLOAD_IDENTITY_SOCKET_FILE: def('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket', str, 'File name of the SDS socket under ./var/run/secrets/workload-spiffe-uds.'),
+  FILE_DEBOUNCE_DURATION: def('FILE_DEBOUNCE_DURATION', 100, duration, 'Delay before re-reading a changed certificate file.'),
+  CREDENTIAL_FETCHER_TYPE: def('CREDENTIAL_FETCHER_TYPE', 'JWT', str, 'Type of credential fetcher.'),
+  XDS_AUTH_PROVIDER: def('XDS_AUTH_PROVIDER', '', str, 'Provider for xDS auth; empty for none.'),
+
+  // Bootstrap and Envoy
+  ISTIO_BOOTSTRAP: def('ISTIO_BOOTSTRAP', '', str, 'Path of the Envoy bootstrap template to use.'),
+  ISTIO_BOOTSTRAP_OVERRIDE: def('ISTIO_BOOTSTRAP_OVERRIDE', '', str, 'YAML/JSON file passed to Envoy as --config-yaml.'),
+  ISTIO_DELTA_XDS: def('ISTIO_DELTA_XDS', true, bool, 'Use Delta xDS (DELTA_GRPC) between Envoy and the agent.'),
+  ENVOY_STATUS_PORT: def('ENVOY_STATUS_PORT', 15021, port, 'Envoy health status port.'),
+  ENVOY_PROMETHEUS_PORT: def('ENVOY_PROMETHEUS_PORT', 15090, port, 'Envoy Prometheus port.'),
+  ENVOY_SECURE_METRICS_PORT: def('ENVOY_SECURE_METRICS_PORT', 0, port, 'Envoy mTLS metrics port (Envoy stats only).'),
+  ENVOY_SECURE_MERGED_METRICS_PORT: def('ENVOY_SECURE_MERGED_METRICS_PORT', 0, port, 'Envoy mTLS merged metrics port.'),
+  ISTIO_ENVOY_ENABLE_CORE_DUMP: def('ISTIO_ENVOY_ENABLE_CORE_DUMP', false, bool, 'Start Envoy with --enable-core-dump.'),
+  ENVOY_SKIP_DEPRECATED_LOGS: def('ENVOY_SKIP_DEPRECATED_LOGS', true, bool, 'Start Envoy with --skip-deprecated-logs.'),
+  COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', oneOf(['', 'fips-140-2', 'fips-140-3', 'pqc']), 'TLS compliance policy.'),
+  MINIMUM_DRAIN_DURATION: def('MINIMUM_DRAIN_DURATION', 5000, duration, 'With EXIT_ON_ZERO_ACTIVE_CONNECTIONS: wait this long before polling active connections.'),
+  EXIT_ON_ZERO_ACTIVE_CONNECTIONS: def('EXIT_ON_ZERO_ACTIVE_CONNECTIONS', false, bool, 'Stop Envoy as soon as inbound connections reach zero while draining.'),
+  DISABLE_ENVOY: def('DISABLE_ENVOY', false, bool, 'Run every agent feature but Envoy (proxyless gRPC).'),
+  GRPC_XDS_BOOTSTRAP: def('GRPC_XDS_BOOTSTRAP', './etc/istio/proxy/grpc-bootstrap.json', str, 'Where to write the gRPC xDS bootstrap for proxyless apps.'),
+  PEER_METADATA_DISCOVERY: def('PEER_METADATA_DISCOVERY', false, bool, 'Enable the peer metadata discovery extension in Envoy.'),
+  ISTIO_META_ENABLE_SELF_DISCOVERY: def('ISTIO_META_ENABLE_SELF_DISCOVERY', false, bool, 'Add a local_cluster to the bootstrap for zone-aware routing.'),
+  PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, 'Receive dynamic ProxyConfig updates over xDS.'),
+
+  // DNS proxy
+  ISTIO_META_DNS_CAPTURE: def('ISTIO_META_DNS_CAPTURE', false, bool, 'Serve DNS on DNS_PROXY_ADDR for captured port-53 traffic.'),
+  ISTIO_META_ENABLE_DNS_SERVER: def('ISTIO_META_ENABLE_DNS_SERVER', false, bool, 'Serve DNS on DNS_PROXY_ADDR without capture (gateways).'),
+  DNS_PROXY_ADDR: def('DNS_PROXY_ADDR', 'localhost:15053', str, 'Address of the DNS proxy.'),
+  DNS_FORWARD_PARALLEL: def('DNS_FORWARD_PARALLEL', false, bool, 'Query all upstream nameservers at once.'),
+  DNS_FORWARD_TIMEOUT: def('DNS_FORWARD_TIMEOUT', 5000, duration, 'Timeout of upstream DNS queries.'),
+
+  // Wasm
+  WASM_INSECURE_REGISTRIES: def('WASM_INSECURE_REGISTRIES', '', str, 'Comma-separated registries allowed over plain HTTP or unverified TLS; "*" for all.'),
+  WASM_MODULE_EXPIRY: def('WASM_MODULE_EXPIRY', 24 * HOUR, duration, 'Cache expiry of an unused Wasm module.'),
+  WASM_PURGE_INTERVAL: def('WASM_PURGE_INTERVAL', HOUR, duration, 'Interval between purges of expired Wasm modules.'),
+  WASM_HTTP_REQUEST_TIMEOUT: def('WASM_HTTP_REQUEST_TIMEOUT', 15_000, duration, 'Timeout of one HTTP request fetching a Wasm module.'),
+  WASM_HTTP_REQUEST_MAX_RETRIES: def('WASM_HTTP_REQUEST_MAX_RETRIES', 5, int(0, 100), 'Retries of a failed Wasm module HTTP fetch.'),
+  ISTIO_WASM_MAX_BINARY_SIZE_BYTES: def('ISTIO_WASM_MAX_BINARY_SIZE_BYTES', 256 * 1024 * 1024, int(1), 'Largest Wasm module accepted.'),
+  BLOCKED_CIDRS_IN_WASM_FETCH: def('BLOCKED_CIDRS_IN_WASM_FETCH', '', str, 'Comma-separated CIDRs that Wasm fetches must not dial.'),
+
+  // Status port
+  ISTIO_KUBE_APP_PROBERS: def('ISTIO_KUBE_APP_PROBERS', '', str, 'JSON of the app probes rewritten by the injector.'),
+  ISTIO_PROMETHEUS_ANNOTATIONS: def('ISTIO_PROMETHEUS_ANNOTATIONS', '', str, 'JSON of the app metrics targets to merge.'),
+  METRICS_LOCALHOST_ACCESS_ONLY: def('METRICS_LOCALHOST_ACCESS_ONLY', false, bool, 'Serve merged metrics to loopback callers only.'),
+  PILOT_AGENT_MERGE_ENVOY_STATS: def('PILOT_AGENT_MERGE_ENVOY_STATS', true, bool, "Include Envoy's stats in the merged metrics."),
+  ENABLE_PROFILING_STATUS_PORT: def('ENABLE_PROFILING_STATUS_PORT', false, bool, 'Reserved; profiling endpoints are not served by this agent.'),
+} as const;
+
+export type EnvName = keyof typeof ENV;
+export type EnvSettings = { readonly [K in EnvName]: (typeof ENV)[K]['defaultValue'] extends infer D ? D extends boolean ? boolean : D extends number ? number : D extends string ? string : D : never };
+
+/** Env vars forwarded by prefix: node metadata, JSON metadata, extra gRPC headers. */
+export const ENV_PREFIXES = {
+  ISTIO_META: 'ISTIO_META_',
+  ISTIO_METAJSON: 'ISTIO_METAJSON_',
+  XDS_HEADER: 'XDS_HEADER_',
+  CA_HEADER: 'CA_HEADER_',
+} as const;
+
+export function readEnvSettings(env: Readonly<Record<string, string | undefined>>, issues: IssueList): EnvSettings {
+  const out: Record<string, unknown> = {};
+  for (const v of Object.values(ENV) as EnvVar<unknown>[]) {
+    const raw = env[v.name];
+    if (raw === undefined || raw === '') {
+      out[v.name] = v.defaultValue;
+      continue;
+    }
+    const parsed = v.parse(raw);
+    if (parsed.ok) out[v.name] = parsed.value;
+    else {
+      issues.add(`env ${v.name}`, '', raw, parsed.message);
+      out[v.name] = v.defaultValue;
+    }
+  }
+  return Object.freeze(out) as EnvSettings;
+}
+
+/** Variables whose names start with `prefix`, prefix kept, in a frozen record. */
+export function envWithPrefix(env: Readonly<Record<string, string | undefined>>, prefix: string): Readonly<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith(prefix) && v !== undefined) out[k] = v;
+  return Object.freeze(out);
+}

@@ -1,0 +1,203 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { downwardApiText, injectedProxy } from '../../test/support/hello-pod.js';
+import { ConfigError } from './errors.js';
+import { loadAgentConfig, type LoadInput } from './load.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pa-config-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const HOST = ['10.244.1.17', '192.168.0.5'];
+
+function load(over: Partial<LoadInput> & { env?: Record<string, string> }): ReturnType<typeof loadAgentConfig> {
+  return loadAgentConfig({ cwd: dir, hostAddresses: HOST, env: {}, ...over });
+}
+
+function writePodFile(name: 'labels' | 'annotations', text: string): void {
+  mkdirSync(join(dir, 'etc/istio/pod'), { recursive: true });
+  writeFileSync(join(dir, 'etc/istio/pod', name), text);
+}
+
+function issuesOf(fn: () => unknown): ConfigError['issues'] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadAgentConfig', () => {
+  it("applies Istio's defaults when nothing is configured", () => {
+    const c = load({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns' } });
+    expect(c.proxyConfig).toMatchObject({
+      configPath: './etc/istio/proxy',
+      binaryPath: '/usr/local/bin/envoy',
+      serviceCluster: 'istio-proxy',
+      drainDuration: '45s',
+      terminationDrainDuration: '5s',
+      proxyAdminPort: 15000,
+      controlPlaneAuthPolicy: 'MUTUAL_TLS',
+      discoveryAddress: 'istiod.istio-system.svc:15012',
+      statNameLength: 189,
+      statusPort: 15020,
+    });
+    expect(c.proxyConfig.concurrency).toBeUndefined();
+    expect(c.env.SECRET_TTL).toBe(24 * 3600 * 1000);
+    expect(c.env.ISTIO_DELTA_XDS).toBe(true);
+    expect(c.node.id).toBe('p.ns');
+    expect(c.node.dnsDomain).toBe('ns.svc.cluster.local');
+    expect(c.paths.xdsSocket).toBe(join(dir, 'etc/istio/proxy/XDS'));
+    expect(c.paths.sdsSocket).toBe(join(dir, 'var/run/secrets/workload-spiffe-uds/socket'));
+    expect(c.envoy.drainDurationSeconds).toBe(45);
+  });
+
+  it('takes the hello pod injection as a real cluster gives it', () => {
+    const pod = injectedProxy('hello.yaml.injected');
+    writePodFile('labels', downwardApiText(pod.labels));
+    writePodFile('annotations', downwardApiText(pod.annotations));
+    const c = load({ env: pod.env, flags: { domain: 'default.svc.cluster.local' } });
+    expect(c.node.ipAddresses[0]).toBe('10.244.1.17');
+    expect(c.node.ipAddresses).toEqual(['10.244.1.17', '192.168.0.5']); // INSTANCE_IP not repeated
+    expect(c.node.serviceNode).toBe('sidecar~10.244.1.17~hello-7d9f8c6b5-x2x4z.default~default.svc.cluster.local');
+    expect(c.proxyConfig.concurrency).toBe(2); // from ISTIO_CPU_LIMIT
+    expect(c.metaEnv.ISTIO_META_WORKLOAD_NAME).toBe('hello');
+    expect(c.podLabels.app).toBe('hello');
+    expect(c.podAnnotations['sidecar.istio.io/status']).toContain('istio-proxy');
+  });
+
+  it('layers mesh file < PROXY_CONFIG < annotation, replacing fields and merging proxyMetadata', () => {
+    mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
+    writeFileSync(
+      join(dir, 'etc/istio/config/mesh'),
+      'defaultConfig:\n  discoveryAddress: mesh-istiod:15012\n  drainDuration: 10s\n  extraStatTags: [a, b]\n  proxyMetadata:\n    FROM_MESH: m\n    SHARED: mesh\n',
+    );
+    writePodFile(
+      'annotations',
+      downwardApiText({ 'proxy.istio.io/config': 'drain_duration: 20s\nproxyMetadata:\n  SHARED: annotation\n' }),
+    );
+    const c = load({ env: { PROXY_CONFIG: '{"extraStatTags":["c"],"proxyMetadata":{"FROM_ENV":"e","SHARED":"env"},"drainDuration":"15s"}' } });
+    expect(c.proxyConfig.discoveryAddress).toBe('mesh-istiod:15012');
+    expect(c.proxyConfig.extraStatTags).toEqual(['c']);
+    expect(c.proxyConfig.drainDuration).toBe('20s');
+    expect(c.proxyConfig.proxyMetadata).toEqual({ FROM_MESH: 'm', FROM_ENV: 'e', SHARED: 'annotation' });
+  });
+
+  it('resolves concurrency as Istio: ProxyConfig, else ISTIO_CPU_LIMIT, and the legacy flag over both', () => {
+    expect(load({ env: { ISTIO_CPU_LIMIT: '3' } }).proxyConfig.concurrency).toBe(3);
+    expect(load({ env: { ISTIO_CPU_LIMIT: '3', PROXY_CONFIG: 'concurrency: 1' } }).proxyConfig.concurrency).toBe(1);
+    const c = load({ env: { ISTIO_CPU_LIMIT: '3', PROXY_CONFIG: 'concurrency: 1' }, flags: { concurrency: 6 } });
+    expect(c.proxyConfig.concurrency).toBe(6);
+    expect(c.envoy.concurrency).toBe(6);
+    expect(c.warnings.join()).toContain('legacy --concurrency=6');
+  });
+
+  it('applies the discoveryAddress and status port annotations last', () => {
+    writePodFile('annotations', downwardApiText({ 'sidecar.istio.io/discoveryAddress': 'other:15012', 'status.sidecar.istio.io/port': '15999' }));
+    const c = load({ env: { PROXY_CONFIG: 'discoveryAddress: env:15012' } });
+    expect(c.proxyConfig.discoveryAddress).toBe('other:15012');
+    expect(c.proxyConfig.statusPort).toBe(15999);
+  });
+
+  it('accepts snake_case keys, numbers in strings and Go durations, normalising to proto3 JSON', () => {
+    const c = load({ env: { PROXY_CONFIG: 'proxy_admin_port: "15005"\ntermination_drain_duration: 1m30s\ncontrol_plane_auth_policy: 0\n' } });
+    expect(c.proxyConfig.proxyAdminPort).toBe(15005);
+    expect(c.proxyConfig.terminationDrainDuration).toBe('90s');
+    expect(c.proxyConfig.controlPlaneAuthPolicy).toBe('NONE');
+    expect(c.envoy.terminationDrainMs).toBe(90_000);
+  });
+
+  it('keeps unknown ProxyConfig fields with a warning naming them', () => {
+    const c = load({ env: { PROXY_CONFIG: '{"futureField":{"x":1}}' } });
+    expect(c.proxyConfig.futureField).toEqual({ x: 1 });
+    expect(c.warnings.join('\n')).toContain('"futureField"');
+  });
+
+  it('returns a deeply frozen configuration', () => {
+    const c = load({ env: { PROXY_CONFIG: 'proxyMetadata: {A: b}' } });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.proxyConfig)).toBe(true);
+    expect(Object.isFrozen(c.proxyConfig.proxyMetadata)).toBe(true);
+    expect(() => {
+      (c.proxyConfig as Record<string, unknown>).statusPort = 1;
+    }).toThrow();
+  });
+
+  it('reports every bad value at once, naming source, field and value', () => {
+    writePodFile('annotations', 'good="x"\nbroken line without equals\n');
+    writePodFile('labels', 'app="unterminated\n');
+    const issues = issuesOf(() =>
+      load({
+        env: {
+          PROXY_CONFIG: '{"drainDuration":"forever","controlPlaneAuthPolicy":"SOMETIMES","proxyAdminPort":70000,"tracing":{"zipkin":{"address":"no-port"}}}',
+          SECRET_TTL: 'a day',
+          ISTIO_DELTA_XDS: 'maybe',
+          ECC_CURVE: 'P521',
+          WORKLOAD_RSA_KEY_SIZE: '1024',
+          ENVOY_STATUS_PORT: '99999',
+        },
+        flags: { concurrency: -2 },
+      }),
+    );
+    const find = (source: string, field = ''): ConfigError['issues'][number] | undefined =>
+      issues.find((i) => i.source === source && (field === '' || i.field === field));
+    expect(find('env PROXY_CONFIG', 'drainDuration')?.value).toBe('forever');
+    expect(find('env PROXY_CONFIG', 'controlPlaneAuthPolicy')?.message).toContain('MUTUAL_TLS');
+    expect(find('env PROXY_CONFIG', 'proxyAdminPort')?.value).toBe('70000');
+    expect(find('ProxyConfig (effective)', 'tracing.zipkin.address')?.value).toBe('no-port');
+    expect(find('env SECRET_TTL')?.value).toBe('a day');
+    expect(find('env ISTIO_DELTA_XDS')?.value).toBe('maybe');
+    expect(find('env ECC_CURVE')?.message).toContain('"P384"');
+    expect(find('env WORKLOAD_RSA_KEY_SIZE')?.value).toBe('1024');
+    expect(find('env ENVOY_STATUS_PORT')?.value).toBe('99999');
+    expect(find('flag --concurrency')?.value).toBe('-2');
+    expect(issues.find((i) => i.source.endsWith('etc/istio/pod/annotations'))?.field).toBe('line 2');
+    expect(issues.find((i) => i.source.endsWith('etc/istio/pod/labels'))?.value).toBe('app="unterminated');
+    expect(issues.length).toBeGreaterThanOrEqual(12);
+  });
+
+  it('reports unparsable PROXY_CONFIG, a bad annotation ProxyConfig and a bad mesh file', () => {
+    mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
+    writeFileSync(join(dir, 'etc/istio/config/mesh'), 'defaultConfig: [1, 2\n');
+    writePodFile('annotations', downwardApiText({ 'proxy.istio.io/config': 'statusPort: {nested: true}' }));
+    const issues = issuesOf(() => load({ env: { PROXY_CONFIG: '{"drainDuration": ' } }));
+    expect(issues.find((i) => i.source === 'env PROXY_CONFIG')?.message).toMatch(/not valid YAML or JSON/);
+    expect(issues.find((i) => i.source === 'annotation proxy.istio.io/config')?.field).toBe('statusPort');
+    expect(issues.find((i) => i.source.startsWith('file ./etc/istio/config/mesh'))?.message).toMatch(/not valid YAML/);
+  });
+
+  it('rejects an invalid proxy type and a bad status port annotation', () => {
+    writePodFile('annotations', downwardApiText({ 'status.sidecar.istio.io/port': 'fifteen' }));
+    const issues = issuesOf(() => load({ proxyType: 'waypointish' }));
+    expect(issues.map((i) => i.source)).toEqual(expect.arrayContaining(['argument', 'annotation status.sidecar.istio.io/port']));
+  });
+
+  it('rejects drain durations below second precision and both members of the cluster-name oneof', () => {
+    const issues = issuesOf(() => load({ env: { PROXY_CONFIG: 'drainDuration: 1.5s\nserviceCluster: a\ntracingServiceName: CANONICAL_NAME_ONLY' } }));
+    expect(issues.find((i) => i.field === 'drainDuration')?.message).toContain('seconds precision');
+    expect(issues.some((i) => i.message.includes('only one of serviceCluster, tracingServiceName'))).toBe(true);
+  });
+
+  it('marks an all-IPv6 node and dual stack', () => {
+    expect(load({ env: { INSTANCE_IP: 'fd00::5' }, hostAddresses: ['fd00::6'] }).node.ipv6).toBe(true);
+    const dual = load({ env: { INSTANCE_IP: '10.0.0.1' }, hostAddresses: ['fd00::6'] }).node;
+    expect(dual.ipv6).toBe(false);
+    expect(dual.dualStack).toBe(true);
+  });
+
+  it('collects prefixed variables: metadata, JSON metadata and extra headers', () => {
+    const c = load({
+      env: { ISTIO_META_FOO: 'bar', ISTIO_METAJSON_LABELS: '{"a":"b"}', XDS_HEADER_X_TENANT: 't1', CA_HEADER_Y: 'y', PROXY_CONFIG: 'proxyMetadata: {ISTIO_META_FROM_PC: pc, ISTIO_META_FOO: loses, OTHER: x}' },
+    });
+    expect(c.metaEnv).toEqual({ ISTIO_META_FOO: 'bar', ISTIO_META_FROM_PC: 'pc' });
+    expect(c.metaJsonEnv).toEqual({ ISTIO_METAJSON_LABELS: '{"a":"b"}' });
+    expect(c.xdsHeaders).toEqual({ X_TENANT: 't1' });
+    expect(c.caHeaders).toEqual({ Y: 'y' });
+  });
+});

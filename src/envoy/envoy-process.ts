@@ -1,0 +1,230 @@
+// The Envoy child process as an explicit state machine:
+//
+//   initial --start()--> running --terminate()--> draining --(drain wait over)--> stopping --> exited
+//                           |  \--drainNow()--> running (drained: a later terminate() stops at once)
+//                           \--(Envoy exits by itself)------------------------------------> exited
+//
+// Envoy runs in its own process group so that the stop signal reaches anything it spawned, and so
+// that a terminal's Ctrl-C (sent to the agent's group) does not bypass the graceful drain.
+// Envoy is never restarted: when it exits, the agent exits (Istio's contract).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { logger } from '../util/logger.js';
+import type { EnvoyAdminClient } from './admin-client.js';
+
+export type EnvoyState = 'initial' | 'running' | 'draining' | 'stopping' | 'exited';
+
+export interface EnvoyExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** True when the agent asked Envoy to stop; false when Envoy exited on its own (crash, quitquitquit). */
+  readonly requested: boolean;
+}
+
+export interface EnvoyProcessOptions {
+  readonly binaryPath: string;
+  readonly args: readonly string[];
+  readonly env: NodeJS.ProcessEnv;
+  readonly admin: EnvoyAdminClient;
+  /** Sidecars drain inbound listeners only; gateways drain all. */
+  readonly inboundOnly: boolean;
+  readonly terminationDrainMs: number;
+  readonly exitOnZeroActiveConnections: boolean;
+  readonly minimumDrainMs: number;
+  readonly knownListeners: ReadonlySet<string>;
+  /** Poll period of the active-connection check (Istio: 1s). */
+  readonly activeConnectionPollMs?: number;
+  /** After the stop signal, how long Envoy gets before SIGKILL. */
+  readonly killGraceMs?: number;
+}
+
+export class EnvoyStartError extends Error {
+  readonly code = 'ENVOY_START';
+}
+
+const log = logger('default');
+
+/** Exit status for the agent when Envoy ended: its code, or 128+signal for a signal death. */
+export function exitCodeFor(exit: EnvoyExit): number {
+  if (exit.requested) return 0;
+  if (exit.code !== null) return exit.code;
+  if (exit.signal) return 128 + (osConstants.signals[exit.signal] ?? 0);
+  return 1;
+}
+
+export class EnvoyProcess {
+  private stateValue: EnvoyState = 'initial';
+  private child: ChildProcess | undefined;
+  private drained = false;
+  private stopRequested = false;
+  private readonly stopNow = new AbortController();
+  private resolveExit!: (e: EnvoyExit) => void;
+  /** Settles once Envoy has exited, whatever the reason. */
+  readonly exited: Promise<EnvoyExit> = new Promise((r) => (this.resolveExit = r));
+
+  constructor(private readonly opts: EnvoyProcessOptions) {}
+
+  get state(): EnvoyState {
+    return this.stateValue;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private transition(to: EnvoyState): void {
+    log.debug(`envoy state ${this.stateValue} -> ${to}`);
+    this.stateValue = to;
+  }
+
+  /** Spawns Envoy. Rejects with a clear EnvoyStartError when the binary is missing or not executable. */
+  async start(): Promise<void> {
+    if (this.stateValue !== 'initial') throw new EnvoyStartError(`envoy already started (state ${this.stateValue})`);
+    const bin = this.opts.binaryPath;
+    try {
+      if (!statSync(bin).isFile()) throw new Error('not a regular file');
+      accessSync(bin, fsConstants.X_OK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EACCES' ? 'is not executable' : e.message;
+      throw new EnvoyStartError(`envoy binary ${bin} (ProxyConfig binaryPath) ${why}`, { cause: err });
+    }
+    log.info(`Envoy command: [${this.opts.args.join(' ')}]`);
+    const child = spawn(bin, this.opts.args, { env: this.opts.env, stdio: 'inherit', detached: true });
+    this.child = child;
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => reject(new EnvoyStartError(`failed to start envoy ${bin}: ${err.message}`, { cause: err })));
+    });
+    this.transition('running');
+    child.once('exit', (code, signal) => {
+      this.transition('exited');
+      this.stopNow.abort();
+      this.resolveExit({ code, signal, requested: this.stopRequested });
+    });
+  }
+
+  /**
+   * The status port's /drain: drain listeners without exiting, and make a later terminate()
+   * skip the drain wait (it has happened already).
+   */
+  async drainNow(): Promise<void> {
+    log.info('Agent draining proxy');
+    try {
+      await this.opts.admin.drainListeners(this.opts.inboundOnly, true);
+    } catch (err) {
+      log.warn(`Error in invoking drain listeners endpoint: ${(err as Error).message}`);
+    }
+    this.drained = true;
+  }
+
+  /**
+   * Graceful stop (SIGTERM/SIGINT): drain through the admin API, wait terminationDrainDuration (or,
+   * with EXIT_ON_ZERO_ACTIVE_CONNECTIONS, MINIMUM_DRAIN_DURATION then until no inbound connection is
+   * left), then stop Envoy. Called again while draining, it stops Envoy at once.
+   */
+  async terminate(): Promise<EnvoyExit> {
+    if (this.stateValue === 'exited' || this.stateValue === 'initial') {
+      if (this.stateValue === 'initial') {
+        this.transition('exited');
+        this.resolveExit({ code: 0, signal: null, requested: true });
+      }
+      return this.exited;
+    }
+    if (this.stateValue === 'draining' || this.stateValue === 'stopping') {
+      log.warn('Second termination request while draining: stopping Envoy now');
+      this.stopNow.abort();
+      this.kill('SIGKILL');
+      return this.exited;
+    }
+    this.stopRequested = true;
+    this.transition('draining');
+    if (this.drained) {
+      log.info('Agent already drained, exiting immediately');
+    } else {
+      log.info('Agent draining Proxy for termination');
+      try {
+        await this.opts.admin.drainListeners(this.opts.inboundOnly, false, this.stopNow.signal);
+      } catch (err) {
+        log.warn(`Error in invoking drain listeners endpoint: ${(err as Error).message}`);
+      }
+      await this.waitDrain();
+    }
+    if ((this.state as EnvoyState) === 'exited') {
+      log.info('Graceful termination logic ended prematurely, envoy process terminated early');
+      return this.exited;
+    }
+    this.transition('stopping');
+    this.kill('SIGTERM');
+    const grace = this.opts.killGraceMs ?? 5000;
+    const timer = setTimeout(() => this.kill('SIGKILL'), grace);
+    timer.unref();
+    const exit = await this.exited;
+    clearTimeout(timer);
+    log.info('Envoy aborted normally');
+    return exit;
+  }
+
+  private async waitDrain(): Promise<void> {
+    const signal = this.stopNow.signal;
+    try {
+      if (!this.opts.exitOnZeroActiveConnections) {
+        log.info(`Graceful termination period is ${this.opts.terminationDrainMs / 1000}s, starting...`);
+        await sleep(this.opts.terminationDrainMs, undefined, { signal });
+        log.info('Graceful termination period complete, terminating remaining proxies.');
+        return;
+      }
+      log.info(`Agent draining proxy for ${this.opts.minimumDrainMs / 1000}s, then waiting for active connections to terminate...`);
+      await sleep(this.opts.minimumDrainMs, undefined, { signal });
+      log.info('Checking for active connections...');
+      let failures = 0;
+      for (;;) {
+        await sleep(this.opts.activeConnectionPollMs ?? 1000, undefined, { signal });
+        let active: number;
+        try {
+          active = await this.opts.admin.activeConnections(this.opts.knownListeners, signal);
+        } catch (err) {
+          if (signal.aborted) return;
+          failures++;
+          log.error((err as Error).message);
+          if (failures > 4) {
+            log.warn(`Graceful termination logic ended prematurely, error while obtaining downstream_cx_active stat (Max retry ${failures} exceeded)`);
+            return;
+          }
+          log.warn(`Retrying (${failures} attempt) to obtain active connections...`);
+          continue;
+        }
+        failures = 0;
+        if (active === -1) {
+          log.info('downstream_cx_active are not available. This either means there are no downstream connection established yet or the stats are not enabled. Skipping active connections check...');
+          return;
+        }
+        if (active === 0) {
+          log.info('There are no more active connections. terminating proxy...');
+          return;
+        }
+        log.info(`There are still ${active} active connections`);
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
+    }
+  }
+
+  /** Signals Envoy's whole process group (it runs detached in its own). */
+  kill(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined || this.stateValue === 'exited') return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}

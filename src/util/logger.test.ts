@@ -1,0 +1,30 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { configureLogging, logger, parseOutputLevels } from './logger.js';
+
+const lines: string[] = [];
+afterEach(() => {
+  lines.length = 0;
+  configureLogging({ outputLevels: new Map([['default', 'info']]), asJson: false, write: (l) => process.stdout.write(l) });
+});
+
+describe('logger', () => {
+  it("writes Istio's tab-separated line, omitting the default scope", () => {
+    configureLogging({ outputLevels: parseOutputLevels('default:info'), asJson: false, write: (l) => lines.push(l) });
+    logger().info('hello');
+    logger('ads').warn('slow', { type: 'cds' });
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\tinfo\thello\n$/);
+    expect(lines[1]).toMatch(/\twarn\tads\tslow\ttype=cds\n$/);
+  });
+
+  it('honours per-scope levels and JSON output', () => {
+    configureLogging({ outputLevels: parseOutputLevels('ads:debug,default:warn'), asJson: true, write: (l) => lines.push(l) });
+    logger().info('dropped');
+    logger('ads').debug('kept');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'debug', scope: 'ads', msg: 'kept' });
+  });
+
+  it('rejects an unknown level naming it', () => {
+    expect(() => parseOutputLevels('ads:loud')).toThrow(/invalid level "loud" for scope "ads"/);
+  });
+});
