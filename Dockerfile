@@ -1,0 +1,42 @@
+# Runtime image for the TypeScript pilot-agent, laid out like Istio's istio-proxy image:
+# entrypoint pilot-agent, Envoy at /usr/local/bin/envoy, bootstrap templates under
+# /var/lib/istio/envoy, writable /etc/istio/proxy and /var/lib/istio/data, uid/gid 1337.
+#
+# Build (needs a Docker engine; none runs on the project's dev machines):
+#   docker build --build-arg ISTIO_VERSION=1.31.0 -t pilot-agent-ts:dev .
+# Use it as the injector's proxy image (global.proxy.image) or run it directly:
+#   docker run --rm pilot-agent-ts:dev version
+
+ARG ISTIO_VERSION=1.31.0
+ARG NODE_VERSION=20
+
+# Envoy comes from Istio's own proxy image of the stated version: the agent is a drop-in for
+# that image's pilot-agent, so the Envoy build must match the Istio release istiod expects.
+FROM docker.io/istio/proxyv2:${ISTIO_VERSION} AS istio-proxy
+
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json ./
+COPY src ./src
+COPY proto ./proto
+RUN npm run build && npm prune --omit=dev
+
+FROM node:${NODE_VERSION}-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd -g 1337 istio-proxy && useradd -u 1337 -g 1337 -m -d /home/istio-proxy -s /bin/sh istio-proxy
+COPY --from=istio-proxy /usr/local/bin/envoy /usr/local/bin/envoy
+COPY --from=build /src/node_modules /opt/pilot-agent/node_modules
+COPY --from=build /src/dist /opt/pilot-agent/dist
+COPY --from=build /src/package.json /opt/pilot-agent/package.json
+COPY bin /opt/pilot-agent/bin
+COPY proto /opt/pilot-agent/proto
+COPY bootstrap-templates /var/lib/istio/envoy
+RUN ln -s /opt/pilot-agent/bin/pilot-agent.js /usr/local/bin/pilot-agent \
+    && mkdir -p /etc/istio/proxy /var/lib/istio/data /etc/istio/pod /var/run/secrets/workload-spiffe-uds \
+    && chown -R 1337:1337 /etc/istio/proxy /var/lib/istio /var/run/secrets/workload-spiffe-uds
+WORKDIR /
+USER 1337:1337
+ENTRYPOINT ["/usr/local/bin/pilot-agent"]
