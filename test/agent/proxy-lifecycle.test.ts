@@ -182,7 +182,7 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
     writeFileSync(custom, JSON.stringify({ admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } } }));
     const agent = start({ proxyConfig: { customConfigFile: custom, terminationDrainDuration: '0s' } });
     await waitLive(agent);
-    expect(events('start')[0]!.argv!.slice(0, 2)).toEqual(['-c', custom]);
+    expect((events('start')[0]!.argv as string[]).slice(0, 2)).toEqual(['-c', custom]);
     expect(existsSync(join(work.path, 'etc/istio/proxy/envoy-rev.json'))).toBe(false);
     agent.child.kill('SIGTERM');
     expect((await agent.exited).code).toBe(0);
