@@ -3,10 +3,11 @@
 // start the agent with exactly the argv and env a real cluster gives it.
 
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 
-export const TESTDATA_DIR = fileURLToPath(new URL('../../../shared/istio-testdata/', import.meta.url));
+import { istioTestdata } from './paths.js';
+
+export const TESTDATA_DIR = `${istioTestdata}/`;
 
 interface EnvEntry {
   name: string;
