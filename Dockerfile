@@ -33,6 +33,7 @@ COPY --from=build /src/dist /opt/pilot-agent/dist
 COPY --from=build /src/package.json /opt/pilot-agent/package.json
 COPY bin /opt/pilot-agent/bin
 COPY proto /opt/pilot-agent/proto
+COPY bootstrap-templates /opt/pilot-agent/bootstrap-templates
 COPY bootstrap-templates /var/lib/istio/envoy
 RUN ln -s /opt/pilot-agent/bin/pilot-agent.js /usr/local/bin/pilot-agent \
     && mkdir -p /etc/istio/proxy /var/lib/istio/data /etc/istio/pod /var/run/secrets/workload-spiffe-uds \

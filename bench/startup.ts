@@ -26,7 +26,7 @@ async function timeAgentToEnvoy(dir: string): Promise<number> {
   writeFileSync(fakeEnvoy, `#!/bin/sh\necho $$ > "${marker}.tmp" && mv "${marker}.tmp" "${marker}"\nexec sleep 600\n`);
   chmodSync(fakeEnvoy, 0o755);
   const port = await freePort();
-  const env = helloEnv({ PROXY_CONFIG: JSON.stringify({ binaryPath: fakeEnvoy, proxyAdminPort: port, statusPort: 0 }) });
+  const env = helloEnv({ PROXY_CONFIG: JSON.stringify({ binaryPath: fakeEnvoy, proxyAdminPort: port, statusPort: 0, controlPlaneAuthPolicy: 'NONE', discoveryAddress: '127.0.0.1:1' }) });
   const seen = new Promise<void>((resolve) => {
     const w = watch(dir, () => {
       if (existsSync(marker)) {
@@ -49,7 +49,7 @@ async function timeAgentToEnvoy(dir: string): Promise<number> {
 
 async function idleRss(dir: string): Promise<number> {
   const port = await freePort();
-  const env = helloEnv({ PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: port, statusPort: 0, terminationDrainDuration: '0s' }) });
+  const env = helloEnv({ PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: port, statusPort: 0, controlPlaneAuthPolicy: 'NONE', discoveryAddress: '127.0.0.1:1', terminationDrainDuration: '0s' }) });
   const agent = spawn(process.execPath, [agentBin, 'proxy', 'sidecar', '--domain', 'default.svc.cluster.local'], { cwd: dir, env, stdio: 'ignore' });
   await sleep(3000);
   const rss = rssMiB(agent.pid!);

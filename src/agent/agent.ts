@@ -1,25 +1,31 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
 // in reverse. Start order (the ones not built yet are marked): secret manager* -> SDS server* ->
-// xDS proxy* -> gRPC bootstrap* -> Envoy bootstrap -> Envoy -> status server*.
+// xDS proxy -> gRPC bootstrap -> Envoy bootstrap -> Envoy -> status server*.
 // `done` settles with the process exit code once everything has stopped.
 
 import { rmSync } from 'node:fs';
 import { writeEnvoyBootstrap } from '../bootstrap/envoy-bootstrap.js';
+import { writeGrpcBootstrap } from '../bootstrap/grpc-bootstrap.js';
 import type { AgentConfig } from '../config/load.js';
 import { EnvoyAdminClient, knownIstioListeners } from '../envoy/admin-client.js';
 import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
 import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
 import { logger } from '../util/logger.js';
+import { upstreamOptionsFrom } from '../xds/upstream.js';
+import { XdsProxy } from '../xds/xds-proxy.js';
 
 const log = logger('default');
 
 export interface AgentDeps {
   /** Environment handed to Envoy (Istio passes the agent's own). */
   readonly processEnv: NodeJS.ProcessEnv;
+  /** --log_as_json: Envoy's bootstrap then asks for JSON access logs too. */
+  readonly logAsJson?: boolean;
 }
 
 export class Agent {
   private envoy: EnvoyProcess | undefined;
+  private xdsProxy: XdsProxy | undefined;
   private bootstrapToRemove: string | undefined;
   private stopping = false;
   private resolveDone!: (code: number) => void;
@@ -32,13 +38,33 @@ export class Agent {
     return this.envoy;
   }
 
+  get xds(): XdsProxy | undefined {
+    return this.xdsProxy;
+  }
+
+  /** Starts every component in order; on failure, stops those already started and rethrows. */
   async start(): Promise<void> {
+    try {
+      await this.startComponents();
+    } catch (err) {
+      await this.stopComponents();
+      this.cleanup();
+      throw err;
+    }
+  }
+
+  private async startComponents(): Promise<void> {
     const { config } = this;
+    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config) });
+    this.xdsProxy = xds;
+    await xds.start();
+    const grpcBootstrap = writeGrpcBootstrap(config);
+    log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
     if (config.env.DISABLE_ENVOY) {
       log.info('DISABLE_ENVOY is set: running without Envoy');
       return;
     }
-    const bootstrap = writeEnvoyBootstrap(config);
+    const bootstrap = writeEnvoyBootstrap(config, { logAsJson: this.deps.logAsJson ?? false, warn: (m) => log.warn(m) });
     if (bootstrap.generated) this.bootstrapToRemove = bootstrap.path;
     log.info(`Envoy bootstrap ${bootstrap.generated ? 'written to' : 'taken from customConfigFile'} ${bootstrap.path}`);
     const override = config.envoy.bootstrapOverride ? readBootstrapOverride(config.envoy.bootstrapOverride, config.env.HOST_IP) : '';
@@ -52,6 +78,8 @@ export class Agent {
       binaryPath: config.envoy.binaryPath,
       args,
       env,
+      // the bootstrap refers to Istio's relative paths (./etc/istio/proxy/XDS, ./var/run/secrets/...)
+      cwd: config.paths.cwd,
       admin: new EnvoyAdminClient(config.envoy.adminPort, config.node.ipv6 ? '::1' : '127.0.0.1'),
       inboundOnly: config.proxyType === 'sidecar',
       terminationDrainMs: config.envoy.terminationDrainMs,
@@ -65,18 +93,14 @@ export class Agent {
       }),
     });
     this.envoy = envoy;
-    try {
-      await envoy.start();
-    } catch (err) {
-      this.cleanup();
-      throw err;
-    }
-    void envoy.exited.then((exit) => {
+    await envoy.start();
+    void envoy.exited.then(async (exit) => {
       if (!exit.requested) {
         if (exit.code === 0) log.info('Envoy exited normally');
         else log.error(`Envoy exited with error: ${exit.signal ? `signal: ${exit.signal}` : `exit status ${exit.code}`}`);
         if (exit.signal === 'SIGKILL') log.warn('Envoy may have been out of memory killed. Check memory usage and limits.');
       }
+      await this.stopComponents();
       this.cleanup();
       this.resolveDone(exitCodeFor(exit));
     });
@@ -98,12 +122,21 @@ export class Agent {
     }
     this.stopping = true;
     if (this.envoy) {
+      // the exit handler registered in start() stops the other components and settles `done`
       await this.envoy.terminate();
       log.info('Agent has successfully terminated');
     } else {
+      await this.stopComponents();
       this.cleanup();
       this.resolveDone(0);
     }
+  }
+
+  /** Stops the non-Envoy components in reverse start order. Idempotent. */
+  private async stopComponents(): Promise<void> {
+    const xds = this.xdsProxy;
+    this.xdsProxy = undefined;
+    await xds?.close();
   }
 
   private cleanup(): void {

@@ -1,74 +1,146 @@
-// Produces the Envoy bootstrap file Envoy is started with (envoy-rev.json).
+// Produces the Envoy bootstrap file Envoy is started with (envoy-rev.json), as Istio's
+// pkg/bootstrap does: pick the template, build the template data from the AgentConfig, render,
+// write atomically.
 //
-// Interim generator: a minimal, valid bootstrap (node, admin, ADS over the agent's XDS socket, SDS
-// socket cluster). The template-driven generator with full Istio parity replaces `render` here.
+// Template selection (Istio's GetEffectiveTemplatePath): ProxyConfig customConfigFile, else
+// proxyBootstrapTemplatePath (also set by --templateFile), else this project's
+// bootstrap-templates/envoy_bootstrap.json; the ISTIO_BOOTSTRAP env var overrides all three.
+// The agent itself never renders a customConfigFile: it is handed to Envoy as it is
+// (writeEnvoyBootstrap), so selection only matters for the template paths and ISTIO_BOOTSTRAP.
+// A template named *.yaml or *.yaml.tmpl yields envoy-rev.yaml.
 
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
+import { logger } from '../util/logger.js';
+import { BootstrapTemplateError } from './errors.js';
+import type { BootstrapOptions } from './options.js';
+import { istioBootstrapFuncs, parseTemplate, TemplateError, type Template } from './template/index.js';
+import { buildTemplateData, type BootstrapInputs, type SideFile } from './template-data.js';
 
-const HTTP2_PROTOCOL_OPTIONS = {
-  'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-    '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-    explicit_http_config: { http2_protocol_options: {} },
-  },
-};
+const log = logger('default');
 
-function pipeCluster(name: string, path: string): Record<string, unknown> {
-  return {
-    name,
-    type: 'STATIC',
-    connect_timeout: '1s',
-    typed_extension_protocol_options: HTTP2_PROTOCOL_OPTIONS,
-    load_assignment: {
-      cluster_name: name,
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path } } } }] }],
-    },
-  };
+/** The default template shipped with this project. */
+export const DEFAULT_TEMPLATE_PATH = fileURLToPath(new URL('../../bootstrap-templates/envoy_bootstrap.json', import.meta.url));
+
+/** Where the credential-fetcher SDS socket lives (Istio's security.CredentialNameSocketPath). */
+const CREDENTIAL_SOCKET = './var/run/secrets/credential-uds/socket';
+
+export interface RenderOptions extends BootstrapOptions {
+  /** Template to render instead of the effective one (tests, `pilot-agent bootstrap`). */
+  readonly templatePath?: string;
 }
 
-export function renderMinimalBootstrap(config: AgentConfig): Record<string, unknown> {
-  const adsType = config.env.ISTIO_DELTA_XDS ? 'DELTA_GRPC' : 'GRPC';
-  const localhost = config.node.ipv6 ? '::1' : '127.0.0.1';
+export interface RenderedBootstrap {
+  /** The rendered bootstrap text. */
+  readonly text: string;
+  /** The template it came from. */
+  readonly templatePath: string;
+  /** Where it goes: `<configPath>/envoy-rev.json` (or `.yaml`). */
+  readonly outputPath: string;
+  /** Files the bootstrap refers to (the Lightstep token), absolute paths. */
+  readonly sideFiles: readonly SideFile[];
+  /** The template data and node, for callers that inspect them. */
+  readonly inputs: BootstrapInputs;
+}
+
+function at(config: AgentConfig, p: string): string {
+  return isAbsolute(p) ? p : resolve(config.paths.cwd, p);
+}
+
+/** The template Istio would render for this config (customConfigFile counts, as in Istio). */
+export function effectiveTemplatePath(config: AgentConfig): string {
+  const pc = config.proxyConfig;
+  let path = DEFAULT_TEMPLATE_PATH;
+  if (typeof pc.customConfigFile === 'string' && pc.customConfigFile !== '') path = at(config, pc.customConfigFile);
+  else if (typeof pc.proxyBootstrapTemplatePath === 'string' && pc.proxyBootstrapTemplatePath !== '') path = at(config, pc.proxyBootstrapTemplatePath);
+  if (config.env.ISTIO_BOOTSTRAP !== '') path = at(config, config.env.ISTIO_BOOTSTRAP);
+  return path;
+}
+
+/** `<configDir>/envoy-rev.json`, or `.yaml` for a YAML template (Envoy goes by the extension). */
+export function bootstrapOutputPath(config: AgentConfig, templatePath: string): string {
+  const yaml = templatePath.endsWith('.yaml.tmpl') || templatePath.endsWith('.yaml');
+  return join(config.paths.configDir, `envoy-rev.${yaml ? 'yaml' : 'json'}`);
+}
+
+const templateCache = new Map<string, { text: string; template: Template }>();
+
+/** Reads and parses a template file; errors name the file, line and column. */
+export function loadBootstrapTemplate(path: string): Template {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BootstrapTemplateError(`cannot read bootstrap template ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const cached = templateCache.get(path);
+  if (cached && cached.text === text) return cached.template;
+  try {
+    const template = parseTemplate(path, text, istioBootstrapFuncs());
+    templateCache.set(path, { text, template });
+    return template;
+  } catch (err) {
+    throw templateError(path, err);
+  }
+}
+
+function templateError(path: string, err: unknown): BootstrapTemplateError {
+  if (err instanceof TemplateError) {
+    const where = err.line > 0 ? `${path}:${err.line}:${err.column + 1}` : path;
+    return new BootstrapTemplateError(`bootstrap template ${where}: ${err.phase === 'parse' ? 'parse error' : 'execution error'}: ${err.reason}`, { cause: err });
+  }
+  return new BootstrapTemplateError(`bootstrap template ${path}: ${(err as Error).message}`, { cause: err });
+}
+
+/** Renders the bootstrap for `config` without writing anything. */
+export function renderEnvoyBootstrap(config: AgentConfig, options: RenderOptions = {}): RenderedBootstrap {
+  const templatePath = options.templatePath !== undefined ? at(config, options.templatePath) : effectiveTemplatePath(config);
+  const template = loadBootstrapTemplate(templatePath);
+  const credentialSocketExists = options.credentialSocketExists ?? existsSync(at(config, CREDENTIAL_SOCKET));
+  const inputs = buildTemplateData(config, { ...options, credentialSocketExists });
+  let text: string;
+  try {
+    text = template.execute(inputs.data);
+  } catch (err) {
+    throw templateError(templatePath, err);
+  }
   return {
-    node: {
-      id: config.node.serviceNode,
-      cluster: String(config.proxyConfig.serviceCluster ?? 'istio-proxy'),
-      locality: {},
-      metadata: {
-        NAMESPACE: config.node.podNamespace,
-        NAME: config.node.podName,
-        INSTANCE_IPS: config.node.ipAddresses.join(','),
-        PROXY_CONFIG: config.proxyConfig,
-      },
-    },
-    admin: {
-      address: { socket_address: { address: localhost, port_value: config.envoy.adminPort } },
-      profile_path: '/var/lib/istio/data/envoy.prof',
-    },
-    dynamic_resources: {
-      lds_config: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' },
-      cds_config: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' },
-      ads_config: {
-        api_type: adsType,
-        set_node_on_first_message_only: true,
-        transport_api_version: 'V3',
-        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }],
-      },
-    },
-    static_resources: {
-      clusters: [pipeCluster('xds-grpc', config.paths.xdsSocket), pipeCluster('sds-grpc', config.paths.sdsSocket)],
-    },
+    text,
+    templatePath,
+    outputPath: bootstrapOutputPath(config, templatePath),
+    sideFiles: inputs.sideFiles.map((f) => ({ ...f, path: at(config, f.path) })),
+    inputs,
   };
 }
 
 /**
- * Writes the bootstrap and returns the path Envoy is started with. A `customConfigFile` is used
- * as it is: nothing is generated (Istio's behaviour).
+ * Renders the effective template and writes the bootstrap (and the files it refers to)
+ * atomically: Istio's bootstrap.Instance.CreateFile. Returns the bootstrap's path.
  */
-export function writeEnvoyBootstrap(config: AgentConfig): { path: string; generated: boolean } {
+export function generateEnvoyBootstrap(config: AgentConfig, options: RenderOptions = {}): RenderedBootstrap {
+  const rendered = renderEnvoyBootstrap(config, options);
+  mkdirSync(config.paths.configDir, { recursive: true, mode: 0o700 });
+  for (const f of rendered.sideFiles) writeFileAtomicSync(f.path, f.content, f.mode);
+  if (rendered.outputPath.endsWith('.json')) {
+    try {
+      JSON.parse(rendered.text);
+    } catch (err) {
+      log.warn(`bootstrap rendered from ${rendered.templatePath} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  writeFileAtomicSync(rendered.outputPath, rendered.text);
+  return rendered;
+}
+
+/**
+ * The agent's entry point: writes the bootstrap and returns the path Envoy is started with. A
+ * `customConfigFile` is used as it is: nothing is generated (Istio's behaviour).
+ */
+export function writeEnvoyBootstrap(config: AgentConfig, options: RenderOptions = {}): { path: string; generated: boolean } {
   const custom = config.proxyConfig.customConfigFile;
-  if (typeof custom === 'string' && custom !== '') return { path: custom, generated: false };
-  const doc = renderMinimalBootstrap(config);
-  writeFileAtomicSync(config.paths.envoyBootstrap, JSON.stringify(doc, null, 2) + '\n');
-  return { path: config.paths.envoyBootstrap, generated: true };
+  if (typeof custom === 'string' && custom !== '') return { path: at(config, custom), generated: false };
+  return { path: generateEnvoyBootstrap(config, options).outputPath, generated: true };
 }

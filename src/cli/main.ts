@@ -1,34 +1,20 @@
 // Command-line wiring (commander): the only place that reads process.argv, installs signal handlers
 // or calls process.exit. Commands and flags follow Istio's pilot-agent; flags it does not know are
 // accepted with one warning, so that a newer injector's arguments never stop a pod from starting.
+// Subcommand implementations that pull heavy modules (undici) are imported when their command runs.
 
 import { Command, Option } from 'commander';
 import { createWriteStream } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { Agent } from '../agent/agent.js';
 import { ConfigError } from '../config/errors.js';
-import { DEFAULT_PROXY_FLAGS, loadAgentConfig, type ProxyFlags } from '../config/load.js';
+import { loadAgentConfig } from '../config/load.js';
+import { registerBootstrapCommand } from './bootstrap-command.js';
+import { addProxyFlags, goBool, goInt, proxyFlagsOf } from './flags.js';
 import { buildInfo } from '../version.js';
 import { configureLogging, logger, parseOutputLevels } from '../util/logger.js';
-import { debugRequest } from './request.js';
-import { waitUntilReady } from './wait.js';
 
 const log = logger('default');
-
-/** Go-style boolean flag value: `--flag`, `--flag=true`, `--flag=false`. */
-function goBool(v: string | undefined): boolean {
-  if (v === undefined) return true;
-  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) return true;
-  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) return false;
-  throw new Error(`invalid boolean value ${JSON.stringify(v)}`);
-}
-
-function goInt(name: string): (v: string) => number {
-  return (v) => {
-    if (!/^[+-]?\d+$/.test(v)) throw new Error(`invalid argument ${JSON.stringify(v)} for "--${name}" flag: expected an integer`);
-    return Number(v);
-  };
-}
 
 /**
  * Separates unknown flags from operands, the way pflag strips unknown flags: `--x=v` is one flag,
@@ -88,31 +74,18 @@ function printFlags(cmd: Command): void {
 }
 
 async function runProxy(type: string | undefined, cmd: Command): Promise<number> {
-  const o = cmd.opts<ProxyFlags & { profiling: boolean }>();
   const { operands, unknown } = splitUnknown(cmd.args);
   warnUnknown(unknown);
   printFlags(cmd);
   log.info(`Version ${buildInfo.version} (Istio ${buildInfo.istioCompatVersion} compatible, node ${buildInfo.nodeVersion})`);
   const proxyType = type ?? operands[0];
-  const flags: ProxyFlags = {
-    domain: o.domain,
-    meshConfig: o.meshConfig,
-    proxyLogLevel: o.proxyLogLevel,
-    proxyComponentLogLevel: o.proxyComponentLogLevel,
-    concurrency: o.concurrency,
-    templateFile: o.templateFile,
-    outlierLogPath: o.outlierLogPath,
-    stsPort: o.stsPort,
-    tokenManagerPlugin: o.tokenManagerPlugin,
-    serviceCluster: o.serviceCluster,
-    profiling: o.profiling,
-  };
+  const flags = proxyFlagsOf(cmd);
   const config = loadAgentConfig({ proxyType, flags, env: process.env });
   for (const w of config.warnings) log.warn(w);
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
   log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
 
-  const agent = new Agent(config, { processEnv: process.env });
+  const agent = new Agent(config, { processEnv: process.env, logAsJson: cmd.optsWithGlobals<GlobalOpts>().log_as_json });
   const onSignal = (sig: NodeJS.Signals): void => {
     log.info(`Received ${sig}, starting graceful termination`);
     void agent.stop();
@@ -137,26 +110,18 @@ export function buildProgram(): Command {
     .option('--log_rotate <path>', 'Accepted for compatibility', '')
     .hook('preAction', (_this, action) => setupLogging(action.optsWithGlobals<GlobalOpts>()));
 
-  program
-    .command('proxy')
-    .argument('[type]', 'sidecar or router', undefined)
-    .description('XDS proxy agent')
-    .allowUnknownOption(true)
-    .allowExcessArguments(true)
-    .option('--domain <domain>', 'DNS domain suffix. If not provided uses ${POD_NAMESPACE}.svc.cluster.local', DEFAULT_PROXY_FLAGS.domain)
-    .option('--meshConfig <file>', 'File name for Istio mesh configuration. If not specified, a default mesh will be used.', DEFAULT_PROXY_FLAGS.meshConfig)
-    .option('--proxyLogLevel <level>', 'The log level used to start the Envoy proxy (trace, debug, info, warning, error, critical, off); may include component levels, e.g. info,misc:error', DEFAULT_PROXY_FLAGS.proxyLogLevel)
-    .option('--proxyComponentLogLevel <levels>', 'The component log level used to start the Envoy proxy. Deprecated, use proxyLogLevel instead', DEFAULT_PROXY_FLAGS.proxyComponentLogLevel)
-    .option('--concurrency <n>', 'number of worker threads to run', goInt('concurrency'), DEFAULT_PROXY_FLAGS.concurrency)
-    .option('--templateFile <file>', 'Go template bootstrap config', DEFAULT_PROXY_FLAGS.templateFile)
-    .option('--outlierLogPath <path>', 'The log path for outlier detection', DEFAULT_PROXY_FLAGS.outlierLogPath)
-    .option('--stsPort <port>', 'HTTP Port on which to serve Security Token Service (STS). If zero, STS service will not be provided.', goInt('stsPort'), DEFAULT_PROXY_FLAGS.stsPort)
-    .option('--tokenManagerPlugin <name>', 'Token provider specific plugin name.', DEFAULT_PROXY_FLAGS.tokenManagerPlugin)
-    .option('--serviceCluster <name>', 'Service cluster (deprecated)', DEFAULT_PROXY_FLAGS.serviceCluster)
-    .addOption(new Option('--profiling [bool]', 'Enable profiling via web interface host:port/debug/pprof/.').default(true).argParser(goBool))
-    .action(async (type: string | undefined, _opts: unknown, cmd: Command) => {
+  addProxyFlags(
+    program
+      .command('proxy')
+      .argument('[type]', 'sidecar or router', undefined)
+      .description('XDS proxy agent')
+      .allowUnknownOption(true)
+      .allowExcessArguments(true),
+  ).action(async (type: string | undefined, _opts: unknown, cmd: Command) => {
       process.exitCode = await runProxy(type, cmd);
     });
+
+  registerBootstrapCommand(program);
 
   program
     .command('wait')
@@ -168,6 +133,7 @@ export function buildProgram(): Command {
     .option('--url <url>', 'URL to use in requests', 'http://localhost:15021/healthz/ready')
     .action(async (o: { timeoutSeconds: number; requestTimeoutMillis: number; periodMillis: number; url: string }, cmd: Command) => {
       warnUnknown(splitUnknown(cmd.args).unknown);
+      const { waitUntilReady } = await import('./wait.js');
       await waitUntilReady(o);
     });
 
@@ -180,6 +146,7 @@ export function buildProgram(): Command {
     .allowUnknownOption(true)
     .option('--debug-port <port>', 'Set the port to make a local request to. The default points to the Envoy admin API.', goInt('debug-port'), 15000)
     .action(async (method: string, path: string, body: string, o: { debugPort: number }) => {
+      const { debugRequest } = await import('./request.js');
       const out = await debugRequest({ port: o.debugPort, method, path, body });
       process.stdout.write(out + '\n');
     });

@@ -110,6 +110,9 @@ export const ENV = {
   GRPC_XDS_BOOTSTRAP: def('GRPC_XDS_BOOTSTRAP', './etc/istio/proxy/grpc-bootstrap.json', str, 'Where to write the gRPC xDS bootstrap for proxyless apps.'),
   PEER_METADATA_DISCOVERY: def('PEER_METADATA_DISCOVERY', false, bool, 'Enable the peer metadata discovery extension in Envoy.'),
   ISTIO_META_ENABLE_SELF_DISCOVERY: def('ISTIO_META_ENABLE_SELF_DISCOVERY', false, bool, 'Add a local_cluster to the bootstrap for zone-aware routing.'),
+  ISTIO_DUAL_STACK: def('ISTIO_DUAL_STACK', false, bool, 'Configure Envoy for dual-stack (IPv4 and IPv6) addresses.'),
+  ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL: def('ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL', false, bool, 'Accept the PROXY protocol on the Envoy status port.'),
+  HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED: def('HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED', true, bool, 'Strip URI fragments from request paths (Envoy runtime flag).'),
   PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, 'Receive dynamic ProxyConfig updates over xDS.'),
 
   // DNS proxy
@@ -146,6 +149,11 @@ export const ENV_PREFIXES = {
   XDS_HEADER: 'XDS_HEADER_',
   CA_HEADER: 'CA_HEADER_',
 } as const;
+
+/** Names of the declared variables that are set (non-empty): some Istio behaviour depends on "set at all". */
+export function declaredEnvSet(env: Readonly<Record<string, string | undefined>>): ReadonlySet<EnvName> {
+  return new Set((Object.keys(ENV) as EnvName[]).filter((n) => env[n] !== undefined && env[n] !== ''));
+}
 
 export function readEnvSettings(env: Readonly<Record<string, string | undefined>>, issues: IssueList): EnvSettings {
   const out: Record<string, unknown> = {};

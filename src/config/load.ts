@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ENV, ENV_PREFIXES, envWithPrefix, readEnvSettings, type EnvSettings } from './env-vars.js';
+import { declaredEnvSet, ENV, ENV_PREFIXES, envWithPrefix, readEnvSettings, type EnvName, type EnvSettings } from './env-vars.js';
 import { IssueList } from './errors.js';
 import { readDownwardApiFile } from './pod-info.js';
 import {
@@ -103,6 +103,8 @@ export interface AgentConfig {
   readonly proxyType: ProxyType;
   readonly flags: ProxyFlags;
   readonly env: EnvSettings;
+  /** Declared env vars that were set (non-empty), for behaviour that depends on "set at all". */
+  readonly envSet: readonly EnvName[];
   readonly proxyConfig: ProxyConfigJson;
   /** ISTIO_META_* variables (prefix kept), including proxyMetadata's ISTIO_META_ entries. */
   readonly metaEnv: Readonly<Record<string, string>>;
@@ -294,6 +296,7 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
     proxyType,
     flags,
     env,
+    envSet: [...declaredEnvSet(input.env)],
     proxyConfig,
     metaEnv,
     metaJsonEnv: { ...envWithPrefix(input.env, ENV_PREFIXES.ISTIO_METAJSON) },

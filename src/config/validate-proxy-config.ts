@@ -67,7 +67,8 @@ export function validateProxyConfig(pc: ProxyConfigJson, source: string, issues:
     const addr = get(pc, field);
     if (typeof addr !== 'string' || addr === '') fail(field, 'address is required');
     else {
-      const p = proxyAddressProblem(addr);
+      // tracer agents often run on the node: Istio validates $(HOST_IP) as if it were an IP
+      const p = proxyAddressProblem(addr.replace('$(HOST_IP)', '127.0.0.1'));
       if (p) fail(field, p);
     }
   }

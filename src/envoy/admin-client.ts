@@ -1,6 +1,9 @@
 // The few Envoy admin calls the agent makes: drain, active-connection count, stats.
 
-import { request } from 'undici';
+// undici is imported on first use: loading it costs ~100 ms, and the agent must reach "Envoy
+// spawned" first (bench `startup`); admin calls only start after that.
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
 
 export class EnvoyAdminError extends Error {
   readonly code = 'ENVOY_ADMIN';
@@ -50,6 +53,7 @@ export class EnvoyAdminClient {
 
   private async call(method: 'GET' | 'POST', path: string, timeoutMs: number, signal?: AbortSignal): Promise<string> {
     const timeout = AbortSignal.timeout(timeoutMs);
+    const { request } = await loadUndici();
     const res = await request(`${this.base}${path}`, {
       method,
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,

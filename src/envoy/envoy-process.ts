@@ -28,6 +28,7 @@ export interface EnvoyProcessOptions {
   readonly binaryPath: string;
   readonly args: readonly string[];
   readonly env: NodeJS.ProcessEnv;
+  readonly cwd?: string;
   readonly admin: EnvoyAdminClient;
   /** Sidecars drain inbound listeners only; gateways drain all. */
   readonly inboundOnly: boolean;
@@ -93,7 +94,7 @@ export class EnvoyProcess {
       throw new EnvoyStartError(`envoy binary ${bin} (ProxyConfig binaryPath) ${why}`, { cause: err });
     }
     log.info(`Envoy command: [${this.opts.args.join(' ')}]`);
-    const child = spawn(bin, this.opts.args, { env: this.opts.env, stdio: 'inherit', detached: true });
+    const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);

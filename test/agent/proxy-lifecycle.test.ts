@@ -1,7 +1,7 @@
 // The real `pilot-agent proxy` executable with the Envoy stand-in as its binaryPath: argv, the
 // bootstrap file, drain sequences on SIGTERM, exit propagation, start-up errors.
 
-import { existsSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { readRecord, type RecordEvent } from '../envoy-stand-in/recorder.js';
@@ -26,7 +26,15 @@ afterEach(() => {
 });
 
 function start(opts: { proxyConfig?: Record<string, unknown>; env?: Record<string, string>; args?: string[] } = {}): RunningProcess {
-  const proxyConfig = { binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, ...opts.proxyConfig };
+  // no istiod here: plaintext to an address nothing listens on (the stand-in does not dial ADS)
+  const proxyConfig = {
+    binaryPath: envoyStandInPath,
+    proxyAdminPort: adminPort,
+    statusPort: 0,
+    controlPlaneAuthPolicy: 'NONE',
+    discoveryAddress: '127.0.0.1:1',
+    ...opts.proxyConfig,
+  };
   return runAgent(opts.args ?? pod.args, {
     cwd: work.path,
     env: { ...pod.env, PROXY_CONFIG: JSON.stringify(proxyConfig), ENVOY_STANDIN_RECORD: record, ...opts.env },
@@ -49,6 +57,10 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
     await waitLive(agent);
     const bootstrap = join(work.path, 'etc/istio/proxy/envoy-rev.json');
     expect(existsSync(bootstrap)).toBe(true);
+    const xdsSocket = join(work.path, 'etc/istio/proxy/XDS');
+    expect(statSync(xdsSocket).isSocket()).toBe(true);
+    expect(statSync(xdsSocket).mode & 0o777).toBe(0o666);
+    expect(JSON.parse(readFileSync(join(work.path, 'etc/istio/proxy/grpc-bootstrap.json'), 'utf8')).xds_servers[0].server_uri).toBe(`unix:///${xdsSocket.replace(/^\//, '')}`);
     expect(events('start')[0]!.argv).toEqual([
       '-c', bootstrap,
       '--drain-time-s', '45',
@@ -72,6 +84,7 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
     expect(elapsed).toBeGreaterThanOrEqual(1000); // terminationDrainDuration was honoured
     expect(events('signal').map((e) => e.signal)).toEqual(['SIGTERM']);
     expect(existsSync(bootstrap)).toBe(false); // removed on exit
+    expect(existsSync(xdsSocket)).toBe(false);
     expect(agent.output()).toContain('Graceful termination period is 1s');
   });
 
@@ -144,6 +157,14 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
     expect((await agent.exited).code).toBe(1);
     // root may execute any file with an x bit; with none set, access(X_OK) fails for root too
     expect(agent.output()).toMatch(/not-executable \(ProxyConfig binaryPath\) is not executable/);
+  });
+
+  it('fails start-up naming the missing root CA of the xDS connection, leaving nothing behind', async () => {
+    const agent = start({ proxyConfig: { controlPlaneAuthPolicy: 'MUTUAL_TLS', discoveryAddress: 'istiod.istio-system.svc:15012' } });
+    expect((await agent.exited).code).toBe(1);
+    expect(agent.output()).toMatch(/root CA for the xDS connection .*var\/run\/secrets\/istio\/root-cert.pem cannot be read/);
+    expect(existsSync(join(work.path, 'etc/istio/proxy/XDS'))).toBe(false);
+    expect(events('start')).toHaveLength(0);
   });
 
   it('stops start-up with every configuration error listed', async () => {

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   const env = {
     ...pod.env,
     PATH: process.env.PATH ?? '',
-    PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, terminationDrainDuration: '2s' }),
+    PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, controlPlaneAuthPolicy: 'NONE', discoveryAddress: '127.0.0.1:1', terminationDrainDuration: '2s' }),
     ENVOY_STANDIN_RECORD: record,
   };
   say(`working directory ${dir} (stands in for the container's /)`);

@@ -1,0 +1,36 @@
+// Every type URL the agent treats specially, in one place.
+
+export const TYPE_PREFIX = 'type.googleapis.com/';
+
+export const TypeUrl = {
+  Cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
+  Listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
+  RouteConfiguration: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
+  ClusterLoadAssignment: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  Secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
+  /** ECDS: rewritten for Wasm before Envoy sees it. */
+  ExtensionConfig: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+  /** Consumed by the agent's DNS proxy, never forwarded to Envoy. */
+  NameTable: 'type.googleapis.com/istio.networking.nds.v1.NameTable',
+  /** Consumed by the agent (dynamic ProxyConfig), never forwarded to Envoy. */
+  ProxyConfig: 'type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig',
+} as const;
+
+/** Types Envoy understands; anything else coming from upstream is not forwarded to it. */
+export function isEnvoyType(typeUrl: string): boolean {
+  return typeUrl.startsWith('type.googleapis.com/envoy.');
+}
+
+export function shortType(typeUrl: string): string {
+  const known: Record<string, string> = {
+    [TypeUrl.Cluster]: 'CDS',
+    [TypeUrl.Listener]: 'LDS',
+    [TypeUrl.RouteConfiguration]: 'RDS',
+    [TypeUrl.ClusterLoadAssignment]: 'EDS',
+    [TypeUrl.Secret]: 'SDS',
+    [TypeUrl.ExtensionConfig]: 'ECDS',
+    [TypeUrl.NameTable]: 'NDS',
+    [TypeUrl.ProxyConfig]: 'PCDS',
+  };
+  return known[typeUrl] ?? typeUrl.replace(TYPE_PREFIX, '');
+}
