@@ -1,10 +1,12 @@
 // `npm run bench -- <name> [--json] [--runs N]`: runs one benchmark (or `all`).
 
 import { printResult, type Bench } from './harness.js';
+import { bootstrapBench } from './bootstrap.js';
 import { startupBench } from './startup.js';
 
 const BENCHES: Record<string, Bench> = {
   startup: startupBench,
+  bootstrap: bootstrapBench,
 };
 
 async function main(): Promise<void> {

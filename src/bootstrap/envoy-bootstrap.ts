@@ -22,8 +22,17 @@ import { buildTemplateData, type BootstrapInputs, type SideFile } from './templa
 
 const log = logger('default');
 
-/** The default template shipped with this project. */
-export const DEFAULT_TEMPLATE_PATH = fileURLToPath(new URL('../../bootstrap-templates/envoy_bootstrap.json', import.meta.url));
+/**
+ * The default template shipped with this project: `bootstrap-templates/` at the package root,
+ * found upward from this module (it runs from src/, dist/ or a test build nested one deeper).
+ */
+export const DEFAULT_TEMPLATE_PATH = ((): string => {
+  for (const up of ['../../', '../../../']) {
+    const candidate = fileURLToPath(new URL(`${up}bootstrap-templates/envoy_bootstrap.json`, import.meta.url));
+    if (existsSync(candidate)) return candidate;
+  }
+  return fileURLToPath(new URL('../../bootstrap-templates/envoy_bootstrap.json', import.meta.url));
+})();
 
 /** Where the credential-fetcher SDS socket lives (Istio's security.CredentialNameSocketPath). */
 const CREDENTIAL_SOCKET = './var/run/secrets/credential-uds/socket';

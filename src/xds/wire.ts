@@ -4,7 +4,7 @@
 // numbers are those of envoy.service.discovery.v3 (stable since v3 shipped).
 // protobufjs' Reader/Writer (maintained, already a dependency of grpc's proto loader) do the varints.
 
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/minimal.js';
 
 const { Reader, Writer } = protobuf;
 
