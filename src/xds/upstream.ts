@@ -43,6 +43,8 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   // one stream per channel: never let a retry policy replay a stream
   'grpc.enable_retries': 0,
+  // a channel per Envoy stream: keep them out of the global channelz registry
+  'grpc.enable_channelz': 0,
 };
 
 export interface UpstreamStream {

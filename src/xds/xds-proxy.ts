@@ -314,6 +314,7 @@ export class XdsProxy {
       'grpc.max_send_message_length': -1,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.enable_channelz': 0,
     });
     const method = (protocol: XdsProtocol): grpc.MethodDefinition<Buffer, Buffer> => ({
       path: protocol.method,

@@ -1,0 +1,403 @@
+// The xDS proxy between a real gRPC ADS client on the unix socket and the development control
+// plane over TLS with a bearer token: pass-through, ACK/NACK, metadata, failure propagation,
+// agent-consumed types, interceptors, large pushes, and no leaks.
+
+import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import protobuf from 'protobufjs/minimal.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { openDelta, openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
+import { repoRoot } from '../support/paths.js';
+import { SOTW } from '../../src/xds/protocol.js';
+import { registry } from '../../src/metrics/registry.js';
+import { XdsProxy, type AgentTypeHandler } from '../../src/xds/xds-proxy.js';
+import type { UpstreamOptions } from '../../src/xds/upstream.js';
+
+const controlPlaneMain = join(repoRoot, 'dist-test/test/control-plane/main.js');
+const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const ECDS = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
+const AGENT_TYPE = 'type.googleapis.com/istio.networking.nds.v1.NameTable';
+
+let cp: ControlPlane;
+let dir: string;
+let proxy: XdsProxy | undefined;
+const TOKEN = 'test-token-123';
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pa-xds-'));
+  cp = await startControlPlane({ token: TOKEN });
+  writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
+});
+afterAll(async () => {
+  await cp.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+afterEach(async () => {
+  await proxy?.close();
+  proxy = undefined;
+  cp.disconnectAll();
+});
+
+function upstream(over: Partial<UpstreamOptions> = {}): UpstreamOptions {
+  return {
+    address: cp.address,
+    tls: { rootCa: () => Buffer.from(cp.rootCertPem), serverName: 'istiod.istio-system.svc' },
+    tokenPath: join(dir, 'token'),
+    clusterId: 'Kubernetes',
+    headers: { 'X-Tenant': 'blue' },
+    ...over,
+  };
+}
+
+async function startProxy(over: Partial<UpstreamOptions> = {}): Promise<{ proxy: XdsProxy; target: { address: string; tls: false } }> {
+  const socketPath = join(dir, `XDS-${Math.random().toString(36).slice(2)}`);
+  proxy = new XdsProxy({ socketPath, upstream: upstream(over) });
+  await proxy.start();
+  return { proxy, target: { address: `unix:${socketPath}`, tls: false } };
+}
+
+function cluster(name: string): { json: unknown } {
+  return { json: { '@type': CDS, name, type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } }, connect_timeout: '1s' } };
+}
+
+/** A Cluster with an extra field number the Envoy protos do not define: survives only if never decoded. */
+function clusterWithUnknownField(name: string): Uint8Array {
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | 2).string(name); // name
+  w.uint32((9999 << 3) | 2).string('opaque-bytes-from-a-newer-istiod'); // unknown field 9999
+  return w.finish();
+}
+
+describe('xDS proxy (SotW)', () => {
+  it('passes responses through byte for byte and ACKs upstream, with token, ClusterID and XDS_HEADER metadata', async () => {
+    const { target } = await startProxy();
+    const binary = clusterWithUnknownField('outbound|80||a.default.svc.cluster.local');
+    const version = cp.setResources(CDS, [{ name: 'outbound|80||a.default.svc.cluster.local', binary }], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: CDS, node: { id: 'sidecar~10.0.0.1~a.default~default.svc.cluster.local' } });
+      const res = await client.next();
+      expect(res.typeUrl).toBe(CDS);
+      expect(res.resources).toHaveLength(1);
+      expect(Buffer.from(res.resources[0]!.value).equals(Buffer.from(binary))).toBe(true);
+      client.ack(res);
+      await cp.waitForAck(CDS, version);
+      const stream = cp.connectedStreams()[0]!;
+      expect(stream.metadata.authorization).toEqual([`Bearer ${TOKEN}`]);
+      expect(stream.metadata.clusterid).toEqual(['Kubernetes']);
+      expect(stream.metadata['x-tenant']).toEqual(['blue']);
+      expect((stream.node as { id: string }).id).toBe('sidecar~10.0.0.1~a.default~default.svc.cluster.local');
+      const sync = proxy!.syncState().get(CDS)!;
+      expect(sync).toMatchObject({ lastVersion: version, lastResources: 1, lastAck: 'ACK' });
+    } finally {
+      client.close();
+    }
+  });
+
+  it("forwards Envoy's NACK upstream unchanged", async () => {
+    const { target } = await startProxy();
+    cp.setResources(CDS, [cluster('c1')], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: CDS });
+      const res = await client.next();
+      client.nack(res, 'cluster c1: bad config');
+      const nack = await cp.waitForNack(CDS);
+      expect(nack.errorDetail?.message).toBe('cluster c1: bad config');
+      await vi.waitFor(() => expect(proxy!.syncState().get(CDS)!.lastAck).toBe('NACK'));
+    } finally {
+      client.close();
+    }
+  });
+
+  it('ends the downstream stream with the upstream status so Envoy reconnects, and counts it', async () => {
+    const { target } = await startProxy();
+    cp.setResources(CDS, [cluster('c1')], { replace: true });
+    const client = openSotw(target);
+    client.request({ type_url: CDS });
+    await client.next();
+    const stream = await cp.waitForStream();
+    cp.disconnect(stream.id, grpc.status.UNAVAILABLE, 'istiod restarting');
+    const st = await client.status;
+    expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    expect(st.details).toContain('istiod restarting');
+    client.close();
+  });
+
+  it('fails the downstream with UNAVAILABLE when istiod cannot be reached', async () => {
+    const { target } = await startProxy({ address: '127.0.0.1:1' });
+    const client = openSotw(target);
+    client.request({ type_url: CDS });
+    const st = await client.status;
+    expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    client.close();
+  });
+
+  it('cancels the upstream stream when Envoy goes away', async () => {
+    const { target } = await startProxy();
+    const client = openSotw(target);
+    client.request({ type_url: CDS });
+    await cp.waitForStream();
+    expect(cp.connectedStreams()).toHaveLength(1);
+    client.close();
+    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0));
+    await vi.waitFor(() => expect(proxy!.connections).toBe(0));
+  });
+
+  it('keeps one active downstream stream: a new one replaces the old', async () => {
+    const { target } = await startProxy();
+    const first = openSotw(target);
+    first.request({ type_url: CDS });
+    await cp.waitForStream();
+    const second = openSotw(target);
+    second.request({ type_url: CDS });
+    const st = await first.status;
+    expect(st.code).toBe(grpc.status.OK);
+    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(1));
+    expect(proxy!.connections).toBe(1);
+    first.close();
+    second.close();
+  });
+
+  it('drops types Envoy does not know, forwarding nothing', async () => {
+    const { target } = await startProxy();
+    const odd = 'type.googleapis.com/istio.example.v1.Unknown';
+    cp.setResources(odd, [{ name: 'x', binary: new Uint8Array([10, 1, 120]) }], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: odd });
+      expect(await client.expectNone(500)).toBe(true);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('subscribes agent-consumed types on the first LDS request, consumes them and ACKs or NACKs itself', async () => {
+    const { target, proxy: p } = await startProxy();
+    const seen: string[] = [];
+    let fail = false;
+    const handler: AgentTypeHandler = {
+      typeUrl: AGENT_TYPE,
+      handle: (resources, version) => {
+        if (fail) throw new Error('bad name table');
+        seen.push(`${version}:${resources.length}`);
+      },
+    };
+    p.registerHandler(handler);
+    const v1 = cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 0]) }], { replace: true });
+    cp.setResources(LDS, [], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: LDS });
+      await cp.waitForAck(AGENT_TYPE, v1);
+      expect(seen).toEqual([`${v1}:1`]);
+      fail = true;
+      cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 2, 8, 1]) }], { replace: true });
+      const nack = await cp.waitForNack(AGENT_TYPE);
+      expect(nack.errorDetail?.message).toBe('bad name table');
+      // Envoy never saw the agent's type
+      for (const r of client.received) expect(r.typeUrl).not.toBe(AGENT_TYPE);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('runs interceptors in order: a slow ECDS rewrite holds back later responses; a NACK reports the last ACKed version', async () => {
+    const { target, proxy: p } = await startProxy();
+    let mode: 'slow' | 'nack' = 'slow';
+    p.registerInterceptor(ECDS, {
+      intercept: async (message) => {
+        if (mode === 'nack') return { kind: 'nack', reason: 'wasm: malformed config' };
+        await new Promise((r) => setTimeout(r, 300));
+        return { kind: 'forward', message };
+      },
+    });
+    const ext = (name: string, value = name): { json: unknown } => ({
+      json: { '@type': ECDS, name, typed_config: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value } },
+    });
+    const v1 = cp.setResources(ECDS, [ext('wasm-a')], { replace: true });
+    cp.setResources(CDS, [cluster('c1')], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: ECDS, resource_names: ['wasm-a'] });
+      client.request({ type_url: CDS });
+      const first = await client.next();
+      const second = await client.next();
+      expect([first.typeUrl, second.typeUrl]).toEqual([ECDS, CDS]);
+      client.ack(first, ['wasm-a']);
+      await cp.waitForAck(ECDS, v1);
+      mode = 'nack';
+      cp.setResources(ECDS, [ext('wasm-a', 'v2 of wasm-a')], { replace: true });
+      const nack = await cp.waitForNack(ECDS);
+      expect(nack.errorDetail?.message).toBe('wasm: malformed config');
+      const lastReq = cp.connectedStreams()[0]!.lastRequestByType[ECDS] as { versionInfo?: string; version_info?: string };
+      expect(lastReq.versionInfo ?? lastReq.version_info).toBe(v1);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('applies backpressure: a paused Envoy stops the proxy from pulling more pushes from istiod', { timeout: 90_000 }, async () => {
+    const { target, proxy: p } = await startProxy();
+    const payload = (i: number): Uint8Array => {
+      const w = protobuf.Writer.create();
+      w.uint32((1 << 3) | 2).string('big');
+      w.uint32((9999 << 3) | 2).bytes(new Uint8Array(1024 * 1024).fill(i));
+      return w.finish();
+    };
+    cp.setResources(CDS, [{ name: 'big', binary: payload(0) }], { replace: true });
+    // a raw client whose reading we control, as a stuck Envoy would behave
+    const client = new grpc.Client(target.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+    const call = client.makeBidiStreamRequest(SOTW.method, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b);
+    const received: Buffer[] = [];
+    call.on('data', (b: Buffer) => received.push(b));
+    call.on('error', () => undefined);
+    call.write(SOTW.encodeRequest({ typeUrl: CDS, responseNonce: '' }));
+    await vi.waitFor(() => expect(received.length).toBe(1));
+    const pulledBefore = await responsesPulled();
+    call.pause();
+    for (let i = 1; i <= 60; i++) {
+      cp.setResources(CDS, [{ name: 'big', binary: payload(i) }], { replace: true });
+      await new Promise((r) => setTimeout(r, 5)); // one push per change (the control plane batches a tick)
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    // 60 pushes of 1 MB were sent. The paused test client itself still buffers up to 16 messages
+    // (grpc-js' readable highWaterMark) before its HTTP/2 window closes; beyond those and the
+    // proxy's own two, the proxy must not have taken more off istiod's stream.
+    const pulled = (await responsesPulled()) - pulledBefore;
+    expect(pulled).toBeLessThanOrEqual(16 + 2 + 4);
+    call.resume();
+    await vi.waitFor(() => expect(p.syncState().get(CDS)!.responses).toBe(61), { timeout: 30_000 });
+    await vi.waitFor(() => expect(received.length).toBe(61), { timeout: 30_000 });
+    // in order: the last one Envoy gets is the last one pushed
+    expect(received[60]!.includes(Buffer.alloc(4096, 60))).toBe(true);
+    call.cancel();
+    client.close();
+  });
+
+  it('delivers a push larger than 64 MiB both ways through the socket', { timeout: 120_000 }, async () => {
+    const { target } = await startProxy();
+    const big = new Uint8Array(70 * 1024 * 1024).fill(0x61);
+    const w = protobuf.Writer.create();
+    w.uint32((1 << 3) | 2).string('huge');
+    w.uint32((9999 << 3) | 2).bytes(big);
+    cp.setResources(CDS, [{ name: 'huge', binary: w.finish() }], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: CDS });
+      const res = await client.next(60_000);
+      expect(res.resources[0]!.value.length).toBeGreaterThan(70 * 1024 * 1024);
+      expect(proxy!.largestMessageBytes).toBeGreaterThan(64 * 1024 * 1024);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('xDS proxy (Delta)', () => {
+  it('passes Delta responses and ACKs through', async () => {
+    const { target } = await startProxy();
+    cp.setResources(CDS, [cluster('d1'), cluster('d2')], { replace: true });
+    const client = openDelta(target);
+    try {
+      client.request({ type_url: CDS, node: { id: 'sidecar~10.0.0.2~b.default~default.svc.cluster.local' } });
+      const res = await client.next();
+      expect(res.resources.map((r) => r.name).sort()).toEqual(['d1', 'd2']);
+      client.ack(res);
+      await vi.waitFor(() => expect(cp.acks(CDS).length).toBeGreaterThanOrEqual(1));
+      cp.removeResources(CDS, ['d2']);
+      const removal = await client.next();
+      expect(removal.removedResources).toEqual(['d2']);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('NACKs an agent-consumed Delta type with the reason', async () => {
+    const { target, proxy: p } = await startProxy();
+    p.registerHandler({
+      typeUrl: AGENT_TYPE,
+      handle: () => {
+        throw new Error('table rejected');
+      },
+    });
+    cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 0]) }], { replace: true });
+    const client = openDelta(target);
+    try {
+      client.request({ type_url: LDS });
+      const stream = await cp.waitForStream({ kind: 'delta' });
+      const nack = await cp.waitForNack(AGENT_TYPE, { streamId: stream.id });
+      expect(nack.errorDetail?.message).toBe('table rejected');
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('xDS proxy resources', () => {
+  // The control plane runs in a process of its own here, so this process's handles and heap are
+  // the proxy's (and the test clients') alone.
+  it('returns handles and heap to their baseline after 1,000 streams opened and killed', { timeout: 240_000 }, async () => {
+    const resources = join(dir, 'leak-resources');
+    mkdirSync(resources, { recursive: true });
+    writeFileSync(join(resources, 'clusters.json'), JSON.stringify([cluster('c1').json]));
+    const cpProcess = spawn(process.execPath, [controlPlaneMain, '--plaintext', '--listen', '127.0.0.1:0', '--resources', resources, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const address = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        cpProcess.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /listening on (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        cpProcess.once('exit', (code) => reject(new Error(`control plane exited ${code}`)));
+      });
+      const { target, proxy: p } = await startProxy({ address, tls: undefined });
+      const cycle = async (): Promise<void> => {
+        const client = openSotw(target);
+        client.request({ type_url: CDS });
+        await client.next();
+        client.close();
+      };
+      for (let i = 0; i < 30; i++) await cycle(); // warm up pools and JIT
+      await vi.waitFor(() => expect(p.connections).toBe(0));
+      await settle();
+      const handlesBefore = process.getActiveResourcesInfo().length;
+      const heapBefore = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 1000; i++) await cycle();
+      await vi.waitFor(() => expect(p.connections).toBe(0), { timeout: 20_000 });
+      await vi.waitFor(
+        async () => {
+          await settle();
+          expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(handlesBefore + 2);
+        },
+        { timeout: 20_000, interval: 200 },
+      );
+      await settle();
+      const growth = process.memoryUsage().heapUsed - heapBefore;
+      // 1,000 streams, each with its own upstream channel: leaking even a few KB each would show
+      expect(growth).toBeLessThan(4 * 1024 * 1024);
+    } finally {
+      cpProcess.kill('SIGKILL');
+    }
+  });
+});
+
+/** Responses the proxy has read off upstream streams so far (its Prometheus counter). */
+async function responsesPulled(): Promise<number> {
+  const m = await registry.getSingleMetric('istio_agent_xds_proxy_responses_total')!.get();
+  return m.values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Lets closed sockets finish closing and collects garbage (the suite runs with --expose-gc). */
+async function settle(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 100));
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with --expose-gc (vitest.config.ts execArgv)');
+  gc();
+  gc();
+}
