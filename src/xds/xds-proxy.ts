@@ -96,7 +96,7 @@ class ProxyConnection {
       return;
     }
     this.upstream = up;
-    log.info(`connection ${this.id}: ${this.protocol.kind} stream from Envoy, connected upstream to ${this.proxy.options.upstream.address}`);
+    log.info(`connection ${this.id}: ${this.protocol.kind} stream accepted on the xDS socket, connected upstream to ${this.proxy.options.upstream.address}`);
     up.call.on('data', (msg: Buffer) => this.onUpstreamResponse(msg));
     up.call.on('error', (err: grpc.ServiceError) => this.onUpstreamGone(err.code, err.details));
     up.call.on('status', (st: grpc.StatusObject) => {

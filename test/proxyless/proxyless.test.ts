@@ -9,80 +9,25 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
+import { helloXdsResources, HELLO_SERVICE, startHelloServer } from '../support/hello-mesh.js';
 import { injectedProxy } from '../support/hello-pod.js';
 import { repoRoot } from '../support/paths.js';
 import { killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
-const SERVICE = 'hello.default.svc.cluster.local:8080';
-const CLUSTER = 'outbound|8080||hello.default.svc.cluster.local';
+const SERVICE = HELLO_SERVICE;
 const TOKEN = 'proxyless-token';
 
 let cp: ControlPlane;
 let server: grpc.Server;
-let serverPort: number;
 let work: ReturnType<typeof tempDir>;
 let agent: RunningProcess;
 
-function xdsResources(port: number): Record<string, { json: unknown }[]> {
-  return {
-    'type.googleapis.com/envoy.config.listener.v3.Listener': [
-      {
-        json: {
-          '@type': 'type.googleapis.com/envoy.config.listener.v3.Listener',
-          name: SERVICE,
-          api_listener: {
-            api_listener: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: 'hello-route' },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-            },
-          },
-        },
-      },
-    ],
-    'type.googleapis.com/envoy.config.route.v3.RouteConfiguration': [
-      {
-        json: {
-          '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
-          name: 'hello-route',
-          virtual_hosts: [{ name: 'hello', domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster: CLUSTER } }] }],
-        },
-      },
-    ],
-    'type.googleapis.com/envoy.config.cluster.v3.Cluster': [
-      {
-        json: {
-          '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
-          name: CLUSTER,
-          type: 'EDS',
-          eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
-          lb_policy: 'ROUND_ROBIN',
-        },
-      },
-    ],
-    'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment': [
-      {
-        json: {
-          '@type': 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
-          cluster_name: CLUSTER,
-          endpoints: [{ locality: {}, load_balancing_weight: 1, lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
-        },
-      },
-    ],
-  };
-}
-
 beforeAll(async () => {
   work = tempDir('pa-proxyless-');
-  server = new grpc.Server();
-  const identity = (b: Buffer): Buffer => b;
-  server.addService(
-    { SayHello: { path: '/hello.Greeter/SayHello', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
-    { SayHello: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`greetings from the test server: ${call.request.toString()}`)) },
-  );
-  serverPort = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const hello = await startHelloServer();
+  server = hello.server;
   cp = await startControlPlane({ token: TOKEN });
-  for (const [typeUrl, resources] of Object.entries(xdsResources(serverPort))) cp.setResources(typeUrl, resources, { replace: true });
+  for (const [typeUrl, resources] of Object.entries(helloXdsResources(hello.port))) cp.setResources(typeUrl, resources, { replace: true });
 
   // the pod's mounted files: istiod's root CA and the projected service-account token
   mkdirSync(join(work.path, 'var/run/secrets/istio'), { recursive: true });
