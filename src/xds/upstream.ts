@@ -39,6 +39,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // real pushes exceed the 4 MiB default many times over
   'grpc.max_receive_message_length': -1,
   'grpc.max_send_message_length': -1,
+  // HTTP/2 receive window: with the 64 KiB default a 10 MB push needs ~160 window round trips;
+  // 16 MiB lets istiod stream a push at full speed while still bounding what one stream buffers
+  'grpc-node.flow_control_window': 16 * 1024 * 1024,
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
   // one stream per channel: never let a retry policy replay a stream

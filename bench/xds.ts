@@ -1,0 +1,154 @@
+// Bench `xds`: push latency of realistic cluster pushes (100 KB .. 50 MB), SotW and Delta, for a
+// client reading through the agent (`pilot-agent proxy`, proxyless mode, unix socket) versus the
+// same client connected straight to the upstream, in the same run; the agent's CPU time and peak
+// RSS per size; and the agent's idle RSS with one client connected.
+// The upstream replays pre-encoded responses (bench/xds-replay-server.ts), so transport is timed.
+
+import * as grpc from '@grpc/grpc-js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { DELTA, SOTW, type XdsProtocol } from '../src/xds/protocol.js';
+import { encodeDeltaRequest, encodeSotwRequest } from '../src/xds/wire.js';
+import { agentBin } from '../test/support/processes.js';
+import { median, peakRssMiB, round, rssMiB, type Bench } from './harness.js';
+
+const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+const SIZES: readonly [string, number][] = [
+  ['100kb', 100 * 1024],
+  ['1mb', 1024 * 1024],
+  ['10mb', 10 * 1024 * 1024],
+  ['50mb', 50 * 1024 * 1024],
+];
+const identity = (b: Buffer): Buffer => b;
+const CLK_TCK = 100;
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime + stime
+}
+
+/** A raw ADS stream: requests carry `size:<n>` as the first resource name; returns full-receipt times. */
+class RawStream {
+  private readonly client: grpc.Client;
+  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  private waiter: ((b: Buffer) => void) | undefined;
+
+  constructor(target: string, private readonly protocol: XdsProtocol) {
+    // Envoy's HTTP/2 windows are 256 MiB by default; give the stand-in client the same, both paths
+    this.client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      'grpc.enable_channelz': 0,
+      'grpc-node.flow_control_window': 256 * 1024 * 1024,
+    });
+    this.call = this.client.makeBidiStreamRequest(protocol.method, identity, identity);
+    this.call.on('data', (b: Buffer) => this.waiter?.(b));
+    this.call.on('error', () => undefined);
+  }
+
+  async push(size: number): Promise<number> {
+    const req =
+      this.protocol.kind === 'sotw'
+        ? encodeSotwRequest({ typeUrl: CDS, responseNonce: '', resourceNames: [`size:${size}`] })
+        : encodeDeltaRequest({ typeUrl: CDS, responseNonce: '', subscribe: [`size:${size}`] });
+    const t0 = process.hrtime.bigint();
+    const got = new Promise<Buffer>((resolve) => (this.waiter = resolve));
+    this.call.write(Buffer.from(req));
+    await got;
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  }
+
+  close(): void {
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
+function waitLine(child: ChildProcess, re: RegExp): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = re.exec(out);
+      if (m) resolve(m);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+}
+
+export const xdsBench: Bench = async ({ runs }) => {
+  const n = Math.max(3, Math.min(runs, 7));
+  const dir = mkdtempSync(join(tmpdir(), 'pa-bench-xds-'));
+  const replay = spawn(process.execPath, [fileURLToPath(new URL('./xds-replay-server.js', import.meta.url)), ...SIZES.map(([, s]) => String(s))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let agent: ChildProcess | undefined;
+  try {
+    const m = await waitLine(replay, /listening on (\d+) sizes (\S+)/);
+    const upstream = `127.0.0.1:${m[1]}`;
+    const actualBytes = new Map(m[2]!.split(',').map((p) => p.split(':').map(Number) as [number, number]));
+    agent = spawn(process.execPath, [agentBin, 'proxy', 'sidecar', '--log_output_level=default:warn,xdsproxy:warn'], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        POD_NAME: 'bench',
+        POD_NAMESPACE: 'default',
+        INSTANCE_IP: '10.0.0.1',
+        DISABLE_ENVOY: 'true',
+        PROXY_CONFIG: JSON.stringify({ controlPlaneAuthPolicy: 'NONE', discoveryAddress: upstream, statusPort: 0 }),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const socket = join(dir, 'etc/istio/proxy/XDS');
+    for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
+    const pid = agent.pid!;
+
+    const rows: [string, string][] = [];
+    const figures: Record<string, number> = {};
+    let idle = 0;
+    for (const protocol of [SOTW, DELTA]) {
+      const direct = new RawStream(upstream, protocol);
+      const via = new RawStream(`unix:${socket}`, protocol);
+      await direct.push(SIZES[0]![1]);
+      await via.push(SIZES[0]![1]);
+      if (protocol === SOTW) {
+        await sleep(2000);
+        idle = rssMiB(pid);
+      }
+      for (const [label, size] of SIZES) {
+        const d: number[] = [];
+        const v: number[] = [];
+        const cpu0 = cpuSeconds(pid);
+        for (let i = 0; i < n; i++) {
+          d.push(await direct.push(size));
+          v.push(await via.push(size));
+        }
+        const cpuPerPush = ((cpuSeconds(pid) - cpu0) / n) * 1000;
+        const ratio = median(v) / median(d);
+        const peak = peakRssMiB(pid);
+        const key = `${protocol.kind}_${label}`;
+        figures[`${key}_ratio`] = round(ratio);
+        figures[`${key}_direct_ms`] = round(median(d));
+        figures[`${key}_agent_ms`] = round(median(v));
+        figures[`${key}_agent_cpu_ms`] = round(cpuPerPush);
+        figures[`${key}_agent_peak_rss_mb`] = round(peak, 1);
+        rows.push([`${protocol.kind} ${label} (${(actualBytes.get(size)! / 1048576).toFixed(2)} MiB)`, `direct ${median(d).toFixed(1)} ms, via agent ${median(v).toFixed(1)} ms, ratio ${ratio.toFixed(2)}, agent CPU ${cpuPerPush.toFixed(0)} ms/push, agent peak RSS ${peak.toFixed(0)} MiB`]);
+      }
+      direct.close();
+      via.close();
+    }
+    const largest = Math.max(...actualBytes.values()) / 1048576;
+    const growth = (peakRssMiB(pid) - idle) / largest;
+    figures.rss_growth_over_largest_message = round(growth);
+    figures.idle_rss_mb = round(idle, 1);
+    rows.push(['agent idle RSS, one client connected (MiB)', idle.toFixed(1)]);
+    rows.push(['agent peak RSS growth / largest message', growth.toFixed(2)]);
+    rows.push(['runs per size and path', String(n)]);
+    return { rows, figures };
+  } finally {
+    agent?.kill('SIGKILL');
+    replay.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
