@@ -2,11 +2,17 @@
 
 import { printResult, type Bench } from './harness.js';
 import { bootstrapBench } from './bootstrap.js';
+import { metricsBench } from './metrics.js';
+import { sdsBench } from './sds.js';
 import { startupBench } from './startup.js';
+import { xdsBench } from './xds.js';
 
 const BENCHES: Record<string, Bench> = {
   startup: startupBench,
   bootstrap: bootstrapBench,
+  xds: xdsBench,
+  metrics: metricsBench,
+  sds: sdsBench,
 };
 
 async function main(): Promise<void> {

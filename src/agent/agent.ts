@@ -1,6 +1,6 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
-// in reverse. Start order (the ones not built yet are marked): secret manager* -> SDS server* ->
-// xDS proxy -> gRPC bootstrap -> Envoy bootstrap -> Envoy -> status server*.
+// in reverse. Start order (the ones not built yet are marked): secret manager -> SDS server ->
+// xDS proxy -> gRPC bootstrap -> Envoy bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
 
 import { rmSync } from 'node:fs';
@@ -10,6 +10,10 @@ import type { AgentConfig } from '../config/load.js';
 import { EnvoyAdminClient, knownIstioListeners } from '../envoy/admin-client.js';
 import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
 import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
+import { SdsServer } from '../sds/server.js';
+import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
+import { secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
+import { SecretManager } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
@@ -26,6 +30,9 @@ export interface AgentDeps {
 export class Agent {
   private envoy: EnvoyProcess | undefined;
   private xdsProxy: XdsProxy | undefined;
+  private secretManager: SecretManager | undefined;
+  private sdsServer: SdsServer | undefined;
+  private statusServer: StatusServer | undefined;
   private bootstrapToRemove: string | undefined;
   private stopping = false;
   private resolveDone!: (code: number) => void;
@@ -42,6 +49,11 @@ export class Agent {
     return this.xdsProxy;
   }
 
+  /** Workload certificates (for /debug/certs: summaries(), never keys). */
+  get secrets(): SecretManager | undefined {
+    return this.secretManager;
+  }
+
   /** Starts every component in order; on failure, stops those already started and rethrows. */
   async start(): Promise<void> {
     try {
@@ -55,15 +67,39 @@ export class Agent {
 
   private async startComponents(): Promise<void> {
     const { config } = this;
-    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config) });
+    validateSecurityConfig(config);
+    // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
+    // before anything runs; started last, closed first
+    const status = new StatusServer(
+      statusServerOptionsFrom(config, {
+        onQuit: () => this.quitNow(),
+        onDrain: () => this.drainNow(),
+        xdsSyncState: () => this.xdsProxy?.syncState(),
+      }),
+    );
+    const secrets = new SecretManager(secretManagerOptionsFrom(config));
+    this.secretManager = secrets;
+    secrets.start(); // returns at once: default and ROOTCA warm up in the background
+    if (!config.env.DISABLE_ENVOY) {
+      const sds = new SdsServer({ socketPath: config.paths.sdsSocket, secrets });
+      this.sdsServer = sds;
+      await sds.start();
+    }
+    // as Istio, a client certificate is presented to istiod only for mounted certificates
+    const clientCert = secrets.sources.default === 'file' ? () => secrets.clientCertificate() : undefined;
+    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert) });
     this.xdsProxy = xds;
     await xds.start();
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
-    if (config.env.DISABLE_ENVOY) {
-      log.info('DISABLE_ENVOY is set: running without Envoy');
-      return;
-    }
+    if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
+    else await this.startEnvoy();
+    this.statusServer = status;
+    await status.start();
+  }
+
+  private async startEnvoy(): Promise<void> {
+    const { config } = this;
     const bootstrap = writeEnvoyBootstrap(config, { logAsJson: this.deps.logAsJson ?? false, warn: (m) => log.warn(m) });
     if (bootstrap.generated) this.bootstrapToRemove = bootstrap.path;
     log.info(`Envoy bootstrap ${bootstrap.generated ? 'written to' : 'taken from customConfigFile'} ${bootstrap.path}`);
@@ -106,6 +142,12 @@ export class Agent {
     });
   }
 
+  /** /quitquitquit on the status port: stop at once, without draining (as Istio). */
+  async quitNow(): Promise<void> {
+    this.envoy?.skipDrain();
+    await this.stop();
+  }
+
   /** /drain on the status port: drain now, make the later stop immediate. */
   async drainNow(): Promise<void> {
     await this.envoy?.drainNow();
@@ -121,6 +163,7 @@ export class Agent {
       return;
     }
     this.stopping = true;
+    await this.statusServer?.close();
     if (this.envoy) {
       // the exit handler registered in start() stops the other components and settles `done`
       await this.envoy.terminate();
@@ -134,9 +177,16 @@ export class Agent {
 
   /** Stops the non-Envoy components in reverse start order. Idempotent. */
   private async stopComponents(): Promise<void> {
+    await this.statusServer?.close();
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
     await xds?.close();
+    const sds = this.sdsServer;
+    this.sdsServer = undefined;
+    await sds?.close();
+    const secrets = this.secretManager;
+    this.secretManager = undefined;
+    await secrets?.close();
   }
 
   private cleanup(): void {

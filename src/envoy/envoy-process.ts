@@ -122,6 +122,11 @@ export class EnvoyProcess {
     this.drained = true;
   }
 
+  /** The status port's /quitquitquit: the next terminate() stops Envoy without draining. */
+  skipDrain(): void {
+    this.drained = true;
+  }
+
   /**
    * Graceful stop (SIGTERM/SIGINT): drain through the admin API, wait terminationDrainDuration (or,
    * with EXIT_ON_ZERO_ACTIVE_CONNECTIONS, MINIMUM_DRAIN_DURATION then until no inbound connection is

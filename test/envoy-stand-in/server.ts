@@ -601,6 +601,7 @@ export class StandInServer {
    *   POST /standin/stats  {"name": value | {"value": n, "type": "counter"|"gauge"}} -> {"set": [...], "rejected": [...]}
    *        (server.state also drives /ready; setting server.total_connections stops deriving it)
    *   GET  /standin/calls  admin calls received so far [{method, path, query, status, time}]
+   *   GET  /standin/secrets  secrets held by the SDS client (ENVOY_STANDIN_SDS=1), keys as digests only
    *   POST /standin/live   run the LIVE transition now (for ENVOY_STANDIN_START_STATE=pre_init)
    *   POST /standin/exit?code=N | ?signal=SIGABRT   simulate a crash now
    *   GET  /standin/state  {"state", "listeners", "drain"}
@@ -608,6 +609,7 @@ export class StandInServer {
   private async handleStandIn(path: string, method: string, q: Record<string, string>, req: http.IncomingMessage): Promise<Reply> {
     const json = (body: unknown): Reply => ({ status: 200, body: JSON.stringify(body) + '\n', contentType: 'application/json' });
     if (path === '/standin/calls' && method === 'GET') return json(this.deps.recorder.calls);
+    if (path === '/standin/secrets' && method === 'GET') return json(this.xds?.secrets?.() ?? { enabled: false, secrets: [] });
     if (path === '/standin/state' && method === 'GET') {
       return json({ state: STATE_NAMES[this.stateValue], drain: this.drainDirection, healthCheckFailed: this.healthCheckFailed, listeners: this.listeners });
     }

@@ -1,0 +1,364 @@
+// The SDS server Envoy connects to (Istio's security/pkg/nodeagent/sds): gRPC service
+// envoy.service.secret.v3.SecretDiscoveryService on a unix socket (./var/run/secrets/workload-spiffe-uds/
+// <WORKLOAD_IDENTITY_SOCKET_FILE>), State-of-the-World StreamSecrets only; DeltaSecrets and FetchSecrets
+// answer UNIMPLEMENTED, as Istio's do.
+//
+// Per stream, Istio's xds.ShouldRespond rules: the first request (no nonce) subscribes to its names
+// and gets them; a NACK (error_detail) is logged and not answered (the next change is pushed as
+// usual, never a retry loop); a request with a stale nonce is ignored; an ACK with new names gets
+// those names. SDS is not a wildcard type: a response carries only the secrets that changed, and a
+// push goes only to streams subscribed to that name. Every response has a fresh version
+// (`<RFC 3339 time>/<counter>`) and nonce (a UUID).
+//
+// A secret that is not ready yet (the first certificate is still being fetched) is not an error: the
+// stream waits and the secret is sent when the secret manager announces it. An unknown name is
+// logged once per stream and never served; the stream carries on. Each stream remembers the
+// generation it last sent per name and never sends an older one.
+
+import { randomUUID } from 'node:crypto';
+import { lstatSync, mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Lookup, SecretItem } from '../security/secret-manager.js';
+import { logger } from '../util/logger.js';
+import { decodeDiscoveryRequest, encodeSecretResponse, SECRET_TYPE_URL, type SecretMessage } from './protos.js';
+
+const log = logger('sds');
+
+const SERVICE = 'envoy.service.secret.v3.SecretDiscoveryService';
+
+/** What the server needs from the secret manager. */
+export interface SecretProvider {
+  lookup(name: string): Lookup;
+  onUpdate(fn: (name: string) => void): () => void;
+}
+
+export interface SdsServerOptions {
+  /** Absolute path of the unix socket. */
+  readonly socketPath: string;
+  readonly secrets: SecretProvider;
+}
+
+export interface SdsStreamInfo {
+  readonly id: number;
+  readonly nodeId: string;
+  readonly subscribed: readonly string[];
+  /** Subscribed names not served yet (pending or unknown). */
+  readonly waiting: readonly string[];
+  readonly lastNonceSent: string;
+  readonly lastVersionSent: string;
+  readonly lastAckedNonce: string;
+  readonly responses: number;
+  readonly nacks: number;
+  readonly lastNack?: { readonly nonce: string; readonly version: string; readonly message: string };
+}
+
+interface Stream {
+  readonly id: number;
+  readonly call: grpc.ServerDuplexStream<Buffer, Buffer>;
+  nodeId: string;
+  /** undefined until the first request (or after an unsubscribe-all). */
+  subscribed: Set<string> | undefined;
+  readonly dirty: Set<string>;
+  /** name -> generation last sent on this stream. */
+  readonly sent: Map<string, number>;
+  readonly reported: Set<string>;
+  nonceSent: string;
+  versionSent: string;
+  ackedNonce: string;
+  responses: number;
+  nacks: number;
+  lastNack?: { nonce: string; version: string; message: string };
+  closed: boolean;
+}
+
+const identity = (b: Buffer): Buffer => b;
+
+function serviceDefinition(): grpc.ServiceDefinition {
+  const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
+    path: `/${SERVICE}/${name}`,
+    requestStream,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  });
+  return {
+    DeltaSecrets: method('DeltaSecrets', true, true),
+    StreamSecrets: method('StreamSecrets', true, true),
+    FetchSecrets: method('FetchSecrets', false, false),
+  };
+}
+
+/** Go's time.RFC3339 (seconds, `Z`), which Istio uses in version_info. */
+function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function toMessage(item: SecretItem, name: string): SecretMessage | undefined {
+  if (item.rootCert !== undefined) return { name, trustedCa: item.rootCert };
+  if (item.certificateChain !== undefined && item.privateKey !== undefined) return { name, certificateChain: item.certificateChain, privateKey: item.privateKey };
+  return undefined;
+}
+
+/** A unix socket path: at most 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+
+/** Removes a socket file nobody listens on; refuses to remove other files or a live socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`cannot serve SDS on ${path}: the path exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const sock = net.connect(path);
+    const done = (v: boolean): void => {
+      sock.destroy();
+      resolve(v);
+    };
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+    sock.setTimeout(1000, () => done(false));
+  });
+  if (live) throw new Error(`cannot serve SDS on ${path}: another SDS server is listening there (external SDS providers are not supported)`);
+  log.info(`removing stale SDS socket ${path}`);
+  rmSync(path, { force: true });
+}
+
+export class SdsServer {
+  private server: grpc.Server | undefined;
+  private readonly streams = new Map<number, Stream>();
+  private nextId = 1;
+  private versionCounter = 0;
+  private unsubscribe: (() => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly options: SdsServerOptions) {}
+
+  get socketPath(): string {
+    return this.options.socketPath;
+  }
+
+  async start(): Promise<void> {
+    const path = this.options.socketPath;
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`cannot serve SDS on ${path}: a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
+    mkdirSync(dirname(path), { recursive: true });
+    await removeStaleSocket(path);
+    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 100_000, 'grpc.enable_channelz': 0 });
+    server.addService(serviceDefinition(), {
+      StreamSecrets: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call),
+      DeltaSecrets: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        call.on('error', () => undefined);
+        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'DeltaSecrets not implemented' });
+      },
+      FetchSecrets: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'FetchSecrets not implemented' }),
+    });
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new Error(`cannot serve SDS on ${path}: ${err.message}`)) : resolve())),
+    );
+    this.server = server;
+    this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
+    log.info(`Starting SDS server for workload certificates, will listen on "${path}"`);
+  }
+
+  /** Open streams, for tests and debugging. */
+  streamInfo(): SdsStreamInfo[] {
+    return [...this.streams.values()].map((s) => ({
+      id: s.id,
+      nodeId: s.nodeId,
+      subscribed: [...(s.subscribed ?? [])],
+      waiting: [...(s.subscribed ?? [])].filter((n) => !s.sent.has(n)),
+      lastNonceSent: s.nonceSent,
+      lastVersionSent: s.versionSent,
+      lastAckedNonce: s.ackedNonce,
+      responses: s.responses,
+      nacks: s.nacks,
+      ...(s.lastNack ? { lastNack: { ...s.lastNack } } : {}),
+    }));
+  }
+
+  private onStream(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+    const s: Stream = {
+      id: this.nextId++,
+      call,
+      nodeId: '',
+      subscribed: undefined,
+      dirty: new Set(),
+      sent: new Map(),
+      reported: new Set(),
+      nonceSent: '',
+      versionSent: '',
+      ackedNonce: '',
+      responses: 0,
+      nacks: 0,
+      closed: false,
+    };
+    this.streams.set(s.id, s);
+    const close = (why: string): void => {
+      if (s.closed) return;
+      s.closed = true;
+      this.streams.delete(s.id);
+      log.debug(`SDS: stream ${s.id} closed: ${why}`);
+    };
+    call.on('data', (buf: Buffer) => this.onRequest(s, buf));
+    call.on('end', () => {
+      close('client ended the stream');
+      call.end();
+    });
+    call.on('error', (err: Error) => close(err.message));
+    call.on('cancelled', () => close('cancelled'));
+    call.on('close', () => close('closed'));
+  }
+
+  private onRequest(s: Stream, buf: Buffer): void {
+    if (s.closed) return;
+    let req;
+    try {
+      req = decodeDiscoveryRequest(buf);
+    } catch (err) {
+      log.error(`SDS: stream ${s.id}: cannot decode a DiscoveryRequest: ${(err as Error).message}`);
+      s.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${(err as Error).message}` });
+      return;
+    }
+    if (req.nodeId && !s.nodeId) s.nodeId = req.nodeId;
+    if (req.typeUrl && req.typeUrl !== SECRET_TYPE_URL) {
+      log.warn(`SDS: stream ${s.id}: ignoring a request for type ${req.typeUrl}`);
+      return;
+    }
+    const names = req.resourceNames;
+    if (req.errorDetail) {
+      s.nacks++;
+      s.lastNack = { nonce: req.responseNonce, version: req.versionInfo, message: req.errorDetail.message };
+      log.warn(`SDS: ACK ERROR ${s.id} ${grpc.status[req.errorDetail.code] ?? req.errorDetail.code}:${req.errorDetail.message}`, {
+        resources: names.join(','),
+        version: req.versionInfo,
+        nonce: req.responseNonce,
+      });
+      return;
+    }
+    if (names.length === 0) {
+      log.debug(`SDS: stream ${s.id}: unsubscribed from every secret`);
+      s.subscribed = undefined;
+      s.dirty.clear();
+      s.sent.clear();
+      return;
+    }
+    if (req.responseNonce === '' || s.subscribed === undefined) {
+      log.debug(`SDS: stream ${s.id}: INIT/RECONNECT ${names.join(',')}`);
+      s.subscribed = new Set(names);
+      s.sent.clear();
+      s.dirty.clear();
+      for (const n of names) s.dirty.add(n);
+      this.flush(s);
+      return;
+    }
+    if (req.responseNonce !== s.nonceSent) {
+      log.debug(`SDS: stream ${s.id}: expired nonce ${req.responseNonce} received, sent ${s.nonceSent}`);
+      return;
+    }
+    s.ackedNonce = req.responseNonce;
+    const previous = s.subscribed;
+    const current = new Set(names);
+    s.subscribed = current;
+    for (const n of previous) {
+      if (!current.has(n)) {
+        s.dirty.delete(n);
+        s.sent.delete(n);
+      }
+    }
+    const added = names.filter((n) => !previous.has(n));
+    if (added.length === 0) {
+      log.debug(`SDS: stream ${s.id}: ACK ${req.versionInfo} ${req.responseNonce}`);
+      return;
+    }
+    for (const n of added) {
+      s.sent.delete(n);
+      s.dirty.add(n);
+    }
+    this.flush(s);
+  }
+
+  private onSecretUpdate(name: string): void {
+    for (const s of this.streams.values()) {
+      if (s.closed || !s.subscribed?.has(name)) continue;
+      s.dirty.add(name);
+      this.flush(s);
+    }
+  }
+
+  /** Sends every dirty subscribed secret that is ready, in one response. */
+  private flush(s: Stream): void {
+    if (s.closed || !s.subscribed) return;
+    const out: SecretMessage[] = [];
+    const generations: [string, number][] = [];
+    for (const name of [...s.dirty]) {
+      if (!s.subscribed.has(name)) {
+        s.dirty.delete(name);
+        continue;
+      }
+      const r = this.options.secrets.lookup(name);
+      if (r.status === 'unknown') {
+        s.dirty.delete(name);
+        if (!s.reported.has(name)) {
+          s.reported.add(name);
+          log.warn(`SDS: stream ${s.id}: not serving ${JSON.stringify(name)}: ${r.reason}`);
+        }
+        continue;
+      }
+      if (r.status === 'pending') {
+        if (!s.reported.has(name)) {
+          s.reported.add(name);
+          log.info(`SDS: stream ${s.id}: ${name} is not ready yet (${r.reason}); it will be pushed when it is`);
+        }
+        continue;
+      }
+      s.dirty.delete(name);
+      const previous = s.sent.get(name);
+      if (previous !== undefined && r.item.generation <= previous) continue; // never resend or go back
+      const msg = toMessage(r.item, name);
+      if (!msg) continue;
+      out.push(msg);
+      generations.push([name, r.item.generation]);
+    }
+    if (out.length === 0) return;
+    const version = `${rfc3339(new Date())}/${++this.versionCounter}`;
+    const nonce = randomUUID();
+    let payload: Buffer;
+    try {
+      payload = encodeSecretResponse(version, nonce, out);
+    } catch (err) {
+      log.error(`SDS: cannot encode secrets ${out.map((m) => m.name).join(',')}: ${(err as Error).message}`);
+      return;
+    }
+    for (const [name, gen] of generations) {
+      s.sent.set(name, gen);
+      s.reported.delete(name);
+    }
+    s.nonceSent = nonce;
+    s.versionSent = version;
+    s.responses++;
+    s.call.write(payload);
+    log.info(`SDS: PUSH resources:${out.length} names:${out.map((m) => m.name).join(',')} version:${version} stream:${s.id}${s.nodeId ? ` node:${s.nodeId}` : ''}`);
+  }
+
+  /** Stops the server at once (open streams are cancelled) and removes the socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe?.();
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.streams.values()) s.closed = true;
+    this.streams.clear();
+    if (server) {
+      server.forceShutdown();
+      rmSync(this.options.socketPath, { force: true });
+    }
+  }
+}

@@ -1,0 +1,587 @@
+// The workload secret manager (Istio's SecretManagerClient, security/pkg/nodeagent/cache/secretcache.go):
+// it owns the workload key and certificate and every secret the SDS server serves.
+//
+//   default            the workload key + certificate chain: from the CA (a new key and CSR per
+//                      attempt), or from mounted files (./etc/certs/{cert-chain,key}.pem,
+//                      ./var/run/secrets/workload-spiffe-credentials/, FILE_MOUNTED_CERTS)
+//   ROOTCA             the root: the last entry of the CA's chain, or the mounted root-cert.pem
+//   file-cert:<c>~<k>  a key/certificate pair read from files (DestinationRule / Gateway credentials)
+//   file-root:<ca>     a root bundle read from a file
+//   file-root:system   the OS CA bundle
+//
+// Differences from Istio, on purpose:
+//   - the CA certificate is renewed in the background: at `expiry - (ratio +/- jitter) x lifetime`
+//     a renewal starts while the current certificate keeps being served; a CA outage is retried with
+//     backoff (500 ms .. 60 s) and the old certificate is served until it expires (Istio drops it from
+//     its cache at rotation time and fails SDS requests until the CA answers);
+//   - one CA request at a time (single flight); start-up warms `default` and ROOTCA the same way,
+//     and a request for a secret that is not ready yet waits (lookup() says "pending") instead of
+//     failing the SDS stream;
+//   - a CA chain is checked (key, SAN, signatures, expiry) before use;
+//   - a file that does not parse, or a key that does not match its certificate, never replaces a
+//     valid secret: the previous one stays and the error is logged and counted;
+//   - an unknown resource name is an error (Istio serves the workload certificate under any name).
+// Listeners registered with onUpdate() hear the name of each secret that changed or became
+// available; the SDS server pushes it to its subscribers.
+
+import type { KeyObject, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { writeFileAtomicSync } from '../util/atomic-write.js';
+import { logger } from '../util/logger.js';
+import type { ClientCertificate } from '../xds/upstream.js';
+import { AbortedError, Backoff, sleep } from './backoff.js';
+import { CaClient, validateSignedChain } from './ca-client.js';
+import { FileWatchSet } from './file-watch.js';
+import { describeKeySpec, generateKeyAndCsr } from './keys.js';
+import { CSR, securityMetrics, setCertExpiry } from './metrics.js';
+import {
+  FILE_CERT_PREFIX,
+  FILE_ROOT_PREFIX,
+  FILE_ROOT_SYSTEM,
+  ROOT_RESOURCE,
+  WORKLOAD_RESOURCE,
+  type SecretManagerOptions,
+} from './options.js';
+import { parseCertificates, parseRootBundle, splitPemCertificates, summarizeCertificate, validateKeyCertPair, type CertificateSummary } from './pem.js';
+
+const log = logger('cache');
+
+export type SecretSource = 'ca' | 'file';
+
+export interface SecretItem {
+  readonly resourceName: string;
+  /** PEM chain (key/certificate secrets). */
+  readonly certificateChain?: string;
+  /** PEM private key (key/certificate secrets). */
+  readonly privateKey?: string;
+  /** PEM root bundle (validation-context secrets). */
+  readonly rootCert?: string;
+  readonly source: SecretSource;
+  /** When this content was obtained, epoch ms. */
+  readonly createdTime: number;
+  /** The leaf's notAfter, epoch ms (key/certificate secrets). */
+  readonly expireTime?: number;
+  /** Increases every time any secret changes; later content has a higher number. */
+  readonly generation: number;
+}
+
+export type Lookup =
+  | { readonly status: 'ready'; readonly item: SecretItem }
+  | { readonly status: 'pending'; readonly reason: string }
+  | { readonly status: 'unknown'; readonly reason: string };
+
+export interface SecretSummary {
+  readonly resourceName: string;
+  readonly source: SecretSource;
+  readonly state: 'ready' | 'pending' | 'expired';
+  readonly files?: readonly string[];
+  readonly generation?: number;
+  readonly createdTime?: string;
+  readonly expireTime?: string;
+  /** When the next renewal starts (CA certificates). */
+  readonly rotationTime?: string;
+  readonly lastError?: string;
+  readonly certificates: readonly CertificateSummary[];
+}
+
+/** What to read for a file-based resource. */
+type FileSpec = { readonly kind: 'keycert'; readonly cert: string; readonly key: string } | { readonly kind: 'root'; readonly root: string };
+
+interface FileState {
+  readonly spec: FileSpec;
+  item?: SecretItem;
+  certs?: readonly X509Certificate[];
+  lastError?: string;
+}
+
+interface Workload {
+  readonly item: SecretItem;
+  readonly key: KeyObject;
+  readonly rootPem: string;
+  readonly certs: readonly X509Certificate[];
+  readonly rotationTime: number;
+}
+
+export interface SecretManagerDeps {
+  readonly caClient?: CaClient;
+  readonly random?: () => number;
+  readonly now?: () => number;
+}
+
+/** Delay before rotating, as Istio's rotateTime: expiry - clamp(ratio +/- U(0, jitter), 0, 1) x lifetime. */
+export function rotationDelay(createdTime: number, expireTime: number, ratio: number, jitter: number, now: number, random: () => number = Math.random): number {
+  const sign = random() < 0.5 ? -1 : 1;
+  const graceRatio = Math.min(1, Math.max(0, ratio + sign * random() * jitter));
+  const lifetime = expireTime - createdTime;
+  return Math.max(0, expireTime - graceRatio * lifetime - now);
+}
+
+/** setTimeout's longest delay; longer waits are split (a 90-day certificate rotates after ~45 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** An unref'd timer firing at `at` (epoch ms), re-armed through `rearm` when the wait exceeds MAX_TIMER_MS. */
+function timerAt(at: number, now: () => number, rearm: (t: NodeJS.Timeout) => void, fn: () => void): NodeJS.Timeout {
+  const wait = Math.max(0, at - now());
+  const t = setTimeout(() => {
+    if (at - now() > 0 && wait >= MAX_TIMER_MS) rearm(timerAt(at, now, rearm, fn));
+    else fn();
+  }, Math.min(wait, MAX_TIMER_MS));
+  t.unref();
+  return t;
+}
+
+function sameDir(a: string, b: string): boolean {
+  try {
+    const sa = statSync(a);
+    const sb = statSync(b);
+    return sa.dev === sb.dev && sa.ino === sb.ino;
+  } catch {
+    return resolve(a) === resolve(b);
+  }
+}
+
+function nonEmpty(path: string): boolean {
+  try {
+    return statSync(path).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+export class SecretManager {
+  private readonly ca: CaClient | undefined;
+  private readonly listeners = new Set<(name: string) => void>();
+  private readonly files = new Map<string, FileState>();
+  private readonly watcher: FileWatchSet;
+  private readonly abort = new AbortController();
+  private workload: Workload | undefined;
+  private lastCaRoot: string | undefined;
+  private lastCaError: string | undefined;
+  private renewing: Promise<void> | undefined;
+  private rotationTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private generation = 0;
+  private trustBundle: string[] = [];
+  private trustBundleGeneration = 0;
+  private started = false;
+  private closed = false;
+  private defaultSource: SecretSource = 'ca';
+  private rootSource: SecretSource = 'ca';
+  private readonly now: () => number;
+  private readonly random: () => number;
+
+  constructor(
+    readonly options: SecretManagerOptions,
+    deps: SecretManagerDeps = {},
+  ) {
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? Math.random;
+    this.ca = options.fileMountedCerts ? undefined : (deps.caClient ?? (options.ca ? new CaClient(options.ca) : undefined));
+    this.watcher = new FileWatchSet({ debounceMs: options.fileDebounceMs, pollMs: options.filePollMs ?? 10_000, onChange: (name) => this.reloadFile(name) });
+  }
+
+  /** Where `default` and `ROOTCA` come from (decided at start()). */
+  get sources(): { readonly default: SecretSource; readonly root: SecretSource } {
+    return { default: this.defaultSource, root: this.rootSource };
+  }
+
+  /**
+   * Decides the sources of `default` and ROOTCA, reads mounted files, and starts fetching the workload
+   * certificate from the CA in the background (warm-up). Returns at once; see waitFor().
+   */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    const o = this.options;
+    const outputsToMounted = o.outputDir !== '' && sameDir(o.outputDir, dirname(o.mounted.certChain));
+    if (o.fileMountedCerts) {
+      this.defaultSource = 'file';
+      this.rootSource = 'file';
+    } else {
+      this.defaultSource = !outputsToMounted && nonEmpty(o.mounted.certChain) && nonEmpty(o.mounted.key) ? 'file' : 'ca';
+      this.rootSource = !outputsToMounted && nonEmpty(o.mounted.root) ? 'file' : 'ca';
+    }
+    if (this.defaultSource === 'file') this.lookup(WORKLOAD_RESOURCE);
+    if (this.rootSource === 'file') this.lookup(ROOT_RESOURCE);
+    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+      if (!this.ca) throw new Error('a CA client is needed for the workload certificate but none is configured');
+      log.info(`CA endpoint ${this.ca.describe()}; ${describeKeySpec(o.keySpec)} keys for ${o.spiffeId}`);
+      this.ensureRenewing('warm-up');
+    }
+    log.info(`workload certificate from ${this.defaultSource === 'ca' ? 'the CA' : `files (${o.mounted.certChain})`}, root from ${this.rootSource === 'ca' ? 'the CA' : `${o.mounted.root}`}`);
+  }
+
+  /** Calls `fn(resourceName)` whenever a secret changes or becomes available. Returns an unsubscribe function. */
+  onUpdate(fn: (name: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private notify(name: string): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(name);
+      } catch (err) {
+        log.error(`secret update handler failed for ${name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * The current secret for a resource name, without waiting. File-based names are read (and watched)
+   * on their first lookup; `pending` means it will be announced through onUpdate() when ready.
+   */
+  lookup(name: string): Lookup {
+    if (name === WORKLOAD_RESOURCE) {
+      if (this.defaultSource === 'file') return this.fileLookup(name, { kind: 'keycert', cert: this.options.mounted.certChain, key: this.options.mounted.key });
+      const w = this.workload;
+      if (w && w.item.expireTime! > this.now()) return { status: 'ready', item: w.item };
+      if (!this.closed && this.started) this.ensureRenewing('request');
+      return { status: 'pending', reason: w ? 'the workload certificate expired; renewing' : `waiting for the CA${this.lastCaError ? ` (last error: ${this.lastCaError})` : ''}` };
+    }
+    if (name === ROOT_RESOURCE) {
+      if (this.rootSource === 'file') return this.withTrustBundle(this.fileLookup(name, { kind: 'root', root: this.options.mounted.root }));
+      const w = this.workload;
+      if (w) return this.withTrustBundle({ status: 'ready', item: { resourceName: ROOT_RESOURCE, rootCert: w.rootPem, source: 'ca', createdTime: w.item.createdTime, generation: w.item.generation } });
+      if (!this.closed && this.started) this.ensureRenewing('request');
+      return { status: 'pending', reason: `waiting for the CA${this.lastCaError ? ` (last error: ${this.lastCaError})` : ''}` };
+    }
+    if (name === FILE_ROOT_SYSTEM) {
+      if (!this.options.osRootBundle) return { status: 'unknown', reason: 'no OS CA bundle was found on this machine' };
+      return this.fileLookup(name, { kind: 'root', root: this.options.osRootBundle });
+    }
+    if (name.startsWith(FILE_CERT_PREFIX)) {
+      const parts = name.slice(FILE_CERT_PREFIX.length).split('~');
+      if (parts.length !== 2 || !parts[0] || !parts[1]) return { status: 'unknown', reason: `malformed resource name ${JSON.stringify(name)} (want file-cert:<cert path>~<key path>)` };
+      return this.fileLookup(name, { kind: 'keycert', cert: resolve(this.options.cwd, parts[0]), key: resolve(this.options.cwd, parts[1]) });
+    }
+    if (name.startsWith(FILE_ROOT_PREFIX)) {
+      const path = name.slice(FILE_ROOT_PREFIX.length);
+      if (!path || path.includes('~')) return { status: 'unknown', reason: `malformed resource name ${JSON.stringify(name)} (want file-root:<path>)` };
+      return this.fileLookup(name, { kind: 'root', root: resolve(this.options.cwd, path) });
+    }
+    return { status: 'unknown', reason: `unknown resource name ${JSON.stringify(name)} (served: ${WORKLOAD_RESOURCE}, ${ROOT_RESOURCE}, file-cert:<cert>~<key>, file-root:<ca>, ${FILE_ROOT_SYSTEM})` };
+  }
+
+  /**
+   * Extra trust anchors (ProxyConfig caCertificatesPem, delivered by dynamic proxy config), merged
+   * into ROOTCA as Istio's UpdateConfigTrustBundle does: a sorted, de-duplicated union of
+   * certificates; a change pushes ROOTCA and renews the workload certificate.
+   */
+  updateConfigTrustBundle(pems: readonly string[]): void {
+    const certs = [...new Set(pems.flatMap((p) => splitPemCertificates(p)))].sort();
+    if (certs.join('') === this.trustBundle.join('')) return;
+    this.trustBundle = certs;
+    this.trustBundleGeneration = ++this.generation;
+    log.info(`trust bundle from proxy config updated: ${certs.length} extra certificate(s)`);
+    this.notify(ROOT_RESOURCE);
+    if (this.defaultSource === 'ca' && this.started && !this.closed) this.ensureRenewing('trust bundle changed');
+  }
+
+  private withTrustBundle(r: Lookup): Lookup {
+    if (r.status !== 'ready' || this.trustBundle.length === 0) return r;
+    const merged = [...new Set([...this.trustBundle, ...splitPemCertificates(r.item.rootCert ?? '')])].sort();
+    return { status: 'ready', item: { ...r.item, rootCert: merged.join(''), generation: Math.max(r.item.generation, this.trustBundleGeneration) } };
+  }
+
+  /** Resolves with the secret once it is ready; rejects for unknown names, on close, or when `signal` aborts. */
+  waitFor(name: string, signal?: AbortSignal): Promise<SecretItem> {
+    return new Promise((resolvePromise, reject) => {
+      const check = (): boolean => {
+        const r = this.lookup(name);
+        if (r.status === 'ready') {
+          done();
+          resolvePromise(r.item);
+          return true;
+        }
+        if (r.status === 'unknown') {
+          done();
+          reject(new Error(r.reason));
+          return true;
+        }
+        return false;
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new AbortedError(this.closed ? 'the secret manager is closed' : 'aborted'));
+      };
+      const unsubscribe = this.onUpdate((n) => {
+        if (n === name) check();
+      });
+      const done = (): void => {
+        unsubscribe();
+        signal?.removeEventListener('abort', onAbort);
+        this.abort.signal.removeEventListener('abort', onAbort);
+      };
+      if (signal?.aborted || this.closed) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** The workload key and chain for the upstream xDS TLS connection, when a valid one is held. */
+  clientCertificate(): ClientCertificate | undefined {
+    const r = this.defaultSource === 'file' ? this.files.get(WORKLOAD_RESOURCE)?.item : this.workload?.item;
+    if (!r || !r.privateKey || !r.certificateChain || !(r.expireTime! > this.now())) return undefined;
+    return { privateKey: Buffer.from(r.privateKey), certChain: Buffer.from(r.certificateChain) };
+  }
+
+  // ----- CA ---------------------------------------------------------------------------------------
+
+  /** Starts a background renewal unless one is running (single flight). */
+  private ensureRenewing(reason: string): void {
+    if (this.renewing || this.closed || !this.ca) return;
+    log.debug(`fetching a workload certificate from the CA (${reason})`);
+    this.renewing = this.renewLoop().finally(() => {
+      this.renewing = undefined;
+    });
+  }
+
+  private async renewLoop(): Promise<void> {
+    const backoff = new Backoff(this.options.backoff, this.random);
+    for (;;) {
+      if (this.closed) return;
+      try {
+        await this.fetchFromCa();
+        this.lastCaError = undefined;
+        return;
+      } catch (err) {
+        if (this.closed || err instanceof AbortedError) return;
+        const wait = backoff.next();
+        this.lastCaError = (err as Error).message;
+        const w = this.workload;
+        const serving = w && w.item.expireTime! > this.now() ? `; still serving the current certificate (expires ${new Date(w.item.expireTime!).toISOString()})` : '';
+        log.error(`failed to get a workload certificate from the CA: ${(err as Error).message}; retrying in ${wait}ms${serving}`);
+        try {
+          await sleep(wait, this.abort.signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  private async fetchFromCa(): Promise<void> {
+    const o = this.options;
+    const t0 = performance.now();
+    const { keyPem, csrPem, key } = await generateKeyAndCsr(o.keySpec, o.spiffeId);
+    if (this.closed) throw new AbortedError('closed');
+    const chain = await this.ca!.csrSign(csrPem, Math.round(o.secretTtlMs / 1000), this.abort.signal);
+    let validated;
+    try {
+      validated = validateSignedChain(chain, key, o.spiffeId, this.now());
+    } catch (err) {
+      securityMetrics.failedOutgoingRequests.inc({ request_type: CSR });
+      throw new Error(`rejected the CA response: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.closed) throw new AbortedError('closed');
+    const now = this.now();
+    const item: SecretItem = {
+      resourceName: WORKLOAD_RESOURCE,
+      certificateChain: validated.chainPem,
+      privateKey: keyPem,
+      source: 'ca',
+      createdTime: now,
+      expireTime: validated.expireTime,
+      generation: ++this.generation,
+    };
+    const delay = rotationDelay(now, validated.expireTime, o.graceRatio, o.graceRatioJitter, now, this.random);
+    this.workload = { item, key, rootPem: validated.rootPem, certs: validated.certs, rotationTime: now + delay };
+    setCertExpiry(WORKLOAD_RESOURCE, validated.expireTime);
+    this.scheduleRotation(delay, validated.expireTime);
+    const rootChanged = this.lastCaRoot !== validated.rootPem;
+    if (rootChanged && this.lastCaRoot !== undefined) log.info('Root cert has changed, start rotating root cert');
+    this.lastCaRoot = validated.rootPem;
+    log.info('generated new workload certificate', {
+      resourceName: WORKLOAD_RESOURCE,
+      latency: `${Math.round(performance.now() - t0)}ms`,
+      ttl: `${Math.round((validated.expireTime - now) / 1000)}s`,
+      rotation: `${Math.round(delay / 1000)}s`,
+    });
+    this.writeOutputs({
+      ...(this.defaultSource === 'ca' ? { key: keyPem, chain: validated.chainPem } : {}),
+      ...(this.rootSource === 'ca' ? { root: validated.rootPem } : {}),
+    });
+    if (this.defaultSource === 'ca') this.notify(WORKLOAD_RESOURCE);
+    if (rootChanged && this.rootSource === 'ca') this.notify(ROOT_RESOURCE);
+  }
+
+  private scheduleRotation(delay: number, expireTime: number): void {
+    if (this.rotationTimer) clearTimeout(this.rotationTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const rotateAt = this.now() + delay;
+    this.rotationTimer = timerAt(rotateAt, this.now, (t) => (this.rotationTimer = t), () => {
+      this.rotationTimer = undefined;
+      log.info('rotating the workload certificate');
+      this.ensureRenewing('rotation');
+    });
+    this.expiryTimer = timerAt(expireTime + 1, this.now, (t) => (this.expiryTimer = t), () => {
+      this.expiryTimer = undefined;
+      if (this.workload?.item.expireTime === expireTime) log.error(`the workload certificate expired at ${new Date(expireTime).toISOString()} and could not be renewed yet`);
+    });
+  }
+
+  // ----- files ------------------------------------------------------------------------------------
+
+  private fileLookup(name: string, spec: FileSpec): Lookup {
+    let state = this.files.get(name);
+    if (!state) {
+      state = { spec };
+      this.files.set(name, state);
+      this.readFileSecret(name, state);
+      this.watcher.watch(name, spec.kind === 'keycert' ? [spec.cert, spec.key] : [spec.root]);
+    }
+    if (state.item) {
+      const exp = state.item.expireTime;
+      if (name === WORKLOAD_RESOURCE && exp !== undefined && exp <= this.now()) return { status: 'pending', reason: `the mounted certificate expired at ${new Date(exp).toISOString()}` };
+      return { status: 'ready', item: state.item };
+    }
+    return { status: 'pending', reason: state.lastError ?? 'waiting for the files' };
+  }
+
+  /** Reads and validates a file-based secret; a failure keeps the previous valid content. Returns whether it changed. */
+  private readFileSecret(name: string, state: FileState): boolean {
+    const spec = state.spec;
+    let item: SecretItem;
+    let certs: readonly X509Certificate[];
+    try {
+      if (spec.kind === 'keycert') {
+        const chainPem = readFileSync(spec.cert, 'utf8');
+        const keyPem = readFileSync(spec.key, 'utf8');
+        const v = validateKeyCertPair(chainPem, keyPem, `${spec.cert} and ${spec.key}`);
+        if (state.item?.certificateChain === chainPem && state.item.privateKey === keyPem) return false;
+        certs = v.chain;
+        item = { resourceName: name, certificateChain: chainPem, privateKey: keyPem, source: 'file', createdTime: this.now(), expireTime: new Date(v.chain[0]!.validTo).getTime(), generation: 0 };
+      } else {
+        const bundle = readFileSync(spec.root, 'utf8');
+        const parsed = parseRootBundle(bundle, spec.root);
+        if (parsed.skipped > 0) log.error(`failed to parse ${parsed.skipped} certificate(s) of ${spec.root}; serving the ${parsed.certs.length} valid one(s)`);
+        if (state.item?.rootCert === parsed.pem) return false;
+        certs = parsed.certs;
+        item = { resourceName: name, rootCert: parsed.pem, source: 'file', createdTime: this.now(), generation: 0 };
+      }
+    } catch (err) {
+      const message = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `file not found: ${(err as NodeJS.ErrnoException).path ?? ''}` : (err as Error).message;
+      securityMetrics.fileSecretFailures.inc();
+      state.lastError = message;
+      if (state.item) log.error(`${name}: failed to read the changed certificate files, keeping the previous valid secret: ${message}`);
+      else log.warn(`${name}: failed to generate secret from file: ${message}`);
+      return false;
+    }
+    state.item = { ...item, generation: ++this.generation };
+    state.certs = certs;
+    state.lastError = undefined;
+    if (name === WORKLOAD_RESOURCE) setCertExpiry(WORKLOAD_RESOURCE, item.expireTime);
+    log.info('read certificate from file', { resource: name });
+    if (name === WORKLOAD_RESOURCE) this.writeOutputs({ key: item.privateKey!, chain: item.certificateChain! });
+    if (name === ROOT_RESOURCE) this.writeOutputs({ root: item.rootCert! });
+    return true;
+  }
+
+  private reloadFile(name: string): void {
+    const state = this.files.get(name);
+    if (!state || this.closed) return;
+    if (this.readFileSecret(name, state)) {
+      log.info(`file certificate changed for ${name}, pushing to proxy`);
+      this.notify(name);
+    }
+  }
+
+  // ----- OUTPUT_CERTS -----------------------------------------------------------------------------
+
+  /** Writes key.pem, cert-chain.pem, root-cert.pem (those given, when changed) atomically, mode 0600. */
+  private writeOutputs(parts: { key?: string; chain?: string; root?: string }): void {
+    const dir = this.options.outputDir;
+    if (!dir) return;
+    const files: [string, string | undefined][] = [
+      ['key.pem', parts.key],
+      ['cert-chain.pem', parts.chain],
+      ['root-cert.pem', parts.root],
+    ];
+    for (const [file, data] of files) {
+      if (data === undefined) continue;
+      const path = join(dir, file);
+      try {
+        if (existsSync(path) && readFileSync(path, 'utf8') === data) continue;
+        writeFileAtomicSync(path, data, 0o600);
+      } catch (err) {
+        log.error(`error when output the resource: failed to write ${path}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  // ----- introspection ----------------------------------------------------------------------------
+
+  /** What is held, for /debug/certs: certificates' metadata, never keys. */
+  summaries(): SecretSummary[] {
+    const out: SecretSummary[] = [];
+    const now = this.now();
+    const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+    const opt = <T>(k: string, v: T | undefined): Record<string, T> => (v === undefined ? {} : { [k]: v });
+    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+      const w = this.workload;
+      if (this.defaultSource === 'ca') {
+        out.push({
+          resourceName: WORKLOAD_RESOURCE,
+          source: 'ca',
+          state: !w ? 'pending' : w.item.expireTime! > now ? 'ready' : 'expired',
+          ...opt('generation', w?.item.generation),
+          ...opt('createdTime', iso(w?.item.createdTime)),
+          ...opt('expireTime', iso(w?.item.expireTime)),
+          ...opt('rotationTime', iso(w?.rotationTime)),
+          ...opt('lastError', this.lastCaError),
+          certificates: w ? w.certs.map(summarizeCertificate) : [],
+        });
+      }
+      if (this.rootSource === 'ca') {
+        let rootCerts: X509Certificate[] = [];
+        try {
+          rootCerts = w ? parseCertificates(w.rootPem) : [];
+        } catch {
+          // validated when received
+        }
+        out.push({
+          resourceName: ROOT_RESOURCE,
+          source: 'ca',
+          state: w ? 'ready' : 'pending',
+          ...opt('generation', w?.item.generation),
+          ...opt('createdTime', iso(w?.item.createdTime)),
+          ...opt('lastError', this.lastCaError),
+          certificates: rootCerts.map(summarizeCertificate),
+        });
+      }
+    }
+    for (const [name, s] of this.files) {
+      const exp = s.item?.expireTime;
+      out.push({
+        resourceName: name,
+        source: 'file',
+        state: !s.item ? 'pending' : exp !== undefined && exp <= now ? 'expired' : 'ready',
+        files: s.spec.kind === 'keycert' ? [s.spec.cert, s.spec.key] : [s.spec.root],
+        ...opt('generation', s.item?.generation),
+        ...opt('createdTime', iso(s.item?.createdTime)),
+        ...opt('expireTime', iso(exp)),
+        ...opt('lastError', s.lastError),
+        certificates: (s.certs ?? []).map(summarizeCertificate),
+      });
+    }
+    return out;
+  }
+
+  /** Stops renewals, timers and file watches; pending waitFor() calls reject. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    if (this.rotationTimer) clearTimeout(this.rotationTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.watcher.close();
+    this.ca?.close();
+    setCertExpiry(WORKLOAD_RESOURCE, undefined);
+    const renewing = this.renewing;
+    if (renewing) await renewing.catch(() => undefined);
+    this.listeners.clear();
+  }
+}

@@ -1,0 +1,164 @@
+// Runs the app probes of ISTIO_KUBE_APP_PROBERS the way kubelet would have, from the agent:
+// - httpGet: to the pod IP, http or https (certificate not verified, as kubelet), the caller's
+//   headers forwarded, Host rewritten from the status port to the app port; redirects followed
+//   only to the same host (at most 10), a redirect elsewhere answered 200 (kubelet's rule); the
+//   app's status code and up to 10 KiB of its body returned;
+// - tcpSocket: a connection that opens is success;
+// - grpc: grpc.health.v1.Health/Check must answer SERVING.
+// Connections come from 127.0.0.6 for IPv4 targets (Istio's UpstreamLocalAddress, which the
+// sidecar's iptables rules let through to the app without redirecting to Envoy). Failures are
+// answered 500, as Istio does; details go to the `probes` log scope.
+
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { logger } from '../util/logger.js';
+import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-probers.js';
+import { joinHostPort } from './net-util.js';
+
+const log = logger('probes');
+
+/** Istio's maxRespBodyLength: how much of the app's body the probe answer carries. */
+export const MAX_PROBE_BODY = 10 * 1024;
+const MAX_REDIRECTS = 10;
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host']);
+
+export interface ProbeAnswer {
+  readonly status: number;
+  readonly body?: Buffer;
+}
+
+export interface ProbeContext {
+  /** Where the app listens: the pod IP (INSTANCE_IP), else loopback. */
+  readonly destination: string;
+  /** Source address for probe connections to IPv4 destinations; undefined for the OS default. */
+  readonly sourceAddress: string | undefined;
+  /** The status port (the Host header's port is replaced by the app's when it is this one). */
+  readonly statusPort: number;
+}
+
+const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (net.isIP(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);
+
+export async function runAppProbe(probe: AppProbe, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+  switch (probe.kind) {
+    case 'httpGet':
+      return httpGetProbe(probe, req, ctx, signal);
+    case 'tcpSocket':
+      return tcpProbe(probe, ctx, signal);
+    case 'grpc':
+      return grpcProbe(probe, req, ctx);
+  }
+}
+
+async function tcpProbe(probe: TcpSocketProbe & { timeoutMs: number }, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+  const ok = await new Promise<boolean>((resolve) => {
+    const sock = net.connect({ host: ctx.destination, port: probe.port, localAddress: localAddressFor(ctx, ctx.destination), timeout: probe.timeoutMs });
+    const timer = setTimeout(() => done(false, `timeout after ${probe.timeoutMs} ms`), probe.timeoutMs);
+    const onAbort = (): void => done(false, 'aborted');
+    signal.addEventListener('abort', onAbort);
+    function done(result: boolean, why?: string): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      sock.destroy();
+      if (!result) log.debug(`tcp probe to ${joinHostPort(ctx.destination, probe.port)} failed: ${why}`);
+      resolve(result);
+    }
+    sock.once('connect', () => done(true));
+    sock.once('error', (err) => done(false, err.message));
+  });
+  return { status: ok ? 200 : 500 };
+}
+
+async function grpcProbe(probe: GrpcProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext): Promise<ProbeAnswer> {
+  // @grpc/grpc-js and protobufjs are loaded on the first gRPC probe only
+  const { grpcHealthCheck } = await import('./grpc-health.js');
+  const result = await grpcHealthCheck({ host: ctx.destination, port: probe.port, service: probe.service, timeoutMs: probe.timeoutMs, userAgent: req.headers['user-agent'] });
+  if (!result.ok) log.error(result.reason);
+  return { status: result.ok ? 200 : 500 };
+}
+
+const isRedirect = (code: number): boolean => code >= 300 && code < 400;
+/** The redirects Go's http.Client follows; other 3xx are returned as they are. */
+const FOLLOWED = new Set([301, 302, 303, 307, 308]);
+
+async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+  const scheme = probe.scheme === 'HTTPS' ? 'https' : 'http';
+  let url = new URL(`${scheme}://${joinHostPort(ctx.destination, probe.port)}${probe.path}`);
+  const firstHostname = url.hostname;
+  // Host: the caller's, with the status port swapped for the app port (kubelet dialled the status port)
+  let hostHeader = req.headers.host;
+  if (hostHeader) {
+    const m = /^(.*):(\d+)$/.exec(hostHeader);
+    if (m && Number(m[2]) === ctx.statusPort) hostHeader = `${m[1]}:${probe.port}`;
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const h of probe.headers) headers[h.name.toLowerCase()] = h.value;
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    headers[name] = value;
+  }
+  const timeout = AbortSignal.timeout(probe.timeoutMs);
+  const all = AbortSignal.any([signal, timeout]);
+  try {
+    for (let redirects = 0; ; redirects++) {
+      const res = await get(url, { ...headers, ...(hostHeader ? { host: hostHeader } : {}) }, ctx, all);
+      const status = res.statusCode ?? 500;
+      if (isRedirect(status)) {
+        const location = res.headers.location;
+        res.resume();
+        // not followable (no Location, or a 3xx Go does not follow): kubelet answers success
+        if (!location || !FOLLOWED.has(status)) return { status: 200 };
+        const next = new URL(location, url);
+        if (next.hostname !== firstHostname) return { status: 200 }; // redirect elsewhere: success, as kubelet
+        if (redirects + 1 >= MAX_REDIRECTS) throw new Error(`stopped after ${MAX_REDIRECTS} redirects`);
+        // a relative Location keeps the custom Host header, an absolute one uses its own host
+        if (/^[a-z][a-z0-9+.-]*:/i.test(location)) hostHeader = undefined;
+        url = next;
+        continue;
+      }
+      return { status, body: await readAtMost(res, MAX_PROBE_BODY) };
+    }
+  } catch (err) {
+    const why = timeout.aborted ? `timeout after ${probe.timeoutMs} ms` : (err as Error).message;
+    log.error(`Request to probe app failed: ${why}, original URL path = ${req.url}\napp URL path = ${probe.path}`);
+    return { status: 500 };
+  }
+}
+
+function get(url: URL, headers: Record<string, string | string[]>, ctx: ProbeContext, signal: AbortSignal): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const opts: https.RequestOptions = {
+      method: 'GET',
+      headers,
+      agent: false, // no keep-alive, as kubelet: idle connections never fail a probe
+      signal,
+      localAddress: localAddressFor(ctx, url.hostname.replace(/^\[|\]$/g, '')),
+    };
+    const req = url.protocol === 'https:' ? https.request(url, { ...opts, rejectUnauthorized: false }, resolve) : http.request(url, opts, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The first `max` bytes of the body; the rest is discarded (the connection is closed). */
+function readAtMost(res: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (): void => {
+      res.removeAllListeners('data');
+      resolve(Buffer.concat(chunks).subarray(0, max));
+    };
+    res.on('data', (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size >= max) {
+        finish();
+        res.destroy();
+      }
+    });
+    res.once('end', finish);
+    res.once('error', finish);
+    res.once('close', finish);
+  });
+}

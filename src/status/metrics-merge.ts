@@ -1,0 +1,391 @@
+// /stats/prometheus and /metrics: the agent's own metrics, then Envoy's Prometheus output, then
+// each application target from ISTIO_PROMETHEUS_ANNOTATIONS, concatenated as Istio does.
+//
+// Streaming: every source is requested at once (so their latencies overlap), but only their
+// response headers are awaited before answering (the answer's Content-Type depends on the apps'
+// formats). Bodies are then piped through one after the other with backpressure (scrape-client.ts
+// reads into a few pooled buffers and pauses until they are written): a source waits in its socket
+// buffers until its turn, so memory does not grow with the size of any source. The only bytes held
+// back are what merging needs: the last (partial) line of each body, so that a source failing
+// mid-body never leaves half a line, and an application's OpenMetrics "# EOF" trailer.
+//
+// Formats (Istio's rules): Envoy is asked for text only; the answer takes the apps' format
+// (OpenMetrics when they all answer OpenMetrics, else text), every app's "# EOF" is dropped and one
+// is written at the very end. Agent metrics are written in text format, as Istio does.
+//
+// Failures never fail the scrape: a source that errors, answers non-200, exceeds the per-app cap,
+// or misses the deadline is logged and counted in istio_agent_scrape_failures_total{type} and left
+// out (or, when it breaks mid-body, cut at its last complete line). A source with no response
+// headers by half the deadline is given up, so the others keep time to stream.
+
+import type http from 'node:http';
+import type { Writable } from 'node:stream';
+import { constants as zlibConstants, createGzip } from 'node:zlib';
+import type { Registry } from 'prom-client';
+import { logger } from '../util/logger.js';
+import {
+  allowedContentTypes,
+  APP_ACCEPTED_TYPES,
+  ENVOY_ACCEPTED_TYPES,
+  FMT_TEXT,
+  isOpenMetrics,
+  negotiateMetricsFormat,
+  type MetricsFormat,
+} from './accept.js';
+import { statusMetrics, type ScrapeType } from './metrics.js';
+import { ScrapeSource } from './scrape-client.js';
+
+const log = logger('default');
+
+/** Istio's defaultMaxAppMetricsBodyBytes. */
+export const DEFAULT_MAX_APP_BODY_BYTES = 10 * 1024 * 1024;
+
+export interface MetricsMergerOptions {
+  /** Envoy's Prometheus endpoint; undefined when Envoy stats are not merged (DISABLE_ENVOY, PILOT_AGENT_MERGE_ENVOY_STATS=false). */
+  readonly envoyUrl: string | undefined;
+  /** Application metrics endpoints, in order. */
+  readonly appUrls: readonly string[];
+  readonly registry: Registry;
+  /** Per-application-target cap (Envoy's output is streamed uncapped, as Istio does). */
+  readonly maxAppBodyBytes?: number;
+  /** Deadline of one scrape when the client sends no X-Prometheus-Scrape-Timeout-Seconds. 0 = none. */
+  readonly defaultTimeoutMs?: number;
+}
+
+interface SourceSpec {
+  readonly type: Exclude<ScrapeType, 'agent'>;
+  readonly url: string;
+  readonly accept: string;
+  readonly maxBytes: number;
+}
+
+interface OpenSource {
+  readonly spec: SourceSpec;
+  readonly src: ScrapeSource;
+}
+
+const EOF_MARKER = Buffer.from('# EOF');
+const NL = 0x0a;
+const isSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a;
+
+function fail(spec: { type: ScrapeType }, message: string, level: 'error' | 'warn' = 'error'): void {
+  log[level](message);
+  statusMetrics.scrapeFailures.inc({ type: spec.type });
+}
+
+/** Istio's getHeaderTimeout: a float number of seconds. */
+function headerTimeoutMs(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || v.trim() === '') {
+    log.warn(`Failed to parse timeout header ${v}`);
+    return undefined;
+  }
+  return Math.max(0, n * 1000);
+}
+
+/** Whether the client takes gzip (a `gzip` or `*` coding with a non-zero q). */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false;
+  return header.split(',').some((part) => {
+    const [coding, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    if (coding !== 'gzip' && coding !== '*') return false;
+    const q = params.find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
+
+/** A writable with awaited backpressure; remembers the last byte written (for newline separators). */
+class Sink {
+  lastByte = NL;
+  written = 0;
+  constructor(private readonly out: Writable) {}
+
+  get closed(): boolean {
+    return this.out.destroyed || this.out.writableEnded;
+  }
+
+  /** Writes `chunk`; `flushed` runs once the destination is done with it (the buffer may be reused then). */
+  async write(chunk: Buffer | string, flushed?: () => void): Promise<void> {
+    if (chunk.length === 0) return void flushed?.();
+    if (this.closed) {
+      flushed?.();
+      throw new Error('client connection closed');
+    }
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    this.lastByte = buf[buf.length - 1]!;
+    this.written += buf.length;
+    if (this.out.write(buf, flushed ? () => flushed() : undefined)) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        this.out.off('drain', onDrain);
+        this.out.off('close', onClose);
+        this.out.off('error', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = (): void => done();
+      const onClose = (): void => done(new Error('client connection closed'));
+      this.out.on('drain', onDrain);
+      this.out.on('close', onClose);
+      this.out.on('error', onClose);
+    });
+  }
+
+  /** Ends the current section with a newline if it does not end with one. */
+  async newline(): Promise<void> {
+    if (this.written > 0 && this.lastByte !== NL) await this.write('\n');
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** A line longer than this is passed through unaligned rather than held. */
+const MAX_HELD_LINE = 1024 * 1024;
+
+/**
+ * Releases a source body in whole lines, so that a source failing mid-body never leaves half a
+ * line in the merged answer; for application bodies it also drops a trailing OpenMetrics `# EOF`
+ * (Istio's stripOpenMetricsEOF). It holds back at most the last line of what has arrived.
+ */
+export class LineAligner {
+  private pending: Buffer = EMPTY;
+
+  constructor(private readonly stripEof: boolean) {}
+
+  /** Returns the buffers that can be written now, in order. */
+  push(chunk: Buffer): Buffer[] {
+    if (this.stripEof) {
+      const data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+      const hold = LineAligner.holdFromForEof(data);
+      this.pending = hold < data.length ? Buffer.from(data.subarray(hold)) : EMPTY;
+      return [data.subarray(0, hold)];
+    }
+    const cut = chunk.lastIndexOf(NL) + 1;
+    if (cut === 0) {
+      this.pending = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : Buffer.from(chunk);
+      if (this.pending.length > MAX_HELD_LINE) return [this.take()];
+      return [];
+    }
+    const out = this.pending.length > 0 ? [this.pending, chunk.subarray(0, cut)] : [chunk.subarray(0, cut)];
+    this.pending = cut < chunk.length ? Buffer.from(chunk.subarray(cut)) : EMPTY;
+    return out;
+  }
+
+  /**
+   * What is left at the end of the body: the last line when the body was complete (minus the
+   * `# EOF` trailer when stripping), nothing when it was cut short (a partial line).
+   */
+  end(complete: boolean): Buffer {
+    let tail = this.take();
+    if (!complete) tail = tail.subarray(0, tail.lastIndexOf(NL) + 1);
+    if (!this.stripEof) return tail;
+    let t = tail.length;
+    while (t > 0 && isSpace(tail[t - 1]!)) t--;
+    const lineStart = tail.lastIndexOf(NL, t - 1) + 1;
+    if (t > 0 && tail.subarray(lineStart, t).equals(EOF_MARKER)) return tail.subarray(0, lineStart);
+    return tail;
+  }
+
+  private take(): Buffer {
+    const p = this.pending;
+    this.pending = EMPTY;
+    return p;
+  }
+
+  /** Start of the tail that might still turn out to be `# EOF` plus trailing whitespace, or a partial line. */
+  private static holdFromForEof(data: Buffer): number {
+    let t = data.length;
+    while (t > 0 && isSpace(data[t - 1]!)) t--;
+    if (t === 0) return 0;
+    const lineStart = data.lastIndexOf(NL, t - 1) + 1;
+    const line = data.subarray(lineStart, t);
+    if (line.length <= EOF_MARKER.length && EOF_MARKER.subarray(0, line.length).equals(line)) return lineStart;
+    const cut = data.lastIndexOf(NL) + 1;
+    return data.length - cut > MAX_HELD_LINE ? data.length : cut;
+  }
+}
+
+export class MetricsMerger {
+  private readonly maxAppBodyBytes: number;
+
+  constructor(private readonly opts: MetricsMergerOptions) {
+    this.maxAppBodyBytes = opts.maxAppBodyBytes ?? DEFAULT_MAX_APP_BODY_BYTES;
+  }
+
+  close(): void {
+    // in-flight scrapes end through the signal given to serve()
+  }
+
+  /** Serves one scrape. `signal` aborts it (server closing). Never rejects. */
+  async serve(req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
+    statusMetrics.scrapes.inc();
+    const abort = new AbortController();
+    const onAbort = (): void => abort.abort();
+    signal.addEventListener('abort', onAbort);
+    res.on('close', onAbort); // client gone (or response done: nothing left to abort)
+    const timeoutMs = headerTimeoutMs(header(req, 'x-prometheus-scrape-timeout-seconds')) ?? this.opts.defaultTimeoutMs ?? 0;
+    const deadline = timeoutMs > 0 ? AbortSignal.any([abort.signal, AbortSignal.timeout(timeoutMs)]) : abort.signal;
+    const opened: (OpenSource | undefined)[] = [];
+    try {
+      const specs: SourceSpec[] = [];
+      const query = req.url && req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
+      if (this.opts.envoyUrl) {
+        specs.push({ type: 'envoy', url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
+      }
+      const appAccept = allowedContentTypes(header(req, 'accept'), APP_ACCEPTED_TYPES);
+      for (const url of this.opts.appUrls) specs.push({ type: 'application', url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
+      const forwarded: Record<string, string> = {};
+      for (const h of ['user-agent', 'x-prometheus-scrape-timeout-seconds']) {
+        const v = header(req, h);
+        if (v) forwarded[h] = v;
+      }
+      // a source that has not answered by half the deadline is given up, so that the others
+      // still have time to stream their bodies (Prometheus drops the scrape at the deadline)
+      const headersBy = timeoutMs > 0 ? AbortSignal.any([deadline, AbortSignal.timeout(timeoutMs / 2)]) : deadline;
+      opened.push(...(await Promise.all(specs.map((s) => this.open(s, forwarded, deadline, headersBy, abort.signal)))));
+
+      const format = this.opts.appUrls.length > 0 ? mergedFormat(opened.filter((o) => o?.spec.type === 'application')) : FMT_TEXT;
+      const gzip = acceptsGzip(header(req, 'accept-encoding'));
+      res.statusCode = 200;
+      res.setHeader('Content-Type', format);
+      let out: Writable = res;
+      if (gzip) {
+        res.setHeader('Content-Encoding', 'gzip');
+        res.setHeader('Vary', 'Accept-Encoding');
+        const z = createGzip({ level: zlibConstants.Z_BEST_SPEED });
+        z.on('error', () => res.destroy());
+        // a client that goes away must end the compressor too, or writes into it would wait forever
+        res.on('close', () => {
+          if (!res.writableFinished) z.destroy();
+        });
+        z.pipe(res);
+        out = z;
+      }
+      const sink = new Sink(out);
+
+      try {
+        await sink.write(await this.opts.registry.metrics());
+        await sink.newline();
+      } catch (err) {
+        if (sink.closed) throw err;
+        fail({ type: 'agent' }, `failed scraping and writing agent metrics: ${(err as Error).message}`);
+      }
+      for (let i = 0; i < opened.length; i++) {
+        const src = opened[i];
+        opened[i] = undefined;
+        if (src) await this.pump(src, sink, () => res.destroyed && !res.writableFinished);
+      }
+      if (isOpenMetrics(format)) await sink.write('# EOF\n');
+      await new Promise<void>((resolve) => out.end(resolve));
+    } catch (err) {
+      // the client went away or the server is closing: nothing to answer
+      log.debug(`metrics scrape ended early: ${(err as Error).message}`);
+      if (!res.headersSent) {
+        res.statusCode = 503;
+        res.end();
+      } else {
+        res.destroy();
+      }
+    } finally {
+      for (const o of opened) o?.src.destroy();
+      signal.removeEventListener('abort', onAbort);
+      abort.abort();
+    }
+  }
+
+  /** Sends the request; resolves with the source once its response headers are in, or undefined on failure. */
+  private async open(spec: SourceSpec, forwarded: Record<string, string>, signal: AbortSignal, headersBy: AbortSignal, cancelled: AbortSignal): Promise<OpenSource | undefined> {
+    const what = spec.type === 'envoy' ? 'envoy' : 'application';
+    const giveUp = new AbortController();
+    const onHeadersBy = (): void => giveUp.abort(new Error('no response before half the scrape deadline'));
+    headersBy.addEventListener('abort', onHeadersBy, { once: true });
+    if (headersBy.aborted) onHeadersBy();
+    let src: ScrapeSource;
+    try {
+      src = await ScrapeSource.open(spec.url, { ...forwarded, Accept: spec.accept }, AbortSignal.any([signal, giveUp.signal]));
+    } catch (err) {
+      if (cancelled.aborted) return undefined; // client gone or server closing: not the source's failure
+      const why = giveUp.signal.aborted ? 'no response before the scrape deadline' : (err as Error).message;
+      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}: ${why}`);
+      return undefined;
+    } finally {
+      headersBy.removeEventListener('abort', onHeadersBy);
+    }
+    if (src.status !== 200) {
+      src.destroy();
+      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}, status code: ${src.status}`);
+      return undefined;
+    }
+    const length = src.contentLength;
+    if (length !== undefined && length > spec.maxBytes) {
+      src.destroy();
+      fail(spec, `scrape target ${spec.url}: response exceeds ${spec.maxBytes} bytes; dropping target`, 'warn');
+      return undefined;
+    }
+    return { spec, src };
+  }
+
+  /** Copies one source into the answer. Source failures are counted; a closed client throws. */
+  private async pump(open: OpenSource, sink: Sink, clientGone: () => boolean): Promise<void> {
+    const { spec, src } = open;
+    const lines = new LineAligner(spec.type === 'application');
+    let received = 0;
+    let failure: string | undefined;
+    let level: 'error' | 'warn' = 'error';
+    try {
+      for (;;) {
+        const slice = await src.read();
+        if (!slice) break;
+        let chunk = slice.data;
+        received += chunk.length;
+        const over = received > spec.maxBytes;
+        // cannot unsend what is out already: a source over its cap ends at its last complete line
+        if (over) chunk = chunk.subarray(0, chunk.length - (received - spec.maxBytes));
+        const out = lines.push(chunk);
+        let pending = out.length + 1;
+        const done = (): void => {
+          if (--pending === 0) slice.release();
+        };
+        try {
+          for (const b of out) await sink.write(b, done);
+        } finally {
+          done();
+        }
+        if (over) {
+          failure = `response exceeds ${spec.maxBytes} bytes; cut at the last complete line`;
+          level = 'warn';
+          break;
+        }
+      }
+    } catch (err) {
+      // the client leaving aborts the sources too: that is not the source's failure
+      if (sink.closed || clientGone()) throw err;
+      failure = (err as Error).message;
+    } finally {
+      src.destroy();
+    }
+    await sink.write(lines.end(failure === undefined));
+    if (failure) fail(spec, `failed scraping ${spec.type} metrics from ${spec.url}: ${failure}`, level);
+    await sink.newline();
+  }
+}
+
+function header(req: http.IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/**
+ * Istio's format choice for app targets: the first successful target's format, unless another
+ * successful target disagrees, then text. No successful target: text.
+ */
+function mergedFormat(apps: (OpenSource | undefined)[]): MetricsFormat {
+  let format: MetricsFormat | undefined;
+  for (const a of apps) {
+    if (!a) continue;
+    const f = negotiateMetricsFormat(a.src.contentType);
+    if (format === undefined) format = f;
+    else if (f !== format) return FMT_TEXT;
+  }
+  return format ?? FMT_TEXT;
+}

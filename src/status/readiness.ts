@@ -1,0 +1,198 @@
+// /healthz/ready: Istio's readiness checks (pilot/cmd/pilot-agent/status/ready, grpcready and the
+// agent's DNS check), in Istio's order:
+//   1. Envoy accepted its first CDS and LDS update (cached once seen, as Istio does);
+//   2. Envoy's server.state is LIVE and its workers have started;
+//   3. the gRPC xDS bootstrap file loads (cached), and the certificate files it names exist;
+//   4. the DNS proxy has its name table, when DNS is on.
+// Unlike Istio, step 2 is not cached after the first success: a server.state of DRAINING (health
+// check failed, hot restart) makes readiness fail again instead of being hidden. The first success
+// records istio_agent_startup_duration_seconds.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { logger } from '../util/logger.js';
+import { statusMetrics } from './metrics.js';
+import { httpGetText, joinHostPort } from './net-util.js';
+
+const log = logger('default');
+
+export const UPDATE_STATS_FILTER = '^(cluster_manager\\.cds|listener_manager\\.lds)\\.(update_success|update_rejected)$';
+export const READY_STATS_FILTER = '^(server\\.state|listener_manager\\.workers_started)';
+/** Istio's readinessTimeout for the Envoy admin stats call. */
+const ADMIN_TIMEOUT_MS = 3000;
+
+const SERVER_STATES = ['LIVE', 'DRAINING', 'PRE_INITIALIZING', 'INITIALIZING'] as const;
+
+export function serverStateName(state: number): string {
+  return SERVER_STATES[state] ?? 'UNKNOWN';
+}
+
+/** `name: value` lines of Envoy's /stats text output; values that are not integers are skipped. */
+export function parseEnvoyStats(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const idx = line.indexOf(':');
+    if (idx <= 0) continue;
+    const name = line.slice(0, idx).trim();
+    const raw = line.slice(idx + 1).trim();
+    if (!/^\d+$/.test(raw) || out.has(name)) continue;
+    out.set(name, Number(raw));
+  }
+  return out;
+}
+
+export interface UpdateStats {
+  readonly cdsSuccess: number;
+  readonly cdsRejected: number;
+  readonly ldsSuccess: number;
+  readonly ldsRejected: number;
+}
+
+export function describeUpdates(s: UpdateStats): string {
+  return `cds updates: ${s.cdsSuccess} successful, ${s.cdsRejected} rejected; lds updates: ${s.ldsSuccess} successful, ${s.ldsRejected} rejected`;
+}
+
+export interface ReadinessOptions {
+  /** Envoy admin API host (127.0.0.1 or ::1) and port. */
+  readonly adminHost: string;
+  readonly adminPort: number;
+  /** DISABLE_ENVOY: no Envoy checks. */
+  readonly noEnvoy: boolean;
+  /** gRPC xDS bootstrap path; checked when set. */
+  readonly grpcBootstrapPath?: string | undefined;
+  /** When DNS is on: whether the DNS proxy has its name table. */
+  readonly dnsReady?: (() => boolean) | undefined;
+  /** Epoch ms the agent started (startup_duration_seconds is measured from it). */
+  readonly startedAt: number;
+}
+
+export type ReadinessResult = { readonly ready: true } | { readonly ready: false; readonly reason: string };
+
+export class Readiness {
+  private configReceived = false;
+  private recordedStartup = false;
+  private grpcBootstrap: { paths: string[] } | undefined;
+  private inflight: Promise<ReadinessResult> | undefined;
+  private lastReady: boolean | undefined;
+  private terminated: string | undefined;
+
+  constructor(private readonly opts: ReadinessOptions) {}
+
+  /** After this, every check fails with "server is terminated" (Istio's cancelled context). */
+  terminate(cause: string): void {
+    this.terminated ??= cause;
+  }
+
+  /** Runs the checks; concurrent callers share one run. Logs only on a ready/not-ready transition. */
+  check(): Promise<ReadinessResult> {
+    this.inflight ??= this.run().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async run(): Promise<ReadinessResult> {
+    let reason: string | undefined;
+    try {
+      reason = await this.firstFailure();
+    } catch (err) {
+      reason = (err as Error).message;
+    }
+    const ready = reason === undefined;
+    if (ready !== this.lastReady) {
+      if (ready) log.info('Envoy proxy is ready');
+      else log.warn(`Envoy proxy is NOT ready: ${reason}`);
+    } else if (!ready) {
+      log.debug(`Envoy proxy is NOT ready: ${reason}`);
+    }
+    this.lastReady = ready;
+    return ready ? { ready } : { ready, reason: reason! };
+  }
+
+  private async firstFailure(): Promise<string | undefined> {
+    if (!this.opts.noEnvoy) {
+      const config = await this.checkConfigStatus();
+      if (config) return config;
+      const envoy = await this.checkEnvoyReady();
+      if (envoy) return envoy;
+    }
+    if (this.opts.grpcBootstrapPath) {
+      const grpc = this.checkGrpcBootstrap(this.opts.grpcBootstrapPath);
+      if (grpc) return grpc;
+    }
+    if (this.opts.dnsReady && !this.opts.dnsReady()) {
+      return 'istio DNS capture is turned ON and DNS lookup table is not ready yet';
+    }
+    if (this.terminated) return `server is terminated: ${this.terminated}`;
+    if (!this.recordedStartup) {
+      this.recordedStartup = true;
+      const seconds = (Date.now() - this.opts.startedAt) / 1000;
+      statusMetrics.startupDuration.set(seconds);
+      log.info(`Readiness succeeded in ${seconds.toFixed(3)}s`);
+    }
+    return undefined;
+  }
+
+  private adminStats(filter: string): Promise<string> {
+    const url = `http://${joinHostPort(this.opts.adminHost, this.opts.adminPort)}/stats?usedonly&filter=${encodeURIComponent(filter)}`;
+    return httpGetText(url, { timeoutMs: ADMIN_TIMEOUT_MS });
+  }
+
+  private async checkConfigStatus(): Promise<string | undefined> {
+    if (this.configReceived) return undefined;
+    const stats = parseEnvoyStats(await this.adminStats(UPDATE_STATS_FILTER));
+    const s: UpdateStats = {
+      cdsSuccess: stats.get('cluster_manager.cds.update_success') ?? 0,
+      cdsRejected: stats.get('cluster_manager.cds.update_rejected') ?? 0,
+      ldsSuccess: stats.get('listener_manager.lds.update_success') ?? 0,
+      ldsRejected: stats.get('listener_manager.lds.update_rejected') ?? 0,
+    };
+    const cds = s.cdsSuccess > 0;
+    const lds = s.ldsSuccess > 0;
+    if (cds && lds) {
+      this.configReceived = true;
+      return undefined;
+    }
+    if (!cds && !lds) return `config not received from XDS server (is Istiod running?): ${describeUpdates(s)}`;
+    if (s.cdsRejected > 0 || s.ldsRejected > 0) return `config received from XDS server, but was rejected: ${describeUpdates(s)}`;
+    return `config not fully received from XDS server: ${describeUpdates(s)}`;
+  }
+
+  private async checkEnvoyReady(): Promise<string | undefined> {
+    if (this.terminated) return `server is terminated: ${this.terminated}`;
+    let text: string;
+    try {
+      text = await this.adminStats(READY_STATS_FILTER);
+    } catch (err) {
+      return `failed to get readiness stats: ${(err as Error).message}`;
+    }
+    const stats = parseEnvoyStats(text);
+    const state = stats.get('server.state');
+    if (state === undefined) return `server.state is not yet updated: ${text.trim()}`;
+    const workers = stats.get('listener_manager.workers_started');
+    if (workers === undefined) return `listener_manager.workers_started is not yet updated: ${text.trim()}`;
+    if (state !== 0) return `server is not live, current state is: ${serverStateName(state)}`;
+    if (workers !== 1) return 'workers have not yet started';
+    return undefined;
+  }
+
+  /** grpcready: the bootstrap loads once (then cached); file_watcher certificate files must exist. */
+  private checkGrpcBootstrap(path: string): string | undefined {
+    if (!this.grpcBootstrap) {
+      try {
+        const json = JSON.parse(readFileSync(path, 'utf8')) as { certificate_providers?: Record<string, { plugin_name?: unknown; config?: Record<string, unknown> }> };
+        const paths: string[] = [];
+        for (const provider of Object.values(json.certificate_providers ?? {})) {
+          if (provider?.plugin_name !== 'file_watcher') continue;
+          for (const key of ['certificate_file', 'private_key_file', 'ca_certificate_file']) {
+            const p = provider.config?.[key];
+            if (typeof p === 'string' && p !== '') paths.push(p);
+          }
+          break;
+        }
+        this.grpcBootstrap = { paths };
+      } catch (err) {
+        return `failed loading ${path}: ${(err as Error).message}`;
+      }
+    }
+    for (const p of this.grpcBootstrap.paths) if (!existsSync(p)) return `${p} does not exist`;
+    return undefined;
+  }
+}

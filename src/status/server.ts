@@ -1,0 +1,306 @@
+// The status port (15020): readiness, merged Prometheus metrics, application probes, quit/drain
+// and debug views (Istio's pilot/cmd/pilot-agent/status). Started last by the agent, closed first.
+//
+//   /healthz/ready                        readiness (readiness.ts)
+//   /stats/prometheus, /metrics           merged metrics (metrics-merge.ts)
+//   /app-health/<c>/{livez,readyz,startupz}, /app-lifecycle/<c>/{prestopz,poststartz}
+//                                         app probes from ISTIO_KUBE_APP_PROBERS (app-probe.ts)
+//   /quitquitquit, /drain                 POST, loopback callers only
+//   /debug/{config,syncz,xds,certs,wasm,ndsz}   loopback callers only
+//
+// Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by the
+// constructor and thrown as one ConfigError, so the agent can refuse to start before Envoy runs.
+
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Registry } from 'prom-client';
+import { registry as agentRegistry } from '../metrics/registry.js';
+import { logger } from '../util/logger.js';
+import { runAppProbe, type ProbeContext } from './app-probe.js';
+import { parseAppProbers, type AppProbe } from './app-probers.js';
+import { MetricsMerger } from './metrics-merge.js';
+import { isLoopbackAddress, joinHostPort } from './net-util.js';
+import { Readiness, type ReadinessResult } from './readiness.js';
+import { parseScrapeConfig } from './scrape-config.js';
+
+const log = logger('default');
+
+/** A /debug view: JSON-able value, or undefined for "nothing to show" (404). */
+export type DebugProvider = () => unknown;
+
+export interface StatusServerOptions {
+  /** The status port; 0 turns the server off (start() does nothing). */
+  readonly port: number;
+  /** Listen address; all interfaces by default (kubelet probes reach it on the pod IP). */
+  readonly host?: string;
+  /** Sidecars merge app metrics; routers do not (Istio serves them only for sidecars). */
+  readonly proxyType: 'sidecar' | 'router';
+  /** Envoy admin port, reached on `localhost`. */
+  readonly adminPort: number;
+  /** Loopback address to reach Envoy and app metrics on: 127.0.0.1, or ::1 on IPv6-only pods. */
+  readonly localhost?: string;
+  /** Pod IP (INSTANCE_IP) the app probes go to; loopback when empty. */
+  readonly podIp?: string;
+  /** REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: probe loopback instead of the pod IP. */
+  readonly probeLocalhost?: boolean;
+  /** Source address of probe connections to IPv4 targets; Istio's 127.0.0.6 by default, null for none. */
+  readonly probeSourceAddress?: string | null;
+  /** ISTIO_KUBE_APP_PROBERS (raw JSON; '' for none). */
+  readonly kubeAppProbers?: string;
+  /** ISTIO_PROMETHEUS_ANNOTATIONS (raw JSON; '' when unset). */
+  readonly prometheusAnnotations?: string;
+  /** ENVOY_PROMETHEUS_PORT (15090). */
+  readonly envoyPrometheusPort?: number;
+  /** Envoy's Prometheus URL; default http://<localhost>:<envoyPrometheusPort>/stats/prometheus. */
+  readonly envoyMetricsUrl?: string;
+  /** PILOT_AGENT_MERGE_ENVOY_STATS (default true). */
+  readonly mergeEnvoyStats?: boolean;
+  /** METRICS_LOCALHOST_ACCESS_ONLY: metrics for loopback callers only. */
+  readonly metricsLocalhostOnly?: boolean;
+  /** DISABLE_ENVOY: readiness without the Envoy checks, no Envoy metrics. */
+  readonly noEnvoy?: boolean;
+  /** gRPC xDS bootstrap file, checked by readiness when set. */
+  readonly grpcBootstrapPath?: string;
+  /** When DNS is on: whether the DNS proxy has its table. */
+  readonly dnsReady?: () => boolean;
+  /** Epoch ms the agent started; process start by default. */
+  readonly startedAt?: number;
+  /** POST /quitquitquit (after the answer is sent): exit at once. */
+  readonly onQuit?: () => void | Promise<void>;
+  /** POST /drain (after the answer is sent): drain Envoy now (Agent.drainNow). */
+  readonly onDrain?: () => void | Promise<void>;
+  readonly debug?: {
+    /** /debug/config: effective configuration, secrets removed (see debugConfigView). */
+    readonly config?: DebugProvider;
+    /** /debug/syncz and /debug/xds: xDS sync state per type (see syncStateView). */
+    readonly syncz?: DebugProvider;
+    /** /debug/certs: certificate summaries. */
+    readonly certs?: DebugProvider;
+    /** /debug/wasm: Wasm module cache. */
+    readonly wasm?: DebugProvider;
+    /** /debug/ndsz: the DNS name table (404 when there is none, as Istio). */
+    readonly ndsz?: DebugProvider;
+  };
+  /** Agent metrics registry; the shared one by default. */
+  readonly registry?: Registry;
+  /** Per-application-target metrics cap; Istio's 10 MiB by default. */
+  readonly maxAppBodyBytes?: number;
+  /** Scrape deadline when the client sends no X-Prometheus-Scrape-Timeout-Seconds (default 60 s; 0 = none). */
+  readonly defaultScrapeTimeoutMs?: number;
+}
+
+const FORBIDDEN = 'Only requests from localhost are allowed\n';
+const DEFAULT_SCRAPE_TIMEOUT_MS = 60_000;
+
+export class StatusServer {
+  private readonly probes: ReadonlyMap<string, AppProbe>;
+  private readonly readiness: Readiness;
+  private readonly merger: MetricsMerger;
+  private readonly probeContext: ProbeContext;
+  private readonly closing = new AbortController();
+  private readonly sockets = new Set<Socket>();
+  private server: http.Server | undefined;
+  private closed: Promise<void> | undefined;
+  private boundPort = 0;
+
+  /** Validates the probe and metrics configuration; throws a ConfigError naming every problem. */
+  constructor(private readonly opts: StatusServerOptions) {
+    const statusPort = opts.port;
+    this.probes = parseAppProbers(opts.kubeAppProbers ?? '', { statusPort });
+    const localhost = opts.localhost ?? '127.0.0.1';
+    const appTargets = opts.proxyType === 'sidecar' ? parseScrapeConfig(opts.prometheusAnnotations ?? '', { statusPort }) : undefined;
+    if (appTargets) log.info(`Prometheus scraping configuration: ${appTargets.map((t) => `${t.port}${t.path}`).join(', ')}`);
+    const envoyUrl =
+      opts.noEnvoy || opts.mergeEnvoyStats === false
+        ? undefined
+        : (opts.envoyMetricsUrl ?? `http://${joinHostPort(localhost, opts.envoyPrometheusPort ?? 15090)}/stats/prometheus`);
+    this.merger = new MetricsMerger({
+      envoyUrl,
+      appUrls: (appTargets ?? []).map((t) => `http://${joinHostPort(localhost, t.port)}${t.path.startsWith('/') ? t.path : `/${t.path}`}`),
+      registry: opts.registry ?? agentRegistry,
+      maxAppBodyBytes: opts.maxAppBodyBytes,
+      defaultTimeoutMs: opts.defaultScrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
+    });
+    this.readiness = new Readiness({
+      adminHost: localhost,
+      adminPort: opts.adminPort,
+      noEnvoy: opts.noEnvoy ?? false,
+      grpcBootstrapPath: opts.grpcBootstrapPath,
+      dnsReady: opts.dnsReady,
+      startedAt: opts.startedAt ?? performance.timeOrigin,
+    });
+    const destination = opts.probeLocalhost ? localhost : opts.podIp || localhost;
+    this.probeContext = {
+      destination,
+      sourceAddress: opts.probeSourceAddress === null ? undefined : (opts.probeSourceAddress ?? '127.0.0.6'),
+      statusPort,
+    };
+  }
+
+  /** The port listened on (the configured one), 0 when off or not started. */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** Paths of the configured app probes. */
+  get appProbePaths(): string[] {
+    return [...this.probes.keys()];
+  }
+
+  /** Runs the readiness checks (what /healthz/ready answers). */
+  checkReadiness(): Promise<ReadinessResult> {
+    return this.readiness.check();
+  }
+
+  async start(): Promise<void> {
+    if (this.opts.port === 0) {
+      log.info('Status server disabled (status port 0)');
+      return;
+    }
+    if (this.server) return;
+    const server = http.createServer((req, res) => this.dispatch(req, res));
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(`status server: cannot listen on ${this.opts.host ? joinHostPort(this.opts.host, this.opts.port) : `port ${this.opts.port}`}: ${err.message}`, { cause: err })),
+      );
+      server.listen({ port: this.opts.port, ...(this.opts.host ? { host: this.opts.host } : {}) }, () => resolve());
+    });
+    server.on('error', (err) => log.error(`status server: ${err.message}`));
+    this.server = server;
+    this.boundPort = (server.address() as AddressInfo).port;
+    log.info(`Opening status port ${this.boundPort}`);
+  }
+
+  /** Stops listening, aborts in-flight scrapes and probes, closes connections. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.readiness.terminate('agent is shutting down');
+      this.closing.abort();
+      const server = this.server;
+      this.merger.close();
+      if (!server) return;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // give answers being written a moment, then cut whatever is left
+        const t = setTimeout(() => {
+          for (const s of this.sockets) s.destroy();
+        }, 200);
+        t.unref();
+      });
+      log.info('Status server has successfully terminated');
+    })();
+    return this.closed;
+  }
+
+  private dispatch(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    let handled: Promise<void> | void;
+    try {
+      handled = this.route(path, req, res);
+    } catch (err) {
+      handled = Promise.reject(err);
+    }
+    void Promise.resolve(handled).catch((err: unknown) => {
+      log.error(`status server: ${req.method} ${path}: ${(err as Error).message}`);
+      if (!res.headersSent) send(res, 500, `${(err as Error).message}\n`);
+      else res.destroy();
+    });
+  }
+
+  private route(path: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> | void {
+    const local = isLoopbackAddress(req.socket.remoteAddress);
+    if (path === '/healthz/ready') return this.handleReady(res);
+    if (path === '/stats/prometheus' || path === '/metrics') {
+      if (this.opts.metricsLocalhostOnly && !local) return send(res, 403, FORBIDDEN);
+      return this.merger.serve(req, res, this.closing.signal);
+    }
+    if (path === '/quitquitquit' || path === '/drain') return this.handleLifecycle(path, req, res, local);
+    if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(path, req, res);
+    if (path === '/debug' || path.startsWith('/debug/')) return this.handleDebug(path, req, res, local);
+    send(res, 404, '404 page not found\n');
+  }
+
+  private async handleReady(res: http.ServerResponse): Promise<void> {
+    const r = await this.readiness.check();
+    if (r.ready) send(res, 200, '');
+    else send(res, 503, `${r.reason}\n`);
+  }
+
+  private handleLifecycle(path: string, req: http.IncomingMessage, res: http.ServerResponse, local: boolean): void {
+    if (!local) return send(res, 403, FORBIDDEN);
+    if (req.method !== 'POST') return send(res, 405, 'Method Not Allowed\n');
+    const quit = path === '/quitquitquit';
+    const action = quit ? this.opts.onQuit : this.opts.onDrain;
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8' });
+    res.end('OK', () => {
+      if (quit) log.info(`handling ${path}, notifying pilot-agent to exit`);
+      else log.info(`handling ${path}, starting drain`);
+      if (!action) {
+        log.warn(`${path}: nothing is wired to handle it`);
+        return;
+      }
+      void Promise.resolve()
+        .then(action)
+        .catch((err: unknown) => log.error(`${path} failed: ${(err as Error).message}`));
+    });
+  }
+
+  private async handleAppProbe(path: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const probe = this.probes.get(path);
+    if (!probe) {
+      log.error(`Prober does not exists url ${path}`);
+      return send(res, 400, `app prober config does not exists for ${path}`);
+    }
+    const abort = new AbortController();
+    const onClose = (): void => abort.abort();
+    res.once('close', onClose);
+    const signal = AbortSignal.any([abort.signal, this.closing.signal]);
+    const answer = await runAppProbe(probe, req, this.probeContext, signal);
+    res.off('close', onClose);
+    if (res.destroyed) return;
+    res.writeHead(answer.status);
+    res.end(answer.body ?? '');
+  }
+
+  private handleDebug(path: string, req: http.IncomingMessage, res: http.ServerResponse, local: boolean): void {
+    if (!local) return send(res, 403, FORBIDDEN);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'Method Not Allowed\n');
+    const d = this.opts.debug ?? {};
+    const views: Record<string, { provider: DebugProvider | undefined; empty: unknown }> = {
+      '/debug/config': { provider: d.config, empty: undefined },
+      '/debug/syncz': { provider: d.syncz, empty: { types: {} } },
+      '/debug/xds': { provider: d.syncz, empty: { types: {} } },
+      '/debug/certs': { provider: d.certs, empty: { certificates: [] } },
+      '/debug/wasm': { provider: d.wasm, empty: { modules: [] } },
+      '/debug/ndsz': { provider: d.ndsz, empty: undefined },
+    };
+    if (path === '/debug' || path === '/debug/') {
+      return sendJson(res, 200, { endpoints: Object.keys(views) });
+    }
+    const view = views[path];
+    if (!view) return send(res, 404, '404 page not found\n');
+    const value = view.provider ? view.provider() : view.empty;
+    if (value === undefined) return sendJson(res, 404, {});
+    sendJson(res, 200, value);
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: string): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
+  res.end(body);
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'Content-Type': 'application/json' });
+  res.end(JSON.stringify(value, null, 2) + '\n');
+}

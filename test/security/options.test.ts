@@ -1,0 +1,126 @@
+// Security settings from the AgentConfig: the CA address, transport, root and server name (Istio's
+// FindRootCAForCA and createCitadel rules), the key spec, mounted credentials, and the start-up
+// validation of values this agent does not support.
+
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadAgentConfig, type AgentConfig } from '../../src/config/load.js';
+import {
+  caClientOptionsFrom,
+  caRootCaPath,
+  keySpecFrom,
+  secretManagerOptionsFrom,
+  SecurityConfigError,
+  spiffeIdOf,
+  validateSecurityConfig,
+} from '../../src/security/options.js';
+import { workDir, type Work } from './support.js';
+
+let work: Work;
+beforeEach(() => {
+  work = workDir('pa-secopt-');
+});
+afterEach(() => work.cleanup());
+
+function config(env: Record<string, string> = {}, proxyConfig: Record<string, unknown> = {}): AgentConfig {
+  return loadAgentConfig({
+    env: {
+      POD_NAME: 'hello-1',
+      POD_NAMESPACE: 'shop',
+      SERVICE_ACCOUNT: 'cart',
+      PROXY_CONFIG: JSON.stringify({ discoveryAddress: 'istiod.istio-system.svc:15012', ...proxyConfig }),
+      ...env,
+    },
+    cwd: work.dir,
+    hostAddresses: ['10.0.0.1'],
+  });
+}
+
+function problems(c: AgentConfig): string[] {
+  try {
+    validateSecurityConfig(c);
+    return [];
+  } catch (err) {
+    expect(err).toBeInstanceOf(SecurityConfigError);
+    return [...(err as SecurityConfigError).problems];
+  }
+}
+
+describe('CA client options', () => {
+  it('defaults to the discovery address over TLS, with the istiod root and ISTIOD_SAN', () => {
+    const o = caClientOptionsFrom(config({ ISTIOD_SAN: 'istiod.custom.svc', ISTIO_META_CLUSTER_ID: 'c1', CA_HEADER_X_TENANT: 't', ISTIO_META_CERT_SIGNER: 'signer-a' }));
+    expect(o.address).toBe('istiod.istio-system.svc:15012');
+    expect(o.tls).toMatchObject({ rootCaPath: join(work.dir, 'var/run/secrets/istio/root-cert.pem'), serverName: 'istiod.custom.svc' });
+    expect(o.tokenPath).toBe(join(work.dir, 'var/run/secrets/tokens/istio-token'));
+    expect(o.clusterId).toBe('c1');
+    expect(o.headers).toEqual({ X_TENANT: 't' });
+    expect(o.certSigner).toBe('signer-a');
+  });
+
+  it('CA_ADDR: its own host is the server name (ISTIOD_SAN only names the discovery address); :15010 is plaintext', () => {
+    expect(caClientOptionsFrom(config({ CA_ADDR: 'ca.example.com:443', ISTIOD_SAN: 'x' })).tls?.serverName).toBe('ca.example.com');
+    expect(caClientOptionsFrom(config({ CA_ADDR: 'localhost:15012' })).tls?.serverName).toBe('istiod.istio-system.svc');
+    expect(caClientOptionsFrom(config({ CA_ADDR: 'istiod.istio-system.svc:15010' })).tls).toBeUndefined();
+  });
+
+  it('plaintext when the discovery connection is (controlPlaneAuthPolicy NONE) and CA_ADDR is unset', () => {
+    expect(caClientOptionsFrom(config({}, { controlPlaneAuthPolicy: 'NONE' })).tls).toBeUndefined();
+    expect(caClientOptionsFrom(config({ CA_ADDR: 'ca:8443' }, { controlPlaneAuthPolicy: 'NONE' })).tls).toBeDefined();
+  });
+
+  it("picks the CA root as Istio's FindRootCAForCA", () => {
+    expect(caRootCaPath(config({ CA_ROOT_CA: 'SYSTEM' }))).toBeNull();
+    expect(caRootCaPath(config({ CA_ROOT_CA: 'certs/ca.pem' }))).toBe(join(work.dir, 'certs/ca.pem'));
+    expect(caRootCaPath(config({ PILOT_CERT_PROVIDER: 'custom' }))).toBe(join(work.dir, 'etc/certs/root-cert.pem'));
+    expect(caRootCaPath(config({ PROV_CERT: 'etc/prov' }))).toBe(join(work.dir, 'etc/prov/root-cert.pem'));
+    expect(caRootCaPath(config({ PILOT_CERT_PROVIDER: 'kubernetes' }))).toBe(join(work.dir, 'var/run/secrets/istio/root-cert.pem'));
+    expect(() => caRootCaPath(config({ PILOT_CERT_PROVIDER: 'none' }))).toThrow(/configured provider as none/);
+    expect(caClientOptionsFrom(config({ CA_ROOT_CA: 'SYSTEM' })).tls?.rootCaPath).toBeNull();
+  });
+});
+
+describe('secret manager options', () => {
+  it('key spec, identity, TTL and rotation settings from env', () => {
+    const c = config({ ECC_SIGNATURE_ALGORITHM: 'ECDSA', ECC_CURVE: 'P384', PKCS8_KEY: 'true', SECRET_TTL: '2h', SECRET_GRACE_PERIOD_RATIO: '0.4', OUTPUT_CERTS: 'out', TRUST_DOMAIN: 'td.example' });
+    expect(keySpecFrom(c)).toEqual({ type: 'ecdsa', curve: 'P384', pkcs8: true });
+    expect(keySpecFrom(config({ WORKLOAD_RSA_KEY_SIZE: '4096' }))).toEqual({ type: 'rsa', bits: 4096, pkcs8: false });
+    expect(spiffeIdOf(c)).toBe('spiffe://td.example/ns/shop/sa/cart');
+    const o = secretManagerOptionsFrom(c);
+    expect(o).toMatchObject({ secretTtlMs: 7200_000, graceRatio: 0.4, graceRatioJitter: 0.01, outputDir: join(work.dir, 'out'), fileMountedCerts: false });
+    expect(o.mounted.certChain).toBe(join(work.dir, 'etc/certs/cert-chain.pem'));
+    expect(o.ca).toBeDefined();
+  });
+
+  it('mounted workload-spiffe-credentials (all three files) or FILE_MOUNTED_CERTS: no CA client', () => {
+    expect(secretManagerOptionsFrom(config({ FILE_MOUNTED_CERTS: 'true' }))).toMatchObject({ fileMountedCerts: true });
+    expect(secretManagerOptionsFrom(config({ FILE_MOUNTED_CERTS: 'true' })).ca).toBeUndefined();
+    for (const f of ['cert-chain.pem', 'key.pem']) work.write(`var/run/secrets/workload-spiffe-credentials/${f}`, 'x');
+    expect(secretManagerOptionsFrom(config()).fileMountedCerts).toBe(false); // root-cert.pem missing
+    work.write('var/run/secrets/workload-spiffe-credentials/root-cert.pem', 'x');
+    const o = secretManagerOptionsFrom(config());
+    expect(o.fileMountedCerts).toBe(true);
+    expect(o.mounted.key).toBe(join(work.dir, 'var/run/secrets/workload-spiffe-credentials/key.pem'));
+  });
+});
+
+describe('validateSecurityConfig', () => {
+  it('accepts the defaults and the supported providers', () => {
+    expect(problems(config())).toEqual([]);
+    expect(problems(config({ PILOT_CERT_PROVIDER: 'k8s.io/my-signer', CA_PROVIDER: 'Citadel' }))).toEqual([]);
+    expect(problems(config({ PILOT_CERT_PROVIDER: 'none', CA_ROOT_CA: 'SYSTEM' }))).toEqual([]);
+    expect(problems(config({ PILOT_CERT_PROVIDER: 'none' }, { controlPlaneAuthPolicy: 'NONE' }))).toEqual([]);
+  });
+
+  it('rejects unsupported providers and contradictions, all at once, naming each', () => {
+    const p = problems(config({ CA_PROVIDER: 'GoogleCA', PILOT_CERT_PROVIDER: 'vault', CREDENTIAL_FETCHER_TYPE: 'GoogleComputeEngine', WORKLOAD_IDENTITY_SOCKET_FILE: '../sock', PROV_CERT: 'p', FILE_MOUNTED_CERTS: 'true', SECRET_GRACE_PERIOD_RATIO: '1.5' }));
+    expect(p.join('\n')).toMatch(/CA_PROVIDER="GoogleCA" is not supported/);
+    expect(p.join('\n')).toMatch(/PILOT_CERT_PROVIDER="vault" is not supported/);
+    expect(p.join('\n')).toMatch(/CREDENTIAL_FETCHER_TYPE="GoogleComputeEngine" is not supported/);
+    expect(p.join('\n')).toMatch(/must be a filename, not a path/);
+    expect(p.join('\n')).toMatch(/PROV_CERT and FILE_MOUNTED_CERTS are mutually exclusive/);
+    expect(p.join('\n')).toMatch(/SECRET_GRACE_PERIOD_RATIO=1.5/);
+    expect(problems(config({ CA_ADDR: 'meshca.googleapis.com:443' })).join('\n')).toMatch(/CA_PROVIDER="GoogleCA"/);
+    expect(problems(config({ PILOT_CERT_PROVIDER: 'none' })).join('\n')).toMatch(/root CA file for CA required but configured provider as none/);
+    expect(() => validateSecurityConfig(config({ CA_PROVIDER: 'Vault' }))).toThrow(/invalid security configuration:\n {2}- CA_PROVIDER="Vault" is not supported/);
+  });
+});

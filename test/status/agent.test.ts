@@ -1,0 +1,110 @@
+// The status port inside the real `pilot-agent proxy` (with the Envoy stand-in). These tests turn
+// on by themselves once the Agent creates a StatusServer (src/agent/agent.ts); until then they are
+// skipped. They run the built CLI (dist/), like test/agent/proxy-lifecycle.test.ts.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readRecord } from '../envoy-stand-in/recorder.js';
+import { injectedProxy } from '../support/hello-pod.js';
+import { envoyStandInPath, repoRoot } from '../support/paths.js';
+import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { call, httpServer, type TestServer } from './support.js';
+
+const wired = readFileSync(join(repoRoot, 'src', 'agent', 'agent.ts'), 'utf8').includes('StatusServer');
+
+const pod = injectedProxy('hello-probes.yaml.injected');
+let work: ReturnType<typeof tempDir>;
+let record: string;
+let adminPort: number;
+let statusPort: number;
+let app: TestServer | undefined;
+
+beforeEach(async () => {
+  work = tempDir('pa-status-agent-');
+  record = join(work.path, 'envoy-record.jsonl');
+  adminPort = await freePort();
+  statusPort = await freePort();
+});
+afterEach(async () => {
+  killStarted();
+  for (const ev of readRecord(record)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  await app?.close();
+  app = undefined;
+  work.cleanup();
+});
+
+function start(opts: { proxyConfig?: Record<string, unknown>; env?: Record<string, string> } = {}): RunningProcess {
+  const proxyConfig = {
+    binaryPath: envoyStandInPath,
+    proxyAdminPort: adminPort,
+    statusPort,
+    controlPlaneAuthPolicy: 'NONE',
+    discoveryAddress: '127.0.0.1:1',
+    ...opts.proxyConfig,
+  };
+  return runAgent(pod.args, {
+    cwd: work.path,
+    // probes go to the pod IP: make it loopback, where the test's app listens
+    env: { ...pod.env, INSTANCE_IP: '127.0.0.1', PROXY_CONFIG: JSON.stringify(proxyConfig), ENVOY_STANDIN_RECORD: record, ...opts.env },
+  });
+}
+
+const base = (): string => `http://127.0.0.1:${statusPort}`;
+
+async function waitReady(agent: RunningProcess): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited early:\n${agent.output()}`);
+      expect((await call(`${base()}/healthz/ready`)).status).toBe(200);
+    },
+    { timeout: 20_000, interval: 100 },
+  );
+}
+
+describe.skipIf(!wired)('status port in pilot-agent proxy', () => {
+  it('gets ready with Envoy, serves metrics and app probes, and quits at once on /quitquitquit', async () => {
+    app = await httpServer((_q, r) => r.end('alive'));
+    const probers = JSON.stringify({ '/app-health/hello/livez': { httpGet: { port: app.port } } });
+    const agent = start({ proxyConfig: { terminationDrainDuration: '60s' }, env: { ISTIO_KUBE_APP_PROBERS: probers } });
+    await waitReady(agent);
+    expect(agent.output()).toContain('Envoy proxy is ready');
+    const metrics = await call(`${base()}/stats/prometheus`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toContain('istio_agent_startup_duration_seconds');
+    expect(await call(`${base()}/app-health/hello/livez`).then((r) => [r.status, r.body])).toEqual([200, 'alive']);
+    const t0 = Date.now();
+    expect((await call(`${base()}/quitquitquit`, { method: 'POST' })).status).toBe(200);
+    const exit = await agent.exited;
+    expect(exit.code, agent.output()).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000); // not the 60 s drain
+  });
+
+  it('/drain drains Envoy without exiting; the later SIGTERM is immediate', async () => {
+    const agent = start({ proxyConfig: { terminationDrainDuration: '60s' } });
+    await waitReady(agent);
+    expect((await call(`${base()}/drain`, { method: 'POST' })).status).toBe(200);
+    await vi.waitFor(() => expect(readRecord(record).filter((e) => e.event === 'admin' && e.path === '/drain_listeners').map((e) => e.query)).toEqual([{ inboundonly: '', graceful: '', skip_exit: '' }]), {
+      timeout: 10_000,
+    });
+    expect(agent.child.exitCode).toBeNull();
+    const t0 = Date.now();
+    agent.child.kill('SIGTERM');
+    expect((await agent.exited).code, agent.output()).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('with DISABLE_ENVOY is ready without the Envoy checks', async () => {
+    const agent = start({ env: { DISABLE_ENVOY: 'true' } });
+    await waitReady(agent);
+    agent.child.kill('SIGTERM');
+    expect((await agent.exited).code).toBe(0);
+  });
+
+  it('refuses to start, before Envoy, when ISTIO_KUBE_APP_PROBERS is invalid', async () => {
+    const agent = start({ env: { ISTIO_KUBE_APP_PROBERS: '{"/app-health/hello/livez":{"httpGet":{"port":"http"}}}' } });
+    expect((await agent.exited).code).toBe(1);
+    expect(agent.output()).toContain('env ISTIO_KUBE_APP_PROBERS: /app-health/hello/livez: httpGet.port: the port must be int type');
+    expect(readRecord(record).filter((e) => e.event === 'start')).toHaveLength(0);
+  });
+});

@@ -1,0 +1,247 @@
+// /app-health and /app-lifecycle: the probes of the hello-probes and tcp-probes fixtures (their
+// ISTIO_KUBE_APP_PROBERS, ports remapped to real test servers), https with a self-signed
+// certificate, gRPC health, redirects, headers, timeouts, and start-up validation.
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config/errors.js';
+import { parseAppProbers } from '../../src/status/app-probers.js';
+import { StatusServer } from '../../src/status/server.js';
+import { configureLogging } from '../../src/util/logger.js';
+import {
+  call,
+  closeStarted,
+  freePort,
+  grpcHealthServer,
+  httpServer,
+  portsIn,
+  proxyEnv,
+  remapPorts,
+  selfSignedCert,
+  startStatus,
+  tcpServer,
+  type TestServer,
+} from './support.js';
+
+const logs: string[] = [];
+configureLogging({ write: (l) => void logs.push(l) });
+
+const servers: { close(): Promise<void> }[] = [];
+afterEach(() => closeStarted());
+afterAll(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+function keep<T extends { close(): Promise<void> }>(s: T): T {
+  servers.push(s);
+  return s;
+}
+
+describe('hello-probes: httpGet and tcpSocket probes against real servers', () => {
+  const raw = proxyEnv('hello-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!;
+  const apps = new Map<number, TestServer>();
+  let probers: string;
+
+  beforeAll(async () => {
+    expect(portsIn(raw).sort((a, b) => a - b)).toEqual([80, 90, 91, 93, 3333]);
+    const map = new Map<number, number>();
+    for (const p of portsIn(raw)) {
+      const server = keep(
+        p === 93
+          ? await tcpServer()
+          : await httpServer((req, res) => {
+              if (p === 3333) {
+                res.writeHead(503, { 'content-type': 'text/plain' });
+                res.end('not yet');
+              } else {
+                res.writeHead(200);
+                res.end(`ok from ${p} ${req.url}`);
+              }
+            }),
+      );
+      apps.set(p, server);
+      map.set(p, server.port);
+    }
+    probers = remapPorts(raw, map);
+  });
+
+  it('answers each probe path with what the app answered', async () => {
+    const status = await startStatus({ kubeAppProbers: probers, podIp: '127.0.0.1' });
+    const base = `http://127.0.0.1:${status.port}`;
+    expect(status.appProbePaths.sort()).toEqual(['/app-health/hello/livez', '/app-health/hello/readyz', '/app-health/world/livez', '/app-lifecycle/hello/poststartz', '/app-lifecycle/hello/prestopz']);
+
+    const live = await call(`${base}/app-health/hello/livez`, { headers: { 'user-agent': 'kube-probe/1.31', 'x-custom': 'yes', host: `10.244.1.17:${status.port}` } });
+    expect(live.status).toBe(200);
+    expect(live.body).toBe('ok from 80 /');
+    const seen = apps.get(80)!.seen.at(-1)!;
+    expect(seen.headers['user-agent']).toBe('kube-probe/1.31');
+    expect(seen.headers['x-custom']).toBe('yes');
+    expect(seen.headers.host).toBe(`10.244.1.17:${apps.get(80)!.port}`); // status port swapped for the app port
+    expect(seen.remoteAddress).toBe('127.0.0.6'); // Istio's upstream local address
+
+    const notReady = await call(`${base}/app-health/hello/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(notReady.body).toBe('not yet');
+    expect((await call(`${base}/app-health/world/livez`)).body).toBe('ok from 90 /');
+    expect((await call(`${base}/app-lifecycle/hello/prestopz`)).status).toBe(200);
+    expect((await call(`${base}/app-lifecycle/hello/poststartz`)).status).toBe(200);
+    expect(apps.get(93)!.seen.length).toBeGreaterThan(0);
+
+    const unknown = await call(`${base}/app-health/nobody/livez`);
+    expect(unknown.status).toBe(400);
+    expect(unknown.body).toBe('app prober config does not exists for /app-health/nobody/livez');
+  });
+
+  it('answers 500 when the app is down', async () => {
+    const down = await freePort();
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port: down } }, '/app-health/a/readyz': { tcpSocket: { port: down } } }) });
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/a/livez`)).status).toBe(500);
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`)).status).toBe(500);
+  });
+});
+
+describe('tcp-probes', () => {
+  it('succeeds while the port accepts connections and fails once it does not', async () => {
+    const raw = proxyEnv('tcp-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!;
+    const live = await tcpServer();
+    const ready = await tcpServer();
+    const probers = remapPorts(raw, new Map([[80, live.port], [3333, ready.port]]));
+    const status = await startStatus({ kubeAppProbers: probers, podIp: '127.0.0.1' });
+    const base = `http://127.0.0.1:${status.port}`;
+    expect((await call(`${base}/app-health/hello/livez`)).status).toBe(200);
+    expect((await call(`${base}/app-health/hello/readyz`)).status).toBe(200);
+    expect(live.seen.at(-1)!.remoteAddress).toBe('127.0.0.6');
+    await ready.close();
+    expect((await call(`${base}/app-health/hello/readyz`)).status).toBe(500);
+    await live.close();
+  });
+});
+
+describe('httpGet details', () => {
+  it('probes https without verifying the certificate, as kubelet', async () => {
+    const app = keep(await httpServer((req, res) => res.end(`tls ${req.url}`), { tls: selfSignedCert() }));
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/app/readyz': { httpGet: { port: app.port, path: 'healthz', scheme: 'HTTPS' } } }) });
+    const r = await call(`http://127.0.0.1:${status.port}/app-health/app/readyz`);
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('tls /healthz');
+  });
+
+  it('follows redirects on the same host, answers 200 for a redirect elsewhere, fails after 10', async () => {
+    const app = keep(
+      await httpServer((req, res) => {
+        const n = Number(/\/hop\/(\d+)/.exec(req.url ?? '')?.[1] ?? -1);
+        if (req.url === '/start') res.writeHead(302, { location: '/final' }).end();
+        else if (req.url === '/final') res.writeHead(418).end('teapot');
+        else if (req.url === '/away') res.writeHead(301, { location: 'http://example.invalid/x' }).end();
+        else if (n >= 0) res.writeHead(302, { location: `/hop/${n + 1}` }).end();
+        else res.writeHead(404).end();
+      }),
+    );
+    const probe = (path: string) => ({ httpGet: { port: app.port, path } });
+    const status = await startStatus({
+      kubeAppProbers: JSON.stringify({ '/app-health/a/livez': probe('/start'), '/app-health/a/readyz': probe('/away'), '/app-health/a/startupz': probe('/hop/0') }),
+    });
+    const base = `http://127.0.0.1:${status.port}`;
+    const same = await call(`${base}/app-health/a/livez`);
+    expect([same.status, same.body]).toEqual([418, 'teapot']);
+    expect(await call(`${base}/app-health/a/readyz`).then((r) => r.status)).toBe(200);
+    expect(app.seen.some((s) => s.url === '/x')).toBe(false);
+    expect(await call(`${base}/app-health/a/startupz`).then((r) => r.status)).toBe(500);
+    expect(app.seen.filter((s) => s.url.startsWith('/hop/')).length).toBe(10);
+  });
+
+  it('honours timeoutSeconds and returns at most 10 KiB of the body', async () => {
+    const app = keep(
+      await httpServer((req, res) => {
+        if (req.url === '/slow') setTimeout(() => res.end('late'), 3000).unref();
+        else res.end('x'.repeat(50_000));
+      }),
+    );
+    const status = await startStatus({
+      kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port: app.port, path: '/slow' }, timeoutSeconds: 1 }, '/app-health/a/readyz': { httpGet: { port: app.port, path: '/big' } } }),
+    });
+    const t0 = Date.now();
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/a/livez`)).status).toBe(500);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    const big = await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`);
+    expect(big.status).toBe(200);
+    expect(big.body.length).toBe(10 * 1024);
+  });
+});
+
+describe('grpc probes', () => {
+  it('is 200 for SERVING and 500 for NOT_SERVING, unknown services, servers without the health service, and nothing listening', async () => {
+    const app = keep(await grpcHealthServer());
+    app.statuses.set('sick', 'NOT_SERVING');
+    const bare = keep(await grpcHealthServer({ implementHealth: false }));
+    const down = await freePort();
+    const status = await startStatus({
+      kubeAppProbers: JSON.stringify({
+        '/app-health/g/livez': { grpc: { port: app.port, service: null } },
+        '/app-health/g/readyz': { grpc: { port: app.port, service: 'sick' } },
+        '/app-health/g/startupz': { grpc: { port: app.port, service: 'nope' } },
+        '/app-health/h/livez': { grpc: { port: bare.port } },
+        '/app-health/h/readyz': { grpc: { port: down }, timeoutSeconds: 1 },
+      }),
+    });
+    const base = `http://127.0.0.1:${status.port}`;
+    expect((await call(`${base}/app-health/g/livez`, { headers: { 'user-agent': 'kube-probe/1.31' } })).status).toBe(200);
+    expect(app.userAgents.at(-1)).toMatch(/^kube-probe\/1\.31/);
+    expect((await call(`${base}/app-health/g/readyz`)).status).toBe(500);
+    expect((await call(`${base}/app-health/g/startupz`)).status).toBe(500);
+    logs.length = 0;
+    expect((await call(`${base}/app-health/h/livez`)).status).toBe(500);
+    expect(logs.join('')).toContain('server does not implement the grpc health protocol');
+    const t0 = Date.now();
+    expect((await call(`${base}/app-health/h/readyz`)).status).toBe(500);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+});
+
+describe('ISTIO_KUBE_APP_PROBERS validation at start-up', () => {
+  const errorOf = (raw: string): ConfigError => {
+    try {
+      new StatusServer({ port: 15020, proxyType: 'sidecar', adminPort: 15000, kubeAppProbers: raw });
+    } catch (err) {
+      if (err instanceof ConfigError) return err;
+      throw err;
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('names the variable, every bad entry and why', () => {
+    const err = errorOf(
+      JSON.stringify({
+        '/app-health/ok/livez': { httpGet: { port: 8080 } },
+        '/bad/path': { httpGet: { port: 8080 } },
+        '/app-health/x/readyz': { httpGet: { port: 'http' } },
+        '/app-health/y/readyz': { httpGet: { port: 80 }, tcpSocket: { port: 80 } },
+        '/app-health/z/readyz': { exec: { command: ['true'] } },
+        '/app-health/w/readyz': { grpc: { port: 70000 } },
+        '/app-health/v/readyz': { tcpSocket: { port: 15020 } },
+      }),
+    );
+    expect(err.issues.map((i) => [i.source, i.field])).toEqual([
+      ['env ISTIO_KUBE_APP_PROBERS', '/bad/path'],
+      ['env ISTIO_KUBE_APP_PROBERS', '/app-health/x/readyz'],
+      ['env ISTIO_KUBE_APP_PROBERS', '/app-health/y/readyz'],
+      ['env ISTIO_KUBE_APP_PROBERS', '/app-health/z/readyz'],
+      ['env ISTIO_KUBE_APP_PROBERS', '/app-health/w/readyz'],
+      ['env ISTIO_KUBE_APP_PROBERS', '/app-health/v/readyz'],
+    ]);
+    expect(err.message).toContain('env ISTIO_KUBE_APP_PROBERS: /bad/path: invalid path, must be in form of regex pattern');
+    expect(err.message).toContain('/app-health/x/readyz: httpGet.port: the port must be int type');
+    expect(err.message).toContain('invalid prober type, must be one of type httpGet, tcpSocket or gRPC');
+    expect(err.message).toContain("the agent's status port");
+  });
+
+  it('reports JSON that does not parse', () => {
+    const err = errorOf('{"/app-health/a/livez": {');
+    expect(err.message).toMatch(/env ISTIO_KUBE_APP_PROBERS: failed to decode app prober: not valid JSON/);
+  });
+
+  it('accepts the fixtures as the injector wrote them', () => {
+    expect(parseAppProbers(proxyEnv('hello-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!).size).toBe(5);
+    const tcp = parseAppProbers(proxyEnv('tcp-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!);
+    expect(tcp.get('/app-health/hello/livez')).toEqual({ kind: 'tcpSocket', port: 80, timeoutMs: 1000 });
+  });
+});
