@@ -2,14 +2,18 @@
 
 import { printResult, type Bench } from './harness.js';
 import { bootstrapBench } from './bootstrap.js';
+import { dnsBench } from './dns.js';
 import { metricsBench } from './metrics.js';
 import { sdsBench } from './sds.js';
 import { startupBench } from './startup.js';
+import { wasmBench } from './wasm.js';
 import { xdsBench } from './xds.js';
 
 const BENCHES: Record<string, Bench> = {
   startup: startupBench,
   bootstrap: bootstrapBench,
+  wasm: wasmBench,
+  dns: dnsBench,
   xds: xdsBench,
   metrics: metricsBench,
   sds: sdsBench,

@@ -1,6 +1,7 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
-// in reverse. Start order (the ones not built yet are marked): secret manager -> SDS server ->
-// xDS proxy -> gRPC bootstrap -> Envoy bootstrap -> Envoy -> status server.
+// in reverse. Start order: secret manager -> SDS server -> DNS proxy (when on) ->
+// xDS proxy (with the Wasm cache behind its ECDS interceptor) -> gRPC bootstrap -> Envoy
+// bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
 
 import { rmSync } from 'node:fs';
@@ -10,11 +11,14 @@ import type { AgentConfig } from '../config/load.js';
 import { EnvoyAdminClient, knownIstioListeners } from '../envoy/admin-client.js';
 import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
 import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
+import { dnsServerEnabled, dnsServerOptionsFrom, LocalDnsServer } from '../dns/index.js';
 import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
+import { createWasmRuntime, type WasmRuntime } from '../wasm/index.js';
+import { TypeUrl } from '../xds/type-urls.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
@@ -33,6 +37,8 @@ export class Agent {
   private secretManager: SecretManager | undefined;
   private sdsServer: SdsServer | undefined;
   private statusServer: StatusServer | undefined;
+  private wasm: WasmRuntime | undefined;
+  private dnsServer: LocalDnsServer | undefined;
   private bootstrapToRemove: string | undefined;
   private stopping = false;
   private resolveDone!: (code: number) => void;
@@ -75,6 +81,11 @@ export class Agent {
         onQuit: () => this.quitNow(),
         onDrain: () => this.drainNow(),
         xdsSyncState: () => this.xdsProxy?.syncState(),
+        certs: () => this.secretManager?.summaries() ?? [],
+        wasm: () => this.wasm?.debugView() ?? { modules: [] },
+        // Istio's readiness waits for the first name table while the DNS proxy is on
+        dnsReady: () => this.dnsServer?.ready() ?? true,
+        ndsz: () => this.dnsServer?.debugTable(),
       }),
     );
     const secrets = new SecretManager(secretManagerOptionsFrom(config));
@@ -85,10 +96,16 @@ export class Agent {
       this.sdsServer = sds;
       await sds.start();
     }
+    // before the xDS proxy: it subscribes the name table on Envoy's first LDS request
+    if (dnsServerEnabled(config)) this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
     // as Istio, a client certificate is presented to istiod only for mounted certificates
     const clientCert = secrets.sources.default === 'file' ? () => secrets.clientCertificate() : undefined;
     const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert) });
     this.xdsProxy = xds;
+    if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
+    // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files
+    this.wasm = createWasmRuntime(config);
+    xds.registerInterceptor(TypeUrl.ExtensionConfig, this.wasm.interceptor);
     await xds.start();
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
@@ -181,6 +198,12 @@ export class Agent {
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
     await xds?.close();
+    const wasm = this.wasm;
+    this.wasm = undefined;
+    await wasm?.close();
+    const dns = this.dnsServer;
+    this.dnsServer = undefined;
+    await dns?.close();
     const sds = this.sdsServer;
     this.sdsServer = undefined;
     await sds?.close();

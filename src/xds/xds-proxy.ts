@@ -15,12 +15,15 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { metrics } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
+import { collectGarbageNow, releaseDecoderChunksEarly } from './grpc-memory.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
 import { openUpstream, type UpstreamOptions, type UpstreamStream } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
 
 const log = logger('xdsproxy');
+
+releaseDecoderChunksEarly();
 
 export type ResponseAction =
   | { readonly kind: 'forward'; readonly message: Uint8Array }
@@ -63,6 +66,9 @@ function isExpectedEnd(code: number | undefined): boolean {
 }
 
 let connectionIds = 0;
+
+/** Pushes from this size on have their receive buffers collected before they are forwarded. */
+const LARGE_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 class ProxyConnection {
   readonly id = ++connectionIds;
@@ -136,6 +142,7 @@ class ProxyConnection {
     if (this.closed) return;
     metrics.xdsProxyResponses.inc();
     this.proxy.noteMessageSize(msg.length);
+    if (msg.length >= LARGE_MESSAGE_BYTES) collectGarbageNow();
     this.queue.push(msg);
     if (this.queue.length >= 2) this.upstream?.call.pause();
     void this.pump();
@@ -200,6 +207,9 @@ class ProxyConnection {
       return;
     }
     await this.writeDownstream(out);
+    // the assembled push and grpc-js' framed copy are garbage now; free them before the next
+    // push starts arriving, so that pushes do not stack up in memory
+    if (msg.length >= LARGE_MESSAGE_BYTES) collectGarbageNow();
   }
 
   private writeDownstream(msg: Uint8Array): Promise<void> {

@@ -1,0 +1,166 @@
+// Small pieces: image references and module names, pull-secret lookup, the address policy and
+// realm rules, WWW-Authenticate parsing, the tar reader, unboxing, options from the agent config.
+
+import { describe, expect, it } from 'vitest';
+import { loadAgentConfig } from '../../src/config/load.js';
+import { moduleNameFromUrl } from '../../src/wasm/cache.js';
+import { displayUrl } from '../../src/wasm/convert.js';
+import { credentialsFor } from '../../src/wasm/docker-config.js';
+import { retryableStatus } from '../../src/wasm/http-client.js';
+import { AddressPolicy, normalizeIp, validateRealm } from '../../src/wasm/net-guard.js';
+import { parseChallenges, parseReference } from '../../src/wasm/oci.js';
+import { wasmOptionsFromConfig } from '../../src/wasm/options.js';
+import { firstTarFile, isTar, tarEntries, tarFileNamed, unboxIfPossible } from '../../src/wasm/unbox.js';
+import { gzip, tarOf, wasmModule } from './support.js';
+
+describe('image references', () => {
+  it('parses like go-containerregistry', () => {
+    expect(parseReference('ghcr.io/istio/plugin:1.2')).toEqual({ registry: 'ghcr.io', repository: 'istio/plugin', tag: '1.2' });
+    expect(parseReference('127.0.0.1:5000/a/b/c')).toEqual({ registry: '127.0.0.1:5000', repository: 'a/b/c', tag: 'latest' });
+    expect(parseReference('localhost/x@sha256:' + 'a'.repeat(64))).toEqual({ registry: 'localhost', repository: 'x', digest: 'sha256:' + 'a'.repeat(64) });
+    expect(parseReference('docker.io/envoy')).toEqual({ registry: 'index.docker.io', repository: 'library/envoy', tag: 'latest' });
+    expect(parseReference('istio/proxy:tag@sha256:' + 'b'.repeat(64))).toEqual({ registry: 'index.docker.io', repository: 'istio/proxy', digest: 'sha256:' + 'b'.repeat(64) });
+    expect(() => parseReference('Upper/Case:v1')).toThrow(/invalid repository/);
+    expect(() => parseReference('r.io/x@sha256:short')).toThrow(/invalid digest/);
+    expect(() => parseReference('r.io/x:bad/tag!')).toThrow();
+  });
+
+  it('names modules by URL, or by repository for oci:// (tag and digest dropped)', () => {
+    expect(moduleNameFromUrl('oci://ghcr.io/a/b:v1')).toBe('oci://ghcr.io/a/b');
+    expect(moduleNameFromUrl('oci://ghcr.io/a/b@sha256:' + 'c'.repeat(64))).toBe('oci://ghcr.io/a/b');
+    expect(moduleNameFromUrl('oci://docker.io/plugin')).toBe('oci://index.docker.io/library/plugin');
+    expect(moduleNameFromUrl('https://e.com/a.wasm?x=1')).toBe('https://e.com/a.wasm?x=1');
+  });
+
+  it('parses WWW-Authenticate challenges', () => {
+    expect(parseChallenges(['Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull"'])).toEqual([
+      { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:a/b:pull' } },
+    ]);
+    expect(parseChallenges(['Basic realm="basic-realm"'])).toEqual([{ scheme: 'basic', params: { realm: 'basic-realm' } }]);
+  });
+});
+
+describe('pull secrets', () => {
+  const auth = (u: string, p: string): string => Buffer.from(`${u}:${p}`).toString('base64');
+  it('finds credentials by registry, then by host of a URL-shaped key; Docker Hub by its v1 key', () => {
+    const secret = JSON.stringify({
+      auths: {
+        'r.example:5000': { auth: auth('a', 'b:c') },
+        'https://other.example/v1/': { username: 'u', password: 'p' },
+        'https://index.docker.io/v1/': { auth: auth('hub', 'pw') },
+        'tok.example': { registrytoken: 'rt' },
+      },
+    });
+    expect(credentialsFor(secret, 'r.example:5000')).toEqual({ username: 'a', password: 'b:c' });
+    expect(credentialsFor(secret, 'other.example')).toEqual({ username: 'u', password: 'p' });
+    expect(credentialsFor(secret, 'index.docker.io')).toEqual({ username: 'hub', password: 'pw' });
+    expect(credentialsFor(secret, 'tok.example')).toEqual({ registryToken: 'rt' });
+    expect(credentialsFor(secret, 'unknown.example')).toBeUndefined();
+    expect(credentialsFor('{}', 'r.example')).toBeUndefined();
+  });
+  it('rejects malformed secrets without quoting them', () => {
+    for (const bad of ['null', 'not json', '[]', '{"auths": 5}']) {
+      let msg = '';
+      try {
+        credentialsFor(bad, 'r');
+      } catch (err) {
+        msg = (err as Error).message;
+      }
+      expect(msg).toMatch(/^invalid image pull secret/);
+      expect(msg).not.toContain(bad);
+    }
+  });
+});
+
+describe('address policy', () => {
+  const policy = new AddressPolicy(['10.0.0.0/8', 'fd12::/16', 'garbage', '1.2.3.4']);
+  it('blocks link-local, metadata and configured ranges; allows private and loopback', () => {
+    expect(policy.blockedCidrs).toEqual(['10.0.0.0/8', 'fd12::/16']);
+    for (const ip of ['169.254.169.254', '169.254.0.1', 'fe80::1', '::ffff:169.254.169.254', '[fe80::a%eth0]', '100.100.100.200', 'fd00:ec2::254', '10.1.2.3', 'fd12::1', '224.0.0.251', 'ff02::1']) {
+      expect(policy.check(ip), ip).toBeDefined();
+    }
+    for (const ip of ['127.0.0.1', '::1', '192.168.1.1', '172.16.0.1', '8.8.8.8', '2001:db8::1', '100.100.100.201']) {
+      expect(policy.check(ip), ip).toBeUndefined();
+    }
+    expect(normalizeIp('::ffff:a9fe:a9fe')).toBe('169.254.169.254');
+  });
+  it('validates bearer realms as Istio does', () => {
+    expect(validateRealm('https://auth.example.com/token')).toBeUndefined();
+    expect(validateRealm('http://token.registry.svc:5001/auth')).toBeUndefined();
+    expect(validateRealm('ftp://x/token')).toBe('realm scheme "ftp" not allowed');
+    expect(validateRealm('https://localhost/t')).toBe('realm targets localhost');
+    expect(validateRealm('http://metadata.google.internal/')).toBe('realm targets cloud metadata service');
+    for (const ip of ['10.0.0.1', '127.0.0.1', '169.254.169.254', '[::1]', '[fe80::1]', '192.168.0.10']) expect(validateRealm(`http://${ip}/token`), ip).toBe('realm targets private/loopback/link-local IP');
+    expect(validateRealm('not a url')).toBe('invalid realm URL');
+  });
+  it('retries the 5xx Go retries', () => {
+    expect([500, 502, 503, 504, 501, 505, 511, 404, 429].map(retryableStatus)).toEqual([true, true, true, true, false, false, false, false, false]);
+  });
+});
+
+describe('tar and unboxing', () => {
+  it('reads ustar, GNU long names and pax paths', () => {
+    const long = 'd/'.repeat(80) + 'plugin.wasm';
+    const data = Buffer.from('wasm!');
+    const gnu = tarOf([{ name: '././@LongLink', data: Buffer.from(long + '\0'), type: 'L' as '0' }, { name: 'short', data }]);
+    expect([...tarEntries(gnu)].map((e) => e.name)).toEqual([long]);
+    expect(tarFileNamed(gnu, 'plugin.wasm')?.equals(data)).toBe(true);
+    const rec = (k: string, v: string): string => {
+      let len = k.length + v.length + 3;
+      len += String(len).length;
+      return `${len} ${k}=${v}\n`;
+    };
+    const pax = tarOf([{ name: 'PaxHeaders/x', data: Buffer.from(rec('path', 'a/b/plugin.wasm')), type: 'x' as '0' }, { name: 'x', data }]);
+    expect([...tarEntries(pax)].map((e) => e.name)).toEqual(['a/b/plugin.wasm']);
+    expect(isTar(pax)).toBe(true);
+    const corrupt = Buffer.from(gnu);
+    corrupt[10] = 0x41;
+    expect(() => [...tarEntries(corrupt)]).toThrow(/checksum/);
+    expect(firstTarFile(tarOf([{ name: 'dir/', data: Buffer.alloc(0), type: '5' }]))).toBeUndefined();
+  });
+
+  it('unboxes nested layers and returns unknown bytes as they are', async () => {
+    const mod = wasmModule(500);
+    expect((await unboxIfPossible(gzip(tarOf([{ name: 'm.wasm', data: gzip(mod) }])), 1 << 20)).equals(mod)).toBe(true);
+    const junk = Buffer.from('just some bytes');
+    expect(await unboxIfPossible(junk, 1 << 20)).toBe(junk);
+    const badGz = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x01]);
+    expect(await unboxIfPossible(badGz, 1 << 20)).toBe(badGz);
+  });
+});
+
+describe('options', () => {
+  it('come from WASM_* env vars, with Istio data dir under the agent cwd and zero meaning default', () => {
+    const config = loadAgentConfig({
+      env: {
+        WASM_INSECURE_REGISTRIES: 'a.example:5000, *',
+        WASM_MODULE_EXPIRY: '2h',
+        WASM_PURGE_INTERVAL: '10m',
+        WASM_HTTP_REQUEST_TIMEOUT: '3s',
+        WASM_HTTP_REQUEST_MAX_RETRIES: '0',
+        ISTIO_WASM_MAX_BINARY_SIZE_BYTES: '1048576',
+        BLOCKED_CIDRS_IN_WASM_FETCH: '10.0.0.0/8,192.168.0.0/16',
+        POD_NAME: 'p',
+        POD_NAMESPACE: 'ns',
+        INSTANCE_IP: '10.0.0.1',
+      },
+      cwd: '/',
+      hostAddresses: ['10.0.0.1'],
+    });
+    expect(wasmOptionsFromConfig(config)).toEqual({
+      dir: '/var/lib/istio/data',
+      insecureRegistries: ['a.example:5000', '*'],
+      moduleExpiryMs: 2 * 3600_000,
+      purgeIntervalMs: 600_000,
+      httpRequestTimeoutMs: 3000,
+      httpRequestMaxRetries: 5,
+      maxBinarySizeBytes: 1048576,
+      blockedCidrs: ['10.0.0.0/8', '192.168.0.0/16'],
+    });
+  });
+
+  it('redacts credentials from URLs shown in logs and NACKs', () => {
+    expect(displayUrl('https://user:pw@e.com/a.wasm?X-Amz-Signature=abc')).toBe('https://e.com/a.wasm?<redacted>');
+    expect(displayUrl('oci://ghcr.io/a/b:v1')).toBe('oci://ghcr.io/a/b:v1');
+  });
+});
