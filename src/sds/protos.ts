@@ -4,10 +4,8 @@
 // (and their imports, ~80 files) are parsed, with protobufjs, on first use: ~50 ms and ~2 MB of heap
 // that an agent without SDS clients never spends.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import type protobuf from 'protobufjs';
+import { loadEnvoyProtoRoot } from '../util/envoy-proto-root.js';
 
 export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 
@@ -33,35 +31,8 @@ interface SdsTypes {
 
 let types: SdsTypes | undefined;
 
-function packageRoot(entry: string): string {
-  let dir = dirname(entry);
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${entry}`);
-    dir = up;
-  }
-  return dir;
-}
-
 function loadTypes(): SdsTypes {
-  const require = createRequire(import.meta.url);
-  // protobufjs itself is loaded here too, synchronously, so an agent without SDS clients never loads it
-  const protobuf = require('protobufjs') as typeof import('protobufjs');
-  const deps = join(packageRoot(require.resolve('@grpc/grpc-js-xds')), 'deps');
-  const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  const descriptorProto = join(packageRoot(require.resolve('protobufjs')), 'google', 'protobuf', 'descriptor.proto');
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => {
-    if (target === 'google/protobuf/descriptor.proto') return descriptorProto;
-    // any, duration, struct, wrappers, ...: protobufjs' bundled definitions, keyed by this name
-    if (target.startsWith('google/protobuf/')) return target;
-    for (const dir of includeDirs) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return target;
-  };
-  root.loadSync(['envoy/service/discovery/v3/discovery.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto'], { keepCase: true });
+  const root = loadEnvoyProtoRoot(['envoy/service/discovery/v3/discovery.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto']);
   return {
     request: root.lookupType('envoy.service.discovery.v3.DiscoveryRequest'),
     response: root.lookupType('envoy.service.discovery.v3.DiscoveryResponse'),

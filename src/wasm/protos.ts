@@ -9,9 +9,7 @@
 // The envoy-api snapshot predates PluginConfig.failure_policy (field 7), which Istio reads to pick
 // the fail-open fallback; it is added here when missing, with its upstream number and enum.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join, sep } from 'node:path';
+import { sep } from 'node:path';
 import { create, createFileRegistry, type DescMessage, type FileRegistry } from '@bufbuild/protobuf';
 import {
   FieldDescriptorProto_Label as Label,
@@ -25,6 +23,7 @@ import {
   file_google_protobuf_wrappers,
 } from '@bufbuild/protobuf/wkt';
 import protobuf from 'protobufjs';
+import { envoyIncludeDirs, loadEnvoyProtoRoot } from '../util/envoy-proto-root.js';
 
 export const TYPE = {
   TypedExtensionConfig: 'envoy.config.core.v3.TypedExtensionConfig',
@@ -60,16 +59,6 @@ let loaded: WasmProtos | undefined;
 export function wasmProtos(): WasmProtos {
   loaded ??= load();
   return loaded;
-}
-
-function packageRoot(entry: string): string {
-  let dir = dirname(entry);
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${entry}`);
-    dir = up;
-  }
-  return dir;
 }
 
 const SCALARS: Record<string, FType> = {
@@ -116,21 +105,8 @@ function addFailurePolicy(root: protobuf.Root): void {
 
 function load(): WasmProtos {
   const started = performance.now();
-  const require = createRequire(import.meta.url);
-  const deps = join(packageRoot(require.resolve('@grpc/grpc-js-xds')), 'deps');
-  const includeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-  const descriptorProto = join(packageRoot(require.resolve('protobufjs')), 'google', 'protobuf', 'descriptor.proto');
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => {
-    if (target === 'google/protobuf/descriptor.proto') return descriptorProto;
-    if (target.startsWith('google/protobuf/')) return target; // protobufjs' bundled well-known types
-    for (const dir of includeDirs) {
-      const candidate = join(dir, target);
-      if (existsSync(candidate)) return candidate;
-    }
-    return target;
-  };
-  root.loadSync(ROOT_FILES, { keepCase: true });
+  const includeDirs = envoyIncludeDirs();
+  const root = loadEnvoyProtoRoot(ROOT_FILES);
   addFailurePolicy(root);
   root.resolveAll();
 
