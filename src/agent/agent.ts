@@ -11,13 +11,14 @@ import type { AgentConfig } from '../config/load.js';
 import { EnvoyAdminClient, knownIstioListeners } from '../envoy/admin-client.js';
 import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
 import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
-import { dnsServerEnabled, dnsServerOptionsFrom, LocalDnsServer } from '../dns/index.js';
+import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
+import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
-import { createWasmRuntime, type WasmRuntime } from '../wasm/index.js';
+import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
@@ -97,15 +98,20 @@ export class Agent {
       await sds.start();
     }
     // before the xDS proxy: it subscribes the name table on Envoy's first LDS request
-    if (dnsServerEnabled(config)) this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
+    if (dnsServerEnabled(config)) {
+      const { LocalDnsServer } = await import('../dns/server.js');
+      this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
+    }
     // as Istio, a client certificate is presented to istiod only for mounted certificates
     const clientCert = secrets.sources.default === 'file' ? () => secrets.clientCertificate() : undefined;
     const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert) });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
-    // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files
-    this.wasm = createWasmRuntime(config);
-    xds.registerInterceptor(TypeUrl.ExtensionConfig, this.wasm.interceptor);
+    // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
+    // The Wasm machinery (protos, HTTP/OCI clients) loads with the first ECDS push, not at start.
+    xds.registerInterceptor(TypeUrl.ExtensionConfig, {
+      intercept: async (message, ctx) => (await this.wasmRuntime()).interceptor.intercept(message, ctx),
+    });
     await xds.start();
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
@@ -159,6 +165,13 @@ export class Agent {
     });
   }
 
+  private wasmLoading: Promise<WasmRuntime> | undefined;
+
+  private wasmRuntime(): Promise<WasmRuntime> {
+    this.wasmLoading ??= import('../wasm/index.js').then((m) => (this.wasm = m.createWasmRuntime(this.config)));
+    return this.wasmLoading;
+  }
+
   /** /quitquitquit on the status port: stop at once, without draining (as Istio). */
   async quitNow(): Promise<void> {
     this.envoy?.skipDrain();
@@ -198,9 +211,10 @@ export class Agent {
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
     await xds?.close();
-    const wasm = this.wasm;
+    const wasm = this.wasmLoading;
+    this.wasmLoading = undefined;
     this.wasm = undefined;
-    await wasm?.close();
+    await (await wasm)?.close();
     const dns = this.dnsServer;
     this.dnsServer = undefined;
     await dns?.close();
