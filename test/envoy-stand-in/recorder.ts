@@ -5,7 +5,8 @@
 //   {"event":"admin","method":"POST","path":"/drain_listeners","query":{"inboundonly":"","graceful":""},"status":200,"time":"..."}
 //   {"event":"signal","signal":"SIGTERM","time":"..."}
 //   {"event":"exit","code":0,"time":"..."}            (or "signal":"SIGABRT" for a simulated crash)
-// Other events: "config_error", "live", "drain", "listeners_stopped", "log".
+// Other events: "config_error", "live", "drain", "listeners_stopped", "log", and from the xDS clients
+// "sds", "sds_nack" (ENVOY_STANDIN_SDS=1), "ads", "ads_stream" (ENVOY_STANDIN_ADS=1).
 
 import fs from 'node:fs';
 

@@ -12,7 +12,8 @@ import { EnvoyLog } from './log.js';
 import { commandLineOptionsJson, normalizeLogLevel, type EnvoyOptions } from './options.js';
 import type { Recorder } from './recorder.js';
 import { StatsStore, TagExtractor, statsMatcher, toJsRegexSource, type RenderQuery, type StatKind } from './stats.js';
-import { connectXdsClients, findXdsTargets, type XdsConnections } from './xds-seam.js';
+import type { ClusterSummary, ListenerSummary } from './ads-client.js';
+import { connectXdsClients, findXdsTargets, type XdsConnections, type XdsUpdateInfo } from './xds-seam.js';
 
 type Json = Record<string, unknown>;
 
@@ -99,6 +100,8 @@ export class StandInServer {
   private totalConnectionsOverridden = false;
   private readonly listeners: ListenerInfo[] = [];
   private readonly clusters: Json[];
+  /** Clusters delivered by CDS (ADS client only). */
+  private readonly dynamicClusters = new Map<string, ClusterSummary>();
   private readonly handlers: Handler[];
   private server: http.Server | undefined;
   private adminConnections = 0;
@@ -119,14 +122,103 @@ export class StandInServer {
       const direction = l.traffic_direction === 'INBOUND' || l.traffic_direction === 'OUTBOUND' ? l.traffic_direction : 'UNSPECIFIED';
       this.listeners.push({ name: String(l.name ?? addr.prefix), prefix, address: addr.display, direction, dynamic: false, active: true, stopped: false });
     }
-    if (obj(obj(b.dynamic_resources)?.lds_config)) {
-      for (const l of deps.config.ldsListeners) {
-        const name = l.direction === 'INBOUND' ? 'virtualInbound' : l.direction === 'OUTBOUND' ? 'virtualOutbound' : l.prefix;
-        this.listeners.push({ name, prefix: l.prefix, address: l.prefix.replace(/_(\d+)$/, ':$1'), direction: l.direction, dynamic: true, active: false, stopped: false });
-      }
-    }
     this.handlers = this.buildHandlers();
     this.initStats();
+  }
+
+  /** Without a real ADS client: the listeners LDS is pretended to deliver (ENVOY_STANDIN_LDS_LISTENERS). */
+  private addSimulatedLdsListeners(): void {
+    if (!this.hasDynamic('lds_config')) return;
+    for (const l of this.deps.config.ldsListeners) {
+      const name = l.direction === 'INBOUND' ? 'virtualInbound' : l.direction === 'OUTBOUND' ? 'virtualOutbound' : l.prefix;
+      const info: ListenerInfo = { name, prefix: l.prefix, address: l.prefix.replace(/_(\d+)$/, ':$1'), direction: l.direction, dynamic: true, active: false, stopped: false };
+      this.listeners.push(info);
+      this.declareListener(info);
+    }
+  }
+
+  /** Envoy's hash of a version string for the `<api>.version` gauge (FNV-1a, 32 bits here). */
+  private static versionHash(version: string): number {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < version.length; i++) h = Math.imul(h ^ version.charCodeAt(i), 0x01000193) >>> 0;
+    return h;
+  }
+
+  /** A CDS/LDS response handled by the ADS client: Envoy's subscription stats. */
+  private onXdsUpdate(api: 'cds' | 'lds', result: 'success' | 'rejected', info: XdsUpdateInfo | undefined): void {
+    const prefix = api === 'cds' ? 'cluster_manager.cds' : 'listener_manager.lds';
+    const s = this.stats;
+    s.add(`${prefix}.update_attempt`, 1);
+    if (result === 'rejected') {
+      s.add(`${prefix}.update_rejected`, 1);
+      return;
+    }
+    s.add(`${prefix}.update_success`, 1);
+    if (info) {
+      if (info.resources === 0) s.add(`${prefix}.update_empty`, 1);
+      s.set(`${prefix}.version`, StandInServer.versionHash(info.version));
+    }
+    s.set(`${prefix}.update_time`, Date.now());
+    if (info?.clusters) this.applyClusters(info.clusters);
+    if (info?.listeners) this.applyListeners(info.listeners);
+  }
+
+  private applyClusters(clusters: readonly ClusterSummary[]): void {
+    const s = this.stats;
+    const next = new Map(clusters.map((c) => [c.name, c]));
+    let removed = 0;
+    for (const name of this.dynamicClusters.keys()) {
+      if (!next.has(name)) {
+        this.dynamicClusters.delete(name);
+        removed++;
+      }
+    }
+    let added = 0;
+    for (const c of clusters) {
+      if (this.dynamicClusters.has(c.name)) continue;
+      this.dynamicClusters.set(c.name, c);
+      s.declare(`cluster.${c.statName}.upstream_cx_active`, 'gauge');
+      s.declare(`cluster.${c.statName}.upstream_cx_total`, 'counter');
+      added++;
+    }
+    if (added) s.add('cluster_manager.cluster_added', added);
+    if (removed) s.add('cluster_manager.cluster_removed', removed);
+    s.set('cluster_manager.active_clusters', this.clusters.length + this.dynamicClusters.size);
+  }
+
+  private applyListeners(listeners: readonly ListenerSummary[]): void {
+    const s = this.stats;
+    const next = new Map(listeners.map((l) => [l.name, l]));
+    const current = new Map<string, ListenerInfo>();
+    let removed = 0;
+    for (let i = this.listeners.length - 1; i >= 0; i--) {
+      const l = this.listeners[i]!;
+      if (!l.dynamic) continue;
+      if (next.has(l.name)) current.set(l.name, l);
+      else {
+        this.listeners.splice(i, 1);
+        removed++;
+      }
+    }
+    let added = 0;
+    const live = this.stateValue === SERVER_STATE.LIVE || this.stateValue === SERVER_STATE.DRAINING;
+    for (const l of listeners) {
+      const existing = current.get(l.name);
+      if (existing) {
+        if (existing.address !== l.address || existing.prefix !== l.prefix) s.add('listener_manager.listener_modified', 1);
+        Object.assign(existing, { prefix: l.prefix, address: l.address, direction: l.direction });
+        this.declareListener(existing);
+        continue;
+      }
+      // before workers start, listeners wait for the LIVE transition (goLive activates them)
+      const info: ListenerInfo = { name: l.name, prefix: l.prefix, address: l.address, direction: l.direction, dynamic: true, active: live, stopped: false };
+      this.listeners.push(info);
+      this.declareListener(info);
+      added++;
+    }
+    if (added) s.add('listener_manager.listener_added', added);
+    if (removed) s.add('listener_manager.listener_removed', removed);
+    this.refreshDerived();
   }
 
   // ----- state ----------------------------------------------------------------------------
@@ -212,11 +304,25 @@ export class StandInServer {
     s.set('listener_manager.total_listeners_active', active);
   }
 
-  /** What a successful first CDS + LDS exchange does, then workers start and the server is LIVE. */
+  /**
+   * What a successful first CDS + LDS exchange does, then workers start and the server is LIVE. With
+   * the ADS client, the exchanges were real (their stats are already counted): only the rest runs.
+   */
   goLive(): void {
     if (this.stateValue === SERVER_STATE.LIVE) return;
     const s = this.stats;
+    const real = this.xds?.active === true;
     this.setState(SERVER_STATE.INITIALIZING);
+    if (real) {
+      for (const l of this.listeners) l.active = true;
+      s.add('listener_manager.listener_added', this.listeners.filter((l) => !l.dynamic).length);
+      this.deps.log.info('main', 'all dependencies initialized. starting workers');
+      s.set('listener_manager.workers_started', 1);
+      this.setState(this.healthCheckFailed ? SERVER_STATE.DRAINING : SERVER_STATE.LIVE);
+      this.refreshDerived();
+      this.deps.recorder.record({ event: 'live' });
+      return;
+    }
     if (this.hasDynamic('cds_config')) {
       s.add('cluster_manager.cds.update_attempt', 1);
       s.add('cluster_manager.cds.update_success', 1);
@@ -264,17 +370,34 @@ export class StandInServer {
     log.info('config', `loading ${this.clusters.length} cluster(s)`);
     log.info('config', `loading ${this.listeners.filter((l) => !l.dynamic).length} listener(s)`);
     this.xds = connectXdsClients(findXdsTargets(this.deps.bootstrap.json), {
-      onCdsUpdate: (r) => this.stats.add(`cluster_manager.cds.update_${r === 'success' ? 'success' : 'rejected'}`, 1),
-      onLdsUpdate: (r) => this.stats.add(`listener_manager.lds.update_${r === 'success' ? 'success' : 'rejected'}`, 1),
+      onCdsUpdate: (r, info) => this.onXdsUpdate('cds', r, info),
+      onLdsUpdate: (r, info) => this.onXdsUpdate('lds', r, info),
+      onXdsStreamFailure: (apis) => {
+        for (const api of apis) {
+          const prefix = api === 'cds' ? 'cluster_manager.cds' : 'listener_manager.lds';
+          this.stats.add(`${prefix}.update_attempt`, 1);
+          this.stats.add(`${prefix}.update_failure`, 1);
+        }
+      },
+      onClustersInitialized: () => {
+        this.deps.log.info('upstream', 'cm init: all clusters initialized');
+        if (this.stateValue === SERVER_STATE.PRE_INITIALIZING) this.setState(SERVER_STATE.INITIALIZING);
+      },
+      onInitialized: () => this.goLive(),
       log: (m) => log.log('debug', 'config', m),
     });
+    if (!this.xds.active) this.addSimulatedLdsListeners();
     log.info('main', 'starting main dispatch loop');
     if (options.mode === 'init_only') {
       this.goLive();
       this.deps.exit(0);
     }
-    if (config.startState === 'live') this.timer(config.initDelayMs, () => this.goLive());
-    else if (config.startState === 'initializing') this.setState(SERVER_STATE.INITIALIZING);
+    // with the ADS client, real Envoy's init: PRE_INITIALIZING until the first CDS response,
+    // INITIALIZING until the first LDS one (see the hooks above), no timer
+    if (!this.xds.active) {
+      if (config.startState === 'live') this.timer(config.initDelayMs, () => this.goLive());
+      else if (config.startState === 'initializing') this.setState(SERVER_STATE.INITIALIZING);
+    }
     if (config.exitAfterMs !== undefined) {
       const code = config.exitCode;
       this.timer(config.exitAfterMs, () => this.crash(code), false);
@@ -405,10 +528,12 @@ export class StandInServer {
       { path: '/certs', help: 'print certs on machine', mutates: false, run: () => json({ certificates: [] }) },
       {
         path: '/clusters', help: 'upstream cluster status', mutates: false,
-        run: (q) =>
-          q.format === 'json'
-            ? json({ cluster_statuses: this.clusters.map((c) => ({ name: c.name, added_via_api: false })) })
-            : { status: 200, body: this.clusters.map((c) => `${String(c.name)}::observability_name::${String(c.name)}\n${String(c.name)}::added_via_api::false\n`).join('') },
+        run: (q) => {
+          const all = [...this.clusters.map((c) => ({ name: String(c.name), api: false })), ...[...this.dynamicClusters.keys()].map((name) => ({ name, api: true }))];
+          return q.format === 'json'
+            ? json({ cluster_statuses: all.map((c) => ({ name: c.name, added_via_api: c.api })) })
+            : { status: 200, body: all.map((c) => `${c.name}::observability_name::${c.name}\n${c.name}::added_via_api::${c.api}\n`).join('') };
+        },
       },
       { path: '/config_dump', help: 'dump current Envoy configs (experimental)', mutates: false, run: () => json(this.configDump()) },
       { path: '/drain_listeners', help: 'drain listeners', mutates: true, run: (q) => this.drainListeners(q) },
@@ -602,6 +727,7 @@ export class StandInServer {
    *        (server.state also drives /ready; setting server.total_connections stops deriving it)
    *   GET  /standin/calls  admin calls received so far [{method, path, query, status, time}]
    *   GET  /standin/secrets  secrets held by the SDS client (ENVOY_STANDIN_SDS=1), keys as digests only
+   *   GET  /standin/xds  what the ADS client holds per type (ENVOY_STANDIN_ADS=1)
    *   POST /standin/live   run the LIVE transition now (for ENVOY_STANDIN_START_STATE=pre_init)
    *   POST /standin/exit?code=N | ?signal=SIGABRT   simulate a crash now
    *   GET  /standin/state  {"state", "listeners", "drain"}
@@ -610,6 +736,7 @@ export class StandInServer {
     const json = (body: unknown): Reply => ({ status: 200, body: JSON.stringify(body) + '\n', contentType: 'application/json' });
     if (path === '/standin/calls' && method === 'GET') return json(this.deps.recorder.calls);
     if (path === '/standin/secrets' && method === 'GET') return json(this.xds?.secrets?.() ?? { enabled: false, secrets: [] });
+    if (path === '/standin/xds' && method === 'GET') return json(this.xds?.xds?.() ?? { enabled: false, types: {} });
     if (path === '/standin/state' && method === 'GET') {
       return json({ state: STATE_NAMES[this.stateValue], drain: this.drainDirection, healthCheckFailed: this.healthCheckFailed, listeners: this.listeners });
     }

@@ -4,17 +4,20 @@
 //   sds-grpc: load_assignment...endpoint.address.pipe.path = ./var/run/secrets/workload-spiffe-uds/socket
 // and dynamic_resources.ads_config (api_type GRPC or DELTA_GRPC) points at xds-grpc.
 //
-// For ADS, connectXdsClients() only resolves the target and reports it; the server goes live on its
-// own timer. To make the stand-in a real ADS client later, implement it in connectXdsClients():
-//   - dial `unix:<path>` with @grpc/grpc-js (insecure credentials), one channel per target;
-//   - ADS: open envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources
-//     (or DeltaAggregatedResources when api_type is DELTA_GRPC); serialize with @bufbuild/protobuf
-//     using the registry from test/support/envoy-protos.ts (envoyRegistry()), send the bootstrap
-//     node on the first request, subscribe to CDS then LDS, ACK/NACK by parsing each resource with
-//     parseEnvoyJson semantics;
-//   - report progress through the hooks: onCdsUpdate/onLdsUpdate(success | rejected) drive
-//     cluster_manager.cds.* and listener_manager.lds.* stats and the PRE_INIT -> LIVE transition.
-// Keep every stream's 'error' listener and unref() timers so the process can exit promptly.
+// ADS is implemented (ads-client.ts), behind ENVOY_STANDIN_ADS=1 so that tests without a control
+// plane behind the agent are unaffected: the client dials the ADS cluster's pipe (relative paths
+// against the stand-in's cwd, like Envoy) or socket address with @grpc/grpc-js (insecure, no message
+// size limits), opens StreamAggregatedResources (api_type GRPC) or DeltaAggregatedResources
+// (DELTA_GRPC), sends the bootstrap node on the first request, subscribes CDS, then EDS for EDS
+// clusters, LDS after the first CDS response, then RDS and ECDS for what the listeners reference;
+// parses every resource strictly with the Envoy protos and ACKs or NACKs; reconnects with backoff.
+// Progress reaches the server through the hooks: onCdsUpdate/onLdsUpdate(success | rejected) drive
+// cluster_manager.cds.* and listener_manager.lds.* stats, onClustersInitialized/onInitialized the
+// PRE_INITIALIZING -> INITIALIZING -> LIVE transitions (the server's own init timer is then off).
+// Events go to ENVOY_STANDIN_RECORD ({"event":"ads",...}, {"event":"ads_stream",...}); what the
+// client holds is served at GET /standin/xds.
+// Without ENVOY_STANDIN_ADS=1, the ADS target is only logged and the server simulates xDS progress.
+// Every stream keeps its 'error' listener and timers are unref()'d so the process can exit promptly.
 //
 // SDS is implemented (sds-client.ts), behind ENVOY_STANDIN_SDS=1 so that tests without an SDS server
 // are unaffected: the client dials the sds-grpc pipe, subscribes to ENVOY_STANDIN_SDS_RESOURCES
@@ -23,6 +26,7 @@
 // holds at GET /standin/secrets.
 
 import { resolve } from 'node:path';
+import { AdsClient, recordFields, type AdsUpdate, type ClusterSummary, type ListenerSummary } from './ads-client.js';
 import { Recorder } from './recorder.js';
 import { SdsClient } from './sds-client.js';
 
@@ -42,17 +46,36 @@ export interface XdsTargets {
   readonly sds?: GrpcTarget;
 }
 
+/** What an accepted CDS/LDS update leaves in place, for the server's stats and admin views. */
+export interface XdsUpdateInfo {
+  readonly version: string;
+  /** Resources in the response. */
+  readonly resources: number;
+  /** CDS: every dynamic cluster now held. */
+  readonly clusters?: readonly ClusterSummary[];
+  /** LDS: every dynamic listener now held. */
+  readonly listeners?: readonly ListenerSummary[];
+}
+
 export interface XdsHooks {
-  onCdsUpdate(result: 'success' | 'rejected'): void;
-  onLdsUpdate(result: 'success' | 'rejected'): void;
+  onCdsUpdate(result: 'success' | 'rejected', info?: XdsUpdateInfo): void;
+  onLdsUpdate(result: 'success' | 'rejected', info?: XdsUpdateInfo): void;
+  /** The ADS stream failed while CDS / LDS were subscribed (Envoy counts update_failure). */
+  onXdsStreamFailure?(types: readonly ('cds' | 'lds')[]): void;
+  /** The first CDS response was handled: Envoy's cluster manager is initialised (INITIALIZING). */
+  onClustersInitialized?(): void;
+  /** The first CDS and LDS responses were handled: init is done, workers start (LIVE). */
+  onInitialized?(): void;
   log(msg: string): void;
 }
 
 export interface XdsConnections {
-  /** Whether real clients are running (false until the seam is implemented). */
+  /** Whether the ADS client runs (ENVOY_STANDIN_ADS=1 and an ADS target): xDS progress is real, not simulated. */
   readonly active: boolean;
   /** What the SDS client holds, for GET /standin/secrets (absent when SDS is off). */
   secrets?(): unknown;
+  /** What the ADS client holds, for GET /standin/xds (absent when ADS is off). */
+  xds?(): unknown;
   close(): void;
 }
 
@@ -89,6 +112,8 @@ function targetFor(clusters: Json[], name: string): GrpcTarget | undefined {
 
 /** The bootstrap's node (sent on each stream's first request), kept beside the targets found in it. */
 const bootstrapNodes = new WeakMap<XdsTargets, Json>();
+/** Whether the bootstrap takes CDS / LDS over ADS, kept beside the targets. */
+const adsResources = new WeakMap<XdsTargets, { cds: boolean; lds: boolean }>();
 
 /** Finds the ADS and SDS servers named by a bootstrap (canonical proto-name JSON). */
 export function findXdsTargets(bootstrap: Json): XdsTargets {
@@ -107,6 +132,8 @@ export function findXdsTargets(bootstrap: Json): XdsTargets {
   const targets: XdsTargets = { ...(adsTarget ? { ads: adsTarget } : {}), ...(sds ? { sds } : {}) };
   const node = obj(bootstrap.node);
   if (node) bootstrapNodes.set(targets, node);
+  const dynamic = obj(bootstrap.dynamic_resources);
+  adsResources.set(targets, { cds: !!obj(obj(dynamic?.cds_config)?.ads), lds: !!obj(obj(dynamic?.lds_config)?.ads) });
   return targets;
 }
 
@@ -143,16 +170,66 @@ function connectSds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
   return client;
 }
 
+/** Starts the ADS client when ENVOY_STANDIN_ADS=1 and the bootstrap has an ADS target. */
+function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv): AdsClient | undefined {
+  const ads = targets.ads;
+  if (!ads || env.ENVOY_STANDIN_ADS !== '1') return undefined;
+  let target: string;
+  if (ads.pipePath) target = `unix:${resolve(process.cwd(), ads.pipePath)}`; // Envoy resolves pipe paths against its cwd
+  else if (ads.socketAddress) target = ads.socketAddress;
+  else {
+    hooks.log(`ADS target ${ads.cluster}: the cluster has no endpoint address; not connecting`);
+    return undefined;
+  }
+  if (ads.apiType !== 'GRPC' && ads.apiType !== 'DELTA_GRPC') {
+    hooks.log(`ADS target ${ads.cluster}: api_type ${ads.apiType} is not supported by the stand-in (GRPC, DELTA_GRPC); not connecting`);
+    return undefined;
+  }
+  const recorder = new Recorder(env.ENVOY_STANDIN_RECORD);
+  const node = bootstrapNodes.get(targets);
+  const uses = adsResources.get(targets) ?? { cds: true, lds: true };
+  const info = (u: AdsUpdate): XdsUpdateInfo => ({
+    version: u.version,
+    resources: u.names.length,
+    ...(u.clusters ? { clusters: u.clusters } : {}),
+    ...(u.listeners ? { listeners: u.listeners } : {}),
+  });
+  const client = new AdsClient(
+    { target, apiType: ads.apiType, ...(node ? { node } : {}), cds: uses.cds, lds: uses.lds, strict: env.ENVOY_STANDIN_STRICT !== '0' && env.ENVOY_STANDIN_STRICT !== 'false' && env.ENVOY_STANDIN_STRICT !== 'no' },
+    {
+      onUpdate: (u) => {
+        recorder.record({ event: 'ads', ...recordFields(u) });
+        if (u.type === 'CDS') hooks.onCdsUpdate(u.ack ? 'success' : 'rejected', info(u));
+        else if (u.type === 'LDS') hooks.onLdsUpdate(u.ack ? 'success' : 'rejected', info(u));
+      },
+      onClustersInitialized: () => hooks.onClustersInitialized?.(),
+      onInitialized: () => hooks.onInitialized?.(),
+      onStreamOpen: (stream) => recorder.record({ event: 'ads_stream', stream, state: 'open' }),
+      onStreamClosed: (stream, reason, types, retryInMs) => {
+        recorder.record({ event: 'ads_stream', stream, state: 'closed', reason, retryInMs });
+        const failed = types.flatMap((t) => (t === 'CDS' ? ['cds' as const] : t === 'LDS' ? ['lds' as const] : []));
+        if (failed.length > 0) hooks.onXdsStreamFailure?.(failed);
+      },
+      log: (m) => hooks.log(m),
+    },
+  );
+  hooks.log(`ADS target ${ads.cluster} (${ads.apiType}) at ${target}: connecting`);
+  client.start();
+  return client;
+}
+
 /**
- * Connects the stand-in's ADS and SDS clients. ADS is not implemented yet: its target is logged and
- * the caller simulates xDS progress. SDS connects when ENVOY_STANDIN_SDS=1 (see the header comment).
+ * Connects the stand-in's ADS and SDS clients: ADS when ENVOY_STANDIN_ADS=1 (otherwise its target is
+ * logged and the caller simulates xDS progress), SDS when ENVOY_STANDIN_SDS=1 (see the header comment).
  */
 export function connectXdsClients(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv = process.env): XdsConnections {
-  if (targets.ads) hooks.log(`ADS target ${targets.ads.cluster} (${targets.ads.apiType}) at ${targets.ads.pipePath ?? targets.ads.socketAddress ?? '?'}: not connecting (stand-in)`);
+  const ads = connectAds(targets, hooks, env);
+  if (targets.ads && !ads) hooks.log(`ADS target ${targets.ads.cluster} (${targets.ads.apiType}) at ${targets.ads.pipePath ?? targets.ads.socketAddress ?? '?'}: not connecting (ENVOY_STANDIN_ADS is not 1)`);
   const sds = connectSds(targets, hooks, env);
   if (targets.sds && !sds) hooks.log(`SDS target ${targets.sds.cluster} at ${targets.sds.pipePath ?? targets.sds.socketAddress ?? '?'}: not connecting (ENVOY_STANDIN_SDS is not 1)`);
   return {
-    active: false,
+    active: !!ads,
+    ...(ads ? { xds: () => ads.snapshot() } : {}),
     ...(sds
       ? {
           secrets: () => ({
@@ -166,6 +243,7 @@ export function connectXdsClients(targets: XdsTargets, hooks: XdsHooks, env: Nod
         }
       : {}),
     close() {
+      ads?.close();
       sds?.close();
     },
   };
