@@ -153,11 +153,13 @@ describe('HTTPS fetch', () => {
 
   it('times out a request that hangs, per attempt and overall', async () => {
     server.route('/hang', () => undefined);
-    const cache = newCache({ httpRequestTimeoutMs: 200, httpRequestMaxRetries: 2 });
+    // long enough per attempt for the TLS handshake to finish on a loaded machine, so that each
+    // attempt reaches the server and hangs there
+    const cache = newCache({ httpRequestTimeoutMs: 1000, httpRequestMaxRetries: 2 });
     const t0 = Date.now();
-    await expect(cache.get(`${server.origin}/hang`, opts())).rejects.toThrow(/after 2 attempts, last error: request timed out after 200ms/);
+    await expect(cache.get(`${server.origin}/hang`, opts())).rejects.toThrow(/after 2 attempts, last error: request timed out after 1000ms/);
     expect(server.hits.get('/hang')).toBe(2);
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(6000);
     const overall = newCache({ httpRequestTimeoutMs: 5000, httpRequestMaxRetries: 5 });
     const t1 = Date.now();
     await expect(overall.get(`${server.origin}/hang`, opts({ requestTimeoutMs: 300 }))).rejects.toThrow(/timed out/);
