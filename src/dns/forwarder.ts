@@ -123,9 +123,15 @@ export class Forwarder {
           pool = new UdpPool(u);
           this.udpPools.set(key, pool);
         }
+        // one DNS_FORWARD_TIMEOUT for everything asked of this server, the retry below included
+        const deadline = performance.now() + this.options.timeoutMs;
         ({ raw, addedOpt } = await pool.exchange(q, this.options.timeoutMs, signal));
         // a server without EDNS rejects the OPT record the agent added: ask again without (RFC 6891 6.2.2)
-        if (addedOpt && rcodeOf(raw) === RCODE.FORMERR) ({ raw, addedOpt } = await pool.exchange(q, this.options.timeoutMs, signal, true));
+        if (addedOpt && rcodeOf(raw) === RCODE.FORMERR) {
+          const left = Math.ceil(deadline - performance.now());
+          if (left <= 0) throw new UpstreamError(`read udp ${formatUpstream(u)}: i/o timeout`);
+          ({ raw, addedOpt } = await pool.exchange(q, left, signal, true));
+        }
       } else {
         const id = randomInt(65536);
         const query = upstreamQuery(q, id, protocol);
@@ -202,13 +208,14 @@ class PooledSocket {
   private closed = false;
   private connected = false;
   private readonly queue: Buffer[] = [];
+  private readonly what: string;
 
   constructor(
     u: Upstream,
     private readonly onGone: (s: PooledSocket) => void,
     readonly sock: UdpSocket = createSocket(u.family === 6 ? 'udp6' : 'udp4'),
   ) {
-    const what = `read udp ${formatUpstream(u)}`;
+    const what = (this.what = `read udp ${formatUpstream(u)}`);
     sock.on('message', (msg) => {
       if (msg.length < 12) return;
       const id = msg.readUInt16BE(0);
@@ -218,7 +225,9 @@ class PooledSocket {
     });
     // e.g. ECONNREFUSED (ICMP port unreachable): the server is not there for any of them
     sock.on('error', (err) => this.fail(new UpstreamError(`${what}: ${err.message}`)));
-    sock.connect(u.port, u.host, () => {
+    // a connect error (e.g. ENETUNREACH, EACCES) comes to this callback, not as an 'error' event
+    sock.connect(u.port, u.host, (err?: Error) => {
+      if (err) return this.fail(new UpstreamError(`${what}: ${err.message}`));
       this.connected = true;
       for (const b of this.queue.splice(0)) this.send(b);
     });
@@ -228,21 +237,27 @@ class PooledSocket {
     return this.served >= SOCKET_MAX_QUERIES || Date.now() - this.born > SOCKET_MAX_AGE_MS;
   }
 
-  /** A random ID not in flight on this socket. */
+  /** A random ID not in flight on this socket (throws when all 65,536 are). */
   freeId(): number {
+    if (this.pending.size >= 65536) throw new UpstreamError('no free DNS ID on the socket');
     for (;;) {
       const id = randomInt(65536);
       if (!this.pending.has(id)) return id;
     }
   }
 
+  /** Sends now, or once connected; a failure fails every query of the socket at once. */
   send(bytes: Buffer): void {
     if (this.closed) return;
     if (!this.connected) {
       this.queue.push(bytes);
       return;
     }
-    this.sock.send(bytes);
+    try {
+      this.sock.send(bytes);
+    } catch (err) {
+      this.fail(new UpstreamError(`${this.what}: ${(err as Error).message}`));
+    }
   }
 
   /** Called when a query leaves `pending`: a retired socket closes once empty. */
@@ -300,7 +315,12 @@ class UdpPool {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new UpstreamError(`${what}: cancelled`));
       const s = this.pick();
-      const id = s.freeId();
+      let id: number;
+      try {
+        id = s.freeId();
+      } catch (err) {
+        return reject(new UpstreamError(`${what}: ${(err as Error).message}`));
+      }
       const { bytes, addedOpt } = upstreamQuery(q, id, 'udp', withoutOpt);
       let done = false;
       const settle = (err: Error | undefined, msg?: Buffer): void => {

@@ -5,7 +5,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
@@ -181,16 +181,13 @@ export type FakeHandler = (q: dnsPacket.DecodedPacket, protocol: 'udp' | 'tcp') 
 /** A scripted upstream on UDP and TCP (same port); `handler` returns the reply (undefined: none). */
 export async function fakeUpstream(handler: FakeHandler): Promise<{ port: number; seen: SeenQuery[]; close: () => Promise<void> }> {
   const seen: SeenQuery[] = [];
-  const udp: UdpSocket = createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
+  const onUdp = (udp: UdpSocket) => (msg: Buffer, rinfo: { port: number; address: string }): void => {
     const q = dnsPacket.decode(msg);
     seen.push({ protocol: 'udp', packet: q });
     const r = handler(q, 'udp');
     if (r) udp.send(dnsPacket.encode({ ...r, id: q.id, type: 'response', questions: q.questions }), rinfo.port, rinfo.address);
-  });
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
-  const port = udp.address().port;
-  const tcp: Server = createServer((sock) => {
+  };
+  const onTcp = (sock: Socket): void => {
     let buf = Buffer.alloc(0);
     sock.on('error', () => undefined);
     sock.on('data', (d: Buffer) => {
@@ -204,16 +201,57 @@ export async function fakeUpstream(handler: FakeHandler): Promise<{ port: number
         if (r) sock.write(dnsPacket.streamEncode({ ...r, id: q.id, type: 'response', questions: q.questions }));
       }
     });
-  });
-  await new Promise<void>((r) => tcp.listen(port, '127.0.0.1', () => r()));
+  };
+  const { udp, tcp } = await udpAndTcpOnOnePort('127.0.0.1', onUdp, onTcp);
   return {
-    port,
+    port: udp.address().port,
     seen,
     close: async () => {
       await new Promise<void>((r) => udp.close(() => r()));
       await new Promise<void>((r) => tcp.close(() => r()));
     },
   };
+}
+
+/**
+ * A UDP socket on a free port and a TCP server on the same port number. The kernel picks the UDP
+ * port without regard to TCP, so that number may be taken on TCP (a listener, or a client
+ * connection's local port, ESTABLISHED or in TIME_WAIT, of which a loaded suite leaves hundreds):
+ * then both are closed and another port is tried. Never waits forever, never leaves an
+ * 'error' event unhandled.
+ */
+async function udpAndTcpOnOnePort(
+  host: string,
+  onUdp: (udp: UdpSocket) => (msg: Buffer, rinfo: { port: number; address: string }) => void,
+  onTcp: (sock: Socket) => void,
+): Promise<{ udp: UdpSocket; tcp: Server }> {
+  for (let attempt = 1; ; attempt++) {
+    const udp = createSocket('udp4');
+    udp.on('message', onUdp(udp));
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(0, host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    udp.on('error', () => undefined);
+    const tcp = createServer(onTcp);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(udp.address().port, host, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      tcp.on('error', () => undefined);
+      return { udp, tcp };
+    } catch (err) {
+      await new Promise<void>((r) => udp.close(() => r()));
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
 }
 
 /** n A records 10.<x>.<y>.<z> for `name`, as dnsmasq hosts-file lines. */
