@@ -322,8 +322,10 @@ describe('errors', () => {
   });
 });
 
-describe('performance', () => {
-  it('renders a ~30 KB template well under 5 ms once parsed', () => {
+// Speed is measured by bench `bootstrap` (warm_render_ms), not asserted here: timing assertions in
+// tests fail on a loaded machine and say nothing about the engine.
+describe('large templates', () => {
+  it('renders a ~30 KB template, parsed once, to the same valid JSON every time', () => {
     const block =
       '  "cluster_{{.i}}": {\n' +
       '    "name": "{{ .name }}",{{ if .tls }}\n    "tls": {{ toJSON .tls }},{{ end }}\n' +
@@ -345,12 +347,11 @@ describe('performance', () => {
       port: 8080,
       labels: { app: 'x', version: 'v1' },
     };
-    JSON.parse(t.execute(data));
-    for (let k = 0; k < 20; k++) t.execute(data); // warm up
-    const runs = 100;
-    const start = performance.now();
-    for (let k = 0; k < runs; k++) t.execute(data);
-    const avg = (performance.now() - start) / runs;
-    expect(avg).toBeLessThan(5);
+    const first = t.execute(data);
+    const doc = JSON.parse(first) as Record<string, { addr: string; ports: number[] }>;
+    expect(doc.cluster_0!.addr).toBe('10.0.0.1:8080');
+    expect(doc.cluster_0!.ports).toEqual([80, 443, 15021]);
+    expect(Object.keys(doc).length).toBe(i + 1);
+    for (let k = 0; k < 50; k++) expect(t.execute(data)).toBe(first);
   });
 });
