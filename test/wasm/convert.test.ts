@@ -299,12 +299,11 @@ describe('ECDS conversion: responses', () => {
       return LOCAL;
     });
     const resources = Array.from({ length: 8 }, (_, i) => ({ typeUrl: TEC_URL, value: tecBytes(wasmFilter(`p${i}`, `https://e.com/${i}.wasm`)) }));
-    const started = Date.now();
     const { outcomes, error } = await convertResources(resources, slow);
     expect(error).toBeUndefined();
     expect(outcomes.every((o) => o.kind === 'rewritten')).toBe(true);
+    // all eight fetches were in flight at once (one at a time would peak at 1)
     expect(peak).toBe(8);
-    expect(Date.now() - started).toBeLessThan(400);
   });
 });
 

@@ -108,7 +108,7 @@ describe('xDS proxy (SotW)', () => {
       client.nack(res, 'cluster c1: bad config');
       const nack = await cp.waitForNack(CDS);
       expect(nack.errorDetail?.message).toBe('cluster c1: bad config');
-      await vi.waitFor(() => expect(proxy!.syncState().get(CDS)!.lastAck).toBe('NACK'));
+      await vi.waitFor(() => expect(proxy!.syncState().get(CDS)!.lastAck).toBe('NACK'), { timeout: 10_000 });
     } finally {
       client.close();
     }
@@ -144,8 +144,8 @@ describe('xDS proxy (SotW)', () => {
     await cp.waitForStream();
     expect(cp.connectedStreams()).toHaveLength(1);
     client.close();
-    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0));
-    await vi.waitFor(() => expect(proxy!.connections).toBe(0));
+    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0), { timeout: 10_000 });
+    await vi.waitFor(() => expect(proxy!.connections).toBe(0), { timeout: 10_000 });
   });
 
   it('keeps one active downstream stream: a new one replaces the old', async () => {
@@ -157,7 +157,7 @@ describe('xDS proxy (SotW)', () => {
     second.request({ type_url: CDS });
     const st = await first.status;
     expect(st.code).toBe(grpc.status.OK);
-    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(1));
+    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(1), { timeout: 10_000 });
     expect(proxy!.connections).toBe(1);
     first.close();
     second.close();
@@ -257,7 +257,7 @@ describe('xDS proxy (SotW)', () => {
     call.on('data', (b: Buffer) => received.push(b));
     call.on('error', () => undefined);
     call.write(SOTW.encodeRequest({ typeUrl: CDS, responseNonce: '' }));
-    await vi.waitFor(() => expect(received.length).toBe(1));
+    await vi.waitFor(() => expect(received.length).toBe(1), { timeout: 10_000 });
     const pulledBefore = await responsesPulled();
     call.pause();
     for (let i = 1; i <= 60; i++) {
@@ -308,7 +308,7 @@ describe('xDS proxy (Delta)', () => {
       const res = await client.next();
       expect(res.resources.map((r) => r.name).sort()).toEqual(['d1', 'd2']);
       client.ack(res);
-      await vi.waitFor(() => expect(cp.acks(CDS).length).toBeGreaterThanOrEqual(1));
+      await vi.waitFor(() => expect(cp.acks(CDS).length).toBeGreaterThanOrEqual(1), { timeout: 10_000 });
       cp.removeResources(CDS, ['d2']);
       const removal = await client.next();
       expect(removal.removedResources).toEqual(['d2']);
@@ -364,7 +364,7 @@ describe('xDS proxy resources', () => {
         client.close();
       };
       for (let i = 0; i < 30; i++) await cycle(); // warm up pools and JIT
-      await vi.waitFor(() => expect(p.connections).toBe(0));
+      await vi.waitFor(() => expect(p.connections).toBe(0), { timeout: 10_000 });
       await settle();
       const handlesBefore = process.getActiveResourcesInfo().length;
       const heapBefore = process.memoryUsage().heapUsed;
