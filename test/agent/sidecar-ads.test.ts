@@ -12,13 +12,13 @@
 // agent can trust it from the start.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildResourceSet, startControlPlane, TypeUrl, type ControlPlane } from '../control-plane/index.js';
 import { readRecord, type RecordEvent } from '../envoy-stand-in/recorder.js';
 import { httpRequest } from '../support/envoy-stand-in-harness.js';
-import { injectedProxy } from '../support/hello-pod.js';
+import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
@@ -94,10 +94,7 @@ describe.each([
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/O=cluster.local', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'pipe' });
     rootCertPem = readFileSync(cert, 'utf8');
     rootKeyPem = readFileSync(key, 'utf8');
-    mkdirSync(join(work.path, 'var/run/secrets/istio'), { recursive: true });
-    writeFileSync(join(work.path, 'var/run/secrets/istio/root-cert.pem'), rootCertPem);
-    mkdirSync(join(work.path, 'var/run/secrets/tokens'), { recursive: true });
-    writeFileSync(join(work.path, 'var/run/secrets/tokens/istio-token'), TOKEN);
+    writeIstiodMounts(work.path, rootCertPem, TOKEN);
     cpPort = await freePort();
     statusPort = await freePort();
     adminPort = await freePort();

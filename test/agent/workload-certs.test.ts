@@ -3,12 +3,12 @@
 // `ROOTCA`; openssl checks what the CA signed for our CSR. RSA and ECDSA.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readRecord } from '../envoy-stand-in/recorder.js';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { injectedProxy } from '../support/hello-pod.js';
+import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { freePort, isAlive, killStarted, runAgent, tempDir } from '../support/processes.js';
 
@@ -42,10 +42,7 @@ describe.each([
   it('reaches Envoy over SDS as default and ROOTCA, verifiable with openssl', { timeout: 60_000 }, async () => {
     work = tempDir('pa-certs-');
     const pod = injectedProxy('hello.yaml.injected');
-    mkdirSync(join(work.path, 'var/run/secrets/istio'), { recursive: true });
-    writeFileSync(join(work.path, 'var/run/secrets/istio/root-cert.pem'), cp.rootCertPem);
-    mkdirSync(join(work.path, 'var/run/secrets/tokens'), { recursive: true });
-    writeFileSync(join(work.path, 'var/run/secrets/tokens/istio-token'), TOKEN);
+    writeIstiodMounts(work.path, cp.rootCertPem, TOKEN);
     const record = join(work.path, 'record.jsonl');
     const agent = runAgent(pod.args, {
       cwd: work.path,

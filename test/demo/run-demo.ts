@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { startControlPlane } from '../control-plane/index.js';
 import { helloXdsResources, HELLO_METHOD, HELLO_SERVICE, startHelloServer } from '../support/hello-mesh.js';
-import { downwardApiText, injectedProxy } from '../support/hello-pod.js';
+import { downwardApiText, injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { repoRoot } from '../support/paths.js';
 import { agentBin, freePort } from '../support/processes.js';
 
@@ -42,10 +42,7 @@ async function main(): Promise<void> {
   mkdirSync(join(dir, 'etc/istio/pod'), { recursive: true });
   writeFileSync(join(dir, 'etc/istio/pod/labels'), downwardApiText(pod.labels));
   writeFileSync(join(dir, 'etc/istio/pod/annotations'), downwardApiText(pod.annotations));
-  mkdirSync(join(dir, 'var/run/secrets/istio'), { recursive: true });
-  writeFileSync(join(dir, 'var/run/secrets/istio/root-cert.pem'), cp.rootCertPem);
-  mkdirSync(join(dir, 'var/run/secrets/tokens'), { recursive: true });
-  writeFileSync(join(dir, 'var/run/secrets/tokens/istio-token'), TOKEN);
+  writeIstiodMounts(dir, cp.rootCertPem, TOKEN);
 
   const statusPort = await freePort();
   const envoy = envoyOnPath();

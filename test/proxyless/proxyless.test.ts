@@ -5,12 +5,12 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { helloXdsResources, HELLO_SERVICE, startHelloServer } from '../support/hello-mesh.js';
-import { injectedProxy } from '../support/hello-pod.js';
+import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { repoRoot } from '../support/paths.js';
 import { killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
@@ -30,10 +30,7 @@ beforeAll(async () => {
   for (const [typeUrl, resources] of Object.entries(helloXdsResources(hello.port))) cp.setResources(typeUrl, resources, { replace: true });
 
   // the pod's mounted files: istiod's root CA and the projected service-account token
-  mkdirSync(join(work.path, 'var/run/secrets/istio'), { recursive: true });
-  writeFileSync(join(work.path, 'var/run/secrets/istio/root-cert.pem'), cp.rootCertPem);
-  mkdirSync(join(work.path, 'var/run/secrets/tokens'), { recursive: true });
-  writeFileSync(join(work.path, 'var/run/secrets/tokens/istio-token'), TOKEN);
+  writeIstiodMounts(work.path, cp.rootCertPem, TOKEN);
 
   const pod = injectedProxy('grpc-agent.yaml.injected');
   agent = runAgent(pod.args, {

@@ -2,7 +2,8 @@
 // ../shared/istio-testdata/injection, resolving downward-API env into realistic values, so tests
 // start the agent with exactly the argv and env a real cluster gives it.
 
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 
 import { istioTestdata } from './paths.js';
@@ -57,4 +58,15 @@ export function injectedProxy(fixture: string): InjectedProxy {
 /** Downward-API file content (`key="value"` lines, Go-quoted). */
 export function downwardApiText(map: Record<string, string>): string {
   return Object.entries(map).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n') + '\n';
+}
+
+/**
+ * Writes the pod's istiod mounts under `root` (the container's `/`): istiod's root CA
+ * (./var/run/secrets/istio/root-cert.pem) and the projected token (./var/run/secrets/tokens/istio-token).
+ */
+export function writeIstiodMounts(root: string, rootCertPem: string, token: string): void {
+  mkdirSync(join(root, 'var/run/secrets/istio'), { recursive: true });
+  writeFileSync(join(root, 'var/run/secrets/istio/root-cert.pem'), rootCertPem);
+  mkdirSync(join(root, 'var/run/secrets/tokens'), { recursive: true });
+  writeFileSync(join(root, 'var/run/secrets/tokens/istio-token'), token);
 }
