@@ -1,5 +1,6 @@
-// Dials istiod (or any xDS server) for one downstream stream: a fresh channel each time, so the
-// token file is re-read, a rotated client certificate is used, and nothing outlives the stream.
+// Dials istiod (or any xDS server) for one downstream stream, over Node's HTTP/2 (see
+// grpc-frames.ts for why not a gRPC library): a fresh connection each time, so the token file is
+// re-read, a rotated client certificate is used, and nothing outlives the stream.
 // TLS follows Istio: min TLS 1.2 (Node's floor), SNI/verification name = host of the discovery
 // address, "localhost" mapped to istiod.istio-system.svc, ISTIOD_SAN overriding; root CA from
 // XDS_ROOT_CA (SYSTEM = OS bundle), else ./etc/certs/root-cert.pem, else
@@ -7,9 +8,13 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { existsSync, readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
+import tls from 'node:tls';
 import type { AgentConfig } from '../config/load.js';
 import { splitHostPort } from '../config/validate-proxy-config.js';
+import { statusFromHeaders, statusFromHttp, statusFromReset, type GrpcStatus } from './grpc-frames.js';
 
 export interface ClientCertificate {
   readonly privateKey: Buffer;
@@ -32,54 +37,139 @@ export interface UpstreamOptions {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-const identity = (b: Buffer): Buffer => b;
-const identityOut = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+/**
+ * HTTP/2 settings toward istiod. The per-stream receive window bounds what one push can have in
+ * flight toward us while Envoy is slow (the proxy stops reading then); 16 MiB lets istiod stream
+ * at full speed (with the 64 KiB default a 10 MB push needs ~160 window round trips). Larger DATA
+ * frames mean fewer, larger chunks to forward.
+ */
+const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
+const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
+const MAX_FRAME_BYTES = 1024 * 1024;
+const KEEPALIVE_INTERVAL_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
 
-export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  // real pushes exceed the 4 MiB default many times over
-  'grpc.max_receive_message_length': -1,
-  'grpc.max_send_message_length': -1,
-  // HTTP/2 receive window: with the 64 KiB default a 10 MB push needs ~160 window round trips;
-  // 16 MiB lets istiod stream a push at full speed while still bounding what one stream buffers
-  'grpc-node.flow_control_window': 16 * 1024 * 1024,
-  'grpc.keepalive_time_ms': 30_000,
-  'grpc.keepalive_timeout_ms': 10_000,
-  // one stream per channel: never let a retry policy replay a stream
-  'grpc.enable_retries': 0,
-  // a channel per Envoy stream: keep them out of the global channelz registry
-  'grpc.enable_channelz': 0,
-};
+export interface UpstreamHandlers {
+  /** A chunk of the response body (gRPC frames, possibly cut anywhere). */
+  onData(chunk: Buffer): void;
+  /** The stream ended; `connected` is false when istiod was never reached. Called once. */
+  onEnd(status: GrpcStatus, connected: boolean): void;
+}
 
 export interface UpstreamStream {
-  readonly call: grpc.ClientDuplexStream<Uint8Array, Buffer>;
+  /** Writes framed request bytes; false when the caller should wait for `onDrain`. */
+  write(frame: Buffer): boolean;
+  onceDrain(listener: () => void): void;
+  pause(): void;
+  resume(): void;
+  /** Cancels the stream and closes the connection; no `onEnd` after this. */
   close(): void;
 }
 
-export function openUpstream(opts: UpstreamOptions, method: string): UpstreamStream {
-  let creds: grpc.ChannelCredentials;
-  const channelOptions: grpc.ChannelOptions = { ...CHANNEL_OPTIONS };
+/**
+ * Opens one ADS stream to istiod on a connection of its own: the token file is re-read, a rotated
+ * client certificate is used, and nothing outlives the stream.
+ */
+export function openUpstream(opts: UpstreamOptions, method: string, handlers: UpstreamHandlers): UpstreamStream {
+  if (!splitHostPort(opts.address)) throw new Error(`discovery address ${JSON.stringify(opts.address)} is not host:port`);
+  let ended = false;
+  let connected = false;
+  let status: GrpcStatus | undefined;
+  let failure: string | undefined;
+
+  const end = (st: GrpcStatus): void => {
+    if (ended) return;
+    ended = true;
+    clearInterval(keepalive);
+    session.destroy();
+    handlers.onEnd(st, connected);
+  };
+
+  const settings: http2.Settings = { initialWindowSize: STREAM_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES, enablePush: false };
+  const authority = opts.tls?.serverName ?? opts.address;
+  let session: http2.ClientHttp2Session;
   if (opts.tls) {
+    const serverName = opts.tls.serverName;
     const cert = opts.tls.clientCertificate?.();
-    creds = grpc.credentials.createSsl(opts.tls.rootCa(), cert?.privateKey ?? null, cert?.certChain ?? null);
-    channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    channelOptions['grpc.default_authority'] = opts.tls.serverName;
+    const ca = opts.tls.rootCa();
+    session = http2.connect(`https://${opts.address}`, {
+      settings,
+      ...(ca ? { ca } : {}),
+      ...(cert ? { key: cert.privateKey, cert: cert.certChain } : {}),
+      minVersion: 'TLSv1.2',
+      // SNI carries the name, except an IP address (which SNI cannot carry); the certificate is
+      // checked against the name either way
+      ...(isIP(serverName) ? {} : { servername: serverName }),
+      checkServerIdentity: (_host, peer) => tls.checkServerIdentity(serverName, peer),
+    });
   } else {
-    creds = grpc.credentials.createInsecure();
+    session = http2.connect(`http://${opts.address}`, { settings });
   }
-  const client = new grpc.Client(opts.address, creds, channelOptions);
-  const md = new grpc.Metadata();
+  session.on('error', (err: Error) => (failure ??= err.message));
+  session.once('connect', () => {
+    connected = true;
+    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+  });
+  session.on('goaway', (code: number) => (failure ??= `istiod sent GOAWAY (HTTP/2 code ${code})`));
+  const keepalive = setInterval(() => {
+    const timer = setTimeout(() => {
+      failure ??= `keepalive ping not answered within ${KEEPALIVE_TIMEOUT_MS} ms`;
+      session.destroy();
+    }, KEEPALIVE_TIMEOUT_MS).unref();
+    session.ping(() => clearTimeout(timer));
+  }, KEEPALIVE_INTERVAL_MS).unref();
+
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'POST',
+    ':path': method,
+    ':authority': authority,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'grpc-accept-encoding': 'identity',
+    'user-agent': 'pilot-agent-ts',
+  };
   if (opts.tokenPath && existsSync(opts.tokenPath)) {
     const token = readFileSync(opts.tokenPath, 'utf8').trim();
-    if (token) md.set('authorization', `Bearer ${token}`);
+    if (token) headers.authorization = `Bearer ${token}`;
   }
-  md.set('clusterid', opts.clusterId);
-  for (const [k, v] of Object.entries(opts.headers)) md.set(k.toLowerCase(), v);
-  const call = client.makeBidiStreamRequest(method, identityOut, identity, md);
+  headers.clusterid = opts.clusterId;
+  for (const [k, v] of Object.entries(opts.headers)) headers[k.toLowerCase()] = v;
+
+  const stream = session.request(headers);
+  stream.on('response', (h) => {
+    const httpStatus = Number(h[':status']);
+    if (httpStatus !== 200) {
+      status = { code: statusFromHttp(httpStatus), details: `istiod answered HTTP ${httpStatus}` };
+      return;
+    }
+    const type = String(h['content-type'] ?? '');
+    if (!type.startsWith('application/grpc')) status = { code: grpc.status.UNKNOWN, details: `istiod answered content-type ${JSON.stringify(type)}` };
+    else status = statusFromHeaders(h); // trailers-only response
+  });
+  stream.on('trailers', (h) => (status ??= statusFromHeaders(h)));
+  stream.on('data', (chunk: Buffer) => {
+    if (!ended) handlers.onData(chunk);
+  });
+  stream.on('error', (err: Error) => (failure ??= err.message));
+  // 'end' comes after the last 'data' has been delivered, so the status never overtakes a push
+  stream.on('end', () => end(status ?? { code: grpc.status.INTERNAL, details: failure ?? 'istiod ended the stream without a gRPC status' }));
+  stream.on('close', () => {
+    if (status) return end(status);
+    const code = connected ? statusFromReset(stream.rstCode) : grpc.status.UNAVAILABLE;
+    end({ code, details: failure ?? `stream closed by istiod (HTTP/2 code ${stream.rstCode ?? 'none'})` });
+  });
+
   return {
-    call,
+    write: (frame) => stream.write(frame),
+    onceDrain: (listener) => stream.once('drain', listener),
+    pause: () => stream.pause(),
+    resume: () => stream.resume(),
     close: () => {
-      call.cancel();
-      client.close();
+      if (ended) return;
+      ended = true;
+      clearInterval(keepalive);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      session.destroy();
     },
   };
 }

@@ -1,29 +1,34 @@
 // The xDS proxy: Envoy (or a proxyless gRPC app) talks ADS to us on a unix socket; each of its
 // streams gets a fresh upstream stream to istiod. Messages pass through as the bytes that came
-// in; only the type URL, nonce and version are read off the wire (see wire.ts). Responses of a
-// few types are handled here instead: agent-consumed types (DNS name table, ProxyConfig) are
-// ACKed/NACKed by the agent and never reach Envoy, ECDS goes through an async rewrite (Wasm),
-// and types Envoy does not know are dropped.
+// in; only the type URL, nonce and version are read off the wire. Responses of a few types are
+// handled here instead: agent-consumed types (DNS name table) are ACKed/NACKed by the agent and
+// never reach Envoy, ECDS goes through an async rewrite (Wasm), and types Envoy does not know are
+// dropped.
 //
-// Ordering: responses are processed one at a time, in arrival order, even when a rewrite is
-// async; the next response waits. Backpressure: at most one response is being written to Envoy
-// and one queued; beyond that the upstream stream is paused, so a slow Envoy slows istiod's
-// stream instead of growing our memory.
+// Streaming: a large push is forwarded piece by piece as it arrives, never assembled. Whether a
+// push may be streamed is decided from its first resource's type URL, read from the first bytes
+// (response-scanner.ts): a push of an ordinary Envoy type streams on; anything the agent must see
+// whole (its own types, ECDS, unknown types, small messages) is held until complete and handled
+// as a whole message. So memory does not grow with the size of a push, and a push reaches Envoy
+// about as fast as istiod sends it instead of crossing the agent twice.
+//
+// Ordering: responses are handled one at a time, in arrival order, even when a rewrite is async:
+// the next response is not read until the previous one is done. Backpressure: when Envoy leaves
+// more than a little unread, or while a held response is being handled, the upstream stream is
+// paused, so a slow Envoy slows istiod's stream (HTTP/2 flow control) instead of growing memory.
 
 import * as grpc from '@grpc/grpc-js';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { metrics } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
-import { collectGarbageNow, releaseDecoderChunksEarly } from './grpc-memory.js';
-import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
+import { DownstreamStream, XdsSocketServer, type DownstreamEnd } from './downstream.js';
+import { frameHeader, frameMessage, GrpcDeframer, type FrameSink, type GrpcStatus } from './grpc-frames.js';
+import type { XdsProtocol } from './protocol.js';
+import { ResponseScanner } from './response-scanner.js';
 import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
 import { openUpstream, type UpstreamOptions, type UpstreamStream } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
 
 const log = logger('xdsproxy');
-
-releaseDecoderChunksEarly();
 
 export type ResponseAction =
   | { readonly kind: 'forward'; readonly message: Uint8Array }
@@ -46,6 +51,8 @@ export interface TypeSyncState {
   lastNonce: string;
   lastResources: number;
   lastBytes: number;
+  /** How the last response reached Envoy: streamed on as it arrived, or held whole first. */
+  lastForwarding?: 'streamed' | 'held';
   responses: number;
   /** What Envoy (or the agent, for agent types) answered to the last response. */
   lastAck: 'ACK' | 'NACK' | 'pending' | 'none';
@@ -57,7 +64,6 @@ export interface XdsProxyOptions {
   readonly upstream: UpstreamOptions;
 }
 
-const identity = (b: Buffer): Buffer => b;
 const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /** gRPC status for the outcome of a stream: classify by code, never by message text. */
@@ -67,14 +73,29 @@ function isExpectedEnd(code: number | undefined): boolean {
 
 let connectionIds = 0;
 
-/** Pushes from this size on have their receive buffers collected before they are forwarded. */
-const LARGE_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** Responses from this size on may be streamed; smaller ones are always held whole (cheap). */
+const STREAM_FROM_BYTES = 64 * 1024;
 
-class ProxyConnection {
+/** The response being received: streamed on, held whole, or not yet decided. */
+interface InboundResponse {
+  readonly length: number;
+  readonly scanner: ResponseScanner;
+  mode: 'deciding' | 'stream' | 'hold';
+  parts: Buffer[];
+  /** Stream mode: the type it was streamed as (its first resource's). */
+  streamedAs?: string;
+}
+
+type PauseReason = 'envoy-slow' | 'handling';
+
+class ProxyConnection implements FrameSink {
   readonly id = ++connectionIds;
   private upstream: UpstreamStream | undefined;
-  private readonly queue: Buffer[] = [];
-  private pumping = false;
+  private readonly deframer = new GrpcDeframer(this);
+  private current: InboundResponse | undefined;
+  private readonly pausedFor = new Set<PauseReason>();
+  private awaitingEnvoyDrain = false;
+  private awaitingIstiodDrain = false;
   private closed = false;
   private initialRequestsSent = false;
   private readonly abort = new AbortController();
@@ -83,32 +104,35 @@ class ProxyConnection {
 
   constructor(
     private readonly proxy: XdsProxy,
-    readonly protocol: XdsProtocol,
-    private readonly downstream: grpc.ServerDuplexStream<Buffer, Buffer>,
+    private readonly downstream: DownstreamStream,
   ) {}
+
+  get protocol(): XdsProtocol {
+    return this.downstream.protocol;
+  }
 
   start(): void {
     const ds = this.downstream;
-    ds.on('error', (err: grpc.ServiceError) => this.onDownstreamGone('error', err));
-    ds.on('cancelled', () => this.onDownstreamGone('cancel'));
-    ds.on('end', () => this.onDownstreamGone('end'));
-    let up: UpstreamStream;
     try {
-      up = openUpstream(this.proxy.options.upstream, this.protocol.method);
+      this.upstream = openUpstream(this.proxy.options.upstream, this.protocol.method, {
+        onData: (chunk) => {
+          if (!this.closed) this.deframer.push(chunk);
+        },
+        onEnd: (status, connected) => this.onUpstreamGone(status, connected),
+      });
     } catch (err) {
       metrics.istiodConnectionFailures.inc();
       log.error(`failed to connect to upstream ${this.proxy.options.upstream.address}: ${(err as Error).message}`);
-      this.finishDownstream({ code: grpc.status.UNAVAILABLE, details: (err as Error).message });
+      this.closed = true;
+      ds.finish({ code: grpc.status.UNAVAILABLE, details: (err as Error).message });
+      this.proxy.connectionClosed(this);
       return;
     }
-    this.upstream = up;
     log.info(`connection ${this.id}: ${this.protocol.kind} stream accepted on the xDS socket, connected upstream to ${this.proxy.options.upstream.address}`);
-    up.call.on('data', (msg: Buffer) => this.onUpstreamResponse(msg));
-    up.call.on('error', (err: grpc.ServiceError) => this.onUpstreamGone(err.code, err.details));
-    up.call.on('status', (st: grpc.StatusObject) => {
-      if (st.code === grpc.status.OK) this.onUpstreamGone(st.code, st.details);
+    ds.attach({
+      onRequest: (msg) => this.onDownstreamRequest(msg),
+      onGone: (kind, reason) => this.onDownstreamGone(kind, reason),
     });
-    ds.on('data', (msg: Buffer) => this.onDownstreamRequest(msg));
   }
 
   // Envoy -> istiod
@@ -128,47 +152,119 @@ class ProxyConnection {
   }
 
   private sendUpstream(msg: Uint8Array): void {
-    const call = this.upstream?.call;
-    if (!call || this.closed) return;
-    if (!call.write(msg)) {
+    const up = this.upstream;
+    if (!up || this.closed) return;
+    if (!up.write(frameMessage(msg)) && !this.awaitingIstiodDrain) {
       // istiod is not reading: stop reading Envoy until it does
+      this.awaitingIstiodDrain = true;
       this.downstream.pause();
-      call.once('drain', () => this.downstream.resume());
+      up.onceDrain(() => {
+        this.awaitingIstiodDrain = false;
+        this.downstream.resume();
+      });
     }
   }
 
-  // istiod -> Envoy
-  private onUpstreamResponse(msg: Buffer): void {
-    if (this.closed) return;
+  // istiod -> Envoy, as the deframer's sink
+
+  messageStart(length: number, compressed: boolean): void {
+    if (compressed) {
+      this.close({ code: grpc.status.INTERNAL, details: 'istiod sent a compressed message; compression is not negotiated' });
+      return;
+    }
     metrics.xdsProxyResponses.inc();
-    this.proxy.noteMessageSize(msg.length);
-    if (msg.length >= LARGE_MESSAGE_BYTES) collectGarbageNow();
-    this.queue.push(msg);
-    if (this.queue.length >= 2) this.upstream?.call.pause();
-    void this.pump();
+    this.proxy.noteMessageSize(length);
+    this.current = { length, scanner: new ResponseScanner(this.protocol.kind), mode: length >= STREAM_FROM_BYTES ? 'deciding' : 'hold', parts: [] };
   }
 
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
+  messageData(piece: Buffer): void {
+    const m = this.current;
+    if (!m || this.closed) return;
+    m.scanner.push(piece);
+    if (m.mode === 'stream') return this.forward(piece);
+    m.parts.push(piece);
+    if (m.mode === 'deciding' && m.scanner.firstResourceType !== null) this.decide(m);
+  }
+
+  messageEnd(): void {
+    const m = this.current;
+    this.current = undefined;
+    if (!m || this.closed) return;
+    let summary: ResponseSummary;
     try {
-      while (!this.closed && this.queue.length > 0) {
-        const msg = this.queue.shift()!;
-        await this.handleResponse(msg);
-        if (this.queue.length < 2) this.upstream?.call.resume();
-      }
+      summary = m.scanner.finish();
     } catch (err) {
-      log.error(`connection ${this.id}: ${(err as Error).message}`);
+      if (m.mode === 'stream') {
+        log.warn(`connection ${this.id}: forwarded a response that does not parse (${(err as Error).message}); Envoy will reject it`);
+        return;
+      }
       this.close({ code: grpc.status.INTERNAL, details: (err as Error).message });
-    } finally {
-      this.pumping = false;
+      return;
     }
+    if (m.mode === 'stream') {
+      this.proxy.noteResponse(summary, m.length, 'streamed');
+      log.debug(`connection ${this.id}: streamed response ${shortType(summary.typeUrl)} resources=${summary.resourceCount} nonce=${summary.nonce}`);
+      if (summary.typeUrl !== m.streamedAs) {
+        log.warn(`connection ${this.id}: response of type ${summary.typeUrl} carried ${m.streamedAs} resources and was forwarded as they came; Envoy will judge it`);
+      }
+      return;
+    }
+    const msg = m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.length);
+    m.parts = [];
+    // nothing more is read until this response is handled: that is what keeps responses in order
+    this.deframer.hold();
+    this.pause('handling');
+    this.handleResponse(msg, summary).then(
+      () => {
+        if (this.closed) return;
+        this.resume('handling');
+        this.deframer.release();
+      },
+      (err: unknown) => {
+        log.error(`connection ${this.id}: ${(err as Error).message}`);
+        this.close({ code: grpc.status.INTERNAL, details: (err as Error).message });
+      },
+    );
   }
 
-  private async handleResponse(msg: Buffer): Promise<void> {
-    const summary = this.protocol.summarizeResponse(msg);
+  /** Streams the response on when it is an ordinary Envoy type; otherwise holds it whole. */
+  private decide(m: InboundResponse): void {
+    const t = m.scanner.firstResourceType;
+    if (!t || !isEnvoyType(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
+      m.mode = 'hold';
+      return;
+    }
+    m.mode = 'stream';
+    m.streamedAs = t;
+    const held = m.parts;
+    m.parts = [];
+    this.forward(frameHeader(m.length));
+    for (const p of held) this.forward(p);
+  }
+
+  private forward(bytes: Buffer): void {
+    if (this.downstream.write(bytes) || this.awaitingEnvoyDrain) return;
+    this.awaitingEnvoyDrain = true;
+    this.pause('envoy-slow');
+    this.downstream.onceDrain(() => {
+      this.awaitingEnvoyDrain = false;
+      this.resume('envoy-slow');
+    });
+  }
+
+  private pause(reason: PauseReason): void {
+    this.pausedFor.add(reason);
+    this.upstream?.pause();
+  }
+
+  private resume(reason: PauseReason): void {
+    this.pausedFor.delete(reason);
+    if (this.pausedFor.size === 0 && !this.closed) this.upstream?.resume();
+  }
+
+  private async handleResponse(msg: Buffer, summary: ResponseSummary): Promise<void> {
     const { typeUrl } = summary;
-    this.proxy.noteResponse(summary, msg.length);
+    this.proxy.noteResponse(summary, msg.length, 'held');
     log.debug(`connection ${this.id}: response ${shortType(typeUrl)} resources=${summary.resourceCount} nonce=${summary.nonce}`);
 
     const handler = this.proxy.handlerFor(typeUrl);
@@ -206,13 +302,10 @@ class ProxyConnection {
       this.proxy.noteDroppedType(typeUrl);
       return;
     }
-    await this.writeDownstream(out);
-    // the assembled push and grpc-js' framed copy are garbage now; free them before the next
-    // push starts arriving, so that pushes do not stack up in memory
-    if (msg.length >= LARGE_MESSAGE_BYTES) collectGarbageNow();
+    await this.writeDownstream(toBuffer(out));
   }
 
-  private writeDownstream(msg: Uint8Array): Promise<void> {
+  private writeDownstream(msg: Buffer): Promise<void> {
     return new Promise((resolve) => {
       if (this.closed) return resolve();
       const signal = this.abort.signal;
@@ -222,56 +315,49 @@ class ProxyConnection {
       };
       // a stream torn down mid-write may never call back: closing releases the wait
       signal.addEventListener('abort', done, { once: true });
-      // waiting for the write callback keeps at most one message in flight toward Envoy
-      this.downstream.write(toBuffer(msg), done);
+      // waiting for the write callback keeps a held response from piling up toward a slow Envoy
+      this.downstream.writeMessage(msg, done);
     });
   }
 
-  private onUpstreamGone(code: number | undefined, details: string | undefined): void {
+  private onUpstreamGone(status: GrpcStatus, connected: boolean): void {
     if (this.closed) return;
-    const expected = isExpectedEnd(code);
+    if (!connected) {
+      metrics.istiodConnectionFailures.inc();
+      log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
+    }
+    const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
     metrics.istiodConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
     if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
-    else log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${grpc.status[code ?? 2]}: ${details ?? ''}`);
+    else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${grpc.status[status.code]}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
-    this.close(expected ? undefined : { code: code ?? grpc.status.UNAVAILABLE, details: details ?? 'upstream error' });
+    if (expected) this.close(undefined);
+    else this.close(status.code === grpc.status.OK ? { code: grpc.status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
   }
 
-  private onDownstreamGone(kind: 'error' | 'cancel' | 'end', err?: grpc.ServiceError): void {
+  private onDownstreamGone(kind: DownstreamEnd, reason: string): void {
     if (this.closed) return;
-    const expected = kind !== 'error' || isExpectedEnd(err?.code);
+    const expected = kind !== 'error';
     metrics.envoyConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
-    if (expected) log.debug(`connection ${this.id}: downstream ${kind}`);
-    else log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${err?.message ?? ''}`);
+    if (expected) log.debug(`connection ${this.id}: downstream ${kind}: ${reason}`);
+    else log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${reason}`);
     this.close(undefined);
   }
 
   /** Ends both sides; `status` undefined ends the downstream with OK. Idempotent. */
-  close(status: { code: number; details: string } | undefined): void {
+  close(status: GrpcStatus | undefined): void {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
-    this.queue.length = 0;
+    this.current = undefined;
     this.upstream?.close();
-    this.finishDownstream(status);
+    this.downstream.finish(status);
     this.proxy.connectionClosed(this);
-  }
-
-  private finishDownstream(status: { code: number; details: string } | undefined): void {
-    this.closed = true;
-    const ds = this.downstream;
-    if (ds.destroyed || ds.writableEnded) return;
-    try {
-      if (status) ds.emit('error', { code: status.code, details: status.details, metadata: new grpc.Metadata() });
-      else ds.end();
-    } catch {
-      /* the stream went away meanwhile */
-    }
   }
 }
 
 export class XdsProxy {
-  private server: grpc.Server | undefined;
+  private server: XdsSocketServer | undefined;
   private active: ProxyConnection | undefined;
   private readonly handlers = new Map<string, AgentTypeHandler>();
   private readonly interceptors = new Map<string, ResponseInterceptor>();
@@ -316,42 +402,14 @@ export class XdsProxy {
   }
 
   async start(): Promise<void> {
-    const path = this.options.socketPath;
-    mkdirSync(dirname(path), { recursive: true });
-    rmSync(path, { force: true }); // grpc-js does not remove a stale socket file
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': -1,
-      'grpc.max_send_message_length': -1,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.enable_channelz': 0,
-    });
-    const method = (protocol: XdsProtocol): grpc.MethodDefinition<Buffer, Buffer> => ({
-      path: protocol.method,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: identity,
-      requestDeserialize: identity,
-      responseSerialize: identity,
-      responseDeserialize: identity,
-    });
-    server.addService(
-      { StreamAggregatedResources: method(SOTW), DeltaAggregatedResources: method(DELTA) },
-      {
-        StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(SOTW, call),
-        DeltaAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(DELTA, call),
-      },
-    );
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    chmodSync(path, 0o666); // Istio's uds listener: the socket is shared with Envoy's user
+    const server = new XdsSocketServer(this.options.socketPath, (stream) => this.accept(stream));
+    await server.start();
     this.server = server;
-    log.info(`xDS proxy listening on ${path}, upstream ${this.options.upstream.address}`);
+    log.info(`xDS proxy listening on ${this.options.socketPath}, upstream ${this.options.upstream.address}`);
   }
 
-  private accept(protocol: XdsProtocol, call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    const con = new ProxyConnection(this, protocol, call);
+  private accept(stream: DownstreamStream): void {
+    const con = new ProxyConnection(this, stream);
     const previous = this.active;
     this.active = con;
     this.openConnections++;
@@ -379,7 +437,7 @@ export class XdsProxy {
     if (nackReason !== undefined) s.lastNackReason = nackReason;
   }
 
-  noteResponse(summary: ResponseSummary, bytes: number): void {
+  noteResponse(summary: ResponseSummary, bytes: number, forwarding: 'streamed' | 'held'): void {
     let s = this.sync.get(summary.typeUrl);
     if (!s) {
       s = { lastVersion: '', lastNonce: '', lastResources: 0, lastBytes: 0, responses: 0, lastAck: 'none' };
@@ -389,6 +447,7 @@ export class XdsProxy {
     s.lastNonce = summary.nonce;
     s.lastResources = summary.resourceCount;
     s.lastBytes = bytes;
+    s.lastForwarding = forwarding;
     s.responses++;
     s.lastAck = 'pending';
   }
@@ -412,18 +471,6 @@ export class XdsProxy {
     this.active?.close(undefined);
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 1000);
-      timer.unref();
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    rmSync(this.options.socketPath, { force: true });
+    await server?.close();
   }
 }

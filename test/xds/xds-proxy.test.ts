@@ -137,6 +137,19 @@ describe('xDS proxy (SotW)', () => {
     client.close();
   });
 
+  it('refuses an istiod whose certificate does not name the expected server, counting a connection failure', async () => {
+    const failuresBefore = await counter('istio_agent_istiod_connection_failures_total');
+    const { target } = await startProxy({ tls: { rootCa: () => Buffer.from(cp.rootCertPem), serverName: 'istiod.other-namespace.svc' } });
+    const client = openSotw(target);
+    client.request({ type_url: CDS });
+    const st = await client.status;
+    expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    expect(st.details).toContain('istiod.other-namespace.svc');
+    expect(cp.connectedStreams()).toHaveLength(0);
+    expect(await counter('istio_agent_istiod_connection_failures_total')).toBe(failuresBefore + 1);
+    client.close();
+  });
+
   it('cancels the upstream stream when Envoy goes away', async () => {
     const { target } = await startProxy();
     const client = openSotw(target);
@@ -387,10 +400,15 @@ describe('xDS proxy resources', () => {
   });
 });
 
-/** Responses the proxy has read off upstream streams so far (its Prometheus counter). */
-async function responsesPulled(): Promise<number> {
-  const m = await registry.getSingleMetric('istio_agent_xds_proxy_responses_total')!.get();
+/** The value of one of the agent's counters, summed over its labels. */
+async function counter(name: string): Promise<number> {
+  const m = await registry.getSingleMetric(name)!.get();
   return m.values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Responses the proxy has read off upstream streams so far (its Prometheus counter). */
+function responsesPulled(): Promise<number> {
+  return counter('istio_agent_xds_proxy_responses_total');
 }
 
 /** Lets closed sockets finish closing and collects garbage (the suite runs with --expose-gc). */

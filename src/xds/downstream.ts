@@ -1,0 +1,189 @@
+// The xDS socket Envoy (or a proxyless gRPC app) connects to: a plaintext HTTP/2 server on a unix
+// socket speaking just enough gRPC for the two ADS methods, so that the proxy can write a push out
+// piece by piece (see grpc-frames.ts for why not a gRPC library).
+
+import * as grpc from '@grpc/grpc-js';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
+import { dirname } from 'node:path';
+import { encodeGrpcMessage, frameHeader, GrpcDeframer, wholeMessages, type GrpcStatus } from './grpc-frames.js';
+import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
+
+/** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
+const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
+
+export type DownstreamEnd = 'end' | 'cancel' | 'error';
+
+export interface DownstreamHandlers {
+  /** A whole request message from Envoy. */
+  onRequest(message: Buffer): void;
+  /** Envoy half-closed, cancelled or broke the stream. Called once, never after `finish`. */
+  onGone(kind: DownstreamEnd, reason: string): void;
+}
+
+/** One ADS stream from Envoy. */
+export class DownstreamStream {
+  private headersSent = false;
+  private finished = false;
+  private pendingStatus: GrpcStatus = { code: grpc.status.OK, details: '' };
+  private handlers: DownstreamHandlers | undefined;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    readonly protocol: XdsProtocol,
+  ) {}
+
+  /** Starts delivering Envoy's requests and stream events. */
+  attach(handlers: DownstreamHandlers): void {
+    this.handlers = handlers;
+    const s = this.stream;
+    const deframer = new GrpcDeframer(
+      wholeMessages((message, compressed) => {
+        if (compressed) this.gone('error', 'Envoy sent a compressed request; compression is not negotiated on the xDS socket');
+        else if (!this.finished) handlers.onRequest(message);
+      }),
+    );
+    s.on('data', (chunk: Buffer) => deframer.push(chunk));
+    s.on('end', () => this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'Envoy half-closed the stream'));
+    s.on('aborted', () => this.gone('cancel', 'Envoy cancelled the stream'));
+    s.on('error', (err: Error) => this.gone('error', err.message));
+    s.on('close', () => this.gone('cancel', 'stream closed'));
+  }
+
+  private gone(kind: DownstreamEnd, reason: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.handlers?.onGone(kind, reason);
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  /**
+   * Writes response bytes (frame headers and bodies, in order). Returns false when Envoy is not
+   * keeping up: the caller stops reading istiod until `onceDrain`.
+   */
+  write(bytes: Buffer, callback?: () => void): boolean {
+    if (this.finished || this.stream.destroyed) {
+      callback?.();
+      return true;
+    }
+    this.sendHeaders();
+    const ok = this.stream.write(bytes, callback && (() => callback()));
+    return ok || this.stream.writableLength <= DOWNSTREAM_BUFFER_BYTES;
+  }
+
+  /** Writes one whole message; `callback` runs once it has been handed to the socket (or the stream is gone). */
+  writeMessage(message: Buffer, callback: () => void): void {
+    this.write(frameHeader(message.length));
+    this.write(message, callback);
+  }
+
+  onceDrain(listener: () => void): void {
+    this.stream.once('drain', listener);
+  }
+
+  pause(): void {
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.stream.resume();
+  }
+
+  /** Ends the stream with `status` (OK when undefined). Idempotent. */
+  finish(status?: GrpcStatus): void {
+    if (this.finished) return;
+    this.finished = true;
+    const s = this.stream;
+    if (s.destroyed || s.closed) return;
+    if (status) this.pendingStatus = status;
+    const trailers = { 'grpc-status': String(this.pendingStatus.code), ...(this.pendingStatus.details ? { 'grpc-message': encodeGrpcMessage(this.pendingStatus.details) } : {}) };
+    try {
+      if (!this.headersSent) {
+        // trailers-only response
+        this.headersSent = true;
+        s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+      } else {
+        s.end();
+      }
+    } catch {
+      s.destroy(); // the session went away meanwhile
+    }
+  }
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true });
+    this.stream.once('wantTrailers', () => {
+      const st = this.pendingStatus;
+      this.stream.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) });
+    });
+  }
+}
+
+const METHODS = new Map<string, XdsProtocol>([
+  [SOTW.method, SOTW],
+  [DELTA.method, DELTA],
+]);
+
+/** The HTTP/2 server on the xDS unix socket. */
+export class XdsSocketServer {
+  private server: http2.Http2Server | undefined;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(
+    private readonly path: string,
+    private readonly onStream: (stream: DownstreamStream) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    rmSync(this.path, { force: true }); // a stale socket file would make listen fail
+    const server = http2.createServer({ settings: { enablePush: false }, maxSessionMemory: 64 });
+    server.on('session', (session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', () => undefined); // the stream's own events report it
+    });
+    server.on('stream', (stream, headers) => this.accept(stream, headers));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(this.path, 0o666); // Istio's uds listener: the socket is shared with Envoy's user
+    this.server = server;
+  }
+
+  private accept(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    const reject = (code: number, message: string): void => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true });
+    };
+    const protocol = METHODS.get(String(headers[':path']));
+    if (headers[':method'] !== 'POST') return reject(grpc.status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
+    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+      stream.respond({ ':status': 415 }, { endStream: true });
+      return;
+    }
+    if (!protocol) return reject(grpc.status.UNIMPLEMENTED, `unknown method ${String(headers[':path'])}: the xDS socket serves ADS only`);
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') return reject(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
+    this.onStream(new DownstreamStream(stream, protocol));
+  }
+
+  /** Stops listening and closes every connection. Idempotent. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    for (const s of this.sessions) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(this.path, { force: true });
+  }
+}

@@ -1,0 +1,207 @@
+// gRPC's message framing over HTTP/2 (a 1-byte compressed flag and a 4-byte big-endian length in
+// front of each message) and its status rules, for the xDS proxy's own HTTP/2 transport.
+//
+// The proxy does not use a gRPC library on its data path because every gRPC library hands over
+// whole messages only: a 50 MB push would be assembled in memory, then copied again into a framed
+// buffer to be sent on. Deframing ourselves lets the proxy forward a push piece by piece as it
+// arrives (see xds-proxy.ts), with memory bounded by the HTTP/2 windows instead of the push size.
+
+import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+
+export const FRAME_HEADER_BYTES = 5;
+
+/** The 5-byte gRPC frame header of an uncompressed message of `length` bytes. */
+export function frameHeader(length: number): Buffer {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  h[0] = 0;
+  h.writeUInt32BE(length, 1);
+  return h;
+}
+
+/** One whole framed message (for the small messages the agent writes itself). */
+export function frameMessage(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** Receives the messages of one HTTP/2 stream, piece by piece. */
+export interface FrameSink {
+  messageStart(length: number, compressed: boolean): void;
+  /** A piece of the current message's body (a view into the received chunk, not a copy). */
+  messageData(piece: Buffer): void;
+  messageEnd(): void;
+}
+
+/**
+ * Splits a stream of HTTP/2 DATA chunks into gRPC messages. The sink may `hold()` the deframer
+ * from any callback (the proxy does while it rewrites a message asynchronously): chunks received
+ * meanwhile are kept, unparsed, until `release()`.
+ */
+export class GrpcDeframer {
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly header = Buffer.alloc(FRAME_HEADER_BYTES);
+  private headerFill = 0;
+  /** Body bytes still to come of the current message; -1 between messages. */
+  private remaining = -1;
+  private held = false;
+
+  constructor(private readonly sink: FrameSink) {}
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.drain();
+  }
+
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.drain();
+  }
+
+  /** Received bytes not yet handed to the sink. */
+  get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /** True when the stream ended between two messages (anything else is a truncated message). */
+  get atMessageBoundary(): boolean {
+    return this.remaining === -1 && this.headerFill === 0 && this.pendingBytes === 0;
+  }
+
+  private drain(): void {
+    while (!this.held && this.pending.length > 0) {
+      const chunk = this.pending[0]!;
+      let used: number;
+      if (this.remaining === -1) {
+        used = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length);
+        chunk.copy(this.header, this.headerFill, 0, used);
+        this.headerFill += used;
+        this.consume(used);
+        if (this.headerFill === FRAME_HEADER_BYTES) {
+          this.headerFill = 0;
+          this.remaining = this.header.readUInt32BE(1);
+          this.sink.messageStart(this.remaining, this.header[0] !== 0);
+          if (this.remaining === 0) this.endMessage();
+        }
+        continue;
+      }
+      used = Math.min(this.remaining, chunk.length);
+      const piece = used === chunk.length ? chunk : chunk.subarray(0, used);
+      this.consume(used);
+      this.remaining -= used;
+      this.sink.messageData(piece);
+      if (this.remaining === 0) this.endMessage();
+    }
+  }
+
+  private endMessage(): void {
+    this.remaining = -1;
+    this.sink.messageEnd();
+  }
+
+  private consume(n: number): void {
+    this.pendingBytes -= n;
+    const chunk = this.pending[0]!;
+    if (n === chunk.length) this.pending.shift();
+    else this.pending[0] = chunk.subarray(n);
+  }
+}
+
+/** A sink that hands over whole messages (requests from Envoy are small). */
+export function wholeMessages(onMessage: (message: Buffer, compressed: boolean) => void): FrameSink {
+  let parts: Buffer[] = [];
+  let compressed = false;
+  return {
+    messageStart: (_length, c) => {
+      parts = [];
+      compressed = c;
+    },
+    messageData: (piece) => parts.push(piece),
+    messageEnd: () => {
+      const message = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      parts = [];
+      onMessage(message, compressed);
+    },
+  };
+}
+
+export interface GrpcStatus {
+  readonly code: number;
+  readonly details: string;
+}
+
+/** The gRPC status an HTTP response status stands for (gRPC's http-grpc-status-mapping). */
+export function statusFromHttp(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400:
+      return grpc.status.INTERNAL;
+    case 401:
+      return grpc.status.UNAUTHENTICATED;
+    case 403:
+      return grpc.status.PERMISSION_DENIED;
+    case 404:
+      return grpc.status.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return grpc.status.UNAVAILABLE;
+    default:
+      return grpc.status.UNKNOWN;
+  }
+}
+
+/** The gRPC status of a stream reset with an HTTP/2 error code (gRPC's PROTOCOL-HTTP2 rules). */
+export function statusFromReset(rstCode: number | undefined): number {
+  const c = http2.constants;
+  switch (rstCode) {
+    case c.NGHTTP2_CANCEL:
+      return grpc.status.CANCELLED;
+    case c.NGHTTP2_REFUSED_STREAM:
+      return grpc.status.UNAVAILABLE;
+    case c.NGHTTP2_ENHANCE_YOUR_CALM:
+      return grpc.status.RESOURCE_EXHAUSTED;
+    case c.NGHTTP2_INADEQUATE_SECURITY:
+      return grpc.status.PERMISSION_DENIED;
+    default:
+      return grpc.status.INTERNAL;
+  }
+}
+
+/** Reads grpc-status/grpc-message from response headers or trailers; undefined when absent. */
+export function statusFromHeaders(headers: http2.IncomingHttpHeaders): GrpcStatus | undefined {
+  const raw = headers['grpc-status'];
+  if (raw === undefined) return undefined;
+  const code = Number(Array.isArray(raw) ? raw[0] : raw);
+  const message = headers['grpc-message'];
+  const details = typeof message === 'string' ? decodeGrpcMessage(message) : '';
+  return { code: Number.isInteger(code) && code >= 0 && code <= 16 ? code : grpc.status.UNKNOWN, details };
+}
+
+/** grpc-message is percent-encoded UTF-8; a malformed escape is kept as it came. */
+export function decodeGrpcMessage(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Percent-encodes what gRPC requires (anything outside printable ASCII, and '%'). */
+export function encodeGrpcMessage(value: string): string {
+  let out = '';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

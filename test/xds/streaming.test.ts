@@ -1,0 +1,334 @@
+// The proxy's own gRPC-over-HTTP/2 data path: deframing and scanning pushes piece by piece (any
+// chunking), streaming a large push on before istiod has finished sending it, holding whole what
+// the agent must see, and gRPC status rules toward Envoy when istiod misbehaves. The upstream here
+// is a bare node:http2 server the test scripts frame by frame, so partial sends can be observed.
+
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import protobuf from 'protobufjs/minimal.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { decodeGrpcMessage, encodeGrpcMessage, frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../../src/xds/grpc-frames.js';
+import { DELTA, SOTW, type XdsProtocol } from '../../src/xds/protocol.js';
+import { ResponseScanner } from '../../src/xds/response-scanner.js';
+import { summarizeDeltaResponse, summarizeSotwResponse } from '../../src/xds/wire.js';
+import { XdsProxy } from '../../src/xds/xds-proxy.js';
+
+const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+const ECDS = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
+const LEN = 2;
+
+function anyOf(typeUrl: string, value: Uint8Array): Uint8Array {
+  return protobuf.Writer.create().uint32((1 << 3) | LEN).string(typeUrl).uint32((2 << 3) | LEN).bytes(value).finish();
+}
+
+/** A SotW DiscoveryResponse with `count` resources of `each` bytes, resources typed `resourceType`. */
+function sotwResponse(typeUrl: string, count: number, each: number, opts: { resourceType?: string; nonce?: string } = {}): Buffer {
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | LEN).string('v7');
+  for (let i = 0; i < count; i++) w.uint32((2 << 3) | LEN).bytes(anyOf(opts.resourceType ?? typeUrl, Buffer.alloc(each, i % 251)));
+  w.uint32((4 << 3) | LEN).string(typeUrl);
+  w.uint32((5 << 3) | LEN).string(opts.nonce ?? 'nonce-1');
+  return Buffer.from(w.finish());
+}
+
+/** A Delta response whose Resource messages put `name` first (as some encoders do). */
+function deltaResponse(typeUrl: string, count: number, each: number): Buffer {
+  const w = protobuf.Writer.create();
+  w.uint32((1 << 3) | LEN).string('sys-3');
+  for (let i = 0; i < count; i++) {
+    const r = protobuf.Writer.create();
+    r.uint32((3 << 3) | LEN).string(`r${i}`);
+    r.uint32((1 << 3) | LEN).string('1');
+    r.uint32((2 << 3) | LEN).bytes(anyOf(typeUrl, Buffer.alloc(each, 7)));
+    w.uint32((2 << 3) | LEN).bytes(r.finish());
+  }
+  w.uint32((4 << 3) | LEN).string(typeUrl);
+  w.uint32((5 << 3) | LEN).string('dn');
+  return Buffer.from(w.finish());
+}
+
+/** Cuts `buf` into pieces of pseudo-random sizes between 1 and `max` bytes (seeded). */
+function randomPieces(buf: Buffer, max: number, seed: number): Buffer[] {
+  const out: Buffer[] = [];
+  let s = seed;
+  for (let i = 0; i < buf.length; ) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const n = 1 + (s % max);
+    out.push(buf.subarray(i, i + n));
+    i += n;
+  }
+  return out;
+}
+
+describe('gRPC deframing', () => {
+  it('yields the same messages however the bytes are cut, zero-length ones included', () => {
+    const messages = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(70_000, 3), Buffer.from('last')];
+    const wire = Buffer.concat(messages.map((m) => frameMessage(m)));
+    for (const [max, seed] of [[1, 1], [3, 2], [7, 3], [4096, 4], [1 << 20, 5]] as const) {
+      const got: Buffer[] = [];
+      let parts: Buffer[] = [];
+      const sink: FrameSink = {
+        messageStart: (length, compressed) => {
+          expect(compressed).toBe(false);
+          parts = [];
+          expect(length).toBe(messages[got.length]!.length);
+        },
+        messageData: (piece) => parts.push(Buffer.from(piece)),
+        messageEnd: () => got.push(Buffer.concat(parts)),
+      };
+      const d = new GrpcDeframer(sink);
+      for (const p of randomPieces(wire, max, seed)) d.push(p);
+      expect(got).toEqual(messages);
+      expect(d.atMessageBoundary).toBe(true);
+    }
+  });
+
+  it('keeps what arrives while held and delivers it, in order, on release', () => {
+    const wire = Buffer.concat([frameMessage(Buffer.from('one')), frameMessage(Buffer.from('two'))]);
+    const ends: string[] = [];
+    let body = '';
+    const d: GrpcDeframer = new GrpcDeframer({
+      messageStart: () => (body = ''),
+      messageData: (p) => (body += p.toString()),
+      messageEnd: () => {
+        ends.push(body);
+        d.hold();
+      },
+    });
+    d.push(wire);
+    expect(ends).toEqual(['one']);
+    expect(d.bufferedBytes).toBe(5 + 3);
+    d.release();
+    expect(ends).toEqual(['one', 'two']);
+    expect(d.atMessageBoundary).toBe(true);
+  });
+
+  it('reports a stream cut inside a message', () => {
+    const d = new GrpcDeframer({ messageStart: () => undefined, messageData: () => undefined, messageEnd: () => undefined });
+    d.push(frameMessage(Buffer.alloc(10)).subarray(0, 9));
+    expect(d.atMessageBoundary).toBe(false);
+  });
+
+  it('percent-encodes grpc-message and decodes it back', () => {
+    const text = 'wasm: bad sha256 "ab%cd" für Modul ✓\nnext line';
+    const encoded = encodeGrpcMessage(text);
+    expect(encoded).toMatch(/^[\x20-\x7e]*$/);
+    expect(encoded).toContain('%25');
+    expect(decodeGrpcMessage(encoded)).toBe(text);
+    expect(decodeGrpcMessage('100%')).toBe('100%'); // malformed escape kept as it came
+  });
+});
+
+describe('response scanning', () => {
+  it('reads version, type, nonce, count and the first resource type from any chunking (SotW and Delta)', () => {
+    const cases: [XdsProtocol, Buffer, (b: Uint8Array) => unknown][] = [
+      [SOTW, sotwResponse(CDS, 300, 900), summarizeSotwResponse],
+      [DELTA, deltaResponse(CDS, 200, 700), summarizeDeltaResponse],
+    ];
+    for (const [protocol, message, summarize] of cases) {
+      for (const [max, seed] of [[1, 9], [13, 8], [5000, 7], [1 << 20, 6]] as const) {
+        const s = new ResponseScanner(protocol.kind);
+        for (const p of randomPieces(message, max, seed)) s.push(p);
+        expect(s.firstResourceType).toBe(CDS);
+        expect(s.finish()).toEqual(summarize(message));
+      }
+    }
+  });
+
+  it('knows the first resource type from its first bytes, long before the end', () => {
+    const message = sotwResponse(CDS, 50, 100_000);
+    const s = new ResponseScanner('sotw');
+    s.push(message.subarray(0, 8192));
+    expect(s.firstResourceType).toBe(CDS);
+  });
+
+  it('says "unknowable" for a response without resources, and rejects malformed bytes', () => {
+    const empty = new ResponseScanner('sotw');
+    empty.push(sotwResponse(CDS, 0, 0));
+    expect(empty.finish().resourceCount).toBe(0);
+    expect(empty.firstResourceType).toBeUndefined();
+
+    const truncated = new ResponseScanner('sotw');
+    truncated.push(sotwResponse(CDS, 3, 100).subarray(0, 150));
+    expect(() => truncated.finish()).toThrow(/malformed xDS response: message ends inside a field/);
+
+    const group = new ResponseScanner('sotw');
+    group.push(Buffer.from([(7 << 3) | 3, 0]));
+    expect(() => group.finish()).toThrow(/unsupported wire type 3 for field 7/);
+  });
+});
+
+// ----- end to end through the proxy, against a scripted HTTP/2 istiod -----------------------------
+
+type Script = (stream: http2.ServerHttp2Stream, path: string) => void | Promise<void>;
+
+let dir: string;
+let istiod: http2.Http2Server;
+let istiodPort: number;
+let script: Script;
+let proxy: XdsProxy | undefined;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'pa-xds-stream-'));
+  istiod = http2.createServer();
+  istiod.on('stream', (stream, headers) => {
+    let buf = Buffer.alloc(0);
+    let started = false;
+    stream.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      if (started || buf.length < 5 || buf.length < 5 + buf.readUInt32BE(1)) return;
+      started = true;
+      void script(stream, String(headers[':path']));
+    });
+    stream.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => istiod.listen(0, '127.0.0.1', resolve));
+  istiodPort = (istiod.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await new Promise((r) => istiod.close(r));
+  rmSync(dir, { recursive: true, force: true });
+});
+afterEach(async () => {
+  await proxy?.close();
+  proxy = undefined;
+});
+
+async function startProxy(): Promise<{ proxy: XdsProxy; socketPath: string }> {
+  const socketPath = join(dir, `XDS-${Math.random().toString(36).slice(2)}`);
+  proxy = new XdsProxy({ socketPath, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {} } });
+  await proxy.start();
+  return { proxy, socketPath };
+}
+
+/** A raw HTTP/2 ADS client on the socket, to watch response bytes arrive piece by piece. */
+function rawClient(socketPath: string, protocol: XdsProtocol): { received: () => number; body: () => Buffer; session: http2.ClientHttp2Session } {
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
+  const stream = session.request({ ':method': 'POST', ':path': protocol.method, 'content-type': 'application/grpc', te: 'trailers' });
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  stream.on('data', (c: Buffer) => {
+    chunks.push(c);
+    bytes += c.length;
+  });
+  stream.on('error', () => undefined);
+  stream.write(frameMessage(protocol.encodeRequest({ typeUrl: CDS, responseNonce: '' })));
+  return { received: () => bytes, body: () => Buffer.concat(chunks), session };
+}
+
+function respond(stream: http2.ServerHttp2Stream): void {
+  stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+}
+
+/** A gRPC client of our own socket (a real one: grpc-js), returning the final status. */
+function grpcStatusOf(socketPath: string, method = SOTW.method): Promise<grpc.StatusObject> {
+  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  const call = client.makeBidiStreamRequest(method, (b: Uint8Array) => Buffer.from(b), (b: Buffer) => b);
+  call.on('data', () => undefined);
+  call.on('error', () => undefined);
+  call.write(SOTW.encodeRequest({ typeUrl: CDS, responseNonce: '' }));
+  return new Promise((resolve) =>
+    call.on('status', (st) => {
+      client.close();
+      resolve(st);
+    }),
+  );
+}
+
+describe('streaming through the proxy', () => {
+  it('forwards the start of a large push before istiod has sent the rest, byte for byte', { timeout: 30_000 }, async () => {
+    const message = sotwResponse(CDS, 40, 100_000); // ~4 MB
+    const half = 2_000_000;
+    let sendRest: () => void = () => undefined;
+    script = (stream) => {
+      respond(stream);
+      stream.write(frameHeader(message.length));
+      stream.write(message.subarray(0, half));
+      sendRest = () => stream.write(message.subarray(half));
+    };
+    const { proxy: p, socketPath } = await startProxy();
+    const client = rawClient(socketPath, SOTW);
+    try {
+      // most of the first half reaches Envoy while istiod still holds the second half
+      await vi.waitFor(() => expect(client.received()).toBeGreaterThan(half / 2), { timeout: 10_000 });
+      expect(p.syncState().get(CDS)).toBeUndefined(); // the push is not complete yet
+      sendRest();
+      await vi.waitFor(() => expect(client.received()).toBe(5 + message.length), { timeout: 10_000 });
+      expect(client.body().equals(Buffer.concat([frameHeader(message.length), message]))).toBe(true);
+      const sync = p.syncState().get(CDS)!;
+      expect(sync).toMatchObject({ lastForwarding: 'streamed', lastVersion: 'v7', lastNonce: 'nonce-1', lastResources: 40, lastBytes: message.length });
+    } finally {
+      client.session.destroy();
+    }
+  });
+
+  it('holds a large ECDS push whole for its interceptor, and streams a Delta push', { timeout: 30_000 }, async () => {
+    const ecds = sotwResponse(ECDS, 4, 50_000);
+    const cds = deltaResponse(CDS, 30, 10_000);
+    script = (stream, path) => {
+      respond(stream);
+      stream.write(frameMessage(path === DELTA.method ? cds : ecds));
+    };
+    const { proxy: p, socketPath } = await startProxy();
+    const seen: number[] = [];
+    p.registerInterceptor(ECDS, { intercept: (message) => (seen.push(message.length), { kind: 'forward', message }) });
+    const sotw = rawClient(socketPath, SOTW);
+    await vi.waitFor(() => expect(sotw.received()).toBe(5 + ecds.length), { timeout: 10_000 });
+    expect(seen).toEqual([ecds.length]);
+    expect(p.syncState().get(ECDS)!.lastForwarding).toBe('held');
+    sotw.session.destroy();
+    const delta = rawClient(socketPath, DELTA);
+    await vi.waitFor(() => expect(delta.received()).toBe(5 + cds.length), { timeout: 10_000 });
+    expect(delta.body().subarray(5).equals(cds)).toBe(true);
+    expect(p.syncState().get(CDS)).toMatchObject({ lastForwarding: 'streamed', lastVersion: 'sys-3', lastNonce: 'dn', lastResources: 30 });
+    delta.session.destroy();
+  });
+
+  it('maps istiod HTTP errors to gRPC statuses for Envoy', async () => {
+    for (const [http, code] of [[401, grpc.status.UNAUTHENTICATED], [503, grpc.status.UNAVAILABLE], [404, grpc.status.UNIMPLEMENTED]] as const) {
+      script = (stream) => stream.respond({ ':status': http }, { endStream: true });
+      const { socketPath } = await startProxy();
+      const st = await grpcStatusOf(socketPath);
+      expect(st.code).toBe(code);
+      expect(st.details).toContain(`HTTP ${http}`);
+      await proxy!.close();
+    }
+  });
+
+  it('ends Envoy\'s stream with INTERNAL when istiod ends in the middle of a message', async () => {
+    script = (stream) => {
+      respond(stream);
+      stream.write(frameHeader(1000));
+      stream.write(Buffer.alloc(10));
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end();
+    };
+    const { socketPath } = await startProxy();
+    const st = await grpcStatusOf(socketPath);
+    expect(st.code).toBe(grpc.status.INTERNAL);
+    expect(st.details).toContain('middle of a message');
+  });
+
+  it('passes istiod\'s status and percent-encoded message through', async () => {
+    script = (stream) => {
+      respond(stream);
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': String(grpc.status.PERMISSION_DENIED), 'grpc-message': encodeGrpcMessage('token rejected: ü%') }));
+      stream.end();
+    };
+    const { socketPath } = await startProxy();
+    const st = await grpcStatusOf(socketPath);
+    expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(st.details).toBe('token rejected: ü%');
+  });
+
+  it('answers UNIMPLEMENTED for any method but the two ADS ones', async () => {
+    const { socketPath } = await startProxy();
+    const st = await grpcStatusOf(socketPath, '/envoy.service.discovery.v3.AggregatedDiscoveryService/Other');
+    expect(st.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(st.details).toContain('unknown method');
+  });
+});
