@@ -11,6 +11,9 @@ import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
+/** Istio's keepalive for the xDS proxy's server: a ping every 30 s, the connection dropped after 10 s without answer. */
+const KEEPALIVE_INTERVAL_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
 
 export type DownstreamEnd = 'end' | 'cancel' | 'error';
 
@@ -145,7 +148,19 @@ export class XdsSocketServer {
     const server = http2.createServer({ settings: { enablePush: false }, maxSessionMemory: 64 });
     server.on('session', (session) => {
       this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
+      // a hung Envoy (stopped, not dead) would otherwise keep its stream, and istiod's, forever
+      const keepalive = setInterval(() => {
+        const timer = setTimeout(() => session.destroy(), KEEPALIVE_TIMEOUT_MS).unref();
+        try {
+          session.ping(() => clearTimeout(timer));
+        } catch {
+          clearTimeout(timer); // the session is closing
+        }
+      }, KEEPALIVE_INTERVAL_MS).unref();
+      session.on('close', () => {
+        clearInterval(keepalive);
+        this.sessions.delete(session);
+      });
       session.on('error', () => undefined); // the stream's own events report it
     });
     server.on('stream', (stream, headers) => this.accept(stream, headers));

@@ -35,6 +35,8 @@ export interface UpstreamOptions {
   readonly tokenPath?: string;
   readonly clusterId: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** HTTP/2 keepalive pings; Istio's 30 s interval and 10 s timeout when absent. */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
 }
 
 /**
@@ -75,7 +77,9 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Up
   let ended = false;
   let connected = false;
   let status: GrpcStatus | undefined;
-  let failure: string | undefined;
+  /** Why the connection (not just this stream) failed: gRPC reports that as UNAVAILABLE. */
+  let transportFailure: string | undefined;
+  let streamFailure: string | undefined;
 
   const end = (st: GrpcStatus): void => {
     if (ended) return;
@@ -105,19 +109,23 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Up
   } else {
     session = http2.connect(`http://${opts.address}`, { settings });
   }
-  session.on('error', (err: Error) => (failure ??= err.message));
-  session.once('connect', () => {
-    connected = true;
-    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
-  });
-  session.on('goaway', (code: number) => (failure ??= `istiod sent GOAWAY (HTTP/2 code ${code})`));
+  session.on('error', (err: Error) => (transportFailure ??= err.message));
+  session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
+  // istiod is reached when its HTTP/2 SETTINGS arrive (a TCP or TLS connection alone is not enough)
+  session.once('remoteSettings', () => (connected = true));
+  session.on('goaway', (code: number) => (transportFailure ??= `istiod sent GOAWAY (HTTP/2 code ${code})`));
+  const { intervalMs, timeoutMs } = opts.keepalive ?? { intervalMs: KEEPALIVE_INTERVAL_MS, timeoutMs: KEEPALIVE_TIMEOUT_MS };
   const keepalive = setInterval(() => {
     const timer = setTimeout(() => {
-      failure ??= `keepalive ping not answered within ${KEEPALIVE_TIMEOUT_MS} ms`;
+      transportFailure ??= `keepalive ping not answered within ${timeoutMs} ms`;
       session.destroy();
-    }, KEEPALIVE_TIMEOUT_MS).unref();
-    session.ping(() => clearTimeout(timer));
-  }, KEEPALIVE_INTERVAL_MS).unref();
+    }, timeoutMs).unref();
+    try {
+      session.ping(() => clearTimeout(timer));
+    } catch {
+      clearTimeout(timer); // the session is closing
+    }
+  }, intervalMs).unref();
 
   const headers: http2.OutgoingHttpHeaders = {
     ':method': 'POST',
@@ -150,14 +158,22 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Up
   stream.on('data', (chunk: Buffer) => {
     if (!ended) handlers.onData(chunk);
   });
-  stream.on('error', (err: Error) => (failure ??= err.message));
-  // 'end' comes after the last 'data' has been delivered, so the status never overtakes a push
-  stream.on('end', () => end(status ?? { code: grpc.status.INTERNAL, details: failure ?? 'istiod ended the stream without a gRPC status' }));
-  stream.on('close', () => {
+  stream.on('error', (err: Error) => (streamFailure ??= err.message));
+  const settle = (): void => {
     if (status) return end(status);
-    const code = connected ? statusFromReset(stream.rstCode) : grpc.status.UNAVAILABLE;
-    end({ code, details: failure ?? `stream closed by istiod (HTTP/2 code ${stream.rstCode ?? 'none'})` });
-  });
+    if (transportFailure !== undefined || !connected) {
+      return end({ code: grpc.status.UNAVAILABLE, details: transportFailure ?? streamFailure ?? 'connection to istiod closed' });
+    }
+    const rst = stream.rstCode;
+    if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
+      return end({ code: statusFromReset(rst), details: streamFailure ?? `stream reset by istiod (HTTP/2 code ${rst})` });
+    }
+    end({ code: grpc.status.INTERNAL, details: streamFailure ?? 'istiod ended the stream without a gRPC status' });
+  };
+  // 'end' comes after the last 'data' has been delivered, so the status never overtakes a push;
+  // without a status yet, the connection may be going down: let its cause be recorded first
+  stream.on('end', () => (status ? end(status) : setImmediate(settle)));
+  stream.on('close', settle);
 
   return {
     write: (frame) => stream.write(frame),

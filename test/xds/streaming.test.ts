@@ -15,6 +15,7 @@ import { decodeGrpcMessage, encodeGrpcMessage, frameHeader, frameMessage, GrpcDe
 import { DELTA, SOTW, type XdsProtocol } from '../../src/xds/protocol.js';
 import { ResponseScanner } from '../../src/xds/response-scanner.js';
 import { summarizeDeltaResponse, summarizeSotwResponse } from '../../src/xds/wire.js';
+import type { UpstreamOptions } from '../../src/xds/upstream.js';
 import { XdsProxy } from '../../src/xds/xds-proxy.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -198,9 +199,9 @@ afterEach(async () => {
   proxy = undefined;
 });
 
-async function startProxy(): Promise<{ proxy: XdsProxy; socketPath: string }> {
+async function startProxy(over: Partial<UpstreamOptions> = {}): Promise<{ proxy: XdsProxy; socketPath: string }> {
   const socketPath = join(dir, `XDS-${Math.random().toString(36).slice(2)}`);
-  proxy = new XdsProxy({ socketPath, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {} } });
+  proxy = new XdsProxy({ socketPath, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {}, ...over } });
   await proxy.start();
   return { proxy, socketPath };
 }
@@ -330,5 +331,22 @@ describe('streaming through the proxy', () => {
     const st = await grpcStatusOf(socketPath, '/envoy.service.discovery.v3.AggregatedDiscoveryService/Other');
     expect(st.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(st.details).toContain('unknown method');
+  });
+
+  it('drops an istiod that stops answering keepalive pings, so Envoy reconnects', async () => {
+    // accepts TCP and then says nothing, as a hung peer or a black-holed route would
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => sockets.push(sock));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const { socketPath } = await startProxy({ address: `127.0.0.1:${port}`, keepalive: { intervalMs: 100, timeoutMs: 200 } });
+      const st = await grpcStatusOf(socketPath);
+      expect(st.details).toContain('keepalive ping not answered within 200 ms');
+      expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
   });
 });
