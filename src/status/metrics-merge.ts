@@ -115,7 +115,10 @@ class Sink {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     this.lastByte = buf[buf.length - 1]!;
     this.written += buf.length;
-    if (this.out.write(buf, flushed ? () => flushed() : undefined)) return;
+    // every body chunk is larger than the socket's highWaterMark: waiting for 'drain' each time
+    // would cost listeners and a wake-up per chunk; memory stays bounded by the caller (a source's
+    // buffers come back through `flushed`, and reading pauses until they do)
+    if (this.out.write(buf, flushed ? () => flushed() : undefined) || this.out.writableLength <= MAX_UNFLUSHED) return;
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {
         this.out.off('drain', onDrain);
@@ -139,6 +142,10 @@ class Sink {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Abort reason when a scrape ends or is cancelled: made once (a fresh AbortError per scrape costs a stack trace). */
+const CANCELLED = new Error('metrics scrape ended');
+/** Bytes the answer may have queued before a write waits for 'drain'. */
+const MAX_UNFLUSHED = 2 * 1024 * 1024;
 /** A line longer than this is passed through unaligned rather than held. */
 const MAX_HELD_LINE = 1024 * 1024;
 
@@ -155,10 +162,16 @@ export class LineAligner {
   /** Returns the buffers that can be written now, in order. */
   push(chunk: Buffer): Buffer[] {
     if (this.stripEof) {
-      const data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+      // what to hold depends on the last non-blank line; only when that line does not start in
+      // `chunk` is the held part joined with it (a copy of at most one line)
+      let t = chunk.length;
+      while (t > 0 && isSpace(chunk[t - 1]!)) t--;
+      const joined = this.pending.length > 0 && (t === 0 || chunk.lastIndexOf(NL, t - 1) < 0);
+      const data = joined ? Buffer.concat([this.pending, chunk]) : chunk;
       const hold = LineAligner.holdFromForEof(data);
+      const out = !joined && this.pending.length > 0 ? [this.pending, data.subarray(0, hold)] : [data.subarray(0, hold)];
       this.pending = hold < data.length ? Buffer.from(data.subarray(hold)) : EMPTY;
-      return [data.subarray(0, hold)];
+      return out;
     }
     const cut = chunk.lastIndexOf(NL) + 1;
     if (cut === 0) {
@@ -220,7 +233,7 @@ export class MetricsMerger {
   async serve(req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
     statusMetrics.scrapes.inc();
     const abort = new AbortController();
-    const onAbort = (): void => abort.abort();
+    const onAbort = (): void => abort.abort(CANCELLED);
     signal.addEventListener('abort', onAbort);
     res.on('close', onAbort); // client gone (or response done: nothing left to abort)
     const timeoutMs = headerTimeoutMs(header(req, 'x-prometheus-scrape-timeout-seconds')) ?? this.opts.defaultTimeoutMs ?? 0;
@@ -289,7 +302,7 @@ export class MetricsMerger {
     } finally {
       for (const o of opened) o?.src.destroy();
       signal.removeEventListener('abort', onAbort);
-      abort.abort();
+      abort.abort(CANCELLED);
     }
   }
 

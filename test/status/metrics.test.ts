@@ -317,6 +317,26 @@ describe('LineAligner', () => {
     expect(run(['a 1'], true)).toBe('a 1');
   });
 
+  it('releases only whole lines and the same bytes however the body is split', () => {
+    const bodies = ['x 1\nyy 2\n# EOF', 'x 1\n# EOF\nz 3\n', 'a 1\nlong_line_here 12345\n\n# EOF \n', '# EO\n# EOF\n', 'x 1\n  \n'];
+    for (const body of bodies) {
+      for (const strip of [true, false]) {
+        const whole = run([body], strip);
+        for (let i = 0; i <= body.length; i++) {
+          for (let j = i; j <= body.length; j++) {
+            const l = new LineAligner(strip);
+            let out = '';
+            for (const c of [body.slice(0, i), body.slice(i, j), body.slice(j)]) {
+              for (const b of l.push(Buffer.from(c))) out += b.toString();
+              expect(out === '' || out.endsWith('\n')).toBe(true);
+            }
+            expect(out + l.end(true).toString()).toBe(whole);
+          }
+        }
+      }
+    }
+  });
+
   it('drops a partial last line when the body was cut short', () => {
     expect(run(['a 1\nb', ' 2'], false, false)).toBe('a 1\n');
     expect(run(['a 1\nb', ' 2'], true, false)).toBe('a 1\n');
