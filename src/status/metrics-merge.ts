@@ -255,6 +255,11 @@ export class MetricsMerger {
       // a source that has not answered by half the deadline is given up, so that the others
       // still have time to stream their bodies (Prometheus drops the scrape at the deadline)
       const headersBy = timeoutMs > 0 ? AbortSignal.any([deadline, AbortSignal.timeout(timeoutMs / 2)]) : deadline;
+      // the agent's own metrics are rendered while the sources connect, off the critical path
+      const agentMetrics = this.opts.registry.metrics().then(
+        (text) => ({ text }),
+        (err: unknown) => ({ err: err as Error }),
+      );
       opened.push(...(await Promise.all(specs.map((s) => this.open(s, forwarded, deadline, headersBy, abort.signal)))));
 
       const format = this.opts.appUrls.length > 0 ? mergedFormat(opened.filter((o) => o?.spec.type === 'application')) : FMT_TEXT;
@@ -276,12 +281,11 @@ export class MetricsMerger {
       }
       const sink = new Sink(out);
 
-      try {
-        await sink.write(await this.opts.registry.metrics());
+      const agent = await agentMetrics;
+      if ('err' in agent) fail({ type: 'agent' }, `failed scraping and writing agent metrics: ${agent.err.message}`);
+      else {
+        await sink.write(agent.text);
         await sink.newline();
-      } catch (err) {
-        if (sink.closed) throw err;
-        fail({ type: 'agent' }, `failed scraping and writing agent metrics: ${(err as Error).message}`);
       }
       for (let i = 0; i < opened.length; i++) {
         const src = opened[i];
