@@ -15,7 +15,7 @@ import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
-import { secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
+import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
 import type { WasmRuntime } from '../wasm/index.js';
@@ -102,8 +102,13 @@ export class Agent {
       const { LocalDnsServer } = await import('../dns/server.js');
       this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
     }
-    // as Istio, a client certificate is presented to istiod only for mounted certificates
-    const clientCert = secrets.sources.default === 'file' ? () => secrets.clientCertificate() : undefined;
+    // The workload certificate is presented to istiod for mounted certificates (Istio's rule) and,
+    // once issued, when istiod is the CA: istiod asks for client certificates and checks them
+    // against its own root, so it can identify the proxy by certificate as well as by token. A
+    // certificate from another CA is not presented: istiod might not trust its root and would
+    // then refuse the connection.
+    const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
+    const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
     const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert) });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);

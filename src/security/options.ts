@@ -123,6 +123,11 @@ function caAddressOf(config: AgentConfig): string {
   return config.env.CA_ADDR || String(config.proxyConfig.discoveryAddress ?? '');
 }
 
+/** True when istiod (the discovery address) is also the CA: it trusts the certificates it signs. */
+export function caIsIstiod(config: AgentConfig): boolean {
+  return caAddressOf(config) === String(config.proxyConfig.discoveryAddress ?? '');
+}
+
 function caIsPlaintext(config: AgentConfig): boolean {
   const address = caAddressOf(config);
   if (address.endsWith(':15010')) return true;

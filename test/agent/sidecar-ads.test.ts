@@ -4,7 +4,7 @@
 // Istio's sidecar config dump (buildResourceSet). Checked: readiness follows the first CDS/LDS
 // exchange (503 with a reason before, 200 after), a push that does not parse is NACKed back to the
 // control plane with the reason while readiness stays, and a killed stream is re-established
-// through the agent.
+// through the agent, which by then presents the workload certificate it was issued.
 //
 // The control plane starts only after the agent: like a pod whose istiod is not reachable yet (a
 // reachable istiod always answers the first CDS/LDS requests, even with nothing, and an empty
@@ -143,7 +143,7 @@ describe.each([
     expect(await standIn('/standin/xds')).toMatchObject({ enabled: true, apiType: api, connected: false, initialized: false });
     expect(events('ads')).toEqual([]);
 
-    cp = await startControlPlane({ listen: `127.0.0.1:${cpPort}`, token: TOKEN, ca: { rootCertPem, rootKeyPem } });
+    cp = await startControlPlane({ listen: `127.0.0.1:${cpPort}`, token: TOKEN, ca: { rootCertPem, rootKeyPem }, requestClientCertificates: true });
     const set = buildResourceSet();
     set.applyTo(cp);
     cp.setResources(LDS, [rdsListener]);
@@ -226,6 +226,9 @@ describe.each([
     await c.waitForAck(LDS, c.version(LDS), { streamId: next.id, timeoutMs: 20_000 });
     const again = c.stream(next.id)!;
     expect((again.node as { id: string }).id).toBe(nodeId());
+    // by now the agent holds the workload certificate this control plane's CA issued, and presents
+    // it on the new connection (istiod is the CA here); the control plane verified it against its root
+    expect(again.peerIdentity).toBe('spiffe://cluster.local/ns/default/sa/default');
     await vi.waitFor(() => expect(Object.keys(c.stream(next.id)!.subscriptions)).toEqual(expect.arrayContaining([CDS, TypeUrl.ClusterLoadAssignment, LDS, RDS])), { timeout: 10_000 });
     const firstCds = again.requests.find((r) => r.typeUrl === CDS)!;
     expect(firstCds.responseNonce).toBe('');

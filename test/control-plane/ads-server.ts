@@ -115,6 +115,8 @@ export interface StreamInfo {
   readonly id: string;
   readonly kind: StreamKind;
   readonly peer: string;
+  /** The URI SAN of the client certificate the peer presented and the root verified, if any. */
+  readonly peerIdentity?: string;
   /** The stream's gRPC request metadata (headers); binary (-bin) values are base64. */
   readonly metadata: Readonly<Record<string, readonly string[]>>;
   /** The Node of the first request that carried one, as proto3 JSON (snake_case). */
@@ -200,13 +202,17 @@ class StreamBase {
   readonly responses: ResponseRecord[] = [];
   private nonceCounter = 0;
   private readonly noncePrefix = randomBytes(4).toString('hex');
+  /** Read at open: the connection may be gone by the time the stream is inspected. */
+  readonly peerIdentity: string | undefined;
 
   constructor(
     readonly id: string,
     readonly kind: StreamKind,
     readonly call: AnyCall,
     readonly metadata: Record<string, string[]>,
-  ) {}
+  ) {
+    this.peerIdentity = peerIdentityOf(call);
+  }
 
   get open(): boolean {
     return this.closedAt === undefined;
@@ -307,6 +313,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
       id: s.id,
       kind: s.kind,
       peer: s.call.getPeer(),
+      peerIdentity: s.peerIdentity,
       metadata: s.metadata,
       node: s.node,
       openedAt: s.openedAt,
@@ -451,7 +458,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     const id = `${kind}-${this.nextId++}`;
     const s = kind === 'sotw' ? new SotwStream(id, kind, call, metadata) : new DeltaStream(id, kind, call, metadata);
     this.openStreams.set(id, s);
-    this.opts.log(`ads: ${id} connected from ${call.getPeer()}`);
+    this.opts.log(`ads: ${id} connected from ${call.getPeer()}${s.peerIdentity ? ` as ${s.peerIdentity}` : ''}`);
     const onGone = (reason: string) => () => this.markClosed(s, reason);
     call.on('cancelled', onGone('cancelled by client'));
     call.on('error', (err: Error) => this.markClosed(s, `error: ${err.message}`));
@@ -780,4 +787,10 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     this.recordResponse(s, { typeUrl, version, nonce, resources, removed, forced: o.forced });
     return true;
   }
+}
+
+/** The URI SAN of a verified client certificate on the call's connection (grpc-js' auth context). */
+function peerIdentityOf(call: AnyCall): string | undefined {
+  const san = call.getAuthContext()?.sslPeerCertificate?.subjectaltname;
+  return san?.split(', ').find((s) => s.startsWith('URI:'))?.slice('URI:'.length);
 }

@@ -41,6 +41,7 @@ function timestamp(): string {
 interface Opts {
   listen: string;
   plaintext: boolean;
+  requestClientCerts: boolean;
   rootCertOut?: string;
   resources?: string;
   token?: string;
@@ -63,6 +64,7 @@ export function buildProgram(io: CliIo): Command {
     )
     .option('--listen <host:port>', 'address to listen on; port 0 picks a free port', '127.0.0.1:15012')
     .option('--plaintext', 'serve without TLS', false)
+    .option('--request-client-certs', "ask TLS clients for a certificate, as istiod does: optional, but one presented must chain to the CA root (its SPIFFE ID is logged)", false)
     .option('--root-cert-out <file>', 'write the CA root certificate (PEM; trust anchor of the serving and workload certificates) to this file')
     .option('--resources <dir>', 'serve the proto3-JSON/YAML resources in this directory (each file: one resource or a list, each with "@type"); watched for changes')
     .option('--token <value>', 'require "authorization: Bearer <value>" on ADS streams and CA calls (UNAUTHENTICATED otherwise)')
@@ -119,6 +121,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<CliOut
     cp = await startControlPlane({
       listen: o.listen,
       plaintext: o.plaintext,
+      requestClientCertificates: o.requestClientCerts,
       rootCertOut: o.rootCertOut,
       resourcesDir: o.resources,
       token: o.token,

@@ -17,6 +17,12 @@ export interface ControlPlaneOptions {
   readonly listen?: string;
   /** Serve without TLS. Default: TLS with a serving certificate signed by the CA root. */
   readonly plaintext?: boolean;
+  /**
+   * Ask TLS clients for a certificate, as istiod does (Go's VerifyClientCertIfGiven): a client may
+   * present none; one it presents must chain to the CA root, and its identity is recorded on the
+   * stream (StreamInfo.peerIdentity). Default: certificates are not requested.
+   */
+  readonly requestClientCertificates?: boolean;
   /** SANs of the serving certificate. Default istiod.istio-system.svc, localhost, 127.0.0.1. */
   readonly servingSans?: readonly string[];
   /** Write the CA root certificate (PEM) to this file. */
@@ -187,7 +193,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     if (tls) {
       const serving = await ca.issueServingCert(options.servingSans ?? DEFAULT_SERVING_SANS);
       servingCertPem = serving.certChainPem;
-      creds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false);
+      creds = options.requestClientCertificates
+        ? optionalClientCertCredentials(serving, ca.rootCertPem)
+        : grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.keyPem) }], false);
     } else {
       creds = grpc.ServerCredentials.createInsecure();
     }
@@ -313,4 +321,25 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     cleanupOnError();
     throw err;
   }
+}
+
+/**
+ * Server credentials that request, but do not require, a client certificate verified against the
+ * root. grpc-js offers that only through certificate providers (createSsl can only require one).
+ */
+function optionalClientCertCredentials(serving: { certChainPem: string; keyPem: string }, rootCertPem: string): grpc.ServerCredentials {
+  const identity = Object.freeze({ certificate: Buffer.from(serving.certChainPem), privateKey: Buffer.from(serving.keyPem) });
+  const root = Object.freeze({ caCertificate: Buffer.from(rootCertPem) });
+  // The certificates never change; each listener gets them right after registering. Not during
+  // the call: grpc-js 1.14 registers the provider's listeners before its own watcher of them, so an
+  // update delivered synchronously is lost and the server drops every connection.
+  const provider: grpc.experimental.CertificateProvider = {
+    addCaCertificateListener: (listener) => queueMicrotask(() => listener(root)),
+    removeCaCertificateListener: () => undefined,
+    addIdentityCertificateListener: (listener) => queueMicrotask(() => listener(identity)),
+    removeIdentityCertificateListener: () => undefined,
+  };
+  // grpc-js 1.14 names the parameters (ca, identity, require) but hands the first to the
+  // identity slot: one provider serving both avoids depending on that order
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }

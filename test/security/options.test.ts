@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadAgentConfig, type AgentConfig } from '../../src/config/load.js';
 import {
   caClientOptionsFrom,
+  caIsIstiod,
   caRootCaPath,
   keySpecFrom,
   secretManagerOptionsFrom,
@@ -61,6 +62,12 @@ describe('CA client options', () => {
     expect(caClientOptionsFrom(config({ CA_ADDR: 'ca.example.com:443', ISTIOD_SAN: 'x' })).tls?.serverName).toBe('ca.example.com');
     expect(caClientOptionsFrom(config({ CA_ADDR: 'localhost:15012' })).tls?.serverName).toBe('istiod.istio-system.svc');
     expect(caClientOptionsFrom(config({ CA_ADDR: 'istiod.istio-system.svc:15010' })).tls).toBeUndefined();
+  });
+
+  it('knows when istiod is the CA (its issued certificate may then be presented to istiod)', () => {
+    expect(caIsIstiod(config())).toBe(true);
+    expect(caIsIstiod(config({ CA_ADDR: 'istiod.istio-system.svc:15012' }))).toBe(true);
+    expect(caIsIstiod(config({ CA_ADDR: 'cert-manager-istio-csr.cert-manager.svc:443' }))).toBe(false);
   });
 
   it('plaintext when the discovery connection is (controlPlaneAuthPolicy NONE) and CA_ADDR is unset', () => {
