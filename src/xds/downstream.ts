@@ -116,6 +116,13 @@ export class DownstreamStream {
     }
   }
 
+  /** Resets the stream (RST_STREAM INTERNAL_ERROR): for when no clean end is possible. Idempotent. */
+  reset(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
   private sendHeaders(): void {
     if (this.headersSent) return;
     this.headersSent = true;

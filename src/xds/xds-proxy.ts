@@ -349,9 +349,13 @@ class ProxyConnection implements FrameSink {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
+    // a push cut in the middle of being streamed must not be followed by a status (Envoy would
+    // read a truncated message): the stream is reset instead
+    const cutMidPush = this.current?.mode === 'stream';
     this.current = undefined;
     this.upstream?.close();
-    this.downstream.finish(status);
+    if (cutMidPush) this.downstream.reset();
+    else this.downstream.finish(status);
     this.proxy.connectionClosed(this);
   }
 }

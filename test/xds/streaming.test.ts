@@ -207,7 +207,7 @@ async function startProxy(over: Partial<UpstreamOptions> = {}): Promise<{ proxy:
 }
 
 /** A raw HTTP/2 ADS client on the socket, to watch response bytes arrive piece by piece. */
-function rawClient(socketPath: string, protocol: XdsProtocol): { received: () => number; body: () => Buffer; session: http2.ClientHttp2Session } {
+function rawClient(socketPath: string, protocol: XdsProtocol): { received: () => number; body: () => Buffer; session: http2.ClientHttp2Session; stream: http2.ClientHttp2Stream } {
   const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
   const stream = session.request({ ':method': 'POST', ':path': protocol.method, 'content-type': 'application/grpc', te: 'trailers' });
   const chunks: Buffer[] = [];
@@ -218,7 +218,7 @@ function rawClient(socketPath: string, protocol: XdsProtocol): { received: () =>
   });
   stream.on('error', () => undefined);
   stream.write(frameMessage(protocol.encodeRequest({ typeUrl: CDS, responseNonce: '' })));
-  return { received: () => bytes, body: () => Buffer.concat(chunks), session };
+  return { received: () => bytes, body: () => Buffer.concat(chunks), session, stream };
 }
 
 function respond(stream: http2.ServerHttp2Stream): void {
@@ -262,6 +262,28 @@ describe('streaming through the proxy', () => {
       expect(client.body().equals(Buffer.concat([frameHeader(message.length), message]))).toBe(true);
       const sync = p.syncState().get(CDS)!;
       expect(sync).toMatchObject({ lastForwarding: 'streamed', lastVersion: 'v7', lastNonce: 'nonce-1', lastResources: 40, lastBytes: message.length });
+    } finally {
+      client.session.destroy();
+    }
+  });
+
+  it('resets Envoy\'s stream, rather than ending it, when istiod fails in the middle of a streamed push', { timeout: 30_000 }, async () => {
+    const message = sotwResponse(CDS, 40, 100_000);
+    script = (stream) => {
+      respond(stream);
+      stream.write(frameHeader(message.length));
+      stream.write(message.subarray(0, 1_000_000), () => setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 200));
+    };
+    const { socketPath } = await startProxy();
+    const client = rawClient(socketPath, SOTW);
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    client.stream.on('trailers', (t) => (trailers = t));
+    try {
+      await new Promise((resolve) => client.stream.on('close', resolve));
+      expect(client.received()).toBeGreaterThan(0); // part of the push had been streamed on
+      expect(client.received()).toBeLessThan(5 + message.length);
+      expect(trailers).toBeUndefined(); // no status after a truncated message
+      expect(client.stream.rstCode).toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
     } finally {
       client.session.destroy();
     }
