@@ -1,6 +1,8 @@
 // Bench `startup`: from spawning `pilot-agent proxy sidecar` (hello pod env) to the moment the
 // Envoy binary it launches is running, as a ratio to `node -e 0` measured in the same run; and
-// the agent's RSS once idle with the Envoy stand-in attached.
+// the agent's RSS once idle with the Envoy stand-in attached. Also the cost of a light command
+// (`pilot-agent version`, which loads what `wait` and `request` load): `pilot-agent wait` is the
+// postStart hook that holds the application container's start, so its start-up is pod latency.
 
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
@@ -64,23 +66,28 @@ export const startupBench: Bench = async ({ runs }) => {
   try {
     const baseline: number[] = [];
     const agent: number[] = [];
+    const light: number[] = [];
     for (let i = 0; i < runs; i++) {
       // interleave so machine noise hits both series alike
       baseline.push(await timeCommand(process.execPath, ['-e', '0']));
       agent.push(await timeAgentToEnvoy(dir));
+      light.push(await timeCommand(process.execPath, [agentBin, 'version']));
     }
     const rss = await idleRss(dir);
     const b = median(baseline);
     const a = median(agent);
+    const l = median(light);
     return {
       rows: [
         ['node -e 0 (median ms)', b.toFixed(1)],
         ['agent start -> envoy spawned (median ms)', a.toFixed(1)],
         ['startup ratio', (a / b).toFixed(2)],
+        ['pilot-agent version, whole run (median ms)', l.toFixed(1)],
+        ['light command ratio (version/wait/request)', (l / b).toFixed(2)],
         ['idle RSS with stand-in attached (MiB)', rss.toFixed(1)],
         ['runs', String(runs)],
       ],
-      figures: { startup_ratio: round(a / b), idle_rss_mb: round(rss, 1), node_e0_ms: round(b, 1), agent_to_envoy_ms: round(a, 1) },
+      figures: { startup_ratio: round(a / b), light_command_ratio: round(l / b), idle_rss_mb: round(rss, 1), node_e0_ms: round(b, 1), agent_to_envoy_ms: round(a, 1), light_command_ms: round(l, 1) },
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -11,10 +11,7 @@
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadAgentConfig } from '../config/load.js';
 import { addProxyFlags, goBool, proxyFlagsOf } from './flags.js';
-import { renderEnvoyBootstrap } from '../bootstrap/envoy-bootstrap.js';
-import { renderGrpcBootstrap } from '../bootstrap/grpc-bootstrap.js';
 import type { BootstrapOptions } from '../bootstrap/options.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 
@@ -52,7 +49,14 @@ export function registerBootstrapCommand(program: Command, io: Partial<Bootstrap
   return addProxyFlags(cmd)
     .option('-o, --output <file>', 'Write the bootstrap to this file (atomically) instead of stdout')
     .addOption(new Option('--grpc [bool]', 'The gRPC xDS bootstrap for proxyless apps instead of Envoy\'s').default(false).argParser(goBool))
-    .action((type: string | undefined, o: BootstrapCommandOpts, cmd: Command) => {
+    .action(async (type: string | undefined, o: BootstrapCommandOpts, cmd: Command) => {
+      // loaded here, not with the CLI: the other commands never need the configuration loader or
+      // the template engine
+      const [{ loadAgentConfig }, { renderEnvoyBootstrap }, { renderGrpcBootstrap }] = await Promise.all([
+        import('../config/load.js'),
+        import('../bootstrap/envoy-bootstrap.js'),
+        import('../bootstrap/grpc-bootstrap.js'),
+      ]);
       const globals = cmd.optsWithGlobals<{ log_as_json?: boolean }>();
       const flags = proxyFlagsOf(cmd);
       const proxyType = type ?? cmd.args.find((a) => !a.startsWith('-'));

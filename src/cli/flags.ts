@@ -3,7 +3,7 @@
 // with Istio's names, defaults and help.
 
 import { Option, type Command } from 'commander';
-import { DEFAULT_PROXY_FLAGS, type ProxyFlags } from '../config/load.js';
+import { DEFAULT_PROXY_FLAGS, type ProxyFlags } from '../config/proxy-flags.js';
 
 /** Go's strconv.ParseBool for flag values; a bare `--flag` is true. */
 export function goBool(v: string | undefined): boolean {

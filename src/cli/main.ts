@@ -1,14 +1,13 @@
 // Command-line wiring (commander): the only place that reads process.argv, installs signal handlers
 // or calls process.exit. Commands and flags follow Istio's pilot-agent; flags it does not know are
 // accepted with one warning, so that a newer injector's arguments never stop a pod from starting.
-// Subcommand implementations that pull heavy modules (undici) are imported when their command runs.
+// Subcommand implementations that pull heavy modules are imported when their command runs: the
+// agent (gRPC, Prometheus client, ...) and the configuration loader (YAML) only for `proxy`, so
+// that `pilot-agent wait` (the postStart hook that holds the application's start) starts fast.
 
 import { Command, Option } from 'commander';
 import { createWriteStream } from 'node:fs';
-import { stringify as toYaml } from 'yaml';
-import { Agent } from '../agent/agent.js';
 import { ConfigError } from '../config/errors.js';
-import { loadAgentConfig } from '../config/load.js';
 import { registerBootstrapCommand } from './bootstrap-command.js';
 import { addProxyFlags, goBool, goInt, proxyFlagsOf } from './flags.js';
 import { buildInfo } from '../version.js';
@@ -80,6 +79,7 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   log.info(`Version ${buildInfo.version} (Istio ${buildInfo.istioCompatVersion} compatible, node ${buildInfo.nodeVersion})`);
   const proxyType = type ?? operands[0];
   const flags = proxyFlagsOf(cmd);
+  const [{ Agent }, { loadAgentConfig }, { stringify: toYaml }] = await Promise.all([import('../agent/agent.js'), import('../config/load.js'), import('yaml')]);
   const config = loadAgentConfig({ proxyType, flags, env: process.env });
   for (const w of config.warnings) log.warn(w);
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
@@ -156,10 +156,11 @@ export function buildProgram(): Command {
     .description('Prints out build version information')
     .option('-s, --short', 'Use --short=false to generate full version information', false)
     .addOption(new Option('-o, --output <format>', "One of 'yaml' or 'json'.").choices(['', 'yaml', 'json']).default(''))
-    .action((o: { short: boolean; output: string }) => {
+    .action(async (o: { short: boolean; output: string }) => {
+      const toYaml = o.output === 'yaml' ? (await import('yaml')).stringify : undefined;
       const info = { version: buildInfo.version, istioCompatVersion: buildInfo.istioCompatVersion, nodeVersion: buildInfo.nodeVersion, buildStatus: 'Clean' };
       if (o.output === 'json') process.stdout.write(JSON.stringify({ clientVersion: info }, null, 2) + '\n');
-      else if (o.output === 'yaml') process.stdout.write(toYaml({ clientVersion: info }));
+      else if (toYaml) process.stdout.write(toYaml({ clientVersion: info }));
       else if (o.short) process.stdout.write(`${buildInfo.version}\n`);
       else process.stdout.write(`client version: version.BuildInfo{Version:"${info.version}", IstioCompatVersion:"${info.istioCompatVersion}", NodeVersion:"${info.nodeVersion}", BuildStatus:"Clean"}\n`);
     });

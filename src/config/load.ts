@@ -21,38 +21,12 @@ import {
   parseProxyConfigOverlay,
   type ProxyConfigJson,
 } from './proxy-config.js';
+import { DEFAULT_PROXY_FLAGS, type ProxyFlags } from './proxy-flags.js';
 import { validateProxyConfig } from './validate-proxy-config.js';
 
 export type ProxyType = 'sidecar' | 'router';
 
-/** Flags of `pilot-agent proxy`, with Istio's names and defaults. */
-export interface ProxyFlags {
-  readonly domain: string;
-  readonly meshConfig: string;
-  readonly proxyLogLevel: string;
-  readonly proxyComponentLogLevel: string;
-  readonly concurrency: number;
-  readonly templateFile: string;
-  readonly outlierLogPath: string;
-  readonly stsPort: number;
-  readonly tokenManagerPlugin: string;
-  readonly serviceCluster: string;
-  readonly profiling: boolean;
-}
-
-export const DEFAULT_PROXY_FLAGS: ProxyFlags = Object.freeze({
-  domain: '',
-  meshConfig: './etc/istio/config/mesh',
-  proxyLogLevel: 'warning',
-  proxyComponentLogLevel: '',
-  concurrency: 0,
-  templateFile: '',
-  outlierLogPath: '',
-  stsPort: 0,
-  tokenManagerPlugin: '',
-  serviceCluster: 'istio-proxy',
-  profiling: true,
-});
+export { DEFAULT_PROXY_FLAGS, type ProxyFlags } from './proxy-flags.js';
 
 export interface NodeIdentity {
   /** POD_NAME.POD_NAMESPACE */

@@ -26,19 +26,19 @@ function podDir(fixture: string): { dir: string; env: Record<string, string>; ar
   return { dir, env: p.env, args: ['bootstrap', ...p.args.slice(1)] };
 }
 
-function run(args: string[], env: Record<string, string>, cwd: string): { stdout: string; stderr: string } {
+async function run(args: string[], env: Record<string, string>, cwd: string): Promise<{ stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const program = new Command('pilot-agent').exitOverride().allowUnknownOption(true).option('--log_as_json', 'JSON logs', false);
   registerBootstrapCommand(program, { env, cwd, hostAddresses: ['10.244.1.17'], stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  program.parse(args, { from: 'user' });
+  await program.parseAsync(args, { from: 'user' });
   return { stdout, stderr };
 }
 
 describe('pilot-agent bootstrap', () => {
-  it("prints the hello pod's Envoy bootstrap, valid for Envoy's strict parser", () => {
+  it("prints the hello pod's Envoy bootstrap, valid for Envoy's strict parser", async () => {
     const { dir, env, args } = podDir('hello.yaml.injected');
-    const { stdout } = run(args, env, dir);
+    const { stdout } = await run(args, env, dir);
     const message = parseBootstrap(stdout);
     expect(message).toBeDefined();
     const b = JSON.parse(stdout) as Json;
@@ -63,29 +63,29 @@ describe('pilot-agent bootstrap', () => {
     expect(fs.existsSync(path.join(dir, 'etc/istio/proxy/envoy-rev.json'))).toBe(false);
   });
 
-  it('writes the document to --output, and prints the gRPC bootstrap with --grpc', () => {
+  it('writes the document to --output, and prints the gRPC bootstrap with --grpc', async () => {
     const { dir, env, args } = podDir('grpc-agent.yaml.injected');
-    run([...args, '--output', 'out/envoy.json'], env, dir);
+    await run([...args, '--output', 'out/envoy.json'], env, dir);
     parseBootstrap(fs.readFileSync(path.join(dir, 'out/envoy.json'), 'utf8'));
 
-    const { stdout } = run([...args, '--grpc'], env, dir);
+    const { stdout } = await run([...args, '--grpc'], env, dir);
     const grpc = JSON.parse(stdout) as Json;
     expect(grpc.xds_servers[0].server_uri).toBe(`unix:///${dir.slice(1)}/etc/istio/proxy/XDS`);
     expect(grpc.node.metadata.GENERATOR).toBe('grpc');
     expect(grpc.certificate_providers.default.plugin_name).toBe('file_watcher');
   });
 
-  it('prints a customConfigFile as it is, saying so on stderr', () => {
+  it('prints a customConfigFile as it is, saying so on stderr', async () => {
     const { dir, env, args } = podDir('hello.yaml.injected');
     fs.writeFileSync(path.join(dir, 'mine.json'), '{"admin":{}}\n');
-    const { stdout, stderr } = run(args, { ...env, PROXY_CONFIG: '{"customConfigFile":"./mine.json"}' }, dir);
+    const { stdout, stderr } = await run(args, { ...env, PROXY_CONFIG: '{"customConfigFile":"./mine.json"}' }, dir);
     expect(stdout).toBe('{"admin":{}}\n');
     expect(stderr).toMatch(/customConfigFile/);
   });
 
-  it('passes --log_as_json on to the Envoy log format', () => {
+  it('passes --log_as_json on to the Envoy log format', async () => {
     const { dir, env, args } = podDir('hello.yaml.injected');
-    const { stdout } = run(['--log_as_json', ...args], env, dir);
+    const { stdout } = await run(['--log_as_json', ...args], env, dir);
     expect((JSON.parse(stdout) as Json).application_log_config.log_format.json_format).toBeDefined();
   });
 });
