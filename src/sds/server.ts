@@ -19,7 +19,8 @@ import { randomUUID } from 'node:crypto';
 import { lstatSync, mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
+import { Status, statusName } from '../grpc/status.js';
 import type { Lookup, SecretItem } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
 import { decodeDiscoveryRequest, encodeSecretResponse, SECRET_TYPE_URL, type SecretMessage } from './protos.js';
@@ -56,7 +57,7 @@ export interface SdsStreamInfo {
 
 interface Stream {
   readonly id: number;
-  readonly call: grpc.ServerDuplexStream<Buffer, Buffer>;
+  readonly call: ServerStream;
   nodeId: string;
   /** undefined until the first request (or after an unsubscribe-all). */
   subscribed: Set<string> | undefined;
@@ -71,25 +72,6 @@ interface Stream {
   nacks: number;
   lastNack?: { nonce: string; version: string; message: string };
   closed: boolean;
-}
-
-const identity = (b: Buffer): Buffer => b;
-
-function serviceDefinition(): grpc.ServiceDefinition {
-  const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
-    path: `/${SERVICE}/${name}`,
-    requestStream,
-    responseStream,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  });
-  return {
-    DeltaSecrets: method('DeltaSecrets', true, true),
-    StreamSecrets: method('StreamSecrets', true, true),
-    FetchSecrets: method('FetchSecrets', false, false),
-  };
 }
 
 /** Go's time.RFC3339 (seconds, `Z`), which Istio uses in version_info. */
@@ -131,7 +113,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 }
 
 export class SdsServer {
-  private server: grpc.Server | undefined;
+  private server: GrpcUnixServer | undefined;
   private readonly streams = new Map<number, Stream>();
   private nextId = 1;
   private versionCounter = 0;
@@ -149,19 +131,21 @@ export class SdsServer {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`cannot serve SDS on ${path}: a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
     mkdirSync(dirname(path), { recursive: true });
     await removeStaleSocket(path);
-    const server = new grpc.Server({ 'grpc.max_concurrent_streams': 100_000, 'grpc.enable_channelz': 0 });
-    server.addService(serviceDefinition(), {
-      StreamSecrets: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call),
-      DeltaSecrets: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-        call.on('error', () => undefined);
-        call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'DeltaSecrets not implemented' });
-      },
-      FetchSecrets: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) =>
-        callback({ code: grpc.status.UNIMPLEMENTED, details: 'FetchSecrets not implemented' }),
-    });
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new Error(`cannot serve SDS on ${path}: ${err.message}`)) : resolve())),
+    // DeltaSecrets and FetchSecrets answer UNIMPLEMENTED with Istio's messages
+    const unimplemented = (name: string) => (stream: ServerStream) => stream.finish({ code: Status.UNIMPLEMENTED, details: `${name} not implemented` });
+    const server = new GrpcUnixServer(
+      path,
+      new Map([
+        [`/${SERVICE}/StreamSecrets`, (stream: ServerStream) => this.onStream(stream)],
+        [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
+        [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
+      ]),
     );
+    try {
+      await server.start();
+    } catch (err) {
+      throw new Error(`cannot serve SDS on ${path}: ${(err as Error).message}`, { cause: err });
+    }
     this.server = server;
     this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
     log.info(`Starting SDS server for workload certificates, will listen on "${path}"`);
@@ -183,7 +167,7 @@ export class SdsServer {
     }));
   }
 
-  private onStream(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+  private onStream(call: ServerStream): void {
     const s: Stream = {
       id: this.nextId++,
       call,
@@ -206,14 +190,13 @@ export class SdsServer {
       this.streams.delete(s.id);
       log.debug(`SDS: stream ${s.id} closed: ${why}`);
     };
-    call.on('data', (buf: Buffer) => this.onRequest(s, buf));
-    call.on('end', () => {
-      close('client ended the stream');
-      call.end();
+    call.attach({
+      onRequest: (buf) => this.onRequest(s, buf),
+      onGone: (kind, reason) => {
+        close(reason);
+        if (kind === 'end') call.finish(); // the client is done: end ours with OK
+      },
     });
-    call.on('error', (err: Error) => close(err.message));
-    call.on('cancelled', () => close('cancelled'));
-    call.on('close', () => close('closed'));
   }
 
   private onRequest(s: Stream, buf: Buffer): void {
@@ -223,7 +206,7 @@ export class SdsServer {
       req = decodeDiscoveryRequest(buf);
     } catch (err) {
       log.error(`SDS: stream ${s.id}: cannot decode a DiscoveryRequest: ${(err as Error).message}`);
-      s.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${(err as Error).message}` });
+      s.call.finish({ code: Status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${(err as Error).message}` });
       return;
     }
     if (req.nodeId && !s.nodeId) s.nodeId = req.nodeId;
@@ -235,7 +218,7 @@ export class SdsServer {
     if (req.errorDetail) {
       s.nacks++;
       s.lastNack = { nonce: req.responseNonce, version: req.versionInfo, message: req.errorDetail.message };
-      log.warn(`SDS: ACK ERROR ${s.id} ${grpc.status[req.errorDetail.code] ?? req.errorDetail.code}:${req.errorDetail.message}`, {
+      log.warn(`SDS: ACK ERROR ${s.id} ${statusName(req.errorDetail.code)}:${req.errorDetail.message}`, {
         resources: names.join(','),
         version: req.versionInfo,
         nonce: req.responseNonce,
@@ -343,7 +326,7 @@ export class SdsServer {
     s.nonceSent = nonce;
     s.versionSent = version;
     s.responses++;
-    s.call.write(payload);
+    s.call.writeMessage(payload, () => undefined);
     log.info(`SDS: PUSH resources:${out.length} names:${out.map((m) => m.name).join(',')} version:${version} stream:${s.id}${s.nodeId ? ` node:${s.nodeId}` : ''}`);
   }
 
@@ -356,9 +339,6 @@ export class SdsServer {
     this.server = undefined;
     for (const s of this.streams.values()) s.closed = true;
     this.streams.clear();
-    if (server) {
-      server.forceShutdown();
-      rmSync(this.options.socketPath, { force: true });
-    }
+    await server?.close();
   }
 }

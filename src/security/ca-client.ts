@@ -19,7 +19,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import { GrpcCallError, unaryCall, type GrpcTarget } from '../grpc/client.js';
+import { Status, statusName } from '../grpc/status.js';
 import type protobuf from 'protobufjs';
 import { logger } from '../util/logger.js';
 import { sleep } from './backoff.js';
@@ -32,13 +33,13 @@ const log = logger('ca');
 export const CA_METHOD = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
 
 /** Codes retried by Istio's CARetryOptions. */
-export const TRANSIENT_CODES: ReadonlySet<grpc.status> = new Set([
-  grpc.status.CANCELLED,
-  grpc.status.DEADLINE_EXCEEDED,
-  grpc.status.RESOURCE_EXHAUSTED,
-  grpc.status.ABORTED,
-  grpc.status.INTERNAL,
-  grpc.status.UNAVAILABLE,
+export const TRANSIENT_CODES: ReadonlySet<number> = new Set([
+  Status.CANCELLED,
+  Status.DEADLINE_EXCEEDED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.ABORTED,
+  Status.INTERNAL,
+  Status.UNAVAILABLE,
 ]);
 
 export class CaClientError extends Error {
@@ -46,7 +47,7 @@ export class CaClientError extends Error {
   constructor(
     message: string,
     /** gRPC status of the last attempt, when the call reached gRPC. */
-    readonly code?: grpc.status,
+    readonly code?: number,
   ) {
     super(message);
   }
@@ -112,7 +113,8 @@ export interface CaClientDeps {
 }
 
 export class CaClient {
-  private readonly active = new Set<grpc.Client>();
+  /** Calls in flight, to cancel on close(). */
+  private readonly active = new Set<AbortController>();
 
   constructor(
     readonly options: CaClientOptions,
@@ -126,73 +128,63 @@ export class CaClient {
     return `${this.options.address} (TLS, server name ${tls.serverName}, root ${tls.rootCaPath ?? `system bundle ${tls.osRootBundle || '(Node built-in roots)'}`})`;
   }
 
-  private credentials(): grpc.ChannelCredentials {
+  /** Where and how to call, read for each attempt (a rotated root or client certificate is picked up). */
+  private target(): GrpcTarget {
     const tls = this.options.tls;
-    if (!tls) return grpc.credentials.createInsecure();
-    let root: Buffer | null;
+    if (!tls) return { address: this.options.address };
+    let ca: Buffer | null;
     if (tls.rootCaPath === null) {
-      root = tls.osRootBundle ? readOptional(tls.osRootBundle) ?? null : null;
+      ca = tls.osRootBundle ? readOptional(tls.osRootBundle) ?? null : null;
     } else {
       const buf = readOptional(tls.rootCaPath);
       if (!buf) throw new CaClientError(`root CA file for CA does not exist or cannot be read: ${tls.rootCaPath}`);
-      root = buf;
+      ca = buf;
     }
-    let key: Buffer | null = null;
-    let chain: Buffer | null = null;
+    let clientCertificate: { privateKey: Buffer; certChain: Buffer } | undefined;
     if (tls.clientCert) {
       const k = readOptional(tls.clientCert.keyPath);
       const c = readOptional(tls.clientCert.certChainPath);
-      if (k && c) {
-        key = k;
-        chain = c;
-      }
+      if (k && c) clientCertificate = { privateKey: k, certChain: c };
     }
-    return grpc.credentials.createSsl(root, key, chain);
+    return { address: this.options.address, tls: { ca, serverName: tls.serverName, ...(clientCertificate ? { clientCertificate } : {}) } };
   }
 
-  private metadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
+  private metadata(): Record<string, string> {
+    const md: Record<string, string> = {};
     const token = readOptional(this.options.tokenPath)?.toString('utf8').trim();
-    if (token) md.set('authorization', `Bearer ${token}`);
+    if (token) md.authorization = `Bearer ${token}`;
     else log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
-    md.set('clusterid', this.options.clusterId);
-    for (const [k, v] of Object.entries(this.options.headers)) md.add(k.toLowerCase(), v);
+    md.clusterid = this.options.clusterId;
+    for (const [k, v] of Object.entries(this.options.headers)) md[k.toLowerCase()] = v;
     return md;
   }
 
-  /** One CreateCertificate call on a fresh channel. */
-  private attempt(request: Buffer, signal?: AbortSignal): Promise<string[]> {
-    const channelOptions: grpc.ChannelOptions = { 'grpc.enable_retries': 0, 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
-    if (this.options.tls) {
-      channelOptions['grpc.ssl_target_name_override'] = this.options.tls.serverName;
-      channelOptions['grpc.default_authority'] = this.options.tls.serverName;
+  /** One CreateCertificate call on a fresh connection. */
+  private async attempt(request: Buffer, signal?: AbortSignal): Promise<string[]> {
+    const cancel = new AbortController();
+    this.active.add(cancel);
+    const onAbort = (): void => cancel.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let res: Buffer;
+    try {
+      res = await unaryCall(this.target(), CA_METHOD, request, {
+        metadata: this.metadata(),
+        timeoutMs: this.options.callTimeoutMs ?? 10_000,
+        peerName: 'the CA',
+        signal: cancel.signal,
+      });
+    } catch (err) {
+      if (err instanceof GrpcCallError) throw new CaClientError(`create certificate: ${statusName(err.code)}: ${err.details}`, err.code);
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.active.delete(cancel);
     }
-    const client = new grpc.Client(this.options.address, this.credentials(), channelOptions);
-    this.active.add(client);
-    const deadline = Date.now() + (this.options.callTimeoutMs ?? 10_000);
-    return new Promise<string[]>((resolve, reject) => {
-      const call = client.makeUnaryRequest(
-        CA_METHOD,
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        request,
-        this.metadata(),
-        { deadline },
-        (err, res) => {
-          signal?.removeEventListener('abort', onAbort);
-          this.active.delete(client);
-          client.close();
-          if (err) return reject(new CaClientError(`create certificate: ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`, err.code));
-          try {
-            resolve(decodeCertificateResponse(res!));
-          } catch (e) {
-            reject(new CaClientError(`create certificate: cannot decode the response: ${(e as Error).message}`));
-          }
-        },
-      );
-      const onAbort = (): void => call.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    try {
+      return decodeCertificateResponse(res);
+    } catch (e) {
+      throw new CaClientError(`create certificate: cannot decode the response: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -234,7 +226,7 @@ export class CaClient {
 
   /** Cancels calls in flight. */
   close(): void {
-    for (const c of this.active) c.close();
+    for (const c of this.active) c.abort();
     this.active.clear();
   }
 }

@@ -17,15 +17,16 @@
 // more than a little unread, or while a held response is being handled, the upstream stream is
 // paused, so a slow Envoy slows istiod's stream (HTTP/2 flow control) instead of growing memory.
 
-import * as grpc from '@grpc/grpc-js';
+import type { ClientStream } from '../grpc/client.js';
+import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc/frames.js';
+import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
+import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
 import { metrics } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
-import { DownstreamStream, XdsSocketServer, type DownstreamEnd } from './downstream.js';
-import { frameHeader, frameMessage, GrpcDeframer, type FrameSink, type GrpcStatus } from './grpc-frames.js';
-import type { XdsProtocol } from './protocol.js';
+import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
 import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
-import { openUpstream, type UpstreamOptions, type UpstreamStream } from './upstream.js';
+import { openUpstream, type UpstreamOptions } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
 
 const log = logger('xdsproxy');
@@ -68,7 +69,7 @@ const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.fro
 
 /** gRPC status for the outcome of a stream: classify by code, never by message text. */
 function isExpectedEnd(code: number | undefined): boolean {
-  return code === undefined || code === grpc.status.OK || code === grpc.status.CANCELLED;
+  return code === undefined || code === Status.OK || code === Status.CANCELLED;
 }
 
 let connectionIds = 0;
@@ -90,7 +91,7 @@ type PauseReason = 'envoy-slow' | 'handling';
 
 class ProxyConnection implements FrameSink {
   readonly id = ++connectionIds;
-  private upstream: UpstreamStream | undefined;
+  private upstream: ClientStream | undefined;
   private readonly deframer = new GrpcDeframer(this);
   private current: InboundResponse | undefined;
   private readonly pausedFor = new Set<PauseReason>();
@@ -104,12 +105,9 @@ class ProxyConnection implements FrameSink {
 
   constructor(
     private readonly proxy: XdsProxy,
-    private readonly downstream: DownstreamStream,
+    private readonly downstream: ServerStream,
+    readonly protocol: XdsProtocol,
   ) {}
-
-  get protocol(): XdsProtocol {
-    return this.downstream.protocol;
-  }
 
   start(): void {
     const ds = this.downstream;
@@ -124,7 +122,7 @@ class ProxyConnection implements FrameSink {
       metrics.istiodConnectionFailures.inc();
       log.error(`failed to connect to upstream ${this.proxy.options.upstream.address}: ${(err as Error).message}`);
       this.closed = true;
-      ds.finish({ code: grpc.status.UNAVAILABLE, details: (err as Error).message });
+      ds.finish({ code: Status.UNAVAILABLE, details: (err as Error).message });
       this.proxy.connectionClosed(this);
       return;
     }
@@ -169,7 +167,7 @@ class ProxyConnection implements FrameSink {
 
   messageStart(length: number, compressed: boolean): void {
     if (compressed) {
-      this.close({ code: grpc.status.INTERNAL, details: 'istiod sent a compressed message; compression is not negotiated' });
+      this.close({ code: Status.INTERNAL, details: 'istiod sent a compressed message; compression is not negotiated' });
       return;
     }
     metrics.xdsProxyResponses.inc();
@@ -198,7 +196,7 @@ class ProxyConnection implements FrameSink {
         log.warn(`connection ${this.id}: forwarded a response that does not parse (${(err as Error).message}); Envoy will reject it`);
         return;
       }
-      this.close({ code: grpc.status.INTERNAL, details: (err as Error).message });
+      this.close({ code: Status.INTERNAL, details: (err as Error).message });
       return;
     }
     if (m.mode === 'stream') {
@@ -222,7 +220,7 @@ class ProxyConnection implements FrameSink {
       },
       (err: unknown) => {
         log.error(`connection ${this.id}: ${(err as Error).message}`);
-        this.close({ code: grpc.status.INTERNAL, details: (err as Error).message });
+        this.close({ code: Status.INTERNAL, details: (err as Error).message });
       },
     );
   }
@@ -277,7 +275,7 @@ class ProxyConnection implements FrameSink {
       try {
         await handler.handle(resources, summary.version);
       } catch (err) {
-        error = { code: grpc.status.INTERNAL, message: (err as Error).message };
+        error = { code: Status.INTERNAL, message: (err as Error).message };
         log.warn(`NACK ${shortType(typeUrl)} version ${summary.version}: ${(err as Error).message}`);
       }
       this.proxy.noteAgentAck(typeUrl, error?.message);
@@ -294,7 +292,7 @@ class ProxyConnection implements FrameSink {
         const versionInfo = this.ackedVersion.get(typeUrl) ?? '';
         log.warn(`NACK ${shortType(typeUrl)} upstream (last ACKed version "${versionInfo}"): ${action.reason}`);
         this.proxy.noteAgentAck(typeUrl, action.reason);
-        this.sendUpstream(this.protocol.encodeRequest({ typeUrl, responseNonce: summary.nonce, versionInfo, error: { code: grpc.status.INTERNAL, message: action.reason } }));
+        this.sendUpstream(this.protocol.encodeRequest({ typeUrl, responseNonce: summary.nonce, versionInfo, error: { code: Status.INTERNAL, message: action.reason } }));
         return;
       }
       out = action.message;
@@ -329,13 +327,13 @@ class ProxyConnection implements FrameSink {
     const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
     metrics.istiodConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
     if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
-    else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${grpc.status[status.code]}: ${status.details}`);
+    else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
     if (expected) this.close(undefined);
-    else this.close(status.code === grpc.status.OK ? { code: grpc.status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
+    else this.close(status.code === Status.OK ? { code: Status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
   }
 
-  private onDownstreamGone(kind: DownstreamEnd, reason: string): void {
+  private onDownstreamGone(kind: StreamEnd, reason: string): void {
     if (this.closed) return;
     const expected = kind !== 'error';
     metrics.envoyConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
@@ -361,7 +359,7 @@ class ProxyConnection implements FrameSink {
 }
 
 export class XdsProxy {
-  private server: XdsSocketServer | undefined;
+  private server: GrpcUnixServer | undefined;
   private active: ProxyConnection | undefined;
   private readonly handlers = new Map<string, AgentTypeHandler>();
   private readonly interceptors = new Map<string, ResponseInterceptor>();
@@ -406,14 +404,20 @@ export class XdsProxy {
   }
 
   async start(): Promise<void> {
-    const server = new XdsSocketServer(this.options.socketPath, (stream) => this.accept(stream));
+    const server = new GrpcUnixServer(
+      this.options.socketPath,
+      new Map([
+        [SOTW.method, (stream: ServerStream) => this.accept(stream, SOTW)],
+        [DELTA.method, (stream: ServerStream) => this.accept(stream, DELTA)],
+      ]),
+    );
     await server.start();
     this.server = server;
     log.info(`xDS proxy listening on ${this.options.socketPath}, upstream ${this.options.upstream.address}`);
   }
 
-  private accept(stream: DownstreamStream): void {
-    const con = new ProxyConnection(this, stream);
+  private accept(stream: ServerStream, protocol: XdsProtocol): void {
+    const con = new ProxyConnection(this, stream, protocol);
     const previous = this.active;
     this.active = con;
     this.openConnections++;

@@ -1,13 +1,6 @@
-// gRPC's message framing over HTTP/2 (a 1-byte compressed flag and a 4-byte big-endian length in
-// front of each message) and its status rules, for the xDS proxy's own HTTP/2 transport.
-//
-// The proxy does not use a gRPC library on its data path because every gRPC library hands over
-// whole messages only: a 50 MB push would be assembled in memory, then copied again into a framed
-// buffer to be sent on. Deframing ourselves lets the proxy forward a push piece by piece as it
-// arrives (see xds-proxy.ts), with memory bounded by the HTTP/2 windows instead of the push size.
-
-import * as grpc from '@grpc/grpc-js';
-import http2 from 'node:http2';
+// gRPC's message framing over HTTP/2: a 1-byte compressed flag and a 4-byte big-endian length in
+// front of each message. Deframing is incremental, so that a message can be handled (or forwarded)
+// piece by piece as it arrives; see README.md in this folder for why the agent speaks gRPC itself.
 
 export const FRAME_HEADER_BYTES = 5;
 
@@ -133,75 +126,4 @@ export function wholeMessages(onMessage: (message: Buffer, compressed: boolean) 
       onMessage(message, compressed);
     },
   };
-}
-
-export interface GrpcStatus {
-  readonly code: number;
-  readonly details: string;
-}
-
-/** The gRPC status an HTTP response status stands for (gRPC's http-grpc-status-mapping). */
-export function statusFromHttp(httpStatus: number): number {
-  switch (httpStatus) {
-    case 400:
-      return grpc.status.INTERNAL;
-    case 401:
-      return grpc.status.UNAUTHENTICATED;
-    case 403:
-      return grpc.status.PERMISSION_DENIED;
-    case 404:
-      return grpc.status.UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return grpc.status.UNAVAILABLE;
-    default:
-      return grpc.status.UNKNOWN;
-  }
-}
-
-/** The gRPC status of a stream reset with an HTTP/2 error code (gRPC's PROTOCOL-HTTP2 rules). */
-export function statusFromReset(rstCode: number | undefined): number {
-  const c = http2.constants;
-  switch (rstCode) {
-    case c.NGHTTP2_CANCEL:
-      return grpc.status.CANCELLED;
-    case c.NGHTTP2_REFUSED_STREAM:
-      return grpc.status.UNAVAILABLE;
-    case c.NGHTTP2_ENHANCE_YOUR_CALM:
-      return grpc.status.RESOURCE_EXHAUSTED;
-    case c.NGHTTP2_INADEQUATE_SECURITY:
-      return grpc.status.PERMISSION_DENIED;
-    default:
-      return grpc.status.INTERNAL;
-  }
-}
-
-/** Reads grpc-status/grpc-message from response headers or trailers; undefined when absent. */
-export function statusFromHeaders(headers: http2.IncomingHttpHeaders): GrpcStatus | undefined {
-  const raw = headers['grpc-status'];
-  if (raw === undefined) return undefined;
-  const code = Number(Array.isArray(raw) ? raw[0] : raw);
-  const message = headers['grpc-message'];
-  const details = typeof message === 'string' ? decodeGrpcMessage(message) : '';
-  return { code: Number.isInteger(code) && code >= 0 && code <= 16 ? code : grpc.status.UNKNOWN, details };
-}
-
-/** grpc-message is percent-encoded UTF-8; a malformed escape is kept as it came. */
-export function decodeGrpcMessage(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
-
-/** Percent-encodes what gRPC requires (anything outside printable ASCII, and '%'). */
-export function encodeGrpcMessage(value: string): string {
-  let out = '';
-  for (const byte of Buffer.from(value, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }

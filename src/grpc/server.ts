@@ -1,13 +1,12 @@
-// The xDS socket Envoy (or a proxyless gRPC app) connects to: a plaintext HTTP/2 server on a unix
-// socket speaking just enough gRPC for the two ADS methods, so that the proxy can write a push out
-// piece by piece (see grpc-frames.ts for why not a gRPC library).
+// A gRPC server on a unix socket (plaintext HTTP/2, as Envoy and proxyless apps speak to the
+// agent's xDS and SDS sockets), for streaming methods: requests are handed over whole, responses
+// are written as whole messages or, for the xDS proxy, as pieces of one as they arrive.
 
-import * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import { dirname } from 'node:path';
-import { encodeGrpcMessage, frameHeader, GrpcDeframer, wholeMessages, type GrpcStatus } from './grpc-frames.js';
-import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
+import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
+import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
@@ -15,52 +14,51 @@ const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
 const KEEPALIVE_INTERVAL_MS = 30_000;
 const KEEPALIVE_TIMEOUT_MS = 10_000;
 
-export type DownstreamEnd = 'end' | 'cancel' | 'error';
+export type StreamEnd = 'end' | 'cancel' | 'error';
 
-export interface DownstreamHandlers {
-  /** A whole request message from Envoy. */
+export interface ServerStreamHandlers {
+  /** A whole request message from the client. */
   onRequest(message: Buffer): void;
-  /** Envoy half-closed, cancelled or broke the stream. Called once, never after `finish`. */
-  onGone(kind: DownstreamEnd, reason: string): void;
+  /** The client half-closed, cancelled or broke the stream. Called once, never after `finish`. */
+  onGone(kind: StreamEnd, reason: string): void;
 }
 
-/** One ADS stream from Envoy. */
-export class DownstreamStream {
+/** One call from a client (Envoy). */
+export class ServerStream {
   private headersSent = false;
   private finished = false;
-  private pendingStatus: GrpcStatus = { code: grpc.status.OK, details: '' };
-  private handlers: DownstreamHandlers | undefined;
+  private clientGone = false;
+  private pendingStatus: GrpcStatus = { code: Status.OK, details: '' };
+  private handlers: ServerStreamHandlers | undefined;
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
-    readonly protocol: XdsProtocol,
+    /** The full method path, e.g. /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources. */
+    readonly method: string,
   ) {}
 
-  /** Starts delivering Envoy's requests and stream events. */
-  attach(handlers: DownstreamHandlers): void {
+  /** Starts delivering the client's requests and stream events. */
+  attach(handlers: ServerStreamHandlers): void {
     this.handlers = handlers;
     const s = this.stream;
     const deframer = new GrpcDeframer(
       wholeMessages((message, compressed) => {
-        if (compressed) this.gone('error', 'Envoy sent a compressed request; compression is not negotiated on the xDS socket');
-        else if (!this.finished) handlers.onRequest(message);
+        if (compressed) this.gone('error', 'the client sent a compressed request; compression is not negotiated here');
+        else if (!this.finished && !this.clientGone) handlers.onRequest(message);
       }),
     );
     s.on('data', (chunk: Buffer) => deframer.push(chunk));
-    s.on('end', () => this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'Envoy half-closed the stream'));
-    s.on('aborted', () => this.gone('cancel', 'Envoy cancelled the stream'));
+    s.on('end', () => this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'the client half-closed the stream'));
+    s.on('aborted', () => this.gone('cancel', 'the client cancelled the stream'));
     s.on('error', (err: Error) => this.gone('error', err.message));
     s.on('close', () => this.gone('cancel', 'stream closed'));
   }
 
-  private gone(kind: DownstreamEnd, reason: string): void {
-    if (this.finished) return;
-    this.finished = true;
+  /** Reports the client's end once; the server side may still finish (e.g. answer a half-close). */
+  private gone(kind: StreamEnd, reason: string): void {
+    if (this.clientGone || this.finished) return;
+    this.clientGone = true;
     this.handlers?.onGone(kind, reason);
-  }
-
-  get isFinished(): boolean {
-    return this.finished;
   }
 
   /**
@@ -134,19 +132,17 @@ export class DownstreamStream {
   }
 }
 
-const METHODS = new Map<string, XdsProtocol>([
-  [SOTW.method, SOTW],
-  [DELTA.method, DELTA],
-]);
-
-/** The HTTP/2 server on the xDS unix socket. */
-export class XdsSocketServer {
+/** Serves a set of methods, each a handler of streams, on a unix socket. */
+export class GrpcUnixServer {
   private server: http2.Http2Server | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(
     private readonly path: string,
-    private readonly onStream: (stream: DownstreamStream) => void,
+    /** Method path -> handler; any other method is answered UNIMPLEMENTED. */
+    private readonly methods: ReadonlyMap<string, (stream: ServerStream) => void>,
+    /** File mode of the socket (Istio's sockets are shared with Envoy's user). */
+    private readonly mode = 0o666,
   ) {}
 
   async start(): Promise<void> {
@@ -178,7 +174,7 @@ export class XdsSocketServer {
         resolve();
       });
     });
-    chmodSync(this.path, 0o666); // Istio's uds listener: the socket is shared with Envoy's user
+    chmodSync(this.path, this.mode);
     this.server = server;
   }
 
@@ -187,16 +183,17 @@ export class XdsSocketServer {
     const reject = (code: number, message: string): void => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true });
     };
-    const protocol = METHODS.get(String(headers[':path']));
-    if (headers[':method'] !== 'POST') return reject(grpc.status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
+    const path = String(headers[':path']);
+    const handler = this.methods.get(path);
+    if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
     if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
       stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
-    if (!protocol) return reject(grpc.status.UNIMPLEMENTED, `unknown method ${String(headers[':path'])}: the xDS socket serves ADS only`);
+    if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...this.methods.keys()].join(', ')}`);
     const encoding = headers['grpc-encoding'];
-    if (encoding !== undefined && encoding !== 'identity') return reject(grpc.status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
-    this.onStream(new DownstreamStream(stream, protocol));
+    if (encoding !== undefined && encoding !== 'identity') return reject(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
+    handler(new ServerStream(stream, path));
   }
 
   /** Stops listening and closes every connection. Idempotent. */

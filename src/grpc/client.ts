@@ -1,0 +1,268 @@
+// gRPC client calls over node:http2, each on a connection of its own: the agent's calls to istiod
+// (the ADS stream behind each Envoy stream, CSRs to the CA) are few and long-lived or rare, and a
+// fresh connection per call picks up a rotated token, root or client certificate and leaves
+// nothing behind when the call ends.
+//
+// TLS: minimum TLS 1.2; the server certificate is checked against `serverName` (also sent as SNI,
+// unless it is an IP address, which SNI cannot carry); a client certificate when given.
+
+import http2 from 'node:http2';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
+import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
+
+export interface GrpcTarget {
+  /** host:port */
+  readonly address: string;
+  /** undefined: plaintext (h2c). */
+  readonly tls?: {
+    /** PEM bundle to verify the server with; null for the OS root store. */
+    readonly ca: Buffer | null;
+    readonly serverName: string;
+    readonly clientCertificate?: { readonly privateKey: Buffer; readonly certChain: Buffer };
+  };
+}
+
+export interface ClientCallOptions {
+  /** Request metadata (lower-case names). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** HTTP/2 keepalive pings; none when absent. */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  /** Per-stream receive window (bounds what the server can have in flight toward us). */
+  readonly streamWindowBytes?: number;
+  readonly sessionWindowBytes?: number;
+  /** Deadline of the call: sent as grpc-timeout and enforced here (DEADLINE_EXCEEDED). */
+  readonly timeoutMs?: number;
+  /** Who the server is, in messages ("istiod", "the CA"). */
+  readonly peerName?: string;
+  /** Cancels the call (CANCELLED). */
+  readonly signal?: AbortSignal;
+  /** unaryCall: the largest response accepted (default 16 MiB). */
+  readonly maxResponseBytes?: number;
+}
+
+export interface ClientStreamHandlers {
+  /** A chunk of the response body (gRPC frames, possibly cut anywhere). */
+  onData(chunk: Buffer): void;
+  /** The call ended; `connected` is false when the server was never reached. Called once. */
+  onEnd(status: GrpcStatus, connected: boolean): void;
+}
+
+export interface ClientStream {
+  /** Writes framed request bytes; false when the caller should wait for `onceDrain`. */
+  write(frame: Buffer): boolean;
+  /** Half-closes the request side (no more requests). */
+  end(): void;
+  onceDrain(listener: () => void): void;
+  pause(): void;
+  resume(): void;
+  /** Cancels the call and closes the connection; no `onEnd` after this. */
+  close(): void;
+}
+
+/** A call that ended with a status other than OK. */
+export class GrpcCallError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+  ) {
+    super(`${statusName(code)}: ${details}`);
+  }
+}
+
+const MAX_UNARY_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** Larger DATA frames from the server mean fewer, larger chunks to handle. */
+const MAX_FRAME_BYTES = 1024 * 1024;
+
+/** Opens one call on a connection of its own. */
+export function openClientStream(target: GrpcTarget, method: string, handlers: ClientStreamHandlers, opts: ClientCallOptions = {}): ClientStream {
+  const peer = opts.peerName ?? target.address;
+  let ended = false;
+  let connected = false;
+  let status: GrpcStatus | undefined;
+  /** Why the connection (not just this call) failed: gRPC reports that as UNAVAILABLE. */
+  let transportFailure: string | undefined;
+  let streamFailure: string | undefined;
+  const timers: NodeJS.Timeout[] = [];
+
+  const end = (st: GrpcStatus): void => {
+    if (ended) return;
+    ended = true;
+    for (const t of timers) clearTimeout(t);
+    session.destroy();
+    handlers.onEnd(st, connected);
+  };
+
+  const settings: http2.Settings = { maxFrameSize: MAX_FRAME_BYTES, enablePush: false, ...(opts.streamWindowBytes ? { initialWindowSize: opts.streamWindowBytes } : {}) };
+  let session: http2.ClientHttp2Session;
+  const t = target.tls;
+  if (t) {
+    const cert = t.clientCertificate;
+    session = http2.connect(`https://${target.address}`, {
+      settings,
+      ...(t.ca ? { ca: t.ca } : {}),
+      ...(cert ? { key: cert.privateKey, cert: cert.certChain } : {}),
+      minVersion: 'TLSv1.2',
+      ...(isIP(t.serverName) ? {} : { servername: t.serverName }),
+      checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
+    });
+  } else {
+    session = http2.connect(`http://${target.address}`, { settings });
+  }
+  session.on('error', (err: Error) => (transportFailure ??= err.message));
+  if (opts.sessionWindowBytes) {
+    const bytes = opts.sessionWindowBytes;
+    session.once('connect', () => session.setLocalWindowSize(bytes));
+  }
+  // the server is reached when its HTTP/2 SETTINGS arrive (a TCP or TLS connection is not enough)
+  session.once('remoteSettings', () => (connected = true));
+  session.on('goaway', (code: number) => (transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code})`));
+  if (opts.keepalive) {
+    const { intervalMs, timeoutMs } = opts.keepalive;
+    const keepalive = setInterval(() => {
+      const timer = setTimeout(() => {
+        transportFailure ??= `keepalive ping not answered within ${timeoutMs} ms`;
+        session.destroy();
+      }, timeoutMs).unref();
+      try {
+        session.ping(() => clearTimeout(timer));
+      } catch {
+        clearTimeout(timer); // the session is closing
+      }
+    }, intervalMs).unref();
+    timers.push(keepalive);
+  }
+
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'POST',
+    ':path': method,
+    ':authority': t?.serverName ?? target.address,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'grpc-accept-encoding': 'identity',
+    'user-agent': 'pilot-agent-ts',
+    ...(opts.timeoutMs !== undefined ? { 'grpc-timeout': `${Math.max(1, Math.ceil(opts.timeoutMs))}m` } : {}),
+    ...opts.metadata,
+  };
+  const stream = session.request(headers);
+  if (opts.timeoutMs !== undefined) {
+    timers.push(
+      setTimeout(() => {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        end({ code: Status.DEADLINE_EXCEEDED, details: `no answer from ${peer} within ${opts.timeoutMs} ms` });
+      }, opts.timeoutMs),
+    );
+  }
+  if (opts.signal) {
+    const signal = opts.signal;
+    const onAbort = (): void => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      end({ code: Status.CANCELLED, details: 'call cancelled' });
+    };
+    if (signal.aborted) queueMicrotask(onAbort);
+    else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
+  }
+  stream.on('response', (h) => {
+    const httpStatus = Number(h[':status']);
+    if (httpStatus !== 200) {
+      status = { code: statusFromHttp(httpStatus), details: `${peer} answered HTTP ${httpStatus}` };
+      return;
+    }
+    const type = String(h['content-type'] ?? '');
+    if (!type.startsWith('application/grpc')) status = { code: Status.UNKNOWN, details: `${peer} answered content-type ${JSON.stringify(type)}` };
+    else status = statusFromHeaders(h); // trailers-only response
+  });
+  stream.on('trailers', (h) => (status ??= statusFromHeaders(h)));
+  stream.on('data', (chunk: Buffer) => {
+    if (!ended) handlers.onData(chunk);
+  });
+  stream.on('error', (err: Error) => (streamFailure ??= err.message));
+  const settle = (): void => {
+    if (status) return end(status);
+    if (transportFailure !== undefined || !connected) {
+      return end({ code: Status.UNAVAILABLE, details: transportFailure ?? streamFailure ?? `connection to ${peer} closed` });
+    }
+    const rst = stream.rstCode;
+    if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
+      return end({ code: statusFromReset(rst), details: streamFailure ?? `stream reset by ${peer} (HTTP/2 code ${rst})` });
+    }
+    end({ code: Status.INTERNAL, details: streamFailure ?? `${peer} ended the stream without a gRPC status` });
+  };
+  // 'end' comes after the last 'data' has been delivered, so the status never overtakes a message;
+  // without a status yet, the connection may be going down: let its cause be recorded first
+  stream.on('end', () => (status ? end(status) : setImmediate(settle)));
+  stream.on('close', settle);
+
+  return {
+    write: (frame) => stream.write(frame),
+    end: () => stream.end(),
+    onceDrain: (listener) => stream.once('drain', listener),
+    pause: () => stream.pause(),
+    resume: () => stream.resume(),
+    close: () => {
+      if (ended) return;
+      ended = true;
+      for (const timer of timers) clearTimeout(timer);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      session.destroy();
+    },
+  };
+}
+
+/** One request, one response: resolves with the response message, rejects with GrpcCallError. */
+export function unaryCall(target: GrpcTarget, method: string, request: Uint8Array, opts: ClientCallOptions = {}): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let response: Buffer | undefined;
+    let protocolError: string | undefined;
+    const whole = wholeMessages((message, compressed) => {
+      if (compressed) protocolError = 'compressed response; compression is not negotiated';
+      else if (response) protocolError = 'more than one response message';
+      else response = message;
+    });
+    const maxBytes = opts.maxResponseBytes ?? MAX_UNARY_RESPONSE_BYTES;
+    const deframer = new GrpcDeframer({
+      ...whole,
+      messageStart: (length, compressed) => {
+        if (length > maxBytes) {
+          // refuse before holding it: a unary answer this large is a broken or hostile server
+          protocolError = `response of ${length} bytes exceeds the ${maxBytes}-byte limit`;
+          call.close();
+          reject(new GrpcCallError(Status.RESOURCE_EXHAUSTED, protocolError));
+          return;
+        }
+        whole.messageStart(length, compressed);
+      },
+      messageData: (piece) => {
+        if (!protocolError) whole.messageData(piece);
+      },
+    });
+    let call: ClientStream;
+    try {
+      call = openClientStream(
+        target,
+        method,
+        {
+          onData: (chunk) => deframer.push(chunk),
+          onEnd: (st) => {
+            if (st.code !== Status.OK) return reject(new GrpcCallError(st.code, st.details));
+            if (protocolError || !response || !deframer.atMessageBoundary) {
+              return reject(new GrpcCallError(Status.INTERNAL, protocolError ?? (deframer.atMessageBoundary ? 'no response message' : 'truncated response message')));
+            }
+            resolve(response);
+          },
+        },
+        opts,
+      );
+    } catch (err) {
+      reject(new GrpcCallError(Status.UNAVAILABLE, (err as Error).message));
+      return;
+    }
+    call.write(frameMessage(request));
+    call.end();
+  });
+}

@@ -1,0 +1,104 @@
+// gRPC status codes and the rules that carry them over HTTP/2: grpc-status/grpc-message in
+// trailers (or in the headers of a trailers-only response), percent-encoded messages, and the
+// statuses that HTTP errors and stream resets stand for (gRPC's PROTOCOL-HTTP2 and
+// http-grpc-status-mapping documents).
+
+import http2 from 'node:http2';
+
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+const NAMES = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k])) as Record<number, string>;
+
+/** The code's name (`UNAVAILABLE`), or the number for a code outside the list. */
+export function statusName(code: number): string {
+  return NAMES[code] ?? String(code);
+}
+
+export interface GrpcStatus {
+  readonly code: number;
+  readonly details: string;
+}
+
+/** The gRPC status an HTTP response status stands for (gRPC's http-grpc-status-mapping). */
+export function statusFromHttp(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400:
+      return Status.INTERNAL;
+    case 401:
+      return Status.UNAUTHENTICATED;
+    case 403:
+      return Status.PERMISSION_DENIED;
+    case 404:
+      return Status.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return Status.UNAVAILABLE;
+    default:
+      return Status.UNKNOWN;
+  }
+}
+
+/** The gRPC status of a stream reset with an HTTP/2 error code (gRPC's PROTOCOL-HTTP2 rules). */
+export function statusFromReset(rstCode: number | undefined): number {
+  const c = http2.constants;
+  switch (rstCode) {
+    case c.NGHTTP2_CANCEL:
+      return Status.CANCELLED;
+    case c.NGHTTP2_REFUSED_STREAM:
+      return Status.UNAVAILABLE;
+    case c.NGHTTP2_ENHANCE_YOUR_CALM:
+      return Status.RESOURCE_EXHAUSTED;
+    case c.NGHTTP2_INADEQUATE_SECURITY:
+      return Status.PERMISSION_DENIED;
+    default:
+      return Status.INTERNAL;
+  }
+}
+
+/** Reads grpc-status/grpc-message from response headers or trailers; undefined when absent. */
+export function statusFromHeaders(headers: http2.IncomingHttpHeaders): GrpcStatus | undefined {
+  const raw = headers['grpc-status'];
+  if (raw === undefined) return undefined;
+  const code = Number(Array.isArray(raw) ? raw[0] : raw);
+  const message = headers['grpc-message'];
+  const details = typeof message === 'string' ? decodeGrpcMessage(message) : '';
+  return { code: Number.isInteger(code) && code >= 0 && code <= 16 ? code : Status.UNKNOWN, details };
+}
+
+/** grpc-message is percent-encoded UTF-8; a malformed escape is kept as it came. */
+export function decodeGrpcMessage(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Percent-encodes what gRPC requires (anything outside printable ASCII, and '%'). */
+export function encodeGrpcMessage(value: string): string {
+  let out = '';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
