@@ -217,6 +217,8 @@ describe.each([
 
   it('re-establishes the stream through the agent when the control plane kills it, and re-subscribes', { timeout: 60_000 }, async () => {
     const c = cp!;
+    // the workload certificate has reached Envoy over SDS: the agent holds it
+    await vi.waitFor(() => expect(events('sds').map((e) => e.name)).toContain('default'), { timeout: 30_000, interval: 200 });
     const before = c.connectedStreams();
     expect(before).toHaveLength(1);
     const opened = events('ads_stream').filter((e) => e.state === 'open').length;

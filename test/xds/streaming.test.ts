@@ -270,17 +270,23 @@ describe('streaming through the proxy', () => {
 
   it('resets Envoy\'s stream, rather than ending it, when istiod fails in the middle of a streamed push', { timeout: 30_000 }, async () => {
     const message = sotwResponse(CDS, 40, 100_000);
+    let fail: () => void = () => undefined;
     script = (stream) => {
       respond(stream);
       stream.write(frameHeader(message.length));
-      stream.write(message.subarray(0, 1_000_000), () => setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 200));
+      stream.write(message.subarray(0, 1_000_000));
+      fail = () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     };
     const { socketPath } = await startProxy();
     const client = rawClient(socketPath, SOTW);
     let trailers: http2.IncomingHttpHeaders | undefined;
     client.stream.on('trailers', (t) => (trailers = t));
+    const closed = new Promise((resolve) => client.stream.on('close', resolve));
     try {
-      await new Promise((resolve) => client.stream.on('close', resolve));
+      // istiod fails once Envoy has part of the push
+      await vi.waitFor(() => expect(client.received()).toBeGreaterThan(0), { timeout: 10_000 });
+      fail();
+      await closed;
       expect(client.received()).toBeGreaterThan(0); // part of the push had been streamed on
       expect(client.received()).toBeLessThan(5 + message.length);
       expect(trailers).toBeUndefined(); // no status after a truncated message
