@@ -181,7 +181,9 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   stream.on('data', (chunk: Buffer) => {
     if (!ended) handlers.onData(chunk);
   });
-  stream.on('error', (err: Error) => (streamFailure ??= err.message));
+  // a call that never got a connection fails with Node's "pending stream has been canceled";
+  // the connection's own error (refused, certificate mismatch, ...) is what to report
+  stream.on('error', (err: Error) => (streamFailure ??= err.cause instanceof Error ? err.cause.message : err.message));
   const settle = (): void => {
     if (status) return end(status);
     if (transportFailure !== undefined || !connected) {

@@ -134,6 +134,7 @@ describe('xDS proxy (SotW)', () => {
     client.request({ type_url: CDS });
     const st = await client.status;
     expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    expect(st.details).toBe('connect ECONNREFUSED 127.0.0.1:1'); // the cause, not a wrapper's words
     client.close();
   });
 
