@@ -117,6 +117,11 @@ export const xdsBench: Bench = async ({ runs }) => {
         idle = rssMiB(pid);
       }
       for (const [label, size] of SIZES) {
+        // one unmeasured push of this size on each path first: the first large message warms up
+        // code (and buffers) in every process, which would otherwise count against whichever
+        // path and protocol happen to go first
+        await direct.push(size);
+        await via.push(size);
         const d: number[] = [];
         const v: number[] = [];
         const cpu0 = cpuSeconds(pid);
