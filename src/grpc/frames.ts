@@ -1,6 +1,6 @@
 // gRPC's message framing over HTTP/2: a 1-byte compressed flag and a 4-byte big-endian length in
 // front of each message. Deframing is incremental, so that a message can be handled (or forwarded)
-// piece by piece as it arrives; see README.md in this folder for why the agent speaks gRPC itself.
+// piece by piece as it arrives; README.md in this folder says why the agent speaks gRPC itself.
 
 export const FRAME_HEADER_BYTES = 5;
 
