@@ -7,7 +7,8 @@
 // cleanly on Ctrl-C (or after --seconds N).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -47,7 +48,9 @@ async function main(): Promise<void> {
   const statusPort = await freePort();
   const envoy = envoyOnPath();
   const proxyConfig: Record<string, unknown> = { discoveryAddress: cp.address, statusPort, terminationDrainDuration: '2s' };
-  const env: Record<string, string> = { ...pod.env, PATH: process.env.PATH ?? '', ISTIOD_SAN: 'istiod.istio-system.svc' };
+  // the injected pod names the cluster's istiod as its CA (CA_ADDR); here the development control
+  // plane is the CA too, so the workload certificate is issued and the proxy becomes ready
+  const env: Record<string, string> = { ...pod.env, PATH: process.env.PATH ?? '', ISTIOD_SAN: 'istiod.istio-system.svc', CA_ADDR: cp.address };
   if (envoy) {
     proxyConfig.binaryPath = envoy;
     proxyConfig.proxyAdminPort = await freePort();
@@ -84,6 +87,7 @@ async function main(): Promise<void> {
   const identity = (b: Buffer): Buffer => b;
   let n = 0;
   let shownStream = false;
+  let shownCert = false;
   const deadline = seconds > 0 ? Date.now() + seconds * 1000 : Infinity;
   say(seconds > 0 ? `running for ${seconds}s` : 'running; press Ctrl-C to stop');
   while (!stopping && Date.now() < deadline) {
@@ -104,6 +108,13 @@ async function main(): Promise<void> {
     }
     const acked = [...new Set(cp.acks().map((a) => a.typeUrl.split('.').pop()))].join(', ');
     if (acked) say(`control plane: ACKed by the client through the agent: ${acked}`);
+    // proxyless: the agent writes the workload certificate for the app (OUTPUT_CERTS)
+    const certFile = join(dir, 'var/lib/istio/data/cert-chain.pem');
+    if (!shownCert && existsSync(certFile)) {
+      shownCert = true;
+      const leaf = new X509Certificate(readFileSync(certFile));
+      say(`workload certificate from the control plane's CA: ${leaf.subjectAltName ?? '?'}, valid until ${leaf.validTo}`);
+    }
     const ready = await fetch(`http://127.0.0.1:${statusPort}/healthz/ready`).then((r) => `${r.status} ${r.statusText}`, () => 'not served');
     say(`status port http://127.0.0.1:${statusPort}/healthz/ready -> ${ready}`);
     await sleep(Math.min(3000, Math.max(0, deadline - Date.now())));
