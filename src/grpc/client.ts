@@ -10,6 +10,7 @@ import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
+import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 
 export interface GrpcTarget {
@@ -28,7 +29,7 @@ export interface ClientCallOptions {
   /** Request metadata (lower-case names). */
   readonly metadata?: Readonly<Record<string, string>>;
   /** HTTP/2 keepalive pings; none when absent. */
-  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  readonly keepalive?: KeepaliveOptions;
   /** Per-stream receive window (bounds what the server can have in flight toward us). */
   readonly streamWindowBytes?: number;
   readonly sessionWindowBytes?: number;
@@ -119,21 +120,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   // the server is reached when its HTTP/2 SETTINGS arrive (a TCP or TLS connection is not enough)
   session.once('remoteSettings', () => (connected = true));
   session.on('goaway', (code: number) => (transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code})`));
-  if (opts.keepalive) {
-    const { intervalMs, timeoutMs } = opts.keepalive;
-    const keepalive = setInterval(() => {
-      const timer = setTimeout(() => {
-        transportFailure ??= `keepalive ping not answered within ${timeoutMs} ms`;
-        session.destroy();
-      }, timeoutMs).unref();
-      try {
-        session.ping(() => clearTimeout(timer));
-      } catch {
-        clearTimeout(timer); // the session is closing
-      }
-    }, intervalMs).unref();
-    timers.push(keepalive);
-  }
+  if (opts.keepalive) keepSessionAlive(session, opts.keepalive, (reason) => (transportFailure ??= reason));
 
   const headers: http2.OutgoingHttpHeaders = {
     ':method': 'POST',

@@ -2,17 +2,16 @@
 // agent's xDS and SDS sockets), for streaming methods: requests are handed over whole, responses
 // are written as whole messages or, for the xDS proxy, as pieces of one as they arrive.
 
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { dirname } from 'node:path';
 import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
+import { ISTIO_KEEPALIVE, keepSessionAlive } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
-/** Istio's keepalive for the xDS proxy's server: a ping every 30 s, the connection dropped after 10 s without answer. */
-const KEEPALIVE_INTERVAL_MS = 30_000;
-const KEEPALIVE_TIMEOUT_MS = 10_000;
 
 export type StreamEnd = 'end' | 'cancel' | 'error';
 
@@ -132,6 +131,19 @@ export class ServerStream {
   }
 }
 
+/** A unix socket path: at most 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+
+export interface GrpcUnixServerOptions {
+  /** What the socket serves, in messages ("SDS", "xDS"). */
+  readonly name: string;
+  /** Added to the error when another process already listens on the socket. */
+  readonly liveSocketNote?: string;
+  /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
+  readonly mode?: number;
+  readonly log?: (message: string) => void;
+}
+
 /** Serves a set of methods, each a handler of streams, on a unix socket. */
 export class GrpcUnixServer {
   private server: http2.Http2Server | undefined;
@@ -141,29 +153,49 @@ export class GrpcUnixServer {
     private readonly path: string,
     /** Method path -> handler; any other method is answered UNIMPLEMENTED. */
     private readonly methods: ReadonlyMap<string, (stream: ServerStream) => void>,
-    /** File mode of the socket (Istio's sockets are shared with Envoy's user). */
-    private readonly mode = 0o666,
+    private readonly options: GrpcUnixServerOptions,
   ) {}
 
+  /**
+   * Makes the socket path usable: a socket file nobody listens on (left by a crash) is removed,
+   * as grpc servers and listen() never do; anything else there, or a live listener, is an error
+   * rather than something to delete.
+   */
+  private async clearPath(): Promise<void> {
+    const { path } = this;
+    const fail = (why: string): Error => new Error(`cannot serve ${this.options.name} on ${path}: ${why}`);
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw fail(`a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
+    mkdirSync(dirname(path), { recursive: true });
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return;
+    }
+    if (!st.isSocket()) throw fail('the path exists and is not a socket');
+    const live = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(path);
+      const done = (v: boolean): void => {
+        sock.destroy();
+        resolve(v);
+      };
+      sock.once('connect', () => done(true));
+      sock.once('error', () => done(false));
+      sock.setTimeout(1000, () => done(false));
+    });
+    if (live) throw fail(`another ${this.options.name} server is listening there${this.options.liveSocketNote ? ` (${this.options.liveSocketNote})` : ''}`);
+    this.options.log?.(`removing stale ${this.options.name} socket ${path}`);
+    rmSync(path, { force: true });
+  }
+
   async start(): Promise<void> {
-    mkdirSync(dirname(this.path), { recursive: true });
-    rmSync(this.path, { force: true }); // a stale socket file would make listen fail
+    await this.clearPath();
     const server = http2.createServer({ settings: { enablePush: false }, maxSessionMemory: 64 });
     server.on('session', (session) => {
       this.sessions.add(session);
       // a hung Envoy (stopped, not dead) would otherwise keep its stream, and istiod's, forever
-      const keepalive = setInterval(() => {
-        const timer = setTimeout(() => session.destroy(), KEEPALIVE_TIMEOUT_MS).unref();
-        try {
-          session.ping(() => clearTimeout(timer));
-        } catch {
-          clearTimeout(timer); // the session is closing
-        }
-      }, KEEPALIVE_INTERVAL_MS).unref();
-      session.on('close', () => {
-        clearInterval(keepalive);
-        this.sessions.delete(session);
-      });
+      keepSessionAlive(session, ISTIO_KEEPALIVE);
+      session.on('close', () => this.sessions.delete(session));
       session.on('error', () => undefined); // the stream's own events report it
     });
     server.on('stream', (stream, headers) => this.accept(stream, headers));
@@ -174,7 +206,7 @@ export class GrpcUnixServer {
         resolve();
       });
     });
-    chmodSync(this.path, this.mode);
+    chmodSync(this.path, this.options.mode ?? 0o666);
     this.server = server;
   }
 

@@ -16,9 +16,6 @@
 // generation it last sent per name and never sends an older one.
 
 import { randomUUID } from 'node:crypto';
-import { lstatSync, mkdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { dirname } from 'node:path';
 import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
 import { Status, statusName } from '../grpc/status.js';
 import type { Lookup, SecretItem } from '../security/secret-manager.js';
@@ -85,33 +82,6 @@ function toMessage(item: SecretItem, name: string): SecretMessage | undefined {
   return undefined;
 }
 
-/** A unix socket path: at most 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
-
-/** Removes a socket file nobody listens on; refuses to remove other files or a live socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new Error(`cannot serve SDS on ${path}: the path exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const sock = net.connect(path);
-    const done = (v: boolean): void => {
-      sock.destroy();
-      resolve(v);
-    };
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-    sock.setTimeout(1000, () => done(false));
-  });
-  if (live) throw new Error(`cannot serve SDS on ${path}: another SDS server is listening there (external SDS providers are not supported)`);
-  log.info(`removing stale SDS socket ${path}`);
-  rmSync(path, { force: true });
-}
-
 export class SdsServer {
   private server: GrpcUnixServer | undefined;
   private readonly streams = new Map<number, Stream>();
@@ -128,9 +98,6 @@ export class SdsServer {
 
   async start(): Promise<void> {
     const path = this.options.socketPath;
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`cannot serve SDS on ${path}: a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
-    mkdirSync(dirname(path), { recursive: true });
-    await removeStaleSocket(path);
     // DeltaSecrets and FetchSecrets answer UNIMPLEMENTED with Istio's messages
     const unimplemented = (name: string) => (stream: ServerStream) => stream.finish({ code: Status.UNIMPLEMENTED, details: `${name} not implemented` });
     const server = new GrpcUnixServer(
@@ -140,12 +107,9 @@ export class SdsServer {
         [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
         [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
       ]),
+      { name: 'SDS', liveSocketNote: 'external SDS providers are not supported', log: (m) => log.info(m) },
     );
-    try {
-      await server.start();
-    } catch (err) {
-      throw new Error(`cannot serve SDS on ${path}: ${(err as Error).message}`, { cause: err });
-    }
+    await server.start();
     this.server = server;
     this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
     log.info(`Starting SDS server for workload certificates, will listen on "${path}"`);

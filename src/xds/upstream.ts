@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { splitHostPort } from '../config/validate-proxy-config.js';
 import { openClientStream, type ClientStream, type ClientStreamHandlers, type GrpcTarget } from '../grpc/client.js';
+import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 
 export interface ClientCertificate {
   readonly privateKey: Buffer;
@@ -32,7 +33,7 @@ export interface UpstreamOptions {
   readonly clusterId: string;
   readonly headers: Readonly<Record<string, string>>;
   /** HTTP/2 keepalive pings; Istio's 30 s interval and 10 s timeout when absent. */
-  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  readonly keepalive?: KeepaliveOptions;
 }
 
 /**
@@ -42,8 +43,6 @@ export interface UpstreamOptions {
  */
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
-/** Istio's keepalive toward istiod: a ping every 30 s, the connection dropped after 10 s without answer. */
-const KEEPALIVE = { intervalMs: 30_000, timeoutMs: 10_000 };
 
 /**
  * Opens one ADS stream to istiod on a connection of its own: the token file is re-read, a rotated
@@ -65,7 +64,7 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
   };
   return openClientStream(target, method, handlers, {
     metadata,
-    keepalive: opts.keepalive ?? KEEPALIVE,
+    keepalive: opts.keepalive ?? ISTIO_KEEPALIVE,
     streamWindowBytes: STREAM_WINDOW_BYTES,
     sessionWindowBytes: SESSION_WINDOW_BYTES,
     peerName: 'istiod',

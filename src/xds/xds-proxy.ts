@@ -410,6 +410,7 @@ export class XdsProxy {
         [SOTW.method, (stream: ServerStream) => this.accept(stream, SOTW)],
         [DELTA.method, (stream: ServerStream) => this.accept(stream, DELTA)],
       ]),
+      { name: 'xDS', log: (m) => log.info(m) },
     );
     await server.start();
     this.server = server;

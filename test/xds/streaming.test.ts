@@ -4,7 +4,8 @@
 // is a bare node:http2 server the test scripts frame by frame, so partial sends can be observed.
 
 import * as grpc from '@grpc/grpc-js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -353,6 +354,28 @@ describe('streaming through the proxy', () => {
     const st = await grpcStatusOf(socketPath);
     expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(st.details).toBe('token rejected: ü%');
+  });
+
+  it('takes over a stale XDS socket left by a crash, but never deletes another file or a live socket', async () => {
+    const { socketPath } = await startProxy();
+    // live: the first proxy still listens there
+    const second = new XdsProxy({ socketPath, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {} } });
+    await expect(second.start()).rejects.toThrow(`cannot serve xDS on ${socketPath}: another xDS server is listening there`);
+    const file = join(dir, 'not-a-socket');
+    writeFileSync(file, 'keep me');
+    const third = new XdsProxy({ socketPath: file, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {} } });
+    await expect(third.start()).rejects.toThrow('the path exists and is not a socket');
+    // stale: a process that listened there was killed, leaving the socket file
+    const stale = join(dir, 'XDS-stale');
+    const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(lstatSync(stale).isSocket()).toBe(true);
+    const fourth = new XdsProxy({ socketPath: stale, upstream: { address: `127.0.0.1:${istiodPort}`, clusterId: 'Kubernetes', headers: {} } });
+    await fourth.start();
+    expect((await grpcStatusOf(stale, '/not.a/Method')).code).toBe(grpc.status.UNIMPLEMENTED); // served by the new proxy
+    await fourth.close();
   });
 
   it('answers UNIMPLEMENTED for any method but the two ADS ones', async () => {

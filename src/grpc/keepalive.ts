@@ -1,0 +1,34 @@
+// HTTP/2 keepalive for the agent's gRPC connections, both ends: a PING every interval, and the
+// connection dropped when one is not answered in time, so that a hung peer (stopped, not dead, or
+// behind a black-holed route) does not keep its streams open forever.
+
+import type http2 from 'node:http2';
+
+export interface KeepaliveOptions {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+}
+
+/** Istio's gRPC keepalive (pkg/keepalive defaults): a ping every 30 s, 10 s to answer. */
+export const ISTIO_KEEPALIVE: KeepaliveOptions = Object.freeze({ intervalMs: 30_000, timeoutMs: 10_000 });
+
+/**
+ * Pings `session` until it closes; `onTimeout` runs (then the session is destroyed) when a ping
+ * goes unanswered. Returns a function that stops the pings.
+ */
+export function keepSessionAlive(session: http2.Http2Session, opts: KeepaliveOptions, onTimeout: (reason: string) => void = () => undefined): () => void {
+  const interval = setInterval(() => {
+    const timer = setTimeout(() => {
+      onTimeout(`keepalive ping not answered within ${opts.timeoutMs} ms`);
+      session.destroy();
+    }, opts.timeoutMs).unref();
+    try {
+      session.ping(() => clearTimeout(timer));
+    } catch {
+      clearTimeout(timer); // the session is closing
+    }
+  }, opts.intervalMs).unref();
+  const stop = (): void => clearInterval(interval);
+  session.once('close', stop);
+  return stop;
+}
