@@ -1,5 +1,19 @@
 #!/usr/bin/env node
 // Thin launcher: the compiled CLI lives in dist/ (run `npm run build` once after cloning).
-import { main } from '../dist/cli/main.js';
-
-main(process.argv);
+// A SIGTERM or SIGINT that arrives while the CLI loads is held for it, so that a pod stopped at
+// that moment ends cleanly instead of dying by signal mid-load; the CLI releases the hold once its
+// own handlers are in place (or at once for commands that keep the default action).
+const early = {
+  signals: [],
+  release() {
+    process.off('SIGTERM', hold);
+    process.off('SIGINT', hold);
+  },
+};
+function hold(signal) {
+  early.signals.push(signal);
+}
+process.on('SIGTERM', hold);
+process.on('SIGINT', hold);
+const { main } = await import('../dist/cli/main.js');
+main(process.argv, early);

@@ -3,8 +3,15 @@
 // xDS proxy (with the Wasm cache behind its ECDS interceptor) -> gRPC bootstrap -> Envoy
 // bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
+//
+// Lifecycle: new -> starting -> running -> stopping -> stopped. Every way down (a requested stop,
+// Envoy exiting by itself, a failed start-up, the process's own fatal error) goes through one
+// shutdown, run once: Envoy is never left running behind the agent, and one component failing to
+// close does not keep the others open. A stop requested during start-up takes effect at the next
+// step, so no component starts after it.
 
 import { rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeEnvoyBootstrap } from '../bootstrap/envoy-bootstrap.js';
 import { writeGrpcBootstrap } from '../bootstrap/grpc-bootstrap.js';
 import type { AgentConfig } from '../config/load.js';
@@ -17,6 +24,7 @@ import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
+import { lazy } from '../util/lazy.js';
 import { logger } from '../util/logger.js';
 import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
@@ -24,6 +32,16 @@ import { upstreamOptionsFrom } from '../xds/upstream.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
 const log = logger('default');
+
+/** Thrown inside start-up when a stop was requested meanwhile: not a failure. */
+class StartAborted extends Error {
+  readonly code = 'AGENT_START_ABORTED';
+}
+
+/** How long the drain may take when the agent stops because of its own failure. */
+const FAILURE_DRAIN_MS = 3000;
+
+type AgentPhase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 export interface AgentDeps {
   /** Environment handed to Envoy (Istio passes the agent's own). */
@@ -41,7 +59,10 @@ export class Agent {
   private wasm: WasmRuntime | undefined;
   private dnsServer: LocalDnsServer | undefined;
   private bootstrapToRemove: string | undefined;
-  private stopping = false;
+  private phase: AgentPhase = 'new';
+  private stopRequested = false;
+  private startup: Promise<void> | undefined;
+  private shuttingDown: Promise<void> | undefined;
   private resolveDone!: (code: number) => void;
   /** Exit code for the process: 0 after a requested stop, Envoy's status when it ended by itself. */
   readonly done: Promise<number> = new Promise((r) => (this.resolveDone = r));
@@ -61,15 +82,28 @@ export class Agent {
     return this.secretManager;
   }
 
-  /** Starts every component in order; on failure, stops those already started and rethrows. */
+  /**
+   * Starts every component in order. On failure, stops what started (Envoy included) and rethrows.
+   * When a stop is requested meanwhile, resolves once start-up has stopped at the next step.
+   */
   async start(): Promise<void> {
+    if (this.phase !== 'new') throw new Error(`the agent was already started (${this.phase})`);
+    this.phase = 'starting';
+    this.startup = this.startComponents();
     try {
-      await this.startComponents();
+      await this.startup;
     } catch (err) {
-      await this.stopComponents();
-      this.cleanup();
+      if (err instanceof StartAborted) return; // stop() shuts down what started
+      log.error(`start-up failed: ${(err as Error).message}`);
+      await this.shutdown({ maxDrainMs: 0 });
       throw err;
     }
+    if (this.phase === 'starting') this.phase = 'running';
+  }
+
+  /** Between start-up steps: ends start-up when a stop was requested or Envoy already exited. */
+  private checkpoint(): void {
+    if (this.stopRequested || this.shuttingDown) throw new StartAborted('stop requested during start-up');
   }
 
   private async startComponents(): Promise<void> {
@@ -96,11 +130,14 @@ export class Agent {
       const sds = new SdsServer({ socketPath: config.paths.sdsSocket, secrets });
       this.sdsServer = sds;
       await sds.start();
+      this.checkpoint();
     }
     // before the xDS proxy: it subscribes the name table on Envoy's first LDS request
     if (dnsServerEnabled(config)) {
       const { LocalDnsServer } = await import('../dns/server.js');
+      this.checkpoint();
       this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
+      this.checkpoint();
     }
     // The workload certificate is presented to istiod for mounted certificates (Istio's rule) and,
     // once issued, when istiod is the CA: istiod asks for client certificates and checks them
@@ -109,7 +146,7 @@ export class Agent {
     // then refuse the connection.
     const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
     const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
-    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert) });
+    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert), maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
     // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
@@ -118,12 +155,21 @@ export class Agent {
       intercept: async (message, ctx) => (await this.wasmRuntime()).interceptor.intercept(message, ctx),
     });
     await xds.start();
+    this.checkpoint();
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
     if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
-    else await this.startEnvoy();
-    this.statusServer = status;
+    else {
+      await this.startEnvoy();
+      this.checkpoint();
+    }
     await status.start();
+    if (this.stopRequested || this.shuttingDown) {
+      // the shutdown that began meanwhile did not know this server yet
+      await status.close();
+      this.checkpoint();
+    }
+    this.statusServer = status;
   }
 
   private async startEnvoy(): Promise<void> {
@@ -157,25 +203,25 @@ export class Agent {
       }),
     });
     this.envoy = envoy;
-    await envoy.start();
+    // registered before the spawn: an Envoy that dies at once still takes the agent down with it
     void envoy.exited.then(async (exit) => {
       if (!exit.requested) {
         if (exit.code === 0) log.info('Envoy exited normally');
         else log.error(`Envoy exited with error: ${exit.signal ? `signal: ${exit.signal}` : `exit status ${exit.code}`}`);
         if (exit.signal === 'SIGKILL') log.warn('Envoy may have been out of memory killed. Check memory usage and limits.');
       }
-      await this.stopComponents();
-      this.cleanup();
+      await this.shutdown();
       this.resolveDone(exitCodeFor(exit));
     });
+    await envoy.start();
   }
 
-  private wasmLoading: Promise<WasmRuntime> | undefined;
-
-  private wasmRuntime(): Promise<WasmRuntime> {
-    this.wasmLoading ??= import('../wasm/index.js').then((m) => (this.wasm = m.createWasmRuntime(this.config)));
-    return this.wasmLoading;
-  }
+  /** Loaded with the first ECDS push; a failed load is retried by the next push. */
+  private readonly wasmRuntime = lazy(async (): Promise<WasmRuntime> => {
+    const { createWasmRuntime } = await import('../wasm/index.js');
+    this.wasm = createWasmRuntime(this.config);
+    return this.wasm;
+  });
 
   /** /quitquitquit on the status port: stop at once, without draining (as Istio). */
   async quitNow(): Promise<void> {
@@ -189,52 +235,97 @@ export class Agent {
   }
 
   /**
-   * Graceful stop. A second call while the first is draining stops Envoy at once.
+   * Graceful stop (SIGTERM/SIGINT). A second call while the first is draining stops Envoy at once.
+   * During start-up: start-up ends at its next step, then what started is stopped.
    */
   async stop(): Promise<void> {
-    if (this.stopping) {
+    if (this.stopRequested) {
       log.warn('Termination requested again: stopping at once');
-      if (this.envoy) await this.envoy.terminate();
+      await this.envoy?.terminate();
       return;
     }
-    this.stopping = true;
-    await this.statusServer?.close();
-    if (this.envoy) {
-      // the exit handler registered in start() stops the other components and settles `done`
-      await this.envoy.terminate();
-      log.info('Agent has successfully terminated');
-    } else {
-      await this.stopComponents();
-      this.cleanup();
-      this.resolveDone(0);
+    this.stopRequested = true;
+    if (this.phase === 'starting') await this.startup?.catch(() => undefined);
+    await this.shutdown();
+    if (this.envoy) log.info('Agent has successfully terminated');
+    this.resolveDone(0);
+  }
+
+  /**
+   * The process's last-resort path (an uncaught exception or unhandled rejection): stop Envoy,
+   * draining only briefly, close and remove what must not outlive the process. Never rejects.
+   */
+  async abort(): Promise<void> {
+    this.stopRequested = true;
+    // start-up stops at its next step; it must not spawn Envoy behind the shutdown
+    if (this.phase === 'starting') await Promise.race([this.startup?.catch(() => undefined), sleep(FAILURE_DRAIN_MS)]);
+    // a graceful shutdown already under way may be in a long drain: it gets FAILURE_DRAIN_MS more,
+    // then a second terminate() stops Envoy at once
+    const envoy = this.envoy;
+    const cut = this.shuttingDown ? setTimeout(() => void envoy?.terminate(), FAILURE_DRAIN_MS) : undefined;
+    try {
+      await this.shutdown({ maxDrainMs: FAILURE_DRAIN_MS });
+    } finally {
+      clearTimeout(cut);
     }
   }
 
-  /** Stops the non-Envoy components in reverse start order. Idempotent. */
+  /** Synchronous last resort, for the process 'exit' handler: Envoy must not outlive the agent. */
+  killEnvoyNow(): void {
+    this.envoy?.killNow();
+  }
+
+  /** Stops everything, once: status server, Envoy, then the other components in reverse start order. */
+  private shutdown(envoyStop: { maxDrainMs?: number } = {}): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.phase = 'stopping';
+      await closeSafely('status server', () => this.statusServer?.close());
+      const envoy = this.envoy;
+      if (envoy && envoy.state !== 'exited') await closeSafely('Envoy', () => envoy.terminate(envoyStop));
+      await this.stopComponents();
+      this.cleanup();
+      this.phase = 'stopped';
+    })();
+    return this.shuttingDown;
+  }
+
+  /** Stops the non-Envoy components in reverse start order; one failing does not skip the others. */
   private async stopComponents(): Promise<void> {
-    await this.statusServer?.close();
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
-    await xds?.close();
-    const wasm = this.wasmLoading;
-    this.wasmLoading = undefined;
+    await closeSafely('xDS proxy', () => xds?.close());
+    const wasm = this.wasm;
     this.wasm = undefined;
-    await (await wasm)?.close();
+    await closeSafely('Wasm cache', () => wasm?.close());
     const dns = this.dnsServer;
     this.dnsServer = undefined;
-    await dns?.close();
+    await closeSafely('DNS proxy', () => dns?.close());
     const sds = this.sdsServer;
     this.sdsServer = undefined;
-    await sds?.close();
+    await closeSafely('SDS server', () => sds?.close());
     const secrets = this.secretManager;
     this.secretManager = undefined;
-    await secrets?.close();
+    await closeSafely('secret manager', () => secrets?.close());
   }
 
   private cleanup(): void {
     if (this.bootstrapToRemove) {
-      rmSync(this.bootstrapToRemove, { force: true });
+      const path = this.bootstrapToRemove;
       this.bootstrapToRemove = undefined;
+      try {
+        rmSync(path, { force: true });
+      } catch (err) {
+        log.error(`cannot remove the Envoy bootstrap ${path}: ${(err as Error).message}`);
+      }
     }
+  }
+}
+
+/** Runs one component's close; a failure is logged and does not stop the rest of the shutdown. */
+async function closeSafely(what: string, close: () => Promise<unknown> | undefined): Promise<void> {
+  try {
+    await close();
+  } catch (err) {
+    log.error(`stopping the ${what} failed: ${(err as Error).stack ?? String(err)}`);
   }
 }

@@ -72,7 +72,54 @@ function printFlags(cmd: Command): void {
   }
 }
 
+/** How long the emergency stop after a fatal error may take before Envoy is killed outright. */
+const FATAL_STOP_MS = 15_000;
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
 async function runProxy(type: string | undefined, cmd: Command): Promise<number> {
+  // Process-wide, before anything starts: whatever happens from here on, Envoy must not outlive
+  // the agent, and the agent must not go on in a state nobody planned for.
+  const running: { agent?: import('../agent/agent.js').Agent } = {};
+  let fatal = false;
+  const onFatal = (origin: string, err: unknown): void => {
+    if (fatal) {
+      log.error(`${origin} during the emergency stop: ${describeError(err)}`);
+      return;
+    }
+    fatal = true;
+    log.error(`${origin}: ${describeError(err)}`);
+    log.error('the agent cannot continue in an unknown state: stopping Envoy and exiting');
+    setTimeout(() => {
+      log.error(`emergency stop still running after ${FATAL_STOP_MS} ms: killing Envoy`);
+      process.exit(1); // the 'exit' handler kills Envoy
+    }, FATAL_STOP_MS);
+    void (running.agent?.abort() ?? Promise.resolve()).then(
+      () => process.exit(1),
+      (abortErr: unknown) => {
+        log.error(`emergency stop: ${describeError(abortErr)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('uncaughtException', (err) => onFatal('uncaught exception', err));
+  process.on('unhandledRejection', (reason) => onFatal('unhandled promise rejection', reason));
+  // the last word on every way out (process.exit included): no Envoy left behind
+  process.on('exit', () => running.agent?.killEnvoyNow());
+  let stopBeforeStart = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    log.info(`Received ${sig}, starting graceful termination`);
+    if (running.agent) void running.agent.stop();
+    else stopBeforeStart = true;
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  // a signal that arrived between the launcher and here was held for us
+  for (const sig of earlySignals.signals) onSignal(sig);
+  earlySignals.release();
+
   const { operands, unknown } = splitUnknown(cmd.args);
   warnUnknown(unknown);
   printFlags(cmd);
@@ -84,14 +131,13 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   for (const w of config.warnings) log.warn(w);
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
   log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
+  if (stopBeforeStart) {
+    log.info('Stopped before start-up: nothing was started');
+    return 0;
+  }
 
   const agent = new Agent(config, { processEnv: process.env, logAsJson: cmd.optsWithGlobals<GlobalOpts>().log_as_json });
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log.info(`Received ${sig}, starting graceful termination`);
-    void agent.stop();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  running.agent = agent;
   await agent.start();
   return agent.done;
 }
@@ -168,7 +214,35 @@ export function buildProgram(): Command {
   return program;
 }
 
-export function main(argv: string[]): void {
+/** SIGTERM/SIGINT held by bin/pilot-agent.js while the CLI loads. */
+export interface EarlySignals {
+  readonly signals: readonly NodeJS.Signals[];
+  /** Stops holding: the signals' own handlers (or their default action) apply from then on. */
+  release(): void;
+}
+
+const NO_EARLY_SIGNALS: EarlySignals = { signals: [], release: () => undefined };
+let earlySignals = NO_EARLY_SIGNALS;
+
+/**
+ * Runs the CLI. A signal held while it loaded: `proxy` stops before starting anything (exit 0);
+ * other commands die by the signal, as they would have without the launcher.
+ */
+export function main(argv: string[], early: EarlySignals = NO_EARLY_SIGNALS): void {
+  const isProxy = argv.slice(2).includes('proxy');
+  const first = early.signals[0];
+  if (first) {
+    early.release();
+    if (isProxy) {
+      log.info(`Received ${first} before start-up: nothing was started`);
+      process.exit(0);
+    }
+    process.kill(process.pid, first);
+    return;
+  }
+  // `proxy` takes the hold over once its handlers are installed; the others keep Node's default
+  if (isProxy) earlySignals = early;
+  else early.release();
   buildProgram()
     .parseAsync(argv)
     .then(

@@ -115,6 +115,9 @@ export const ENV = {
   HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED: def('HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED', true, bool, 'Strip URI fragments from request paths (Envoy runtime flag).'),
   PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, 'Receive dynamic ProxyConfig updates over xDS.'),
 
+  // xDS proxy
+  ISTIO_GPRC_MAXRECVMSGSIZE: def('ISTIO_GPRC_MAXRECVMSGSIZE', 64 * 1024 * 1024, int(1024), "Largest request message accepted from Envoy on the xDS socket, in bytes (Istio's default is gRPC's 4 MiB; 64 MiB here)."),
+
   // DNS proxy
   ISTIO_META_DNS_CAPTURE: def('ISTIO_META_DNS_CAPTURE', false, bool, 'Serve DNS on DNS_PROXY_ADDR for captured port-53 traffic.'),
   ISTIO_META_ENABLE_DNS_SERVER: def('ISTIO_META_ENABLE_DNS_SERVER', false, bool, 'Serve DNS on DNS_PROXY_ADDR without capture (gateways).'),

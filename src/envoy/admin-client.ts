@@ -1,9 +1,10 @@
 // The few Envoy admin calls the agent makes: drain, active-connection count, stats.
 
+import { lazy } from '../util/lazy.js';
+
 // undici is imported on first use: loading it costs ~100 ms, and the agent must reach "Envoy
 // spawned" first (bench `startup`); admin calls only start after that.
-let undici: Promise<typeof import('undici')> | undefined;
-const loadUndici = (): Promise<typeof import('undici')> => (undici ??= import('undici'));
+const loadUndici = lazy(() => import('undici'));
 
 export class EnvoyAdminError extends Error {
   readonly code = 'ENVOY_ADMIN';

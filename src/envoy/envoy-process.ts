@@ -61,6 +61,8 @@ export class EnvoyProcess {
   private child: ChildProcess | undefined;
   private drained = false;
   private stopRequested = false;
+  /** Set while the child is being spawned: a stop requested meanwhile waits for it. */
+  private spawning: Promise<void> | undefined;
   private readonly stopNow = new AbortController();
   private resolveExit!: (e: EnvoyExit) => void;
   /** Settles once Envoy has exited, whatever the reason. */
@@ -83,7 +85,17 @@ export class EnvoyProcess {
 
   /** Spawns Envoy. Rejects with a clear EnvoyStartError when the binary is missing or not executable. */
   async start(): Promise<void> {
-    if (this.stateValue !== 'initial') throw new EnvoyStartError(`envoy already started (state ${this.stateValue})`);
+    if (this.stateValue !== 'initial' || this.spawning) throw new EnvoyStartError(`envoy already started (state ${this.stateValue})`);
+    const spawning = this.spawn();
+    this.spawning = spawning;
+    try {
+      await spawning;
+    } finally {
+      this.spawning = undefined;
+    }
+  }
+
+  private async spawn(): Promise<void> {
     const bin = this.opts.binaryPath;
     try {
       if (!statSync(bin).isFile()) throw new Error('not a regular file');
@@ -96,11 +108,14 @@ export class EnvoyProcess {
     log.info(`Envoy command: [${this.opts.args.join(' ')}]`);
     const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true });
     this.child = child;
+    // after the spawn, an 'error' (a failed signal) must be logged, never thrown
+    child.on('error', (err) => log.warn(`envoy process: ${err.message}`));
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', (err) => reject(new EnvoyStartError(`failed to start envoy ${bin}: ${err.message}`, { cause: err })));
     });
     this.transition('running');
+    log.info(`Envoy started (pid ${child.pid})`);
     child.once('exit', (code, signal) => {
       this.transition('exited');
       this.stopNow.abort();
@@ -130,9 +145,16 @@ export class EnvoyProcess {
   /**
    * Graceful stop (SIGTERM/SIGINT): drain through the admin API, wait terminationDrainDuration (or,
    * with EXIT_ON_ZERO_ACTIVE_CONNECTIONS, MINIMUM_DRAIN_DURATION then until no inbound connection is
-   * left), then stop Envoy. Called again while draining, it stops Envoy at once.
+   * left), then stop Envoy. Called again while draining, it stops Envoy at once. `maxDrainMs` bounds
+   * the drain (0: none), for stops that cannot wait the configured period (start-up failure, the
+   * agent's own fatal error). Safe in every state, including while Envoy is being spawned.
    */
-  async terminate(): Promise<EnvoyExit> {
+  async terminate(opts: { maxDrainMs?: number } = {}): Promise<EnvoyExit> {
+    if (this.spawning) {
+      // a stop while Envoy is being spawned: let the spawn finish (or fail), then stop what ran
+      this.stopRequested = true;
+      await this.spawning.catch(() => undefined);
+    }
     if (this.stateValue === 'exited' || this.stateValue === 'initial') {
       if (this.stateValue === 'initial') {
         this.transition('exited');
@@ -148,16 +170,18 @@ export class EnvoyProcess {
     }
     this.stopRequested = true;
     this.transition('draining');
-    if (this.drained) {
+    if (this.drained || opts.maxDrainMs === 0) {
       log.info('Agent already drained, exiting immediately');
     } else {
       log.info('Agent draining Proxy for termination');
+      const bound = opts.maxDrainMs === undefined ? undefined : AbortSignal.timeout(opts.maxDrainMs);
+      const signal = bound ? AbortSignal.any([this.stopNow.signal, bound]) : this.stopNow.signal;
       try {
-        await this.opts.admin.drainListeners(this.opts.inboundOnly, false, this.stopNow.signal);
+        await this.opts.admin.drainListeners(this.opts.inboundOnly, false, signal);
       } catch (err) {
         log.warn(`Error in invoking drain listeners endpoint: ${(err as Error).message}`);
       }
-      await this.waitDrain();
+      await this.waitDrain(signal);
     }
     if ((this.state as EnvoyState) === 'exited') {
       log.info('Graceful termination logic ended prematurely, envoy process terminated early');
@@ -174,8 +198,15 @@ export class EnvoyProcess {
     return exit;
   }
 
-  private async waitDrain(): Promise<void> {
-    const signal = this.stopNow.signal;
+  /**
+   * Last resort when the agent itself is going down: SIGKILL Envoy's process group, synchronously
+   * (usable from a process 'exit' handler, where nothing asynchronous runs any more).
+   */
+  killNow(): void {
+    this.kill('SIGKILL');
+  }
+
+  private async waitDrain(signal: AbortSignal): Promise<void> {
     try {
       if (!this.opts.exitOnZeroActiveConnections) {
         log.info(`Graceful termination period is ${this.opts.terminationDrainMs / 1000}s, starting...`);

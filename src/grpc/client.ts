@@ -10,6 +10,7 @@ import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
+import { whileOpen } from './guard.js';
 import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 
@@ -28,8 +29,14 @@ export interface GrpcTarget {
 export interface ClientCallOptions {
   /** Request metadata (lower-case names). */
   readonly metadata?: Readonly<Record<string, string>>;
-  /** HTTP/2 keepalive pings; none when absent. */
+  /** HTTP/2 keepalive pings once connected; none when absent. */
   readonly keepalive?: KeepaliveOptions;
+  /**
+   * Bound on reaching the server: TCP connect, TLS handshake and the server's HTTP/2 SETTINGS
+   * (default 20 s, grpc-go's connect deadline). A peer that accepts and then says nothing fails
+   * the call with UNAVAILABLE instead of holding it forever.
+   */
+  readonly connectTimeoutMs?: number;
   /** Per-stream receive window (bounds what the server can have in flight toward us). */
   readonly streamWindowBytes?: number;
   readonly sessionWindowBytes?: number;
@@ -44,6 +51,8 @@ export interface ClientCallOptions {
 }
 
 export interface ClientStreamHandlers {
+  /** The server was reached (its HTTP/2 SETTINGS arrived). */
+  onConnected?(): void;
   /** A chunk of the response body (gRPC frames, possibly cut anywhere). */
   onData(chunk: Buffer): void;
   /** The call ended; `connected` is false when the server was never reached. Called once. */
@@ -73,6 +82,9 @@ export class GrpcCallError extends Error {
 }
 
 const MAX_UNARY_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** grpc-go's minimum connect deadline, which istiod's clients and Istio's agent inherit. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 
 /** Larger DATA frames from the server mean fewer, larger chunks to handle. */
 const MAX_FRAME_BYTES = 1024 * 1024;
@@ -113,14 +125,28 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     session = http2.connect(`http://${target.address}`, { settings });
   }
   session.on('error', (err: Error) => (transportFailure ??= err.message));
+  // Every session callback below may run after the call was closed and the session destroyed
+  // (Node queues 'connect' before it knows): each goes through whileOpen.
   if (opts.sessionWindowBytes) {
     const bytes = opts.sessionWindowBytes;
-    session.once('connect', () => session.setLocalWindowSize(bytes));
+    session.once('connect', () => whileOpen(session, () => session.setLocalWindowSize(bytes)));
   }
+  const connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const connectTimer = setTimeout(() => {
+    transportFailure ??= `no connection to ${peer} (${target.address}) within ${connectTimeoutMs} ms: TCP connect, TLS handshake and HTTP/2 settings did not complete`;
+    end({ code: Status.UNAVAILABLE, details: transportFailure });
+  }, connectTimeoutMs);
+  timers.push(connectTimer);
   // the server is reached when its HTTP/2 SETTINGS arrive (a TCP or TLS connection is not enough)
-  session.once('remoteSettings', () => (connected = true));
+  session.once('remoteSettings', () => {
+    if (ended) return;
+    connected = true;
+    clearTimeout(connectTimer);
+    handlers.onConnected?.();
+    // keepalive from here on: before, the connect deadline is what bounds a silent peer
+    if (opts.keepalive) keepSessionAlive(session, opts.keepalive, (reason) => (transportFailure ??= reason));
+  });
   session.on('goaway', (code: number) => (transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code})`));
-  if (opts.keepalive) keepSessionAlive(session, opts.keepalive, (reason) => (transportFailure ??= reason));
 
   const headers: http2.OutgoingHttpHeaders = {
     ':method': 'POST',
@@ -137,7 +163,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
         end({ code: Status.DEADLINE_EXCEEDED, details: `no answer from ${peer} within ${opts.timeoutMs} ms` });
       }, opts.timeoutMs),
     );
@@ -145,7 +171,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.signal) {
     const signal = opts.signal;
     const onAbort = (): void => {
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+      whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       end({ code: Status.CANCELLED, details: 'call cancelled' });
     };
     if (signal.aborted) queueMicrotask(onAbort);
@@ -197,7 +223,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       if (ended) return;
       ended = true;
       for (const timer of timers) clearTimeout(timer);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+      whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       session.destroy();
     },
   };

@@ -7,11 +7,19 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
+import { whileOpen } from './guard.js';
 import { ISTIO_KEEPALIVE, keepSessionAlive } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * Largest request message taken from a client by default. Istio's agent uses gRPC's 4 MiB
+ * (ISTIO_GPRC_MAXRECVMSGSIZE); a subscription naming tens of thousands of resources comes close to
+ * that, so the default here is larger, and still a bound on what a client can make us hold.
+ */
+export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 
 export type StreamEnd = 'end' | 'cancel' | 'error';
 
@@ -34,19 +42,45 @@ export class ServerStream {
     private readonly stream: http2.ServerHttp2Stream,
     /** The full method path, e.g. /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources. */
     readonly method: string,
+    private readonly maxRequestBytes: number = DEFAULT_MAX_REQUEST_BYTES,
   ) {}
 
   /** Starts delivering the client's requests and stream events. */
   attach(handlers: ServerStreamHandlers): void {
     this.handlers = handlers;
     const s = this.stream;
-    const deframer = new GrpcDeframer(
-      wholeMessages((message, compressed) => {
-        if (compressed) this.gone('error', 'the client sent a compressed request; compression is not negotiated here');
-        else if (!this.finished && !this.clientGone) handlers.onRequest(message);
-      }),
-    );
-    s.on('data', (chunk: Buffer) => deframer.push(chunk));
+    let refused = false;
+    const whole = wholeMessages((message, compressed) => {
+      if (compressed) this.gone('error', 'the client sent a compressed request; compression is not negotiated here');
+      else if (!this.finished && !this.clientGone) handlers.onRequest(message);
+    });
+    const deframer = new GrpcDeframer({
+      messageStart: (length, compressed) => {
+        // judged on the declared length, before a byte of it is held
+        if (length > this.maxRequestBytes) {
+          refused = true;
+          const reason = `request message of ${length} bytes exceeds the ${this.maxRequestBytes}-byte limit`;
+          // the status is set before the handler hears of it, so that however it ends the stream,
+          // the client is told why
+          this.pendingStatus = { code: Status.RESOURCE_EXHAUSTED, details: reason };
+          this.gone('error', reason);
+          this.finish();
+          // RST_STREAM after the status: the client must stop sending the rest
+          whileOpen(s, () => s.close(http2.constants.NGHTTP2_NO_ERROR));
+          return;
+        }
+        whole.messageStart(length, compressed);
+      },
+      messageData: (piece) => {
+        if (!refused) whole.messageData(piece);
+      },
+      messageEnd: () => {
+        if (!refused) whole.messageEnd();
+      },
+    });
+    s.on('data', (chunk: Buffer) => {
+      if (!refused) deframer.push(chunk);
+    });
     s.on('end', () => this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'the client half-closed the stream'));
     s.on('aborted', () => this.gone('cancel', 'the client cancelled the stream'));
     s.on('error', (err: Error) => this.gone('error', err.message));
@@ -109,7 +143,7 @@ export class ServerStream {
         s.end();
       }
     } catch {
-      s.destroy(); // the session went away meanwhile
+      s.destroy(); // the session or stream went away meanwhile
     }
   }
 
@@ -117,16 +151,17 @@ export class ServerStream {
   reset(): void {
     if (this.finished) return;
     this.finished = true;
-    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    whileOpen(this.stream, () => this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
   }
 
   private sendHeaders(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true });
-    this.stream.once('wantTrailers', () => {
+    const s = this.stream;
+    whileOpen(s, () => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true }));
+    s.once('wantTrailers', () => {
       const st = this.pendingStatus;
-      this.stream.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) });
+      whileOpen(s, () => s.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) }));
     });
   }
 }
@@ -142,6 +177,8 @@ export interface GrpcUnixServerOptions {
   /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
   readonly mode?: number;
   readonly log?: (message: string) => void;
+  /** Largest request message accepted (default DEFAULT_MAX_REQUEST_BYTES). */
+  readonly maxRequestBytes?: number;
 }
 
 /** Serves a set of methods, each a handler of streams, on a unix socket. */
@@ -199,6 +236,7 @@ export class GrpcUnixServer {
       session.on('error', () => undefined); // the stream's own events report it
     });
     server.on('stream', (stream, headers) => this.accept(stream, headers));
+    server.on('error', (err: Error) => this.options.log?.(`${this.options.name} server on ${this.path}: ${err.message}`));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.path, () => {
@@ -212,20 +250,26 @@ export class GrpcUnixServer {
 
   private accept(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', () => undefined);
-    const reject = (code: number, message: string): void => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true });
-    };
+    const reject = (code: number, message: string): void =>
+      whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true }));
     const path = String(headers[':path']);
     const handler = this.methods.get(path);
     if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
     if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
+      whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true }));
       return;
     }
     if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...this.methods.keys()].join(', ')}`);
     const encoding = headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') return reject(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
-    handler(new ServerStream(stream, path));
+    const call = new ServerStream(stream, path, this.options.maxRequestBytes);
+    try {
+      handler(call);
+    } catch (err) {
+      // one client's stream failing must not reach the process's last-resort handler
+      this.options.log?.(`${this.options.name} stream ${path} failed: ${(err as Error).stack ?? String(err)}`);
+      call.finish({ code: Status.INTERNAL, details: (err as Error).message });
+    }
   }
 
   /** Stops listening and closes every connection. Idempotent. */

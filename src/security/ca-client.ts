@@ -23,7 +23,7 @@ import { GrpcCallError, unaryCall, type GrpcTarget } from '../grpc/client.js';
 import { Status, statusName } from '../grpc/status.js';
 import type protobuf from 'protobufjs';
 import { logger } from '../util/logger.js';
-import { sleep } from './backoff.js';
+import { sleep } from '../util/backoff.js';
 import { CSR, securityMetrics } from './metrics.js';
 import type { CaClientOptions } from './options.js';
 import { CertificateError, certMatchesKey, parseCertificates, uriSans } from './pem.js';

@@ -10,6 +10,7 @@
 
 import { generateKeyPair as generateKeyPairCb, KeyObject, sign, webcrypto } from 'node:crypto';
 import { promisify } from 'node:util';
+import { lazy } from '../util/lazy.js';
 
 const generateKeyPair = promisify(generateKeyPairCb);
 
@@ -37,23 +38,17 @@ export function describeKeySpec(spec: KeySpec): string {
 type Forge = typeof import('node-forge');
 type X509 = typeof import('@peculiar/x509');
 
-let forgeModule: Promise<Forge> | undefined;
-let x509Module: Promise<X509> | undefined;
+const loadForge = lazy(async (): Promise<Forge> => {
+  const m = await import('node-forge');
+  return ((m as { default?: Forge }).default ?? m) as Forge;
+});
 
-function loadForge(): Promise<Forge> {
-  forgeModule ??= import('node-forge').then((m) => ((m as { default?: Forge }).default ?? m) as Forge);
-  return forgeModule;
-}
-
-function loadX509(): Promise<X509> {
-  x509Module ??= (async () => {
-    await import('reflect-metadata'); // @peculiar/x509's ASN.1 schemas need it loaded first
-    const x509 = await import('@peculiar/x509');
-    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-    return x509;
-  })();
-  return x509Module;
-}
+const loadX509 = lazy(async (): Promise<X509> => {
+  await import('reflect-metadata'); // @peculiar/x509's ASN.1 schemas need it loaded first
+  const x509 = await import('@peculiar/x509');
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  return x509;
+});
 
 function exportKey(key: KeyObject, spec: KeySpec): string {
   const type = spec.pkcs8 ? 'pkcs8' : spec.type === 'rsa' ? 'pkcs1' : 'sec1';

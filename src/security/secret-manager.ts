@@ -30,7 +30,7 @@ import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import type { ClientCertificate } from '../xds/upstream.js';
-import { AbortedError, Backoff, sleep } from './backoff.js';
+import { AbortedError, Backoff, sleep } from '../util/backoff.js';
 import { CaClient, validateSignedChain } from './ca-client.js';
 import { FileWatchSet } from './file-watch.js';
 import { describeKeySpec, generateKeyAndCsr } from './keys.js';

@@ -34,6 +34,8 @@ export interface UpstreamOptions {
   readonly headers: Readonly<Record<string, string>>;
   /** HTTP/2 keepalive pings; Istio's 30 s interval and 10 s timeout when absent. */
   readonly keepalive?: KeepaliveOptions;
+  /** Bound on TCP connect + TLS handshake + HTTP/2 settings (default 20 s, grpc-go's). */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -68,6 +70,7 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
     streamWindowBytes: STREAM_WINDOW_BYTES,
     sessionWindowBytes: SESSION_WINDOW_BYTES,
     peerName: 'istiod',
+    ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
   });
 }
 

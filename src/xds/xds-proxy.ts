@@ -26,6 +26,7 @@ import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
 import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
+import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
 
@@ -63,6 +64,14 @@ export interface TypeSyncState {
 export interface XdsProxyOptions {
   readonly socketPath: string;
   readonly upstream: UpstreamOptions;
+  /**
+   * Spacing of upstream dials after failures (jittered, capped; reset by a dial that reaches
+   * istiod), so that a client reconnecting in a loop cannot make the agent hammer an istiod that
+   * is down. Default: 500 ms, x1.5, +/-50 %, at most 15 s.
+   */
+  readonly dialBackoff?: BackoffOptions;
+  /** Largest request message accepted from Envoy (default 64 MiB); larger: RESOURCE_EXHAUSTED. */
+  readonly maxRequestBytes?: number;
 }
 
 const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -99,6 +108,9 @@ class ProxyConnection implements FrameSink {
   private awaitingIstiodDrain = false;
   private closed = false;
   private initialRequestsSent = false;
+  /** Requests Envoy sent before the upstream stream was opened (the dial backing off). */
+  private waitingRequests: Buffer[] = [];
+  private dialTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   /** Last version Envoy ACKed, per type (SotW): what a NACK by the agent reports. */
   private readonly ackedVersion = new Map<string, string>();
@@ -110,9 +122,28 @@ class ProxyConnection implements FrameSink {
   ) {}
 
   start(): void {
-    const ds = this.downstream;
+    // Envoy's stream is watched from the start, so that it going away is noticed even while the
+    // upstream dial waits out a backoff; its requests wait (and Envoy's reading pauses) until the
+    // upstream stream exists.
+    this.downstream.attach({
+      onRequest: (msg) => this.onDownstreamRequest(msg),
+      onGone: (kind, reason) => this.onDownstreamGone(kind, reason),
+    });
+    const wait = this.proxy.dialWaitMs();
+    if (wait <= 0) return this.dial();
+    log.info(`connection ${this.id}: dialling istiod in ${wait} ms (backing off after ${this.proxy.dialFailures} failed attempts)`);
+    this.dialTimer = setTimeout(() => {
+      this.dialTimer = undefined;
+      this.dial();
+    }, wait);
+  }
+
+  private dial(): void {
+    if (this.closed) return;
+    const upstreamAddress = this.proxy.options.upstream.address;
     try {
       this.upstream = openUpstream(this.proxy.options.upstream, this.protocol.method, {
+        onConnected: () => this.proxy.dialSucceeded(),
         onData: (chunk) => {
           if (!this.closed) this.deframer.push(chunk);
         },
@@ -120,22 +151,31 @@ class ProxyConnection implements FrameSink {
       });
     } catch (err) {
       metrics.istiodConnectionFailures.inc();
-      log.error(`failed to connect to upstream ${this.proxy.options.upstream.address}: ${(err as Error).message}`);
-      this.closed = true;
-      ds.finish({ code: Status.UNAVAILABLE, details: (err as Error).message });
-      this.proxy.connectionClosed(this);
+      this.proxy.dialFailed();
+      log.error(`failed to connect to upstream ${upstreamAddress}: ${(err as Error).message}`);
+      this.close({ code: Status.UNAVAILABLE, details: (err as Error).message });
       return;
     }
-    log.info(`connection ${this.id}: ${this.protocol.kind} stream accepted on the xDS socket, connected upstream to ${this.proxy.options.upstream.address}`);
-    ds.attach({
-      onRequest: (msg) => this.onDownstreamRequest(msg),
-      onGone: (kind, reason) => this.onDownstreamGone(kind, reason),
-    });
+    log.info(`connection ${this.id}: ${this.protocol.kind} stream accepted on the xDS socket, dialling upstream ${upstreamAddress}`);
+    const waiting = this.waitingRequests;
+    this.waitingRequests = [];
+    for (const msg of waiting) this.forwardRequest(msg);
+    if (waiting.length > 0) this.downstream.resume();
   }
 
   // Envoy -> istiod
   private onDownstreamRequest(msg: Buffer): void {
-    if (this.closed || !this.upstream) return;
+    if (this.closed) return;
+    if (!this.upstream) {
+      // the dial is waiting: keep this one, and let HTTP/2 flow control hold the rest in Envoy
+      this.waitingRequests.push(msg);
+      this.downstream.pause();
+      return;
+    }
+    this.forwardRequest(msg);
+  }
+
+  private forwardRequest(msg: Buffer): void {
     const req = this.protocol.summarizeRequest(msg);
     metrics.xdsProxyRequests.inc();
     this.proxy.noteRequest(req.typeUrl, req.isNack);
@@ -322,6 +362,7 @@ class ProxyConnection implements FrameSink {
     if (this.closed) return;
     if (!connected) {
       metrics.istiodConnectionFailures.inc();
+      this.proxy.dialFailed();
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
     const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
@@ -347,6 +388,8 @@ class ProxyConnection implements FrameSink {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
+    if (this.dialTimer) clearTimeout(this.dialTimer);
+    this.waitingRequests = [];
     // a push cut in the middle of being streamed must not be followed by a status (Envoy would
     // read a truncated message): the stream is reset instead
     const cutMidPush = this.current?.mode === 'stream';
@@ -367,8 +410,34 @@ export class XdsProxy {
   private readonly sync = new Map<string, TypeSyncState>();
   private largestMessage = 0;
   private openConnections = 0;
+  private readonly dialBackoff: Backoff;
+  private failedDials = 0;
+  private nextDialAt = 0;
 
-  constructor(readonly options: XdsProxyOptions) {}
+  constructor(readonly options: XdsProxyOptions) {
+    this.dialBackoff = new Backoff({ maxMs: 15_000, ...options.dialBackoff });
+  }
+
+  /** How long a new upstream dial should wait (0: dial now). */
+  dialWaitMs(): number {
+    return Math.max(0, this.nextDialAt - Date.now());
+  }
+
+  /** Consecutive upstream dials that did not reach istiod. */
+  get dialFailures(): number {
+    return this.failedDials;
+  }
+
+  dialFailed(): void {
+    this.failedDials++;
+    this.nextDialAt = Date.now() + this.dialBackoff.next();
+  }
+
+  dialSucceeded(): void {
+    this.failedDials = 0;
+    this.nextDialAt = 0;
+    this.dialBackoff.reset();
+  }
 
   registerHandler(handler: AgentTypeHandler): void {
     this.handlers.set(handler.typeUrl, handler);
@@ -410,7 +479,7 @@ export class XdsProxy {
         [SOTW.method, (stream: ServerStream) => this.accept(stream, SOTW)],
         [DELTA.method, (stream: ServerStream) => this.accept(stream, DELTA)],
       ]),
-      { name: 'xDS', log: (m) => log.info(m) },
+      { name: 'xDS', log: (m) => log.info(m), ...(this.options.maxRequestBytes !== undefined ? { maxRequestBytes: this.options.maxRequestBytes } : {}) },
     );
     await server.start();
     this.server = server;

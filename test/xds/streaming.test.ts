@@ -385,20 +385,40 @@ describe('streaming through the proxy', () => {
     expect(st.details).toContain('unknown method');
   });
 
-  it('drops an istiod that stops answering keepalive pings, so Envoy reconnects', async () => {
+  it('drops an istiod that accepts the connection and then says nothing, at the connect deadline', async () => {
     // accepts TCP and then says nothing, as a hung peer or a black-holed route would
-    const sockets: net.Socket[] = [];
-    const silent = net.createServer((sock) => sockets.push(sock));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (silent.address() as AddressInfo).port;
+    await withSilentPeer(false, async (port) => {
+      const { socketPath } = await startProxy({ address: `127.0.0.1:${port}`, connectTimeoutMs: 300, keepalive: { intervalMs: 100, timeoutMs: 200 } });
+      const st = await grpcStatusOf(socketPath);
+      expect(st.details).toContain('within 300 ms: TCP connect, TLS handshake and HTTP/2 settings did not complete');
+      expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    });
+  });
+
+  it('drops an istiod that stops answering keepalive pings once connected, so Envoy reconnects', async () => {
+    // completes the HTTP/2 handshake (its SETTINGS), then never answers anything again
+    await withSilentPeer(true, async (port) => {
       const { socketPath } = await startProxy({ address: `127.0.0.1:${port}`, keepalive: { intervalMs: 100, timeoutMs: 200 } });
       const st = await grpcStatusOf(socketPath);
       expect(st.details).toContain('keepalive ping not answered within 200 ms');
       expect(st.code).toBe(grpc.status.UNAVAILABLE);
-    } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => silent.close(r));
-    }
+    });
   });
 });
+
+/** A TCP peer that accepts and never answers; with `settings`, after sending an HTTP/2 server preface. */
+async function withSilentPeer(settings: boolean, body: (port: number) => Promise<void>): Promise<void> {
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((sock) => {
+    sockets.push(sock);
+    sock.on('error', () => undefined);
+    if (settings) sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // an empty SETTINGS frame
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  try {
+    await body((silent.address() as AddressInfo).port);
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => silent.close(r));
+  }
+}

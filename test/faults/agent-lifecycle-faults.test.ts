@@ -1,0 +1,172 @@
+// The agent is PID 1 of the pod: whatever fails, Envoy must not outlive it, and what it created
+// (the XDS and SDS sockets, the generated bootstrap) must not outlive it either. Through the real
+// `pilot-agent proxy` process with the Envoy stand-in: the agent's own fatal errors, components
+// that fail after Envoy was spawned, and signals at any moment of start-up.
+
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { readRecord, type RecordEvent } from '../envoy-stand-in/recorder.js';
+import { injectedProxy } from '../support/hello-pod.js';
+import { envoyStandInPath, repoRoot } from '../support/paths.js';
+import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+
+const pod = injectedProxy('hello.yaml.injected');
+const injector = join(repoRoot, 'dist-test/test/faults/inject-fault.js');
+let work: ReturnType<typeof tempDir>;
+let record: string;
+const listeners: net.Server[] = [];
+
+beforeEach(() => {
+  work = tempDir('pa-lifefaults-');
+  record = join(work.path, 'envoy-record.jsonl');
+});
+afterEach(async () => {
+  killStarted();
+  for (const pid of envoyPids()) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  for (const l of listeners.splice(0)) await new Promise((r) => l.close(r));
+  work.cleanup();
+});
+
+const events = (name: string): RecordEvent[] => readRecord(record).filter((e) => e.event === name);
+/** Envoy's PIDs, as the stand-in recorded them and as the agent logged them (it may die before recording). */
+let agentOutput = (): string => '';
+const envoyPids = (): number[] => [
+  ...new Set([
+    ...events('start').flatMap((e) => (typeof e.pid === 'number' ? [e.pid] : [])),
+    ...[...agentOutput().matchAll(/Envoy started \(pid (\d+)\)/g)].map((m) => Number(m[1])),
+  ]),
+];
+const paths = {
+  xds: () => join(work.path, 'etc/istio/proxy/XDS'),
+  sds: () => join(work.path, 'var/run/secrets/workload-spiffe-uds/socket'),
+  bootstrap: () => join(work.path, 'etc/istio/proxy/envoy-rev.json'),
+};
+
+async function start(opts: { proxyConfig?: Record<string, unknown>; env?: Record<string, string> } = {}): Promise<RunningProcess> {
+  const agent = runAgent(pod.args, {
+    cwd: work.path,
+    env: {
+      ...pod.env,
+      PROXY_CONFIG: JSON.stringify({
+        binaryPath: envoyStandInPath,
+        proxyAdminPort: await freePort(),
+        statusPort: 0,
+        controlPlaneAuthPolicy: 'NONE',
+        discoveryAddress: '127.0.0.1:1',
+        terminationDrainDuration: '30s',
+        ...opts.proxyConfig,
+      }),
+      ENVOY_STANDIN_RECORD: record,
+      ...opts.env,
+    },
+  });
+  agentOutput = agent.output;
+  return agent;
+}
+
+async function waitLive(agent: RunningProcess): Promise<void> {
+  await vi.waitFor(
+    () => {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited early:\n${agent.output()}`);
+      expect(events('live').length).toBe(1);
+    },
+    { timeout: 20_000, interval: 50 },
+  );
+}
+
+/** Nothing of the agent is left: no Envoy process, no socket, no generated bootstrap. */
+function expectNothingLeft(): void {
+  for (const pid of envoyPids()) expect(isAlive(pid), `Envoy ${pid} outlived the agent`).toBe(false);
+  expect(existsSync(paths.xds()), 'XDS socket left behind').toBe(false);
+  expect(existsSync(paths.sds()), 'SDS socket left behind').toBe(false);
+  expect(existsSync(paths.bootstrap()), 'bootstrap left behind').toBe(false);
+}
+
+async function occupiedPort(): Promise<number> {
+  const server = net.createServer();
+  listeners.push(server);
+  await new Promise<void>((resolve) => server.listen(0, resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+describe.each(['exception', 'rejection'])('an uncaught %s in the agent', (kind) => {
+  it('is logged with its stack, Envoy is drained briefly and stopped, what the agent made is removed, and it exits non-zero', { timeout: 60_000 }, async () => {
+    const agent = await start({ env: { NODE_OPTIONS: `--import=${injector}`, PA_TEST_FAULT: kind } });
+    await waitLive(agent);
+    const t0 = Date.now();
+    agent.child.kill('SIGUSR2');
+    const exit = await agent.exited;
+    expect(exit.code).toBe(1);
+    const out = agent.output();
+    expect(out).toContain(kind === 'exception' ? 'uncaught exception: Error: injected fault: an exception nobody catches' : 'unhandled promise rejection: Error: injected fault: a rejected promise nobody handles');
+    expect(out).toMatch(/inject-fault\.js:\d+/); // the stack
+    // drained (briefly: the configured 30 s are not waited for), then stopped
+    expect(events('admin').some((e) => e.path === '/drain_listeners')).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expectNothingLeft();
+  });
+});
+
+describe('failures after Envoy was spawned', () => {
+  it('a status port that is taken stops Envoy and names the port', { timeout: 60_000 }, async () => {
+    const port = await occupiedPort();
+    const agent = await start({ proxyConfig: { statusPort: port } });
+    const exit = await agent.exited;
+    expect(exit.code).toBe(1);
+    expect(agent.output()).toMatch(new RegExp(`status server: cannot listen on port ${port}: listen EADDRINUSE`));
+    expect(envoyPids()).toHaveLength(1); // it was spawned, and then stopped
+    expectNothingLeft();
+  });
+});
+
+describe('failures before Envoy is spawned', () => {
+  it('an SDS socket path that is not a socket stops start-up, naming the path; no Envoy starts', { timeout: 30_000 }, async () => {
+    mkdirSync(join(work.path, 'var/run/secrets/workload-spiffe-uds'), { recursive: true });
+    writeFileSync(paths.sds(), 'not a socket');
+    const agent = await start();
+    const exit = await agent.exited;
+    expect(exit.code).toBe(1);
+    expect(agent.output()).toContain(`cannot serve SDS on ${paths.sds()}: the path exists and is not a socket`);
+    expect(envoyPids()).toHaveLength(0);
+    expect(existsSync(paths.xds())).toBe(false);
+  });
+
+  it('a DNS proxy port that is taken stops start-up, naming the address; no Envoy starts', { timeout: 30_000 }, async () => {
+    const port = await occupiedPort();
+    const agent = await start({ env: { ISTIO_META_DNS_CAPTURE: 'true', DNS_PROXY_ADDR: `127.0.0.1:${port}` } });
+    const exit = await agent.exited;
+    expect(exit.code).toBe(1);
+    expect(agent.output()).toContain(`127.0.0.1:${port}`);
+    expect(agent.output()).toContain('EADDRINUSE');
+    expect(envoyPids()).toHaveLength(0);
+    expectNothingLeft();
+  });
+});
+
+describe('signals during start-up', () => {
+  // from before the CLI has loaded to after Envoy is live: each ends in a clean stop
+  it.each([0, 30, 80, 150, 250, 400, 600, 900])('SIGTERM %i ms after the agent starts ends in a clean stop', { timeout: 60_000 }, async (delay) => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '0s' } });
+    await new Promise((r) => setTimeout(r, delay));
+    agent.child.kill('SIGTERM');
+    const exit = await agent.exited;
+    if (exit.signal === 'SIGTERM') {
+      // only while Node itself boots, before any code of ours runs, is the signal's default action left
+      expect(agent.output()).toBe('');
+    } else {
+      expect(exit, agent.output()).toEqual({ code: 0, signal: null });
+    }
+    expectNothingLeft();
+  });
+
+  it('SIGTERM while Envoy is being spawned stops the Envoy that was spawned', { timeout: 60_000 }, async () => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '0s' } });
+    await vi.waitFor(() => expect(agent.output()).toContain('Envoy command:'), { timeout: 20_000, interval: 2 });
+    agent.child.kill('SIGTERM');
+    const exit = await agent.exited;
+    expect(exit, agent.output()).toEqual({ code: 0, signal: null });
+    expectNothingLeft();
+  });
+});

@@ -1,0 +1,168 @@
+// The xDS proxy against an istiod that is down, hung or hostile, and a client that misbehaves:
+// dials are bounded and spaced (jittered, capped backoff that a reconnecting client cannot
+// bypass), requests sent while a dial waits are delivered once it succeeds, and a client cannot
+// make the agent hold more than the request size limit.
+
+import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
+import { frameHeader } from '../../src/grpc/frames.js';
+import { SOTW } from '../../src/xds/protocol.js';
+import { XdsProxy, type XdsProxyOptions } from '../../src/xds/xds-proxy.js';
+
+const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+
+let dir: string;
+let proxy: XdsProxy | undefined;
+const servers: net.Server[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pa-xds-faults-'));
+});
+afterEach(async () => {
+  await proxy?.close();
+  proxy = undefined;
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function startProxy(address: string, over: Partial<XdsProxyOptions> = {}): Promise<string> {
+  const socketPath = join(dir, `XDS-${Math.random().toString(36).slice(2)}`);
+  proxy = new XdsProxy({ socketPath, upstream: { address, clusterId: 'Kubernetes', headers: {} }, ...over });
+  await proxy.start();
+  return socketPath;
+}
+
+/** An "istiod" that accepts TCP and drops it at once, counting the dials. */
+async function droppingPeer(): Promise<{ address: string; dials: () => number }> {
+  let dials = 0;
+  const server = net.createServer((sock) => {
+    dials++;
+    sock.on('error', () => undefined);
+    sock.destroy();
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, dials: () => dials };
+}
+
+function rawStream(socketPath: string): { session: http2.ClientHttp2Session; stream: http2.ClientHttp2Stream; status: Promise<{ code: number; message: string }> } {
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
+  session.on('error', () => undefined);
+  const stream = session.request({ ':method': 'POST', ':path': SOTW.method, 'content-type': 'application/grpc', te: 'trailers' });
+  stream.on('error', () => undefined);
+  stream.resume();
+  const status = new Promise<{ code: number; message: string }>((resolve) => {
+    const take = (h: http2.IncomingHttpHeaders): void => {
+      if (h['grpc-status'] !== undefined) resolve({ code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) });
+    };
+    stream.on('response', take);
+    stream.on('trailers', take);
+    stream.on('close', () => resolve({ code: -1, message: `stream closed (HTTP/2 code ${stream.rstCode})` }));
+  });
+  return { session, stream, status };
+}
+
+describe('upstream dials', () => {
+  it('backs off after a failed dial: a client reconnecting in a loop does not make the agent redial', async () => {
+    const peer = await droppingPeer();
+    const socketPath = await startProxy(peer.address, { dialBackoff: { initialMs: 60_000, maxMs: 60_000, randomization: 0 } });
+    const first = rawStream(socketPath);
+    first.stream.write(frameHeader(0));
+    expect((await first.status).code).toBe(grpc.status.UNAVAILABLE);
+    first.session.destroy();
+    expect(peer.dials()).toBe(1);
+    // 20 reconnects, each replacing the last, while the backoff runs: none may dial
+    for (let i = 0; i < 20; i++) {
+      const next = rawStream(socketPath);
+      next.stream.write(frameHeader(0));
+      await vi.waitFor(() => expect(proxy!.connections).toBe(1));
+      next.session.destroy();
+      await vi.waitFor(() => expect(proxy!.connections).toBe(0));
+    }
+    expect(peer.dials()).toBe(1);
+    expect(proxy!.dialFailures).toBe(1);
+    expect(proxy!.dialWaitMs()).toBeGreaterThan(50_000);
+  });
+
+  it("delivers requests sent while the dial waits, once istiod is back, and resets the backoff", { timeout: 30_000 }, async () => {
+    // istiod down: a port nothing listens on, then a control plane on it
+    const placeholder = net.createServer();
+    await new Promise<void>((resolve) => placeholder.listen(0, '127.0.0.1', resolve));
+    const port = (placeholder.address() as AddressInfo).port;
+    await new Promise((r) => placeholder.close(r));
+    const socketPath = await startProxy(`127.0.0.1:${port}`, { dialBackoff: { initialMs: 400, randomization: 0 } });
+    const target = { address: `unix:${socketPath}`, tls: false as const };
+    const refused = openSotw(target);
+    refused.request({ type_url: CDS });
+    expect((await refused.status).code).toBe(grpc.status.UNAVAILABLE);
+    refused.close();
+    expect(proxy!.dialFailures).toBe(1);
+
+    let cp: ControlPlane | undefined;
+    try {
+      cp = await startControlPlane({ plaintext: true, listen: `127.0.0.1:${port}` });
+      cp.setResources(CDS, [{ json: { '@type': CDS, name: 'back', type: 'STATIC', connect_timeout: '1s' } }], { replace: true });
+      const client = openSotw(target);
+      try {
+        client.request({ type_url: CDS }); // sent during the 400 ms wait: held, then forwarded
+        const res = await client.next(20_000);
+        expect(res.resources).toHaveLength(1);
+        expect(proxy!.dialFailures).toBe(0);
+        expect(proxy!.dialWaitMs()).toBe(0);
+      } finally {
+        client.close();
+      }
+    } finally {
+      await cp?.close();
+    }
+  });
+
+  it('bounds the dial of a peer that accepts and never speaks (connect deadline), and counts the failure', async () => {
+    const held: net.Socket[] = [];
+    const hung = net.createServer((sock) => held.push(sock.on('error', () => undefined)));
+    servers.push(hung);
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const socketPath = await startProxy(`127.0.0.1:${(hung.address() as AddressInfo).port}`, {
+      upstream: { address: `127.0.0.1:${(hung.address() as AddressInfo).port}`, clusterId: 'Kubernetes', headers: {}, connectTimeoutMs: 250 },
+    });
+    const s = rawStream(socketPath);
+    s.stream.write(frameHeader(0));
+    const st = await s.status;
+    expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    expect(st.message).toContain('within 250 ms');
+    s.session.destroy();
+    for (const h of held) h.destroy();
+    expect(proxy!.dialFailures).toBe(1);
+  });
+});
+
+describe('request size limit', () => {
+  it('answers RESOURCE_EXHAUSTED for a request over the limit, judged on its declared length before the body arrives', async () => {
+    const peer = await droppingPeer();
+    const socketPath = await startProxy(peer.address, { maxRequestBytes: 1024, dialBackoff: { initialMs: 60_000 } });
+    const s = rawStream(socketPath);
+    // declares 1 GiB and sends 16 bytes of it: the answer must not wait for (or hold) the rest
+    s.stream.write(Buffer.concat([frameHeader(1024 * 1024 * 1024), Buffer.alloc(16, 1)]));
+    const st = await s.status;
+    expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(st.message).toBe('request message of 1073741824 bytes exceeds the 1024-byte limit');
+    s.session.destroy();
+    await vi.waitFor(() => expect(proxy!.connections).toBe(0));
+  });
+
+  it('takes a request right at the limit', async () => {
+    const peer = await droppingPeer();
+    const socketPath = await startProxy(peer.address, { maxRequestBytes: 1024 });
+    const s = rawStream(socketPath);
+    s.stream.write(Buffer.concat([frameHeader(1024), Buffer.alloc(1024)]));
+    // it reaches the upstream dial, which the dropping peer fails: UNAVAILABLE, not RESOURCE_EXHAUSTED
+    expect((await s.status).code).toBe(grpc.status.UNAVAILABLE);
+    s.session.destroy();
+  });
+});
