@@ -48,6 +48,8 @@ export interface ClientCallOptions {
   readonly signal?: AbortSignal;
   /** unaryCall: the largest response accepted (default 16 MiB). */
   readonly maxResponseBytes?: number;
+  /** The server said our keepalive pings break its policy (GOAWAY ENHANCE_YOUR_CALM "too_many_pings"). */
+  readonly onTooManyPings?: () => void;
 }
 
 export interface ClientStreamHandlers {
@@ -146,7 +148,12 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     // keepalive from here on: before, the connect deadline is what bounds a silent peer
     if (opts.keepalive) keepSessionAlive(session, opts.keepalive, (reason) => (transportFailure ??= reason));
   });
-  session.on('goaway', (code: number) => (transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code})`));
+  session.on('goaway', (code: number, _lastStreamId: number, debug?: Buffer) => {
+    const said = debug && debug.length > 0 ? `: ${debug.toString('utf8', 0, Math.min(debug.length, 256))}` : '';
+    transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code}${said})`;
+    // the server's ping policy refused our keepalive (gRPC's "too_many_pings"): ping less
+    if (code === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM && said === ': too_many_pings') opts.onTooManyPings?.();
+  });
 
   const headers: http2.OutgoingHttpHeaders = {
     ':method': 'POST',

@@ -199,11 +199,12 @@ export class CaClient {
     const random = this.deps.random ?? Math.random;
     securityMetrics.outgoingRequests.inc({ request_type: CSR });
     const t0 = performance.now();
+    let lastError = '';
     try {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 0) {
           const ms = Math.round(base * 2 ** (attempt - 1) * (1 + 0.1 * (2 * random() - 1)));
-          log.warn(`ca request failed, starting attempt ${attempt} in ${ms}ms`);
+          log.warn(`ca request failed (${lastError}), starting attempt ${attempt} in ${ms}ms`);
           securityMetrics.outgoingRetries.inc({ request_type: CSR });
           await wait(ms, signal);
         }
@@ -213,6 +214,7 @@ export class CaClient {
           return chain;
         } catch (err) {
           const code = err instanceof CaClientError ? err.code : undefined;
+          lastError = (err as Error).message;
           if (signal?.aborted || code === undefined || !TRANSIENT_CODES.has(code) || attempt + 1 >= maxAttempts) throw err;
         }
       }

@@ -50,7 +50,7 @@ const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
  * Opens one ADS stream to istiod on a connection of its own: the token file is re-read, a rotated
  * root or client certificate is used, and nothing outlives the stream.
  */
-export function openUpstream(opts: UpstreamOptions, method: string, handlers: ClientStreamHandlers): ClientStream {
+export function openUpstream(opts: UpstreamOptions, method: string, handlers: ClientStreamHandlers, tuning: { keepalive?: KeepaliveOptions; onTooManyPings?: () => void } = {}): ClientStream {
   if (!splitHostPort(opts.address)) throw new Error(`discovery address ${JSON.stringify(opts.address)} is not host:port`);
   const metadata: Record<string, string> = {};
   if (opts.tokenPath && existsSync(opts.tokenPath)) {
@@ -66,7 +66,8 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
   };
   return openClientStream(target, method, handlers, {
     metadata,
-    keepalive: opts.keepalive ?? ISTIO_KEEPALIVE,
+    keepalive: tuning.keepalive ?? opts.keepalive ?? ISTIO_KEEPALIVE,
+    ...(tuning.onTooManyPings ? { onTooManyPings: tuning.onTooManyPings } : {}),
     streamWindowBytes: STREAM_WINDOW_BYTES,
     sessionWindowBytes: SESSION_WINDOW_BYTES,
     peerName: 'istiod',

@@ -26,6 +26,7 @@ import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
 import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
+import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
@@ -82,6 +83,9 @@ function isExpectedEnd(code: number | undefined): boolean {
 }
 
 let connectionIds = 0;
+
+/** How far "too_many_pings" may stretch the keepalive interval (a dead istiod is still noticed). */
+const MAX_KEEPALIVE_INTERVAL_MS = 30 * 60_000;
 
 /** Responses from this size on may be streamed; smaller ones are always held whole (cheap). */
 const STREAM_FROM_BYTES = 64 * 1024;
@@ -148,7 +152,7 @@ class ProxyConnection implements FrameSink {
           if (!this.closed) this.deframer.push(chunk);
         },
         onEnd: (status, connected) => this.onUpstreamGone(status, connected),
-      });
+      }, { keepalive: this.proxy.keepalive, onTooManyPings: () => this.proxy.pingedTooOften() });
     } catch (err) {
       metrics.istiodConnectionFailures.inc();
       this.proxy.dialFailed();
@@ -413,9 +417,27 @@ export class XdsProxy {
   private readonly dialBackoff: Backoff;
   private failedDials = 0;
   private nextDialAt = 0;
+  private keepaliveNow: KeepaliveOptions;
 
   constructor(readonly options: XdsProxyOptions) {
     this.dialBackoff = new Backoff({ maxMs: 15_000, ...options.dialBackoff });
+    this.keepaliveNow = options.upstream.keepalive ?? ISTIO_KEEPALIVE;
+  }
+
+  /** Keepalive for the next upstream connection: Istio's, until istiod's ping policy asks for less. */
+  get keepalive(): KeepaliveOptions {
+    return this.keepaliveNow;
+  }
+
+  /**
+   * istiod refused our pings as too frequent (GOAWAY "too_many_pings"): ping half as often on the
+   * next connections, as grpc-go's client does, so the agent settles on what the server allows.
+   */
+  pingedTooOften(): void {
+    const intervalMs = Math.min(this.keepaliveNow.intervalMs * 2, MAX_KEEPALIVE_INTERVAL_MS);
+    if (intervalMs === this.keepaliveNow.intervalMs) return;
+    this.keepaliveNow = { ...this.keepaliveNow, intervalMs };
+    log.warn(`istiod sent GOAWAY "too_many_pings": keepalive pings every ${intervalMs} ms from the next connection`);
   }
 
   /** How long a new upstream dial should wait (0: dial now). */

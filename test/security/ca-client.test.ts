@@ -107,7 +107,7 @@ describe('CaClient against the dev CA over TLS', () => {
     expect((err as CaClientError).code).toBe(grpc.status.UNAVAILABLE);
     expect(cp.ca.calls).toBe(calls + 5);
     expect(await metricValue('istio_agent_num_failed_outgoing_requests_total')).toBe(failed + 1);
-    expect(logs.text()).toMatch(/ca request failed, starting attempt 4 in/);
+    expect(logs.text()).toMatch(/ca request failed \(create certificate: UNAVAILABLE: CA unavailable \(test failure mode\)\), starting attempt 4 in/);
   });
 
   it('rejects a one-certificate chain, garbage and a chain for another key', async () => {
