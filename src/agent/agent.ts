@@ -25,9 +25,11 @@ import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { lazy } from '../util/lazy.js';
+import { MemoryGovernor, memoryLimitFrom } from './memory-governor.js';
 import { logger } from '../util/logger.js';
 import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
+import { lastKnownGoodStore } from '../xds/last-known-good.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
@@ -58,6 +60,8 @@ export class Agent {
   private statusServer: StatusServer | undefined;
   private wasm: WasmRuntime | undefined;
   private dnsServer: LocalDnsServer | undefined;
+  /** GOMEMLIMIT or the cgroup limit: watched, and caches dropped under pressure. */
+  readonly memory: MemoryGovernor;
   private bootstrapToRemove: string | undefined;
   private phase: AgentPhase = 'new';
   private stopRequested = false;
@@ -67,7 +71,9 @@ export class Agent {
   /** Exit code for the process: 0 after a requested stop, Envoy's status when it ended by itself. */
   readonly done: Promise<number> = new Promise((r) => (this.resolveDone = r));
 
-  constructor(private readonly config: AgentConfig, private readonly deps: AgentDeps) {}
+  constructor(private readonly config: AgentConfig, private readonly deps: AgentDeps) {
+    this.memory = new MemoryGovernor(memoryLimitFrom(config.env.GOMEMLIMIT));
+  }
 
   get envoyProcess(): EnvoyProcess | undefined {
     return this.envoy;
@@ -109,6 +115,7 @@ export class Agent {
   private async startComponents(): Promise<void> {
     const { config } = this;
     validateSecurityConfig(config);
+    this.memory.start();
     // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
     // before anything runs; started last, closed first
     const status = new StatusServer(
@@ -116,6 +123,8 @@ export class Agent {
         onQuit: () => this.quitNow(),
         onDrain: () => this.drainNow(),
         xdsSyncState: () => this.xdsProxy?.syncState(),
+        xdsLastKnownGood: () => this.xdsProxy?.lastKnownGoodView() ?? { enabled: false },
+        memory: () => ({ ...this.memory.view() }),
         certs: () => this.secretManager?.summaries() ?? [],
         wasm: () => this.wasm?.debugView() ?? { modules: [] },
         // Istio's readiness waits for the first name table while the DNS proxy is on
@@ -136,7 +145,9 @@ export class Agent {
     if (dnsServerEnabled(config)) {
       const { LocalDnsServer } = await import('../dns/server.js');
       this.checkpoint();
-      this.dnsServer = await LocalDnsServer.start(dnsServerOptionsFrom(config));
+      const dns = await LocalDnsServer.start(dnsServerOptionsFrom(config));
+      this.dnsServer = dns;
+      this.memory.onPressure(() => dns.dropCaches());
       this.checkpoint();
     }
     // The workload certificate is presented to istiod for mounted certificates (Istio's rule) and,
@@ -146,7 +157,14 @@ export class Agent {
     // then refuse the connection.
     const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
     const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
-    const xds = new XdsProxy({ socketPath: config.paths.xdsSocket, upstream: upstreamOptionsFrom(config, clientCert), maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE });
+    const lastKnownGood = config.env.PROXY_XDS_LAST_KNOWN_GOOD ? lastKnownGoodStore(config) : undefined;
+    if (lastKnownGood) this.memory.onPressure(() => lastKnownGood.dropCaches());
+    const xds = new XdsProxy({
+      socketPath: config.paths.xdsSocket,
+      upstream: upstreamOptionsFrom(config, clientCert),
+      maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE,
+      ...(lastKnownGood ? { lastKnownGood } : {}),
+    });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
     // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
@@ -279,6 +297,7 @@ export class Agent {
   private shutdown(envoyStop: { maxDrainMs?: number } = {}): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.phase = 'stopping';
+      this.memory.stop();
       await closeSafely('status server', () => this.statusServer?.close());
       const envoy = this.envoy;
       if (envoy && envoy.state !== 'exited') await closeSafely('Envoy', () => envoy.terminate(envoyStop));

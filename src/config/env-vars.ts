@@ -46,6 +46,17 @@ const duration: Parser<number> = (raw) => {
   return { ok: true, value: ms };
 };
 
+/** Go's GOMEMLIMIT syntax: a byte count with an optional B, KiB, MiB, GiB or TiB suffix, or "off"; in bytes, 0 for off. */
+const goMemLimit: Parser<number> = (raw) => {
+  if (raw.trim() === 'off') return { ok: true, value: 0 };
+  const m = /^(\d+)(B|KiB|MiB|GiB|TiB)?$/.exec(raw.trim());
+  if (!m) return { ok: false, message: 'expected a byte count with an optional B, KiB, MiB, GiB or TiB suffix (as Go reads it), or "off"' };
+  const scale = { B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 }[m[2] ?? 'B'] ?? 1;
+  const value = Number(m[1]) * scale;
+  if (!Number.isSafeInteger(value)) return { ok: false, message: 'too large' };
+  return { ok: true, value };
+};
+
 const oneOf = <T extends string>(values: readonly T[], caseInsensitive = false): Parser<T> => (raw) => {
   const hit = values.find((v) => (caseInsensitive ? v.toLowerCase() === raw.toLowerCase() : v === raw));
   return hit !== undefined ? { ok: true, value: hit } : { ok: false, message: `expected one of ${values.map((v) => JSON.stringify(v)).join(', ')}` };
@@ -67,6 +78,7 @@ export const ENV = {
   ISTIO_META_CLUSTER_ID: def('ISTIO_META_CLUSTER_ID', '', str, 'Cluster ID sent to istiod and the CA as ClusterID metadata.'),
   ISTIO_CPU_LIMIT: def('ISTIO_CPU_LIMIT', 0, int(0), 'CPU limit of the container, rounded up; sets Envoy concurrency when ProxyConfig does not.'),
   PROXY_CONFIG: def('PROXY_CONFIG', '', str, 'ProxyConfig as YAML or JSON (set by the injector); overrides the mesh file defaultConfig.'),
+  GOMEMLIMIT: def('GOMEMLIMIT', 0, goMemLimit, "The agent's memory limit, set by the injector from the container's limit (Go syntax, bytes); else the cgroup limit applies."),
 
   // Certificates and the CA
   TRUST_DOMAIN: def('TRUST_DOMAIN', 'cluster.local', str, 'Trust domain of SPIFFE identities.'),
@@ -117,6 +129,9 @@ export const ENV = {
 
   // xDS proxy
   ISTIO_GPRC_MAXRECVMSGSIZE: def('ISTIO_GPRC_MAXRECVMSGSIZE', 64 * 1024 * 1024, int(1024), "Largest request message accepted from Envoy on the xDS socket, in bytes (Istio's default is gRPC's 4 MiB; 64 MiB here)."),
+
+  PROXY_XDS_LAST_KNOWN_GOOD: def('PROXY_XDS_LAST_KNOWN_GOOD', false, bool, 'Save what Envoy ACKs (and the workload certificate) under ./var/lib/istio/data, and serve it when istiod or the CA is unreachable at start (not in Istio).'),
+  PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES: def('PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES', 256 * 1024 * 1024, int(1024), 'Bound on the last-known-good xDS store, in bytes (not in Istio).'),
 
   // DNS proxy
   ISTIO_META_DNS_CAPTURE: def('ISTIO_META_DNS_CAPTURE', false, bool, 'Serve DNS on DNS_PROXY_ADDR for captured port-53 traffic.'),

@@ -428,6 +428,11 @@ export class LocalDnsServer {
   }
 
   /** Stops listening, closes client connections and cancels upstream queries. Idempotent. */
+  /** Memory pressure: the answer cache is rebuilt from the table and upstream answers as queries come. */
+  dropCaches(): void {
+    this.answerCache.clear();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -29,6 +29,11 @@ export const metrics = {
     help: 'Size of the largest xDS message received from the control plane',
     registers: [registry],
   }),
+  xdsServingLastKnownGood: new Gauge({
+    name: p('xds_proxy_serving_last_known_good'),
+    help: '1 while a client is answered from the last-known-good xDS store because istiod was unreachable at start (PROXY_XDS_LAST_KNOWN_GOOD)',
+    registers: [registry],
+  }),
   xdsMessageBytes: new Histogram({
     name: p('xds_proxy_message_bytes'),
     help: 'Sizes of xDS messages received from the control plane',

@@ -107,6 +107,8 @@ export interface SecretManagerOptions {
   readonly backoff?: BackoffOptions;
   /** Safety-net rescans of watched files, in ms (default 10 s; 0 = none). */
   readonly filePollMs?: number;
+  /** PROXY_XDS_LAST_KNOWN_GOOD: where issued certificates are saved for a CA outage at start. */
+  readonly lastKnownGoodDir?: string;
 }
 
 export class SecurityConfigError extends Error {
@@ -257,5 +259,6 @@ export function secretManagerOptionsFrom(config: AgentConfig): SecretManagerOpti
     fileMountedCerts,
     osRootBundle,
     ...(fileMountedCerts ? {} : { ca: caClientOptionsFrom(config, osRootBundle) }),
+    ...(env.PROXY_XDS_LAST_KNOWN_GOOD ? { lastKnownGoodDir: at(config, './var/lib/istio/data/workload') } : {}),
   };
 }

@@ -33,6 +33,7 @@ import type { ClientCertificate } from '../xds/upstream.js';
 import { AbortedError, Backoff, sleep } from '../util/backoff.js';
 import { CaClient, validateSignedChain } from './ca-client.js';
 import { FileWatchSet } from './file-watch.js';
+import { WorkloadCertificateStore } from './last-known-good.js';
 import { describeKeySpec, generateKeyAndCsr } from './keys.js';
 import { CSR, securityMetrics, setCertExpiry } from './metrics.js';
 import {
@@ -170,6 +171,9 @@ export class SecretManager {
   private rootSource: SecretSource = 'ca';
   private readonly now: () => number;
   private readonly random: () => number;
+  /** PROXY_XDS_LAST_KNOWN_GOOD: issued certificates are saved here and restored during a CA outage at start. */
+  private readonly lastKnownGood: WorkloadCertificateStore | undefined;
+  private restoreTried = false;
 
   constructor(
     readonly options: SecretManagerOptions,
@@ -178,6 +182,7 @@ export class SecretManager {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.ca = options.fileMountedCerts ? undefined : (deps.caClient ?? (options.ca ? new CaClient(options.ca) : undefined));
+    this.lastKnownGood = options.lastKnownGoodDir ? new WorkloadCertificateStore(options.lastKnownGoodDir, options.spiffeId) : undefined;
     this.watcher = new FileWatchSet({ debounceMs: options.fileDebounceMs, pollMs: options.filePollMs ?? 10_000, onChange: (name) => this.reloadFile(name) });
   }
 
@@ -351,6 +356,7 @@ export class SecretManager {
         if (this.closed || err instanceof AbortedError) return;
         const wait = backoff.next();
         this.lastCaError = (err as Error).message;
+        this.restoreLastKnownGood();
         const w = this.workload;
         const serving = w && w.item.expireTime! > this.now() ? `; still serving the current certificate (expires ${new Date(w.item.expireTime!).toISOString()})` : '';
         log.error(`failed to get a workload certificate from the CA: ${(err as Error).message}; retrying in ${wait}ms${serving}`);
@@ -361,6 +367,26 @@ export class SecretManager {
         }
       }
     }
+  }
+
+  /**
+   * The CA failed before any certificate was issued in this process: serve the saved one, if it is
+   * still valid for this identity. The renewal loop keeps trying the CA and replaces it.
+   */
+  private restoreLastKnownGood(): void {
+    if (!this.lastKnownGood || this.restoreTried || this.workload || this.defaultSource !== 'ca') return;
+    this.restoreTried = true;
+    const now = this.now();
+    const r = this.lastKnownGood.load(now);
+    if (!r) return;
+    const item: SecretItem = { resourceName: WORKLOAD_RESOURCE, certificateChain: r.chainPem, privateKey: r.keyPem, source: 'ca', createdTime: now, expireTime: r.expireTime, generation: ++this.generation };
+    this.workload = { item, key: r.key, rootPem: r.rootPem, certs: r.certs, rotationTime: now };
+    this.lastCaRoot = r.rootPem;
+    setCertExpiry(WORKLOAD_RESOURCE, r.expireTime);
+    this.scheduleExpiryWarning(r.expireTime);
+    log.warn(`the CA is unreachable at start: serving the last-known-good workload certificate saved ${r.savedAt} (expires ${new Date(r.expireTime).toISOString()}) until the CA answers`);
+    this.notify(WORKLOAD_RESOURCE);
+    if (this.rootSource === 'ca') this.notify(ROOT_RESOURCE);
   }
 
   private async fetchFromCa(): Promise<void> {
@@ -400,6 +426,7 @@ export class SecretManager {
       ttl: `${Math.round((validated.expireTime - now) / 1000)}s`,
       rotation: `${Math.round(delay / 1000)}s`,
     });
+    if (this.defaultSource === 'ca') this.lastKnownGood?.save(validated.chainPem, keyPem, validated.rootPem);
     this.writeOutputs({
       ...(this.defaultSource === 'ca' ? { key: keyPem, chain: validated.chainPem } : {}),
       ...(this.rootSource === 'ca' ? { root: validated.rootPem } : {}),
@@ -417,6 +444,11 @@ export class SecretManager {
       log.info('rotating the workload certificate');
       this.ensureRenewing('rotation');
     });
+    this.scheduleExpiryWarning(expireTime);
+  }
+
+  private scheduleExpiryWarning(expireTime: number): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = timerAt(expireTime + 1, this.now, (t) => (this.expiryTimer = t), () => {
       this.expiryTimer = undefined;
       if (this.workload?.item.expireTime === expireTime) log.error(`the workload certificate expired at ${new Date(expireTime).toISOString()} and could not be renewed yet`);

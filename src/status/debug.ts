@@ -46,8 +46,8 @@ export function debugConfigView(config: AgentConfig): Record<string, unknown> {
 }
 
 /** XdsProxy.syncState() as JSON: one entry per type URL. */
-export function syncStateView(state: ReadonlyMap<string, Readonly<TypeSyncState>> | undefined): Record<string, unknown> {
+export function syncStateView(state: ReadonlyMap<string, Readonly<TypeSyncState>> | undefined, lastKnownGood?: Record<string, unknown>): Record<string, unknown> {
   const types: Record<string, unknown> = {};
   for (const [typeUrl, s] of state ?? []) types[typeUrl] = { ...s };
-  return { types };
+  return { types, ...(lastKnownGood ? { lastKnownGood } : {}) };
 }

@@ -14,6 +14,10 @@ export interface StatusServerDeps {
   readonly dnsReady?: () => boolean;
   /** XdsProxy.syncState() of the running xDS proxy. */
   readonly xdsSyncState?: () => ReadonlyMap<string, Readonly<TypeSyncState>> | undefined;
+  /** XdsProxy.lastKnownGoodView(): the last-known-good store, shown in /debug/syncz. */
+  readonly xdsLastKnownGood?: () => Record<string, unknown>;
+  /** The memory limit and usage (Agent.memory.view()), shown in /debug/config. */
+  readonly memory?: () => Record<string, unknown>;
   readonly certs?: DebugProvider;
   readonly wasm?: DebugProvider;
   readonly ndsz?: DebugProvider;
@@ -46,8 +50,8 @@ export function statusServerOptionsFrom(config: AgentConfig, deps: StatusServerD
     onQuit: deps.onQuit,
     onDrain: deps.onDrain,
     debug: {
-      config: () => debugConfigView(config),
-      syncz: () => syncStateView(deps.xdsSyncState?.()),
+      config: () => ({ ...debugConfigView(config), ...(deps.memory ? { memory: deps.memory() } : {}) }),
+      syncz: () => syncStateView(deps.xdsSyncState?.(), deps.xdsLastKnownGood?.()),
       ...(deps.certs ? { certs: deps.certs } : {}),
       ...(deps.wasm ? { wasm: deps.wasm } : {}),
       ...(deps.ndsz ? { ndsz: deps.ndsz } : {}),

@@ -30,6 +30,8 @@ import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
 import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
+import type { LastKnownGood, LkgSpool } from './last-known-good.js';
+import { AckRecorder, CacheResponder } from './lkg-session.js';
 
 const log = logger('xdsproxy');
 
@@ -55,7 +57,7 @@ export interface TypeSyncState {
   lastResources: number;
   lastBytes: number;
   /** How the last response reached Envoy: streamed on as it arrived, or held whole first. */
-  lastForwarding?: 'streamed' | 'held';
+  lastForwarding?: 'streamed' | 'held' | 'last-known-good';
   responses: number;
   /** What Envoy (or the agent, for agent types) answered to the last response. */
   lastAck: 'ACK' | 'NACK' | 'pending' | 'none';
@@ -73,6 +75,11 @@ export interface XdsProxyOptions {
   readonly dialBackoff?: BackoffOptions;
   /** Largest request message accepted from Envoy (default 64 MiB); larger: RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes?: number;
+  /**
+   * PROXY_XDS_LAST_KNOWN_GOOD: what the client ACKs is saved here, and served from here when
+   * istiod cannot be reached at start.
+   */
+  readonly lastKnownGood?: LastKnownGood;
 }
 
 const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -98,7 +105,12 @@ interface InboundResponse {
   parts: Buffer[];
   /** Stream mode: the type it was streamed as (its first resource's). */
   streamedAs?: string;
+  /** Stream mode with last-known-good on: the bytes, spooled for saving once Envoy ACKs them. */
+  spool?: LkgSpool;
 }
+
+/** Upstream endings that mean "istiod cannot be reached", for serving the last-known-good state. */
+const UNREACHABLE = new Set<number>([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED]);
 
 type PauseReason = 'envoy-slow' | 'handling';
 
@@ -118,12 +130,24 @@ class ProxyConnection implements FrameSink {
   private readonly abort = new AbortController();
   /** Last version Envoy ACKed, per type (SotW): what a NACK by the agent reports. */
   private readonly ackedVersion = new Map<string, string>();
+  /** Last-known-good on: saves what the client ACKs. */
+  private readonly recorder: AckRecorder | undefined;
+  /** Set while this stream is answered from the last-known-good store (istiod unreachable at start). */
+  private cache: CacheResponder | undefined;
+  /** Requests forwarded before istiod ever answered: replayed against the store if it cannot be reached. */
+  private requestsBeforeFirstResponse: Buffer[] | undefined;
 
   constructor(
     private readonly proxy: XdsProxy,
     private readonly downstream: ServerStream,
     readonly protocol: XdsProtocol,
-  ) {}
+  ) {
+    const store = proxy.options.lastKnownGood;
+    if (store) {
+      this.recorder = new AckRecorder(store, protocol.kind, this.id);
+      if (!proxy.istiodAnswered) this.requestsBeforeFirstResponse = [];
+    }
+  }
 
   start(): void {
     // Envoy's stream is watched from the start, so that it going away is noticed even while the
@@ -135,6 +159,8 @@ class ProxyConnection implements FrameSink {
     });
     const wait = this.proxy.dialWaitMs();
     if (wait <= 0) return this.dial();
+    // istiod has not answered since start and the last dial failed: the store answers at once
+    if (this.requestsBeforeFirstResponse && this.serveFromCache(`${this.proxy.dialFailures} dials failed`)) return;
     log.info(`connection ${this.id}: dialling istiod in ${wait} ms (backing off after ${this.proxy.dialFailures} failed attempts)`);
     this.dialTimer = setTimeout(() => {
       this.dialTimer = undefined;
@@ -170,6 +196,7 @@ class ProxyConnection implements FrameSink {
   // Envoy -> istiod
   private onDownstreamRequest(msg: Buffer): void {
     if (this.closed) return;
+    if (this.cache) return this.answerFromCache(msg);
     if (!this.upstream) {
       // the dial is waiting: keep this one, and let HTTP/2 flow control hold the rest in Envoy
       this.waitingRequests.push(msg);
@@ -183,6 +210,8 @@ class ProxyConnection implements FrameSink {
     const req = this.protocol.summarizeRequest(msg);
     metrics.xdsProxyRequests.inc();
     this.proxy.noteRequest(req.typeUrl, req.isNack);
+    this.recorder?.request(req);
+    this.requestsBeforeFirstResponse?.push(msg);
     if (this.protocol.kind === 'sotw' && req.versionInfo && !req.isNack) this.ackedVersion.set(req.typeUrl, req.versionInfo);
     log.debug(`connection ${this.id}: request ${shortType(req.typeUrl)} nonce=${req.responseNonce}${req.isNack ? ' NACK' : ''}`);
     this.sendUpstream(msg);
@@ -216,6 +245,8 @@ class ProxyConnection implements FrameSink {
     }
     metrics.xdsProxyResponses.inc();
     this.proxy.noteMessageSize(length);
+    this.proxy.istiodAnswered = true;
+    this.requestsBeforeFirstResponse = undefined;
     this.current = { length, scanner: new ResponseScanner(this.protocol.kind), mode: length >= STREAM_FROM_BYTES ? 'deciding' : 'hold', parts: [] };
   }
 
@@ -223,7 +254,10 @@ class ProxyConnection implements FrameSink {
     const m = this.current;
     if (!m || this.closed) return;
     m.scanner.push(piece);
-    if (m.mode === 'stream') return this.forward(piece);
+    if (m.mode === 'stream') {
+      m.spool?.append(piece);
+      return this.forward(piece);
+    }
     m.parts.push(piece);
     if (m.mode === 'deciding' && m.scanner.firstResourceType !== null) this.decide(m);
   }
@@ -236,6 +270,7 @@ class ProxyConnection implements FrameSink {
     try {
       summary = m.scanner.finish();
     } catch (err) {
+      m.spool?.discard();
       if (m.mode === 'stream') {
         log.warn(`connection ${this.id}: forwarded a response that does not parse (${(err as Error).message}); Envoy will reject it`);
         return;
@@ -244,6 +279,7 @@ class ProxyConnection implements FrameSink {
       return;
     }
     if (m.mode === 'stream') {
+      if (m.spool) this.recorder?.sent(summary.typeUrl, summary.nonce, summary.version, { spool: m.spool });
       this.proxy.noteResponse(summary, m.length, 'streamed');
       log.debug(`connection ${this.id}: streamed response ${shortType(summary.typeUrl)} resources=${summary.resourceCount} nonce=${summary.nonce}`);
       if (summary.typeUrl !== m.streamedAs) {
@@ -280,6 +316,10 @@ class ProxyConnection implements FrameSink {
     m.streamedAs = t;
     const held = m.parts;
     m.parts = [];
+    if (this.recorder) {
+      m.spool = this.recorder.spool();
+      for (const p of held) m.spool.append(p);
+    }
     this.forward(frameHeader(m.length));
     for (const p of held) this.forward(p);
   }
@@ -323,6 +363,7 @@ class ProxyConnection implements FrameSink {
         log.warn(`NACK ${shortType(typeUrl)} version ${summary.version}: ${(err as Error).message}`);
       }
       this.proxy.noteAgentAck(typeUrl, error?.message);
+      if (!error) this.recorder?.commit(typeUrl, summary.version, msg);
       this.sendUpstream(this.protocol.encodeRequest({ typeUrl, responseNonce: summary.nonce, versionInfo: summary.version, ...(error ? { error } : {}) }));
       return;
     }
@@ -344,7 +385,10 @@ class ProxyConnection implements FrameSink {
       this.proxy.noteDroppedType(typeUrl);
       return;
     }
-    await this.writeDownstream(toBuffer(out));
+    const bytes = toBuffer(out);
+    // registered before the write: Envoy's ACK may be read before the write's callback runs
+    this.recorder?.sent(typeUrl, summary.nonce, summary.version, { bytes });
+    await this.writeDownstream(bytes);
   }
 
   private writeDownstream(msg: Buffer): Promise<void> {
@@ -369,6 +413,8 @@ class ProxyConnection implements FrameSink {
       this.proxy.dialFailed();
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
+    // at start, before istiod ever answered: serve what the client last ACKed, if anything is saved
+    if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
     const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
     metrics.istiodConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
     if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
@@ -387,6 +433,76 @@ class ProxyConnection implements FrameSink {
     this.close(undefined);
   }
 
+  /**
+   * istiod cannot be reached at start: answer this stream from the last-known-good store and keep
+   * dialling. Returns false when nothing is saved for this node (the stream then fails as usual).
+   */
+  private serveFromCache(reason: string): boolean {
+    const entries = this.proxy.lastKnownGoodEntries(this.protocol.kind);
+    if (entries.size === 0) return false;
+    this.upstream = undefined;
+    this.cache = new CacheResponder(entries, this.protocol.kind);
+    this.proxy.servingFromCache(this.id, reason, this.cache.types);
+    // the agent's own types (the DNS name table) are taken from the store too
+    for (const typeUrl of this.proxy.agentTypes()) {
+      const entry = entries.get(typeUrl);
+      if (!entry) continue;
+      const resources = this.protocol.kind === 'sotw' ? sotwResources(entry.payload) : deltaResources(entry.payload).flatMap((r) => (r.resource ? [r.resource] : []));
+      void Promise.resolve()
+        .then(() => this.proxy.handlerFor(typeUrl)?.handle(resources, entry.version))
+        .catch((err: unknown) => log.warn(`last-known-good ${shortType(typeUrl)} not applied: ${(err as Error).message}`));
+    }
+    const replay = this.requestsBeforeFirstResponse ?? [];
+    this.requestsBeforeFirstResponse = undefined;
+    for (const msg of replay) this.answerFromCache(msg);
+    this.scheduleProbe();
+    return true;
+  }
+
+  private answerFromCache(msg: Buffer): void {
+    const cache = this.cache;
+    if (!cache || this.closed) return;
+    const req = this.protocol.summarizeRequest(msg);
+    this.proxy.noteRequest(req.typeUrl, req.isNack);
+    for (const a of cache.answer(req, msg)) {
+      const { resourceCount } = this.protocol.summarizeResponse(a.message);
+      this.proxy.noteResponse({ typeUrl: a.entry.typeUrl, nonce: a.nonce, version: a.entry.version, resourceCount }, a.message.length, 'last-known-good');
+      this.downstream.writeMessage(a.message, () => undefined);
+    }
+  }
+
+  /** While serving from the store: dial istiod again (backing off); once it answers, hand over. */
+  private scheduleProbe(): void {
+    const wait = Math.max(this.proxy.dialWaitMs(), 100);
+    this.dialTimer = setTimeout(() => {
+      this.dialTimer = undefined;
+      if (this.closed) return;
+      try {
+        this.upstream = openUpstream(this.proxy.options.upstream, this.protocol.method, {
+          onConnected: () => {
+            this.proxy.dialSucceeded();
+            log.info(`connection ${this.id}: istiod is reachable again: closing the stream so the client re-subscribes through it`);
+            // Envoy keeps its configuration across ADS reconnects; istiod's answer then replaces the store
+            this.close({ code: Status.UNAVAILABLE, details: 'istiod is reachable again: reconnect to receive its configuration' });
+          },
+          onData: () => undefined,
+          onEnd: (st, connected) => {
+            this.upstream = undefined;
+            if (this.closed || connected) return;
+            metrics.istiodConnectionFailures.inc();
+            this.proxy.dialFailed();
+            log.debug(`connection ${this.id}: istiod still unreachable: ${st.details}`);
+            this.scheduleProbe();
+          },
+        });
+      } catch (err) {
+        log.error(`connection ${this.id}: ${(err as Error).message}`);
+        this.proxy.dialFailed();
+        this.scheduleProbe();
+      }
+    }, wait);
+  }
+
   /** Ends both sides; `status` undefined ends the downstream with OK. Idempotent. */
   close(status: GrpcStatus | undefined): void {
     if (this.closed) return;
@@ -394,6 +510,12 @@ class ProxyConnection implements FrameSink {
     this.abort.abort();
     if (this.dialTimer) clearTimeout(this.dialTimer);
     this.waitingRequests = [];
+    this.recorder?.close();
+    this.current?.spool?.discard();
+    if (this.cache) {
+      this.cache = undefined;
+      this.proxy.servingFromCacheEnded(this.id);
+    }
     // a push cut in the middle of being streamed must not be followed by a status (Envoy would
     // read a truncated message): the stream is reset instead
     const cutMidPush = this.current?.mode === 'stream';
@@ -418,6 +540,10 @@ export class XdsProxy {
   private failedDials = 0;
   private nextDialAt = 0;
   private keepaliveNow: KeepaliveOptions;
+  /** Whether istiod has sent anything since the agent started (after that, no last-known-good serving). */
+  istiodAnswered = false;
+  /** Connections answered from the last-known-good store, and why. */
+  private readonly servingCache = new Map<number, { since: string; reason: string }>();
 
   constructor(readonly options: XdsProxyOptions) {
     this.dialBackoff = new Backoff({ maxMs: 15_000, ...options.dialBackoff });
@@ -481,6 +607,36 @@ export class XdsProxy {
     return [...this.handlers.keys()];
   }
 
+  lastKnownGoodEntries(protocol: 'sotw' | 'delta'): ReturnType<LastKnownGood['load']> {
+    return this.options.lastKnownGood?.load(protocol) ?? new Map();
+  }
+
+  servingFromCache(connectionId: number, reason: string, types: readonly string[]): void {
+    this.servingCache.set(connectionId, { since: new Date().toISOString(), reason });
+    metrics.xdsServingLastKnownGood.set(1);
+    log.warn(`connection ${connectionId}: istiod is unreachable at start (${reason}): serving the last-known-good configuration (${types.map(shortType).join(', ')}) from ${this.options.lastKnownGood?.directory} while dialling istiod`);
+  }
+
+  servingFromCacheEnded(connectionId: number): void {
+    this.servingCache.delete(connectionId);
+    if (this.servingCache.size === 0) metrics.xdsServingLastKnownGood.set(0);
+  }
+
+  /** For /debug/syncz: whether the store is on, being served, and what it holds. */
+  lastKnownGoodView(): Record<string, unknown> {
+    const store = this.options.lastKnownGood;
+    if (!store) return { enabled: false };
+    const saved = (protocol: 'sotw' | 'delta'): Record<string, unknown> =>
+      Object.fromEntries([...store.load(protocol)].map(([t, e]) => [t, { version: e.version, savedAt: e.savedAt, bytes: e.payload.length }]));
+    return {
+      enabled: true,
+      directory: store.directory,
+      serving: this.servingCache.size > 0,
+      servingConnections: Object.fromEntries(this.servingCache),
+      saved: { sotw: saved('sotw'), delta: saved('delta') },
+    };
+  }
+
   /** Per-type sync state, for /debug. */
   syncState(): ReadonlyMap<string, Readonly<TypeSyncState>> {
     return this.sync;
@@ -537,7 +693,7 @@ export class XdsProxy {
     if (nackReason !== undefined) s.lastNackReason = nackReason;
   }
 
-  noteResponse(summary: ResponseSummary, bytes: number, forwarding: 'streamed' | 'held'): void {
+  noteResponse(summary: ResponseSummary, bytes: number, forwarding: 'streamed' | 'held' | 'last-known-good'): void {
     let s = this.sync.get(summary.typeUrl);
     if (!s) {
       s = { lastVersion: '', lastNonce: '', lastResources: 0, lastBytes: 0, responses: 0, lastAck: 'none' };

@@ -1,0 +1,315 @@
+// The last-known-good xDS store (PROXY_XDS_LAST_KNOWN_GOOD): what Envoy (or a proxyless client)
+// ACKed, per type URL, persisted so that a pod (re)started while istiod is unreachable can still be
+// configured (Istio cannot: istio/istio#35569). Beyond Istio, and opt-in.
+//
+// Layout: <dir>/<hash of the node id>/<protocol>-<hash of the type URL>.xds, mode 0600, each file
+// one header line of JSON (format, node id, type URL, protocol, version, payload length and
+// sha256, saved-at) followed by the payload:
+//   SotW:  the DiscoveryResponse Envoy ACKed, as received (SotW responses carry the whole state of
+//          their subscription);
+//   Delta: one DeltaDiscoveryResponse holding every resource Envoy holds after the ACKed responses
+//          (each added resource's bytes kept as received; removals applied).
+// Files are written atomically (temp + fsync + rename): a crash leaves the old file or the new,
+// never half of one. On load a file is served only if its header names this node and protocol and
+// its payload has the stated length and digest; anything else is logged once and ignored. The
+// total is bounded: a write that would take the store past `maxBytes` is skipped (logged once per
+// type).
+
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import protobuf from 'protobufjs/minimal.js';
+import { join, resolve } from 'node:path';
+import type { AgentConfig } from '../config/load.js';
+import { writeFileAtomicSync } from '../util/atomic-write.js';
+import { logger } from '../util/logger.js';
+
+const log = logger('xdsproxy');
+const { Reader, Writer } = protobuf;
+
+const FORMAT = 1;
+const WIRE_LEN = 2;
+/** DiscoveryResponse and DeltaDiscoveryResponse share these field numbers. */
+const NONCE_FIELD = 5;
+const DELTA = { system_version_info: 1, resources: 2, type_url: 4, removed_resources: 6 } as const;
+const RESOURCE_NAME = 3;
+
+export type LkgProtocol = 'sotw' | 'delta';
+
+export interface LkgEntry {
+  readonly typeUrl: string;
+  readonly protocol: LkgProtocol;
+  readonly version: string;
+  readonly savedAt: string;
+  /** The response to serve, without a nonce of its own (see `withNonce`). */
+  readonly payload: Buffer;
+}
+
+interface Header {
+  format: number;
+  nodeId: string;
+  typeUrl: string;
+  protocol: LkgProtocol;
+  version: string;
+  bytes: number;
+  sha256: string;
+  savedAt: string;
+}
+
+const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+
+/** A response re-sent from the store gets a fresh nonce: a field written last wins in protobuf. */
+export function withNonce(payload: Buffer, nonce: string): Buffer {
+  const w = Writer.create();
+  w.uint32((NONCE_FIELD << 3) | WIRE_LEN).string(nonce);
+  return Buffer.concat([payload, w.finish()]);
+}
+
+export interface LastKnownGoodOptions {
+  /** The xds directory (./var/lib/istio/data/xds under the agent's root). */
+  readonly dir: string;
+  readonly nodeId: string;
+  /** Bound on the whole store for this node. */
+  readonly maxBytes: number;
+}
+
+/** The store of the configured agent: ./var/lib/istio/data/xds under its root, keyed by its node id. */
+export function lastKnownGoodStore(config: AgentConfig): LastKnownGood {
+  return new LastKnownGood({
+    dir: resolve(config.paths.cwd, './var/lib/istio/data/xds'),
+    nodeId: config.node.id,
+    maxBytes: config.env.PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES,
+  });
+}
+
+export class LastKnownGood {
+  private readonly nodeDir: string;
+  /** Delta: the resources held per type (name -> raw Resource bytes), loaded on first use. */
+  private readonly deltaState = new Map<string, { version: string; resources: Map<string, Buffer> }>();
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly options: LastKnownGoodOptions) {
+    this.nodeDir = join(options.dir, sha256(options.nodeId).slice(0, 16));
+  }
+
+  get directory(): string {
+    return this.nodeDir;
+  }
+
+  private fileFor(protocol: LkgProtocol, typeUrl: string): string {
+    return join(this.nodeDir, `${protocol}-${sha256(typeUrl).slice(0, 16)}.xds`);
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    log.warn(message);
+  }
+
+  /** Every valid entry for this node and protocol; invalid files are logged once and skipped. */
+  load(protocol: LkgProtocol): Map<string, LkgEntry> {
+    const out = new Map<string, LkgEntry>();
+    let names: string[];
+    try {
+      names = readdirSync(this.nodeDir);
+    } catch {
+      return out;
+    }
+    for (const name of names) {
+      if (!name.startsWith(`${protocol}-`) || !name.endsWith('.xds')) continue;
+      const path = join(this.nodeDir, name);
+      const entry = this.readEntry(path, protocol);
+      if (entry) out.set(entry.typeUrl, entry);
+    }
+    return out;
+  }
+
+  private readEntry(path: string, protocol: LkgProtocol): LkgEntry | undefined {
+    const bad = (why: string): undefined => {
+      this.warnOnce(`load:${path}`, `last-known-good xDS file ${path} is not served: ${why}`);
+      return undefined;
+    };
+    let raw: Buffer;
+    try {
+      raw = readFileSync(path);
+    } catch (err) {
+      return bad((err as Error).message);
+    }
+    const nl = raw.indexOf(0x0a);
+    if (nl < 0) return bad('no header line');
+    let h: Header;
+    try {
+      h = JSON.parse(raw.subarray(0, nl).toString('utf8')) as Header;
+    } catch {
+      return bad('the header is not JSON');
+    }
+    if (h.format !== FORMAT) return bad(`format ${String(h.format)} (expected ${FORMAT})`);
+    if (h.nodeId !== this.options.nodeId) return bad(`written for node ${JSON.stringify(h.nodeId)}, not ${JSON.stringify(this.options.nodeId)}`);
+    if (h.protocol !== protocol || path !== this.fileFor(protocol, h.typeUrl)) return bad('the header does not match the file name');
+    const payload = raw.subarray(nl + 1);
+    if (payload.length !== h.bytes) return bad(`truncated: ${payload.length} of ${h.bytes} bytes`);
+    if (sha256(payload) !== h.sha256) return bad('the payload does not match its digest');
+    return { typeUrl: h.typeUrl, protocol, version: h.version, savedAt: h.savedAt, payload };
+  }
+
+  /** Bytes the other files of this node take (the bound applies to the whole store). */
+  private usedBytesExcept(path: string): number {
+    let total = 0;
+    try {
+      for (const name of readdirSync(this.nodeDir)) {
+        const p = join(this.nodeDir, name);
+        if (p !== path && name.endsWith('.xds')) total += statSync(p).size;
+      }
+    } catch {
+      /* no directory yet */
+    }
+    return total;
+  }
+
+  private write(protocol: LkgProtocol, typeUrl: string, version: string, payload: Buffer): void {
+    const path = this.fileFor(protocol, typeUrl);
+    const header: Header = { format: FORMAT, nodeId: this.options.nodeId, typeUrl, protocol, version, bytes: payload.length, sha256: sha256(payload), savedAt: new Date().toISOString() };
+    const head = Buffer.from(`${JSON.stringify(header)}\n`);
+    if (this.usedBytesExcept(path) + head.length + payload.length > this.options.maxBytes) {
+      this.warnOnce(`size:${typeUrl}`, `last-known-good xDS: ${typeUrl} version ${version} (${payload.length} bytes) is not saved: the store would exceed its ${this.options.maxBytes}-byte bound`);
+      return;
+    }
+    mkdirSync(this.nodeDir, { recursive: true, mode: 0o700 });
+    writeFileAtomicSync(path, Buffer.concat([head, payload]), 0o600);
+  }
+
+  /** SotW: `response` (the bytes Envoy ACKed) becomes the type's last-known-good state. */
+  saveSotw(typeUrl: string, version: string, response: Buffer): void {
+    this.guard(typeUrl, () => this.write('sotw', typeUrl, version, response));
+  }
+
+  /** Delta: applies an ACKed response to the type's held resources and saves the result. */
+  applyDelta(typeUrl: string, response: Buffer): void {
+    this.guard(typeUrl, () => {
+      let state = this.deltaState.get(typeUrl);
+      if (!state) {
+        const held = this.load('delta').get(typeUrl);
+        state = { version: '', resources: held ? deltaResourceMap(held.payload) : new Map() };
+        this.deltaState.set(typeUrl, state);
+      }
+      const { version, resources, removed } = readDeltaResponse(response);
+      for (const [name, bytes] of resources) state.resources.set(name, bytes);
+      for (const name of removed) state.resources.delete(name);
+      state.version = version;
+      this.write('delta', typeUrl, version, encodeDeltaState(typeUrl, version, state.resources));
+    });
+  }
+
+  /** Memory pressure: the Delta state is re-read from the files on the next ACK. */
+  dropCaches(): void {
+    this.deltaState.clear();
+  }
+
+  /** A failure to persist never disturbs the proxy: it is logged once per type. */
+  private guard(typeUrl: string, save: () => void): void {
+    try {
+      save();
+    } catch (err) {
+      this.warnOnce(`write:${typeUrl}`, `last-known-good xDS: cannot save ${typeUrl}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Streams a large response into a temp file as it is forwarded, so it can be saved on ACK without being held. */
+export class LkgSpool {
+  private fd: number | undefined;
+  readonly path: string;
+  private failed = false;
+
+  constructor(dir: string, tag: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, `.spool-${process.pid}-${tag}.tmp`);
+    this.fd = openSync(this.path, 'w', 0o600);
+  }
+
+  append(chunk: Buffer): void {
+    if (this.fd === undefined || this.failed) return;
+    try {
+      let off = 0;
+      while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off);
+    } catch {
+      this.failed = true; // a full disk loses the spool, never the push
+    }
+  }
+
+  /** The spooled bytes (undefined when writing failed); the spool is removed either way. */
+  take(): Buffer | undefined {
+    this.close();
+    try {
+      return this.failed ? undefined : readFileSync(this.path);
+    } catch {
+      return undefined;
+    } finally {
+      rmSync(this.path, { force: true });
+    }
+  }
+
+  discard(): void {
+    this.close();
+    rmSync(this.path, { force: true });
+  }
+
+  private close(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Reads the top level of a DeltaDiscoveryResponse: version, resources by name (raw bytes), removals. */
+function readDeltaResponse(buf: Buffer): { version: string; resources: Map<string, Buffer>; removed: string[] } {
+  const resources = new Map<string, Buffer>();
+  const removed: string[] = [];
+  let version = '';
+  const r = Reader.create(buf);
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    const field = tag >>> 3;
+    if ((tag & 7) !== WIRE_LEN) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const len = r.uint32();
+    const start = r.pos;
+    r.skip(len);
+    const bytes = buf.subarray(start, start + len);
+    if (field === DELTA.system_version_info) version = bytes.toString('utf8');
+    else if (field === DELTA.removed_resources) removed.push(bytes.toString('utf8'));
+    else if (field === DELTA.resources) resources.set(resourceName(bytes), Buffer.from(bytes));
+  }
+  return { version, resources, removed };
+}
+
+function deltaResourceMap(payload: Buffer): Map<string, Buffer> {
+  return readDeltaResponse(payload).resources;
+}
+
+function resourceName(resource: Buffer): string {
+  const r = Reader.create(resource);
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag >>> 3 === RESOURCE_NAME && (tag & 7) === WIRE_LEN) return r.string();
+    r.skipType(tag & 7);
+  }
+  return '';
+}
+
+function encodeDeltaState(typeUrl: string, version: string, resources: ReadonlyMap<string, Buffer>): Buffer {
+  const w = Writer.create();
+  if (version) w.uint32((DELTA.system_version_info << 3) | WIRE_LEN).string(version);
+  for (const bytes of resources.values()) w.uint32((DELTA.resources << 3) | WIRE_LEN).bytes(bytes);
+  w.uint32((DELTA.type_url << 3) | WIRE_LEN).string(typeUrl);
+  return Buffer.from(w.finish());
+}
+
+/** Names of the resources in a stored Delta payload (to answer a named subscription). */
+export function deltaPayloadFor(payload: Buffer, typeUrl: string, names: ReadonlySet<string> | undefined): Buffer {
+  if (!names) return payload;
+  const { version, resources } = readDeltaResponse(payload);
+  const picked = new Map([...resources].filter(([name]) => names.has(name)));
+  return encodeDeltaState(typeUrl, version, picked);
+}
