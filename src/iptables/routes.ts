@@ -2,7 +2,7 @@
 // packets marked for the proxy are routed to loopback by a policy rule and a local route; an
 // IPv6 pod gets ::6 on loopback, the source address Envoy uses to reach the app. Done with
 // iproute2's `ip`, and idempotent: an entry that is already there counts as done (Istio's
-// netlink rule add fails on a second run instead).
+// netlink rule add fails on a second run instead, and `ip rule add` would add a duplicate).
 
 import { spawnSync } from 'node:child_process';
 import type { CaptureConfig } from './config.js';
@@ -18,7 +18,13 @@ function ip(args: readonly string[], tolerate: RegExp): void {
   if (r.status !== 0 && !tolerate.test(r.stderr)) throw new RouteError(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
 }
 
-const EXISTS = /File exists/i;
+function ipOutput(args: readonly string[]): string {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new RouteError(`ip ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()}`);
+  return r.stdout;
+}
+
+const EXISTS = /File exists|already assigned/i;
 const MISSING = /No such file|Cannot find|Cannot assign|does not exist/i;
 
 function tproxyRoutes(cfg: CaptureConfig): string[][] {
@@ -37,7 +43,11 @@ export function configureRoutes(cfg: CaptureConfig): void {
     ip([...PASSTHROUGH_V6.slice(0, 2), 'add', ...PASSTHROUGH_V6.slice(2)], EXISTS);
     log.info('Added ::6 address on the loopback iface');
   }
-  for (const [family, object, ...rest] of tproxyRoutes(cfg)) ip([family!, object!, 'add', ...rest], EXISTS);
+  for (const [family, object, ...rest] of tproxyRoutes(cfg)) {
+    // the kernel accepts a duplicate policy rule, so look before adding
+    if (object === 'rule' && ipOutput([family!, 'rule', 'list', ...rest]).trim() !== '') continue;
+    ip([family!, object!, 'add', ...rest], EXISTS);
+  }
 }
 
 /** Undoes configureRoutes (--cleanup-only), so a cleanup leaves no routing behind either. */

@@ -136,7 +136,10 @@ export class RealXtables implements Xtables {
     }
     test[2] = '-D';
     spawnSync(bin, test, { env: this.childEnv() });
-    const existingRules = (dump.stdout.match(/\n/g) ?? []).length >= 3;
+    // Istio counts 3+ lines of save output as "rules exist"; an empty table also prints 3+ lines
+    // once anything touched it (this very probe loads the legacy nat table), which made a second
+    // run switch to legacy. Rule lines are what the heuristic means.
+    const existingRules = /^-A /m.test(dump.stdout);
     return { iptables: bin, save, restore: `${bin}-restore`, legacy, version, existingRules };
   }
 
