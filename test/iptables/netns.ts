@@ -38,7 +38,12 @@ export interface Namespace {
 
 function namespace(name: string): Namespace {
   ip('netns', 'add', name);
-  ip('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
+  try {
+    ip('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
+  } catch (err) {
+    ip('netns', 'del', name);
+    throw err;
+  }
   const etc = `/etc/netns/${name}`;
   return {
     name,
@@ -61,11 +66,15 @@ function namespace(name: string): Namespace {
 /** A namespace with loopback only, or with an interface holding `address` (CIDR): one end of a veth pair kept inside. */
 export function standaloneNamespace(address?: string): Namespace {
   const ns = namespace(`pa-ipt-${process.pid}-${++counter}`);
-  if (address) {
+  if (!address) return ns;
+  try {
     ns.exec('ip', 'link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'pod0p');
     ns.exec('ip', 'addr', 'add', address, 'dev', 'pod0', ...(address.includes(':') ? ['nodad'] : []));
     ns.exec('ip', 'link', 'set', 'pod0p', 'up');
     ns.exec('ip', 'link', 'set', 'pod0', 'up');
+  } catch (err) {
+    ns.remove();
+    throw err;
   }
   return ns;
 }
@@ -113,10 +122,15 @@ export interface CommandResult {
 }
 
 /** Runs a command inside a namespace, optionally as another user, and waits for it to exit. */
-export function runIn(ns: Namespace, argv: readonly string[], opts: { user?: number } = {}): Promise<CommandResult> {
+export interface RunOptions {
+  readonly user?: number;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export function runIn(ns: Namespace, argv: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
   const asUser = opts.user === undefined ? [] : ['setpriv', `--reuid=${opts.user}`, `--regid=${opts.user}`, '--clear-groups'];
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns.name, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', ns.name, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -127,11 +141,11 @@ export function runIn(ns: Namespace, argv: readonly string[], opts: { user?: num
 }
 
 /** `pilot-agent <argv>` inside a namespace. */
-export function pilotAgent(ns: Namespace, argv: readonly string[], opts: { user?: number } = {}): Promise<CommandResult> {
+export function pilotAgent(ns: Namespace, argv: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
   return runIn(ns, [process.execPath, agentBin, ...argv], opts);
 }
 
-export function istioIptables(ns: Namespace, args: readonly string[], opts: { user?: number } = {}): Promise<CommandResult> {
+export function istioIptables(ns: Namespace, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
   return pilotAgent(ns, ['istio-iptables', ...args], opts);
 }
 
@@ -185,7 +199,7 @@ export function startServers(ns: Namespace, servers: Record<number, string>): Pr
 }
 
 /** Connects from inside a namespace (as `user`) and returns what the other end answered, or the error code. */
-export async function connectFrom(ns: Namespace, host: string, port: number, opts: { user?: number } = {}): Promise<string> {
+export async function connectFrom(ns: Namespace, host: string, port: number, opts: RunOptions = {}): Promise<string> {
   const script = `
     const s = require('node:net').connect({ host: ${JSON.stringify(host)}, port: ${port}, timeout: 5000 });
     let data = '';
