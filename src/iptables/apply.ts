@@ -26,11 +26,6 @@ interface FamilyState {
   current: TableState | undefined;
 }
 
-export interface ApplyOutcome {
-  /** nothing needed: the plan's rules were already in place */
-  readonly unchanged: boolean;
-}
-
 /**
  * Istio's comparison: the state matches when every planned ISTIO_ chain exists with the same
  * number of rules, no other ISTIO_ chain exists, and every planned rule passes `iptables -C`
@@ -80,7 +75,7 @@ function chainsDiffer(expected: TableState, current: TableState): boolean {
   return false;
 }
 
-export function applyPlan(cfg: CaptureConfig, plan: RulePlan, xt: Xtables): ApplyOutcome {
+export function applyPlan(cfg: CaptureConfig, plan: RulePlan, xt: Xtables): void {
   const v4 = xt.detect(4);
   let v6: XtablesVariant | undefined;
   try {
@@ -90,7 +85,7 @@ export function applyPlan(cfg: CaptureConfig, plan: RulePlan, xt: Xtables): Appl
     log.warn(`Failed to detect a working ip6tables binary; continuing because IPv6 support is disabled: ${(err as Error).message}`);
   }
   try {
-    return applyWithVariants(cfg, plan, xt, v4, v6);
+    applyWithVariants(cfg, plan, xt, v4, v6);
   } finally {
     // the final state, for the log (and, in a dry run, the last recorded reads)
     const v4State = xt.run(v4, 'save', []);
@@ -102,7 +97,7 @@ export function applyPlan(cfg: CaptureConfig, plan: RulePlan, xt: Xtables): Appl
   }
 }
 
-function applyWithVariants(cfg: CaptureConfig, plan: RulePlan, xt: Xtables, v4: XtablesVariant, v6: XtablesVariant | undefined): ApplyOutcome {
+function applyWithVariants(cfg: CaptureConfig, plan: RulePlan, xt: Xtables, v4: XtablesVariant, v6: XtablesVariant | undefined): void {
   const families: FamilyState[] = [
     { family: 4, variant: v4, residue: false, delta: false, planned: false, current: undefined },
     { family: 6, variant: v6, residue: false, delta: false, planned: false, current: undefined },
@@ -162,5 +157,4 @@ function applyWithVariants(cfg: CaptureConfig, plan: RulePlan, xt: Xtables, v4: 
   if (!needApply && cfg.forceApply) {
     log.warn('The forced apply of iptables changes succeeded despite the presence of conflicting rules or chains.');
   }
-  return { unchanged: !needApply && !cfg.forceApply && !cfg.cleanupOnly };
 }

@@ -36,11 +36,12 @@ function tproxyRoutes(cfg: CaptureConfig): string[][] {
   ]);
 }
 
-const PASSTHROUGH_V6 = ['-6', 'addr', '::6/128', 'dev', 'lo'];
+/** `ip -6 addr <op> ::6/128 dev lo` */
+const passthroughV6 = (op: 'add' | 'del'): string[] => ['-6', 'addr', op, '::6/128', 'dev', 'lo'];
 
 export function configureRoutes(cfg: CaptureConfig): void {
   if (cfg.enableIPv6) {
-    ip([...PASSTHROUGH_V6.slice(0, 2), 'add', ...PASSTHROUGH_V6.slice(2)], EXISTS);
+    ip(passthroughV6('add'), EXISTS);
     log.info('Added ::6 address on the loopback iface');
   }
   for (const [family, object, ...rest] of tproxyRoutes(cfg)) {
@@ -53,5 +54,5 @@ export function configureRoutes(cfg: CaptureConfig): void {
 /** Undoes configureRoutes (--cleanup-only), so a cleanup leaves no routing behind either. */
 export function removeRoutes(cfg: CaptureConfig): void {
   for (const [family, object, ...rest] of tproxyRoutes(cfg)) ip([family!, object!, 'del', ...rest], MISSING);
-  if (cfg.enableIPv6) ip([...PASSTHROUGH_V6.slice(0, 2), 'del', ...PASSTHROUGH_V6.slice(2)], MISSING);
+  if (cfg.enableIPv6) ip(passthroughV6('del'), MISSING);
 }

@@ -52,8 +52,12 @@ export class DryRunXtables implements Xtables {
   }
 
   run(variant: XtablesVariant, command: XtablesCommand, args: readonly string[], stdin?: string): XtablesResult {
-    if (stdin !== undefined) this.recorded.push(...stdin.split('\n').filter((_, i, all) => i < all.length - 1 || all[i] !== ''));
-    else this.recorded.push([variant[command], ...args].join(' '));
+    if (stdin !== undefined) {
+      // line by line, as a line scanner reads it: no empty line for the final newline
+      const lines = stdin.split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      this.recorded.push(...lines);
+    } else this.recorded.push([variant[command], ...args].join(' '));
     return { ok: true, stdout: '', error: '' };
   }
 }
