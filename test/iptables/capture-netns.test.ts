@@ -6,12 +6,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   canUseNetns, connectFrom, injectedInitArgs, istioIptables, pilotAgent, podWithPeer, rulesOf, standaloneNamespace, startServers, tableOf, type PodNetwork,
+  NETNS_TEST_TIMEOUT, removeCreatedNamespaces,
 } from './netns.js';
 
 const FIXTURES = ['hello.yaml.injected', 'hello-probes.yaml.injected', 'tcp-probes.yaml.injected', 'hello-multiport-metrics.yaml.injected'];
 const ISTIO_INIT = injectedInitArgs('hello.yaml.injected')!;
 
-describe.skipIf(!canUseNetns)('istio-init rules in a pod network namespace', () => {
+// namespaces a timed-out test could not delete itself
+afterAll(removeCreatedNamespaces);
+
+describe.skipIf(!canUseNetns)('istio-init rules in a pod network namespace', { timeout: NETNS_TEST_TIMEOUT }, () => {
   let net: PodNetwork;
   let podServers: { stop: () => Promise<void> };
   let peerServer: { stop: () => Promise<void> };
@@ -96,7 +100,7 @@ describe.skipIf(!canUseNetns)('istio-init rules in a pod network namespace', () 
   });
 });
 
-describe.skipIf(!canUseNetns)('every injected fixture', () => {
+describe.skipIf(!canUseNetns)('every injected fixture', { timeout: NETNS_TEST_TIMEOUT }, () => {
   for (const fixture of FIXTURES) {
     it(`${fixture}: istio-init's argv applies, is idempotent and cleans up`, async () => {
       const args = injectedInitArgs(fixture);
@@ -129,7 +133,7 @@ describe.skipIf(!canUseNetns)('every injected fixture', () => {
   it('the proxyless fixture has no istio-init', () => expect(injectedInitArgs('grpc-agent.yaml.injected')).toBeUndefined());
 });
 
-describe.skipIf(!canUseNetns)('TPROXY', () => {
+describe.skipIf(!canUseNetns)('TPROXY', { timeout: NETNS_TEST_TIMEOUT }, () => {
   it('sets the policy rule and local route (IPv4 and IPv6), again without error, and cleanup removes them', async () => {
     const ns = standaloneNamespace('fd00:214::2/64');
     try {

@@ -36,6 +36,16 @@ export interface Namespace {
   remove(): void;
 }
 
+const created = new Set<Namespace>();
+
+/** Deletes every namespace this process created and has not deleted yet (afterAll safety net, e.g. after a timeout). */
+export function removeCreatedNamespaces(): void {
+  for (const ns of [...created]) ns.remove();
+}
+
+/** Generous cap for tests that run the CLI several times: each run probes the iptables variants (a dozen processes). */
+export const NETNS_TEST_TIMEOUT = 120_000;
+
 function namespace(name: string): Namespace {
   ip('netns', 'add', name);
   try {
@@ -45,7 +55,7 @@ function namespace(name: string): Namespace {
     throw err;
   }
   const etc = `/etc/netns/${name}`;
-  return {
+  const ns: Namespace = {
     name,
     exec: (cmd, ...args) => ip('netns', 'exec', name, cmd, ...args),
     setResolvConf(text) {
@@ -53,6 +63,7 @@ function namespace(name: string): Namespace {
       writeFileSync(`${etc}/resolv.conf`, text);
     },
     remove() {
+      created.delete(ns);
       try {
         ip('netns', 'del', name);
       } catch {
@@ -61,6 +72,8 @@ function namespace(name: string): Namespace {
       rmSync(etc, { recursive: true, force: true });
     },
   };
+  created.add(ns);
+  return ns;
 }
 
 /** A namespace with loopback only, or with an interface holding `address` (CIDR): one end of a veth pair kept inside. */

@@ -5,14 +5,17 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { istioTestdata } from '../support/paths.js';
 import { ISTIO_CAPTURE_CASES, cliArgsFor } from './istio-capture-cases.js';
-import { canUseNetns, istioIptables, standaloneNamespace } from './netns.js';
+import { canUseNetns, istioIptables, NETNS_TEST_TIMEOUT, removeCreatedNamespaces, standaloneNamespace } from './netns.js';
 
 const sharedNames = (JSON.parse(readFileSync(join(istioTestdata, 'iptables', 'cases.json'), 'utf8')) as { cases: { name: string }[] }).cases.map((c) => c.name);
 
-describe.skipIf(!canUseNetns)('shared goldens from pilot-agent istio-iptables --dry-run in a pod namespace', () => {
+// namespaces a timed-out test could not delete itself
+afterAll(removeCreatedNamespaces);
+
+describe.skipIf(!canUseNetns)('shared goldens from pilot-agent istio-iptables --dry-run in a pod namespace', { timeout: NETNS_TEST_TIMEOUT }, () => {
   for (const c of ISTIO_CAPTURE_CASES.filter((x) => sharedNames.includes(x.name))) {
     // Istio's test puts "::127.0.0.53" in the config as is; read from resolv.conf, Go (and we) print it ::7f00:35
     const unreachable = c.config.dnsServersV6?.some((s) => s.includes('.'));

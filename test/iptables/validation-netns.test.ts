@@ -2,18 +2,22 @@
 // passes when the capture rules are in place and fails with Istio's exit code 126 when not, for
 // an IPv4 and an IPv6 pod.
 
-import { describe, expect, it } from 'vitest';
-import { canUseNetns, injectedInitArgs, istioIptables, pilotAgent, standaloneNamespace } from './netns.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { canUseNetns, injectedInitArgs, istioIptables, NETNS_TEST_TIMEOUT, pilotAgent, removeCreatedNamespaces, standaloneNamespace } from './netns.js';
 
-const VALIDATE = ['--run-validation', '--skip-rule-apply', '--probe-timeout=2s', '-p', '15001', '-z', '15006'];
+// a pass ends at the first redirected probe; a failure waits for the whole timeout, so keep that one short
+const validate = (timeout: string): string[] => ['--run-validation', '--skip-rule-apply', `--probe-timeout=${timeout}`, '-p', '15001', '-z', '15006'];
 const PROXY_UID = 1337;
 
-describe.skipIf(!canUseNetns)('istio-iptables --run-validation', () => {
+// namespaces a timed-out test could not delete itself
+afterAll(removeCreatedNamespaces);
+
+describe.skipIf(!canUseNetns)('istio-iptables --run-validation', { timeout: NETNS_TEST_TIMEOUT }, () => {
   for (const [family, address] of [['IPv4', '10.215.0.2/24'], ['IPv6', 'fd00:215::2/64']] as const) {
     it(`${family} pod: fails (126) without the rules, passes with them`, async () => {
       const ns = standaloneNamespace(address);
       try {
-        const without = await istioIptables(ns, VALIDATE, { user: PROXY_UID });
+        const without = await istioIptables(ns, validate('2s'), { user: PROXY_UID });
         expect(without.code, without.stderr).toBe(126);
         expect(without.stderr).toContain('validation timeout');
         expect(without.stderr).toContain('iptables validation failed; workload is not ready for Istio.');
@@ -21,7 +25,7 @@ describe.skipIf(!canUseNetns)('istio-iptables --run-validation', () => {
         const init = await pilotAgent(ns, injectedInitArgs('hello.yaml.injected')!);
         expect(init.code, init.stderr).toBe(0);
 
-        const withRules = await istioIptables(ns, VALIDATE, { user: PROXY_UID });
+        const withRules = await istioIptables(ns, validate('30s'), { user: PROXY_UID });
         expect(withRules.code, withRules.stderr).toBe(0);
         expect(withRules.stderr).toContain('Validation passed, iptables rules established');
         expect(withRules.stderr).toContain(family === 'IPv6' ? 'Listening on [::1]:15001' : 'Listening on 127.0.0.1:15001');
