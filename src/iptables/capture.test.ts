@@ -13,6 +13,10 @@ import { planCapture } from './plan.js';
 import { localAddress, nameserversByFamily, proxyUidOf, withPodNetwork } from './pod-network.js';
 import { checkCommands, cleanupCommands, leftoverCleanupCommands, parseState, restoreInput, RulePlan } from './rules.js';
 import { DryRunXtables } from './xtables.js';
+import { configureLogging } from '../util/logger.js';
+
+// the dry runs log what they would do; the assertions are on what they record
+configureLogging({ write: () => undefined });
 
 const base: CaptureConfig = { ...DEFAULT_CAPTURE_CONFIG, proxyUID: '1337', proxyGID: '1337' };
 
