@@ -10,6 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import { registerBootstrapCommand } from './bootstrap-command.js';
 import { addProxyFlags, goBool, goInt, proxyFlagsOf } from './flags.js';
+import { CAPTURE_FLAGS } from '../iptables/flag-table.js';
 import { buildInfo } from '../version.js';
 import { configureLogging, logger, parseOutputLevels } from '../util/logger.js';
 
@@ -154,7 +155,12 @@ export function buildProgram(): Command {
     .option('--log_stacktrace_level <levels>', 'Accepted for compatibility', 'default:none')
     .option('--log_caller <scopes>', 'Accepted for compatibility', '')
     .option('--log_rotate <path>', 'Accepted for compatibility', '')
-    .hook('preAction', (_this, action) => setupLogging(action.optsWithGlobals<GlobalOpts>()));
+    .hook('preAction', (_this, action) => {
+      const opts = action.optsWithGlobals<GlobalOpts>();
+      // istio-iptables --dry-run prints the rules on stdout, so its logs go to stderr unless --log_target says otherwise
+      const toStderr = action.name() === 'istio-iptables' && program.getOptionValueSource('log_target') === 'default';
+      setupLogging(toStderr ? { ...opts, log_target: 'stderr' } : opts);
+    });
 
   addProxyFlags(
     program
@@ -196,6 +202,21 @@ export function buildProgram(): Command {
       const out = await debugRequest({ port: o.debugPort, method, path, body });
       process.stdout.write(out + '\n');
     });
+
+  const iptables = program
+    .command('istio-iptables')
+    .description('Set up iptables rules for Istio Sidecar (istio-init, and istio-validation with --run-validation)')
+    .allowUnknownOption(true)
+    .allowExcessArguments(true);
+  for (const f of CAPTURE_FLAGS) {
+    iptables.addOption(new Option(`${f.short ? `-${f.short}, ` : ''}--${f.long} ${f.kind === 'bool' ? '[bool]' : '<value>'}`, `${f.description}${f.env.length > 0 ? ` (env ${f.env.join(', ')})` : ''}`));
+  }
+  iptables.action(async (_opts: unknown, cmd: Command) => {
+    warnUnknown(splitUnknown(cmd.args).unknown);
+    const values = Object.fromEntries(cmd.options.map((o) => [o.long!.slice(2), cmd.getOptionValue(o.attributeName()) as string | boolean | undefined]));
+    const { runIstioIptables } = await import('../iptables/run.js');
+    process.exitCode = await runIstioIptables(values, { env: process.env, stdout: (text) => process.stdout.write(text) });
+  });
 
   program
     .command('version')
