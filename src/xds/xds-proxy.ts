@@ -25,7 +25,7 @@ import { metrics } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
-import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
+import { isRelayedToEnvoy, shortType, TypeUrl } from './type-urls.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
@@ -272,7 +272,7 @@ class ProxyConnection implements FrameSink {
   /** Streams the response on when it is an ordinary Envoy type; otherwise holds it whole. */
   private decide(m: InboundResponse): void {
     const t = m.scanner.firstResourceType;
-    if (!t || !isEnvoyType(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
+    if (!t || !isRelayedToEnvoy(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
       m.mode = 'hold';
       return;
     }
@@ -340,7 +340,7 @@ class ProxyConnection implements FrameSink {
         return;
       }
       out = action.message;
-    } else if (!isEnvoyType(typeUrl)) {
+    } else if (!isRelayedToEnvoy(typeUrl)) {
       this.proxy.noteDroppedType(typeUrl);
       return;
     }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
-import { killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const TOKEN = 'output-certs-token';
 const FILES = ['key.pem', 'cert-chain.pem', 'root-cert.pem'];
@@ -27,11 +27,7 @@ afterAll(async () => {
 });
 
 afterEach(async () => {
-  if (agent && agent.child.exitCode === null) {
-    agent.child.kill('SIGTERM');
-    await agent.exited;
-  }
-  killStarted();
+  await stopAgent(agent);
   work?.cleanup();
 });
 
