@@ -14,6 +14,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { ProxyType } from '../config/load.js';
 import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { runAppProbe, type ProbeContext } from './app-probe.js';
@@ -33,8 +34,8 @@ export interface StatusServerOptions {
   readonly port: number;
   /** Listen address; all interfaces by default (kubelet probes reach it on the pod IP). */
   readonly host?: string;
-  /** Sidecars merge app metrics; routers do not (Istio serves them only for sidecars). */
-  readonly proxyType: 'sidecar' | 'router';
+  /** Sidecars merge app metrics; routers and waypoints do not (Istio serves them only for sidecars). */
+  readonly proxyType: ProxyType;
   /** Envoy admin port, reached on `localhost`. */
   readonly adminPort: number;
   /** Loopback address to reach Envoy and app metrics on: 127.0.0.1, or ::1 on IPv6-only pods. */
