@@ -15,6 +15,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ProxyType } from '../config/load.js';
+import { enableProcessMetrics } from '../metrics/process.js';
 import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { runAppProbe, type ProbeContext } from './app-probe.js';
@@ -159,6 +160,8 @@ export class StatusServer {
       return;
     }
     if (this.server) return;
+    // as Istio's status server sets up the agent registry's process collector
+    if (!this.opts.registry) enableProcessMetrics();
     const server = http.createServer((req, res) => this.dispatch(req, res));
     server.on('connection', (s: Socket) => {
       this.sockets.add(s);

@@ -21,7 +21,7 @@ import type { ClientStream } from '../grpc/client.js';
 import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc/frames.js';
 import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
 import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
-import { metrics } from '../metrics/registry.js';
+import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
@@ -182,6 +182,7 @@ class ProxyConnection implements FrameSink {
   private forwardRequest(msg: Buffer): void {
     const req = this.protocol.summarizeRequest(msg);
     metrics.xdsProxyRequests.inc();
+    recordRecvSize(msg.length);
     this.proxy.noteRequest(req.typeUrl, req.isNack);
     if (this.protocol.kind === 'sotw' && req.versionInfo && !req.isNack) this.ackedVersion.set(req.typeUrl, req.versionInfo);
     log.debug(`connection ${this.id}: request ${shortType(req.typeUrl)} nonce=${req.responseNonce}${req.isNack ? ' NACK' : ''}`);
@@ -370,7 +371,7 @@ class ProxyConnection implements FrameSink {
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
     const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
-    metrics.istiodConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
+    metrics.istiodConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
     if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
     else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
@@ -381,7 +382,7 @@ class ProxyConnection implements FrameSink {
   private onDownstreamGone(kind: StreamEnd, reason: string): void {
     if (this.closed) return;
     const expected = kind !== 'error';
-    metrics.envoyConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
+    metrics.envoyConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
     if (expected) log.debug(`connection ${this.id}: downstream ${kind}: ${reason}`);
     else log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${reason}`);
     this.close(undefined);
