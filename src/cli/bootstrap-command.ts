@@ -1,4 +1,4 @@
-// `pilot-agent bootstrap [sidecar|router]`: prints the Envoy bootstrap the agent would start Envoy
+// `pilot-agent bootstrap [sidecar|router|waypoint]`: prints the Envoy bootstrap the agent would start Envoy
 // with (or, with --grpc, the gRPC xDS bootstrap for proxyless apps), from the same flags, env,
 // mesh config and pod files as `proxy`. Istio has no such command; it is for debugging a pod:
 //
@@ -42,7 +42,7 @@ export function registerBootstrapCommand(program: Command, io: Partial<Bootstrap
   };
   const cmd = program
     .command('bootstrap')
-    .argument('[type]', 'sidecar or router', undefined)
+    .argument('[type]', 'sidecar, router or waypoint', undefined)
     .description('Prints the Envoy bootstrap the agent would generate (debugging aid; not in Istio)')
     .allowUnknownOption(true)
     .allowExcessArguments(true);

@@ -165,7 +165,7 @@ export function buildProgram(): Command {
   addProxyFlags(
     program
       .command('proxy')
-      .argument('[type]', 'sidecar or router', undefined)
+      .argument('[type]', 'sidecar, router or waypoint', undefined)
       .description('XDS proxy agent')
       .allowUnknownOption(true)
       .allowExcessArguments(true),

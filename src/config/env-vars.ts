@@ -91,6 +91,7 @@ export const ENV = {
   JWT_POLICY: def('JWT_POLICY', 'third-party-jwt', oneOf(['third-party-jwt', 'first-party-jwt']), 'The JWT validation policy.'),
   PROV_CERT: def('PROV_CERT', '', str, 'Directory of provisioned certificates (VMs).'),
   OUTPUT_CERTS: def('OUTPUT_CERTS', '', str, 'Directory where the key and certificates are written; empty to not write them.'),
+  KUBERNETES_SERVICE_HOST: def('KUBERNETES_SERVICE_HOST', '', str, 'Set by Kubernetes in every pod; when set, OUTPUT_CERTS files are written 0644 (readable by the other containers of the pod), else 0600.'),
   FILE_MOUNTED_CERTS: def('FILE_MOUNTED_CERTS', false, bool, 'Use certificates mounted as files instead of the CA.'),
   SECRET_TTL: def('SECRET_TTL', 24 * HOUR, duration, 'Lifetime requested for workload certificates.'),
   SECRET_GRACE_PERIOD_RATIO: def('SECRET_GRACE_PERIOD_RATIO', 0.5, float, 'Fraction of the lifetime left when the certificate is rotated.'),

@@ -24,7 +24,12 @@ import {
 import { DEFAULT_PROXY_FLAGS, type ProxyFlags } from './proxy-flags.js';
 import { validateProxyConfig } from './validate-proxy-config.js';
 
-export type ProxyType = 'sidecar' | 'router';
+/**
+ * The node types `pilot-agent proxy` runs Envoy as (Istio's model.NodeType). Istio also accepts
+ * ztunnel and agentgateway, which are not Envoy proxies and are not run by this agent.
+ */
+export const PROXY_TYPES = ['sidecar', 'router', 'waypoint'] as const;
+export type ProxyType = (typeof PROXY_TYPES)[number];
 
 export { DEFAULT_PROXY_FLAGS, type ProxyFlags } from './proxy-flags.js';
 
@@ -137,10 +142,9 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   const flags: ProxyFlags = Object.freeze({ ...DEFAULT_PROXY_FLAGS, ...input.flags });
 
   const proxyTypeRaw = input.proxyType ?? 'sidecar';
-  if (proxyTypeRaw !== 'sidecar' && proxyTypeRaw !== 'router') {
-    issues.add('argument', 'proxy type', proxyTypeRaw, 'invalid proxy type (want sidecar or router)');
-  }
-  const proxyType: ProxyType = proxyTypeRaw === 'router' ? 'router' : 'sidecar';
+  const knownType = PROXY_TYPES.find((t) => t === proxyTypeRaw);
+  if (!knownType) issues.add('argument', 'proxy type', proxyTypeRaw, `invalid proxy type (want ${PROXY_TYPES.join(', ')})`);
+  const proxyType: ProxyType = knownType ?? 'sidecar';
   if (!Number.isInteger(flags.concurrency) || flags.concurrency < 0) issues.add('flag --concurrency', '', flags.concurrency, 'expected a non-negative integer');
   if (!Number.isInteger(flags.stsPort) || flags.stsPort < 0 || flags.stsPort > 65535) issues.add('flag --stsPort', '', flags.stsPort, 'expected a port in 0..65535');
 

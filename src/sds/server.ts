@@ -20,6 +20,7 @@ import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
 import { Status, statusName } from '../grpc/status.js';
 import type { Lookup, SecretItem } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
+import { SDS_METRIC_TYPE, sdsMetrics } from './metrics.js';
 import { decodeDiscoveryRequest, encodeSecretResponse, SECRET_TYPE_URL, type SecretMessage } from './protos.js';
 
 const log = logger('sds');
@@ -157,6 +158,7 @@ export class SdsServer {
     call.attach({
       onRequest: (buf) => this.onRequest(s, buf),
       onGone: (kind, reason) => {
+        if (kind === 'error') sdsMetrics.internalErrors.inc();
         close(reason);
         if (kind === 'end') call.finish(); // the client is done: end ours with OK
       },
@@ -182,6 +184,7 @@ export class SdsServer {
     if (req.errorDetail) {
       s.nacks++;
       s.lastNack = { nonce: req.responseNonce, version: req.versionInfo, message: req.errorDetail.message };
+      sdsMetrics.rejects.inc({ type: SDS_METRIC_TYPE });
       log.warn(`SDS: ACK ERROR ${s.id} ${statusName(req.errorDetail.code)}:${req.errorDetail.message}`, {
         resources: names.join(','),
         version: req.versionInfo,
@@ -207,6 +210,7 @@ export class SdsServer {
     }
     if (req.responseNonce !== s.nonceSent) {
       log.debug(`SDS: stream ${s.id}: expired nonce ${req.responseNonce} received, sent ${s.nonceSent}`);
+      sdsMetrics.expiredNonce.inc({ type: SDS_METRIC_TYPE });
       return;
     }
     s.ackedNonce = req.responseNonce;
@@ -290,7 +294,8 @@ export class SdsServer {
     s.nonceSent = nonce;
     s.versionSent = version;
     s.responses++;
-    s.call.writeMessage(payload, () => undefined);
+    const endTimer = sdsMetrics.sendTime.startTimer();
+    s.call.writeMessage(payload, () => endTimer());
     log.info(`SDS: PUSH resources:${out.length} names:${out.map((m) => m.name).join(',')} version:${version} stream:${s.id}${s.nodeId ? ` node:${s.nodeId}` : ''}`);
   }
 

@@ -1,11 +1,9 @@
-// Certificate metrics, with the names Istio's agent exports (security/pkg/nodeagent/cache/monitoring.go
-// and security/pkg/monitoring): Istio's sums become Prometheus counters with a `_total` suffix, as its
-// OpenTelemetry exporter writes them. Registered once, in the agent's shared registry.
+// Certificate metrics, with the names and labels Istio's agent exports
+// (security/pkg/nodeagent/cache/monitoring.go, security/pkg/monitoring/monitoring.go), in the
+// agent's shared registry (src/metrics/registry.ts says how names are formed). outgoing_latency
+// is, as in Istio, a sum of milliseconds.
 
-import { Counter, Gauge } from 'prom-client';
-import { registry } from '../metrics/registry.js';
-
-const p = (name: string): string => `istio_agent_${name}`;
+import { counter, gauge } from '../metrics/registry.js';
 
 /** The `request_type` label value of CSR calls. */
 export const CSR = 'csr';
@@ -14,51 +12,22 @@ export const CSR = 'csr';
 const expiries = new Map<string, number>();
 
 export const securityMetrics = {
-  certExpirySeconds: new Gauge({
-    name: p('cert_expiry_seconds'),
-    help: 'The time remaining, in seconds, before the certificate chain will expire. A negative value indicates the cert is expired.',
-    labelNames: ['resource_name'],
-    registers: [registry],
-    collect() {
-      this.reset();
+  certExpirySeconds: gauge(
+    'cert_expiry_seconds',
+    'The time remaining, in seconds, before the certificate chain will expire. A negative value indicates the cert is expired.',
+    ['resource_name'],
+    (g) => {
+      g.reset();
       const now = Date.now();
-      for (const [name, expiry] of expiries) this.set({ resource_name: name }, (expiry - now) / 1000);
+      for (const [name, expiry] of expiries) g.set({ resource_name: name }, (expiry - now) / 1000);
     },
-  }),
-  outgoingRequests: new Counter({
-    name: p('num_outgoing_requests_total'),
-    help: 'Number of total outgoing requests (e.g. to a token exchange server, CA, etc.)',
-    labelNames: ['request_type'],
-    registers: [registry],
-  }),
-  outgoingLatency: new Counter({
-    name: p('outgoing_latency_total'),
-    help: 'The latency of outgoing requests (e.g. to a token exchange server, CA, etc.) in milliseconds.',
-    labelNames: ['request_type'],
-    registers: [registry],
-  }),
-  failedOutgoingRequests: new Counter({
-    name: p('num_failed_outgoing_requests_total'),
-    help: 'Number of failed outgoing requests (e.g. to a token exchange server, CA, etc.)',
-    labelNames: ['request_type'],
-    registers: [registry],
-  }),
-  outgoingRetries: new Counter({
-    name: p('num_outgoing_retries_total'),
-    help: 'Number of outgoing retry requests (e.g. to a token exchange server, CA, etc.)',
-    labelNames: ['request_type'],
-    registers: [registry],
-  }),
-  fileWatcherFailures: new Counter({
-    name: p('num_file_watcher_failures_total'),
-    help: 'Number of times file watcher failed to add watchers',
-    registers: [registry],
-  }),
-  fileSecretFailures: new Counter({
-    name: p('num_file_secret_failures_total'),
-    help: 'Number of times secret generation failed for files',
-    registers: [registry],
-  }),
+  ),
+  outgoingRequests: counter('num_outgoing_requests', 'Number of total outgoing requests (e.g. to a token exchange server, CA, etc.)', ['request_type']),
+  outgoingLatency: counter('outgoing_latency', 'The latency of outgoing requests (e.g. to a token exchange server, CA, etc.) in milliseconds.', ['request_type']),
+  failedOutgoingRequests: counter('num_failed_outgoing_requests', 'Number of failed outgoing requests (e.g. to a token exchange server, CA, etc.)', ['request_type']),
+  outgoingRetries: counter('num_outgoing_retries', 'Number of outgoing retry requests (e.g. to a token exchange server, CA, etc.)', ['request_type']),
+  fileWatcherFailures: counter('num_file_watcher_failures_total', 'Number of times file watcher failed to add watchers'),
+  fileSecretFailures: counter('num_file_secret_failures_total', 'Number of times secret generation failed for files'),
 };
 
 /** Records (or, with undefined, forgets) the expiry of the certificate served under a resource name. */

@@ -95,6 +95,8 @@ export interface SecretManagerOptions {
   readonly fileDebounceMs: number;
   /** OUTPUT_CERTS as an absolute directory, '' when unset. */
   readonly outputDir: string;
+  /** Mode of the OUTPUT_CERTS files (default 0600). */
+  readonly outputFileMode?: number;
   /** Certificates that, when present, are served as `default` / `ROOTCA`. */
   readonly mounted: MountedCertPaths;
   /** No CA client: `default` and `ROOTCA` only ever come from the mounted files. */
@@ -255,6 +257,9 @@ export function secretManagerOptionsFrom(config: AgentConfig): SecretManagerOpti
     graceRatioJitter: env.SECRET_GRACE_PERIOD_RATIO_JITTER,
     fileDebounceMs: env.FILE_DEBOUNCE_DURATION,
     outputDir: env.OUTPUT_CERTS ? at(config, env.OUTPUT_CERTS) : '',
+    // Istio's OutputKeyCertToDir: in a pod, other containers (running as other users, e.g. a
+    // Prometheus scraping over mTLS with these certificates) must be able to read them
+    outputFileMode: env.KUBERNETES_SERVICE_HOST ? 0o644 : 0o600,
     mounted,
     fileMountedCerts,
     osRootBundle,

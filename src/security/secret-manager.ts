@@ -523,7 +523,7 @@ export class SecretManager {
 
   // ----- OUTPUT_CERTS -----------------------------------------------------------------------------
 
-  /** Writes key.pem, cert-chain.pem, root-cert.pem (those given, when changed) atomically, mode 0600. */
+  /** Writes key.pem, cert-chain.pem, root-cert.pem (those given, when changed) atomically. */
   private writeOutputs(parts: { key?: string; chain?: string; root?: string }): void {
     const dir = this.options.outputDir;
     if (!dir) return;
@@ -537,7 +537,7 @@ export class SecretManager {
       const path = join(dir, file);
       try {
         if (existsSync(path) && readFileSync(path, 'utf8') === data) continue;
-        writeFileAtomicSync(path, data, 0o600);
+        writeFileAtomicSync(path, data, this.options.outputFileMode ?? 0o600);
       } catch (err) {
         log.error(`error when output the resource: failed to write ${path}: ${(err as Error).message}`);
       }

@@ -1,27 +1,13 @@
-// The status server's own metrics, in the agent registry (src/metrics/registry.ts) under Istio's
-// names: startup_duration_seconds, scrapes_total, scrape_failures_total{type}.
+// The status server's own metrics, with Istio's names (pilot/cmd/pilot-agent/metrics/metrics.go),
+// in the agent registry (src/metrics/registry.ts).
 
-import { Counter, Gauge } from 'prom-client';
-import { registry } from '../metrics/registry.js';
+import { counter, gaugeOnceSet } from '../metrics/registry.js';
 
 /** `type` label values of scrape_failures_total, as Istio spells them. */
 export type ScrapeType = 'envoy' | 'application' | 'agent';
 
 export const statusMetrics = {
-  startupDuration: new Gauge({
-    name: 'istio_agent_startup_duration_seconds',
-    help: 'The time from the process starting to being marked ready.',
-    registers: [registry],
-  }),
-  scrapes: new Counter({
-    name: 'istio_agent_scrapes_total',
-    help: 'The total number of scrapes.',
-    registers: [registry],
-  }),
-  scrapeFailures: new Counter({
-    name: 'istio_agent_scrape_failures_total',
-    help: 'The total number of failed scrapes.',
-    labelNames: ['type'],
-    registers: [registry],
-  }),
+  startupDuration: gaugeOnceSet('startup_duration_seconds', 'The time from the process starting to being marked ready.'),
+  scrapes: counter('scrapes_total', 'The total number of scrapes.'),
+  scrapeFailures: counter<'type'>('scrape_failures_total', 'The total number of failed scrapes.', ['type']),
 };

@@ -14,6 +14,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { ProxyType } from '../config/load.js';
+import { enableProcessMetrics } from '../metrics/process.js';
 import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { runAppProbe, type ProbeContext } from './app-probe.js';
@@ -33,8 +35,8 @@ export interface StatusServerOptions {
   readonly port: number;
   /** Listen address; all interfaces by default (kubelet probes reach it on the pod IP). */
   readonly host?: string;
-  /** Sidecars merge app metrics; routers do not (Istio serves them only for sidecars). */
-  readonly proxyType: 'sidecar' | 'router';
+  /** Sidecars merge app metrics; routers and waypoints do not (Istio serves them only for sidecars). */
+  readonly proxyType: ProxyType;
   /** Envoy admin port, reached on `localhost`. */
   readonly adminPort: number;
   /** Loopback address to reach Envoy and app metrics on: 127.0.0.1, or ::1 on IPv6-only pods. */
@@ -158,6 +160,8 @@ export class StatusServer {
       return;
     }
     if (this.server) return;
+    // as Istio's status server sets up the agent registry's process collector
+    if (!this.opts.registry) enableProcessMetrics();
     const server = http.createServer((req, res) => this.dispatch(req, res));
     server.on('connection', (s: Socket) => {
       this.sockets.add(s);

@@ -1,8 +1,7 @@
-// Istio's Wasm metrics (pkg/wasm/monitoring.go), in the agent's shared registry. Counters carry the
-// `_total` suffix Istio's OpenTelemetry exporter gives them; label values are Istio's.
+// Istio's Wasm metrics (pkg/wasm/monitoring.go), in the agent's shared registry under Istio's names
+// and label values (src/metrics/registry.ts says how names are formed).
 
-import { Counter, Gauge, Histogram } from 'prom-client';
-import { registry } from '../metrics/registry.js';
+import { counter, gauge, histogram } from '../metrics/registry.js';
 
 /** `result` of istio_agent_wasm_remote_fetch_count. */
 export const FetchResult = {
@@ -25,29 +24,19 @@ export const ConversionResult = {
 } as const;
 
 export const wasmMetrics = {
-  cacheEntries: new Gauge({ name: 'istio_agent_wasm_cache_entries', help: 'number of Wasm remote fetch cache entries.', registers: [registry] }),
-  cacheLookups: new Counter({
-    name: 'istio_agent_wasm_cache_lookup_count_total',
-    help: 'number of Wasm remote fetch cache lookups.',
-    labelNames: ['hit'],
-    registers: [registry],
-  }),
-  remoteFetches: new Counter({
-    name: 'istio_agent_wasm_remote_fetch_count_total',
-    help: 'number of Wasm remote fetches and results, including success, download failure, and checksum mismatch.',
-    labelNames: ['result'],
-    registers: [registry],
-  }),
-  conversions: new Counter({
-    name: 'istio_agent_wasm_config_conversion_count_total',
-    help: 'number of Wasm config conversions and results, including success, no remote load, marshal failure, remote fetch failure, miss remote fetch hint.',
-    labelNames: ['result'],
-    registers: [registry],
-  }),
-  conversionDuration: new Histogram({
-    name: 'istio_agent_wasm_config_conversion_duration',
-    help: 'Total time in milliseconds istio-agent spends on converting remote load in Wasm config.',
-    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],
-    registers: [registry],
-  }),
+  cacheEntries: gauge('wasm_cache_entries', 'number of Wasm remote fetch cache entries.'),
+  /** `hit`: "true" or "false". */
+  cacheLookups: counter('wasm_cache_lookup_count', 'number of Wasm remote fetch cache lookups.', ['hit']),
+  remoteFetches: counter('wasm_remote_fetch_count', 'number of Wasm remote fetches and results, including success, download failure, and checksum mismatch.', ['result']),
+  conversions: counter(
+    'wasm_config_conversion_count',
+    'number of Wasm config conversions and results, including success, no remote load, marshal failure, remote fetch failure, miss remote fetch hint.',
+    ['result'],
+  ),
+  /** Milliseconds, in Istio's bounds. */
+  conversionDuration: histogram(
+    'wasm_config_conversion_duration',
+    'Total time in milliseconds istio-agent spends on converting remote load in Wasm config.',
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],
+  ),
 };

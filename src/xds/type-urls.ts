@@ -14,11 +14,17 @@ export const TypeUrl = {
   NameTable: 'type.googleapis.com/istio.networking.nds.v1.NameTable',
   /** Consumed by the agent (dynamic ProxyConfig), never forwarded to Envoy. */
   ProxyConfig: 'type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig',
+  /** Workload discovery: Envoy's peer metadata discovery subscribes to it. */
+  Workload: 'type.googleapis.com/istio.workload.Workload',
 } as const;
 
-/** Types Envoy understands; anything else coming from upstream is not forwarded to it. */
-export function isEnvoyType(typeUrl: string): boolean {
-  return typeUrl.startsWith('type.googleapis.com/envoy.');
+/**
+ * Types relayed to Envoy: Envoy's own, and Istio's Workload (Istio's forwardToEnvoy). Any other
+ * type from upstream, e.g. istio.workload.Address or istio.security.Authorization (ztunnel's), is
+ * dropped as Istio drops it.
+ */
+export function isRelayedToEnvoy(typeUrl: string): boolean {
+  return typeUrl.startsWith('type.googleapis.com/envoy.') || typeUrl === TypeUrl.Workload;
 }
 
 export function shortType(typeUrl: string): string {
@@ -31,6 +37,7 @@ export function shortType(typeUrl: string): string {
     [TypeUrl.ExtensionConfig]: 'ECDS',
     [TypeUrl.NameTable]: 'NDS',
     [TypeUrl.ProxyConfig]: 'PCDS',
+    [TypeUrl.Workload]: 'WDS',
   };
   return known[typeUrl] ?? typeUrl.replace(TYPE_PREFIX, '');
 }

@@ -21,11 +21,11 @@ import type { ClientStream } from '../grpc/client.js';
 import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc/frames.js';
 import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
 import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
-import { metrics } from '../metrics/registry.js';
+import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
-import { isEnvoyType, shortType, TypeUrl } from './type-urls.js';
+import { isRelayedToEnvoy, shortType, TypeUrl } from './type-urls.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
@@ -209,6 +209,7 @@ class ProxyConnection implements FrameSink {
   private forwardRequest(msg: Buffer): void {
     const req = this.protocol.summarizeRequest(msg);
     metrics.xdsProxyRequests.inc();
+    recordRecvSize(msg.length);
     this.proxy.noteRequest(req.typeUrl, req.isNack);
     this.recorder?.request(req);
     this.requestsBeforeFirstResponse?.push(msg);
@@ -308,7 +309,7 @@ class ProxyConnection implements FrameSink {
   /** Streams the response on when it is an ordinary Envoy type; otherwise holds it whole. */
   private decide(m: InboundResponse): void {
     const t = m.scanner.firstResourceType;
-    if (!t || !isEnvoyType(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
+    if (!t || !isRelayedToEnvoy(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
       m.mode = 'hold';
       return;
     }
@@ -381,7 +382,7 @@ class ProxyConnection implements FrameSink {
         return;
       }
       out = action.message;
-    } else if (!isEnvoyType(typeUrl)) {
+    } else if (!isRelayedToEnvoy(typeUrl)) {
       this.proxy.noteDroppedType(typeUrl);
       return;
     }
@@ -416,7 +417,7 @@ class ProxyConnection implements FrameSink {
     // at start, before istiod ever answered: serve what the client last ACKed, if anything is saved
     if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
     const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
-    metrics.istiodConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
+    metrics.istiodConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
     if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
     else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
@@ -427,7 +428,7 @@ class ProxyConnection implements FrameSink {
   private onDownstreamGone(kind: StreamEnd, reason: string): void {
     if (this.closed) return;
     const expected = kind !== 'error';
-    metrics.envoyConnectionTerminations.inc({ type: expected ? 'cancel' : 'error' });
+    metrics.envoyConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
     if (expected) log.debug(`connection ${this.id}: downstream ${kind}: ${reason}`);
     else log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${reason}`);
     this.close(undefined);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { dig, encodeNameTableWire } from '../dns/support.js';
 import { injectedProxy } from '../support/hello-pod.js';
-import { freePort, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const NDS = 'type.googleapis.com/istio.networking.nds.v1.NameTable';
 const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
@@ -39,9 +39,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  agent?.child.kill('SIGTERM');
-  await agent?.exited;
-  killStarted();
+  await stopAgent(agent);
   await cp?.close();
   work?.cleanup();
 });

@@ -30,7 +30,17 @@ export interface GoldenCommon {
 export interface GoldenCase {
   name: string;
   golden: string;
-  proxyConfig: Record<string, unknown>;
+  /**
+   * The ProxyConfig (Istio's `<base>.proxycfg`). A case with `proxyCfgBase` may leave it out and
+   * take the one of the case of that name, as Istio's test loads `<proxyCfgBase>.proxycfg`.
+   */
+  proxyConfig?: Record<string, unknown>;
+  /**
+   * Istio's `proxyCfgBase`: the ProxyConfig file to load and the leaf of `configPath`
+   * (`<out>/bootstrap/<proxyCfgBase>`), when they are not the case's own name (`secure_metrics`
+   * uses `default`).
+   */
+  proxyCfgBase?: string;
   env?: Record<string, string>;
   annotations?: Record<string, string>;
   checkLocality?: boolean;
@@ -59,16 +69,28 @@ export interface PreparedCase {
   readonly options: RenderOptions;
 }
 
+/**
+ * The case's ProxyConfig and its `configPath` leaf: Istio's loadProxyConfig(proxyCfgBase or name).
+ * `cases` resolves a `proxyCfgBase` the case does not carry the ProxyConfig of.
+ */
+export function proxyConfigBase(c: GoldenCase, cases: readonly GoldenCase[]): { leaf: string; proxyConfig: Record<string, unknown> } {
+  const leaf = c.proxyCfgBase || c.name;
+  const proxyConfig = c.proxyConfig ?? cases.find((x) => x.name === leaf)?.proxyConfig;
+  if (!proxyConfig) throw new Error(`case ${c.name}: no ProxyConfig (neither its own nor one of a case named ${JSON.stringify(leaf)})`);
+  return { leaf, proxyConfig };
+}
+
 /** Builds the AgentConfig and options for one case, in a fresh temporary directory. */
-export function prepareCase(common: GoldenCommon, c: GoldenCase, templatePath = DEFAULT_TEMPLATE_PATH): PreparedCase {
+export function prepareCase(common: GoldenCommon, c: GoldenCase, cases: readonly GoldenCase[], templatePath = DEFAULT_TEMPLATE_PATH): PreparedCase {
+  const base = proxyConfigBase(c, cases);
   const out = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `bootstrap-${c.name}-`)));
   const podRoot = path.join(out, 'pod');
   fs.mkdirSync(path.join(podRoot, 'etc/istio/pod'), { recursive: true });
   fs.writeFileSync(path.join(podRoot, 'etc/istio/pod/annotations'), c.annotations ? downwardApiText(c.annotations) : '');
 
   const proxyConfig: Record<string, unknown> = {
-    ...c.proxyConfig,
-    configPath: path.join(out, 'bootstrap', c.name),
+    ...base.proxyConfig,
+    configPath: path.join(out, 'bootstrap', base.leaf),
     customConfigFile: templatePath,
   };
   if (!proxyConfig.statusPort) proxyConfig.statusPort = 15020;

@@ -12,7 +12,7 @@ import { startControlPlane, type ControlPlane } from '../control-plane/index.js'
 import { helloXdsResources, HELLO_SERVICE, startHelloServer } from '../support/hello-mesh.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { repoRoot } from '../support/paths.js';
-import { killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const SERVICE = HELLO_SERVICE;
 const TOKEN = 'proxyless-token';
@@ -54,9 +54,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  agent?.child.kill('SIGTERM');
-  await agent?.exited;
-  killStarted();
+  await stopAgent(agent);
   await cp?.close();
   server?.forceShutdown();
   work?.cleanup();

@@ -55,7 +55,7 @@ async function metricValue(name: string): Promise<number> {
 
 describe('CaClient against the dev CA over TLS', () => {
   it('signs a CSR: token, ClusterID and CA_HEADER_* metadata, the requested lifetime, a chain that validates', async () => {
-    const before = await metricValue('istio_agent_num_outgoing_requests_total');
+    const before = await metricValue('istio_agent_num_outgoing_requests');
     const client = new CaClient(tlsOptions());
     const { csrPem, key } = await generateKeyAndCsr({ type: 'rsa', bits: 2048, pkcs8: false }, SPIFFE_ID);
     const calls = cp.ca.calls;
@@ -71,7 +71,7 @@ describe('CaClient against the dev CA over TLS', () => {
     expect(rec.metadata.clusterid).toEqual(['Kubernetes']);
     expect(rec.metadata['x-team']).toEqual(['payments']);
     expect(rec.validityDuration).toBe(7200);
-    expect(await metricValue('istio_agent_num_outgoing_requests_total')).toBe(before + 1);
+    expect(await metricValue('istio_agent_num_outgoing_requests')).toBe(before + 1);
   });
 
   it('reads the token for every call: missing = no header (refused, not retried), rotated = new value', async () => {
@@ -93,20 +93,20 @@ describe('CaClient against the dev CA over TLS', () => {
   it('retries UNAVAILABLE with backoff, up to 5 attempts', async () => {
     const client = new CaClient(tlsOptions());
     const { csrPem } = await generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, SPIFFE_ID);
-    const retries = await metricValue('istio_agent_num_outgoing_retries_total');
+    const retries = await metricValue('istio_agent_num_outgoing_retries');
     cp.ca.setFailure('unavailable', { times: 2 });
     let calls = cp.ca.calls;
     await expect(client.csrSign(csrPem, 3600)).resolves.toHaveLength(2);
     expect(cp.ca.calls).toBe(calls + 3);
-    expect(await metricValue('istio_agent_num_outgoing_retries_total')).toBe(retries + 2);
-    const failed = await metricValue('istio_agent_num_failed_outgoing_requests_total');
+    expect(await metricValue('istio_agent_num_outgoing_retries')).toBe(retries + 2);
+    const failed = await metricValue('istio_agent_num_failed_outgoing_requests');
     cp.ca.setFailure('unavailable');
     calls = cp.ca.calls;
     const err = await client.csrSign(csrPem, 3600).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CaClientError);
     expect((err as CaClientError).code).toBe(grpc.status.UNAVAILABLE);
     expect(cp.ca.calls).toBe(calls + 5);
-    expect(await metricValue('istio_agent_num_failed_outgoing_requests_total')).toBe(failed + 1);
+    expect(await metricValue('istio_agent_num_failed_outgoing_requests')).toBe(failed + 1);
     expect(logs.text()).toMatch(/ca request failed \(create certificate: UNAVAILABLE: CA unavailable \(test failure mode\)\), starting attempt 4 in/);
   });
 

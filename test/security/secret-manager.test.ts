@@ -90,8 +90,8 @@ describe('workload certificate from the CA', () => {
       expect(m.summaries().find((s) => s.resourceName === 'default')).toMatchObject({ source: 'ca', state: 'ready', certificates: [{ subjectAltNames: `URI:${SPIFFE_ID}` }, {}] });
       const metrics = await registry.metrics();
       expect(metrics).toMatch(/istio_agent_cert_expiry_seconds\{resource_name="default"\} 53\d\d/);
-      expect(metrics).toMatch(/istio_agent_num_outgoing_requests_total\{request_type="csr"\} \d+/);
-      expect(metrics).toMatch(/istio_agent_outgoing_latency_total\{request_type="csr"\} \d/);
+      expect(metrics).toMatch(/istio_agent_num_outgoing_requests\{request_type="csr"\} \d+/);
+      expect(metrics).toMatch(/istio_agent_outgoing_latency\{request_type="csr"\} \d/);
     });
   }
 

@@ -94,3 +94,12 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Stops an agent the way Kubernetes does (SIGTERM), waits for it, then kills anything else a test started. */
+export async function stopAgent(agent: RunningProcess | undefined): Promise<void> {
+  if (agent && agent.child.exitCode === null && agent.child.signalCode === null) {
+    agent.child.kill('SIGTERM');
+    await agent.exited;
+  }
+  killStarted();
+}

@@ -180,14 +180,14 @@ describe('ECDS conversion: fallbacks and NACKs', () => {
   const rbac = (value: Uint8Array): Json => decode(TEC, value) as Json;
 
   it('replaces a filter whose module cannot be fetched with deny-all RBAC (fail closed, the default)', async () => {
-    const before = await counter('istio_agent_wasm_config_conversion_count_total', { result: 'fetch_failure' });
+    const before = await counter('istio_agent_wasm_config_conversion_count', { result: 'fetch_failure' });
     const out = await convertResource({ typeUrl: TEC_URL, value: tecBytes(wasmFilter('closed', 'https://e.com/a.wasm')) }, failing());
     expect(out).toMatchObject({ kind: 'rewritten', fallback: 'deny' });
     expect(rbac((out as { value: Uint8Array }).value)).toEqual({
       name: 'closed',
       typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC', rules: {}, rules_stat_prefix: 'wasm-default-deny' },
     });
-    expect(await counter('istio_agent_wasm_config_conversion_count_total', { result: 'fetch_failure' })).toBe(before + 1);
+    expect(await counter('istio_agent_wasm_config_conversion_count', { result: 'fetch_failure' })).toBe(before + 1);
   });
 
   it('uses allow-all RBAC for fail_open, and failure_policy over fail_open', async () => {
@@ -222,9 +222,9 @@ describe('ECDS conversion: fallbacks and NACKs', () => {
     expect(noSecret).toMatchObject({ kind: 'rewritten', fallback: 'deny' });
     const noUri = wasmFilter('u', 'x') as { typed_config: { config: { vm_config: { code: unknown } } } };
     noUri.typed_config.config.vm_config.code = { remote: { sha256: 'x' } };
-    const before = await counter('istio_agent_wasm_config_conversion_count_total', { result: 'miss_remote_fetch_hint' });
+    const before = await counter('istio_agent_wasm_config_conversion_count', { result: 'miss_remote_fetch_hint' });
     expect(await convertResource({ typeUrl: TEC_URL, value: tecBytes(noUri as unknown as Json) }, source)).toMatchObject({ fallback: 'deny' });
-    expect(await counter('istio_agent_wasm_config_conversion_count_total', { result: 'miss_remote_fetch_hint' })).toBe(before + 1);
+    expect(await counter('istio_agent_wasm_config_conversion_count', { result: 'miss_remote_fetch_hint' })).toBe(before + 1);
     expect(source.calls).toHaveLength(0);
   });
 

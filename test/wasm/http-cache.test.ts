@@ -71,12 +71,12 @@ describe('HTTPS fetch', () => {
     const mod = wasmModule(4096);
     const url = serve(mod);
     const cache = newCache();
-    const before = await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'success' });
+    const before = await metric('istio_agent_wasm_remote_fetch_count', { result: 'success' });
     const path = await cache.get(url, opts({ checksum: sha256(mod) }));
     expect(path).toBe(join(cache.options.dir, sha256(url), `${sha256(mod)}.wasm`));
     expect(readFileSync(path).equals(mod)).toBe(true);
     expect(statSync(path).mode & 0o777).toBe(0o644);
-    expect(await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'success' })).toBe(before + 1);
+    expect(await metric('istio_agent_wasm_remote_fetch_count', { result: 'success' })).toBe(before + 1);
     expect(cache.summaries()).toEqual([expect.objectContaining({ module: url, checksum: sha256(mod), path, sizeBytes: mod.length, urls: [url] })]);
   });
 
@@ -94,9 +94,9 @@ describe('HTTPS fetch', () => {
     const mod = wasmModule();
     const url = serve(mod);
     const cache = newCache();
-    const mismatches = await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'checksum_mismatched' });
+    const mismatches = await metric('istio_agent_wasm_remote_fetch_count', { result: 'checksum_mismatched' });
     await expect(cache.get(url, opts({ checksum: 'f'.repeat(64) }))).rejects.toThrow(`module downloaded from ${url} has checksum ${sha256(mod)}, which does not match: ${'f'.repeat(64)}`);
-    expect(await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'checksum_mismatched' })).toBe(mismatches + 1);
+    expect(await metric('istio_agent_wasm_remote_fetch_count', { result: 'checksum_mismatched' })).toBe(mismatches + 1);
     const notWasm = serve(Buffer.from('<html>this is not a wasm module</html>'));
     await expect(cache.get(notWasm, opts())).rejects.toThrow(`fetched Wasm binary from ${notWasm} is invalid`);
     expect(wasmFiles(cache.options.dir)).toEqual([]);
@@ -215,12 +215,12 @@ describe('cache behaviour', () => {
       setTimeout(() => res.writeHead(200).end(mod), 150);
     });
     const cache = newCache();
-    const lookupsBefore = await metric('istio_agent_wasm_cache_lookup_count_total', { hit: 'false' });
+    const lookupsBefore = await metric('istio_agent_wasm_cache_lookup_count', { hit: 'false' });
     const paths = await Promise.all(Array.from({ length: 100 }, (_, i) => cache.get(`${server.origin}/shared.wasm`, opts({ resourceName: `ns.p${i}` }))));
     expect(new Set(paths).size).toBe(1);
     expect(calls).toBe(1);
     expect(cache.downloads).toBe(1);
-    expect(await metric('istio_agent_wasm_cache_lookup_count_total', { hit: 'false' })).toBe(lookupsBefore + 100);
+    expect(await metric('istio_agent_wasm_cache_lookup_count', { hit: 'false' })).toBe(lookupsBefore + 100);
     await cache.get(`${server.origin}/shared.wasm`, opts());
     expect(calls).toBe(1);
   });

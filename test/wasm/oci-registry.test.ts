@@ -129,18 +129,18 @@ describe('OCI layouts on a plain-HTTP registry (insecure)', () => {
 
   it('checks the manifest digest before downloading any layer', async () => {
     const cache = newCache({ insecureRegistries: ['*'] });
-    const before = await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'checksum_mismatched' });
+    const before = await metric('istio_agent_wasm_remote_fetch_count', { result: 'checksum_mismatched' });
     await expect(cache.get(`oci://${REG}:${plain.port}/wasm/oci:v1`, opts({ checksum: 'a'.repeat(64) }))).rejects.toThrow(/has checksum [0-9a-f]{64}, which does not match: a{64}/);
     expect(cache.downloads).toBe(0);
-    expect(await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'checksum_mismatched' })).toBe(before + 1);
+    expect(await metric('istio_agent_wasm_remote_fetch_count', { result: 'checksum_mismatched' })).toBe(before + 1);
   });
 
   it('rejects an image in an unknown layout, and a missing image (404, not retried)', async () => {
     const cache = newCache({ insecureRegistries: ['*'] });
     await expect(cache.get(`oci://${REG}:${plain.port}/wasm/unknown:v1`, opts())).rejects.toThrow(/could not fetch Wasm binary: the given image is in invalid format as an OCI image: could not parse as compat variant: invalid media type application\/vnd.example.unknown.layer.v1 .*could not parse as oci variant/);
-    const manifestFailures = await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'manifest_failure' });
+    const manifestFailures = await metric('istio_agent_wasm_remote_fetch_count', { result: 'manifest_failure' });
     await expect(cache.get(`oci://${REG}:${plain.port}/wasm/nope:v1`, opts())).rejects.toThrow(/could not fetch Wasm OCI image: fetching manifest .*unexpected status code 404/);
-    expect(await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'manifest_failure' })).toBe(manifestFailures + 1);
+    expect(await metric('istio_agent_wasm_remote_fetch_count', { result: 'manifest_failure' })).toBe(manifestFailures + 1);
     expect(files(cache.options.dir)).toEqual([]);
   });
 
@@ -341,11 +341,11 @@ describe('registry killed mid-download', () => {
       const fetching = cache.get(`oci://${host}/wasm/big:v1`, opts());
       const settled = fetching.then(() => 'ok', (e: Error) => e);
       await expect.poll(() => proxy.sent(), { timeout: 10_000, interval: 20 }).toBeGreaterThan(1024 * 1024);
-      const dl = await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'download_failure' });
+      const dl = await metric('istio_agent_wasm_remote_fetch_count', { result: 'download_failure' });
       await reg.kill('SIGKILL');
       const err = await settled;
       expect(String(err)).toMatch(/could not fetch Wasm binary: downloading layer sha256:[0-9a-f]{64} failed after 3 attempts/);
-      expect(await metric('istio_agent_wasm_remote_fetch_count_total', { result: 'download_failure' })).toBe(dl + 1);
+      expect(await metric('istio_agent_wasm_remote_fetch_count', { result: 'download_failure' })).toBe(dl + 1);
       expect(files(cache.options.dir)).toEqual([]);
 
       reg = await startRegistry({ storage: ownStorage, port });

@@ -139,7 +139,7 @@ describe('xDS proxy (SotW)', () => {
   });
 
   it('refuses an istiod whose certificate does not name the expected server, counting a connection failure', async () => {
-    const failuresBefore = await counter('istio_agent_istiod_connection_failures_total');
+    const failuresBefore = await counter('istio_agent_istiod_connection_failures');
     const { target } = await startProxy({ tls: { rootCa: () => Buffer.from(cp.rootCertPem), serverName: 'istiod.other-namespace.svc' } });
     const client = openSotw(target);
     client.request({ type_url: CDS });
@@ -147,7 +147,7 @@ describe('xDS proxy (SotW)', () => {
     expect(st.code).toBe(grpc.status.UNAVAILABLE);
     expect(st.details).toContain('istiod.other-namespace.svc');
     expect(cp.connectedStreams()).toHaveLength(0);
-    expect(await counter('istio_agent_istiod_connection_failures_total')).toBe(failuresBefore + 1);
+    expect(await counter('istio_agent_istiod_connection_failures')).toBe(failuresBefore + 1);
     client.close();
   });
 
@@ -409,7 +409,7 @@ async function counter(name: string): Promise<number> {
 
 /** Responses the proxy has read off upstream streams so far (its Prometheus counter). */
 function responsesPulled(): Promise<number> {
-  return counter('istio_agent_xds_proxy_responses_total');
+  return counter('istio_agent_xds_proxy_responses');
 }
 
 /** Lets closed sockets finish closing and collects garbage (the suite runs with --expose-gc). */
