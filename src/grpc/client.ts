@@ -58,7 +58,7 @@ export interface ClientStreamHandlers {
   /** A chunk of the response body (gRPC frames, possibly cut anywhere). */
   onData(chunk: Buffer): void;
   /** The call ended; `connected` is false when the server was never reached. Called once. */
-  onEnd(status: GrpcStatus, connected: boolean): void;
+  onEnd(status: GrpcStatus, connected: boolean, connection: { readonly goawayCode?: number }): void;
 }
 
 export interface ClientStream {
@@ -100,6 +100,8 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   /** Why the connection (not just this call) failed: gRPC reports that as UNAVAILABLE. */
   let transportFailure: string | undefined;
   let streamFailure: string | undefined;
+  /** The server's GOAWAY, if one came: NO_ERROR (0) means it is recycling the connection. */
+  let goawayCode: number | undefined;
   const timers: NodeJS.Timeout[] = [];
 
   const end = (st: GrpcStatus): void => {
@@ -107,7 +109,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     ended = true;
     for (const t of timers) clearTimeout(t);
     session.destroy();
-    handlers.onEnd(st, connected);
+    handlers.onEnd(st, connected, goawayCode === undefined ? {} : { goawayCode });
   };
 
   const settings: http2.Settings = { maxFrameSize: MAX_FRAME_BYTES, enablePush: false, ...(opts.streamWindowBytes ? { initialWindowSize: opts.streamWindowBytes } : {}) };
@@ -149,6 +151,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     if (opts.keepalive) keepSessionAlive(session, opts.keepalive, (reason) => (transportFailure ??= reason));
   });
   session.on('goaway', (code: number, _lastStreamId: number, debug?: Buffer) => {
+    goawayCode ??= code;
     const said = debug && debug.length > 0 ? `: ${debug.toString('utf8', 0, Math.min(debug.length, 256))}` : '';
     transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code}${said})`;
     // the server's ping policy refused our keepalive (gRPC's "too_many_pings"): ping less

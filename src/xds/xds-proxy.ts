@@ -89,6 +89,11 @@ function isExpectedEnd(code: number | undefined): boolean {
   return code === undefined || code === Status.OK || code === Status.CANCELLED;
 }
 
+/** Ends of an upstream stream Istio counts as expected (its GRPCErrorType's ExpectedError). */
+function expectedUpstreamEnd(status: GrpcStatus): boolean {
+  return status.code === Status.CANCELLED || status.code === Status.DEADLINE_EXCEEDED;
+}
+
 let connectionIds = 0;
 
 /** How far "too_many_pings" may stretch the keepalive interval (a dead istiod is still noticed). */
@@ -177,7 +182,7 @@ class ProxyConnection implements FrameSink {
         onData: (chunk) => {
           if (!this.closed) this.deframer.push(chunk);
         },
-        onEnd: (status, connected) => this.onUpstreamGone(status, connected),
+        onEnd: (status, connected, connection) => this.onUpstreamGone(status, connected, connection.goawayCode === 0),
       }, { keepalive: this.proxy.keepalive, onTooManyPings: () => this.proxy.pingedTooOften() });
     } catch (err) {
       metrics.istiodConnectionFailures.inc();
@@ -407,7 +412,7 @@ class ProxyConnection implements FrameSink {
     });
   }
 
-  private onUpstreamGone(status: GrpcStatus, connected: boolean): void {
+  private onUpstreamGone(status: GrpcStatus, connected: boolean, recycled = false): void {
     if (this.closed) return;
     if (!connected) {
       metrics.istiodConnectionFailures.inc();
@@ -416,12 +421,16 @@ class ProxyConnection implements FrameSink {
     }
     // at start, before istiod ever answered: serve what the client last ACKed, if anything is saved
     if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
-    const expected = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
+    const graceful = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
+    // Istio's GRPCErrorType: a deadline, a cancel or istiod recycling its connection (GOAWAY
+    // NO_ERROR, then UNAVAILABLE when the grace period ends) is an expected end, counted as a
+    // cancellation though Envoy still sees the status
+    const expected = graceful || (connected && (expectedUpstreamEnd(status) || (recycled && status.code === Status.UNAVAILABLE)));
     metrics.istiodConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
-    if (expected) log.info(`connection ${this.id}: upstream closed the stream`);
+    if (expected) log.info(`connection ${this.id}: upstream closed the stream${graceful ? '' : ` (${statusName(status.code)}: ${status.details})`}`);
     else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
-    if (expected) this.close(undefined);
+    if (graceful) this.close(undefined);
     else this.close(status.code === Status.OK ? { code: Status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
   }
 
