@@ -14,9 +14,12 @@
 // is written at the very end. Agent metrics are written in text format, as Istio does.
 //
 // Failures never fail the scrape: a source that errors, answers non-200, exceeds the per-app cap,
-// or misses the deadline is logged and counted in istio_agent_scrape_failures_total{type} and left
-// out (or, when it breaks mid-body, cut at its last complete line). A source with no response
-// headers by half the deadline is given up, so the others keep time to stream.
+// breaks a framing cap of the scrape client, or misses the deadline is counted in
+// istio_agent_scrape_failures_total{type} and left out (or, when it breaks mid-body, cut at its
+// last complete line). A source with no response headers by half the deadline is given up, so the
+// others keep time to stream. A failure is logged when it first happens or changes, not on every
+// scrape: a broken target is scraped every 15 s or so for as long as it stays broken, and the
+// counter already says how often; the log says what and when it started, and when it recovered.
 
 import type http from 'node:http';
 import type { Writable } from 'node:stream';
@@ -54,6 +57,8 @@ export interface MetricsMergerOptions {
 
 interface SourceSpec {
   readonly type: Exclude<ScrapeType, 'agent'>;
+  /** The configured source, without the scrape's query: what its failures are remembered by. */
+  readonly key: string;
   readonly url: string;
   readonly accept: string;
   readonly maxBytes: number;
@@ -68,9 +73,23 @@ const EOF_MARKER = Buffer.from('# EOF');
 const NL = 0x0a;
 const isSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a;
 
-function fail(spec: { type: ScrapeType }, message: string, level: 'error' | 'warn' = 'error'): void {
-  log[level](message);
-  statusMetrics.scrapeFailures.inc({ type: spec.type });
+/**
+ * Counts every source failure, logs it only when it is new for that source. Keyed by the configured
+ * sources (a fixed handful), never by anything a client sends, so it cannot grow.
+ */
+class FailureLog {
+  private readonly last = new Map<string, string>();
+
+  failed(key: string, type: ScrapeType, message: string, level: 'error' | 'warn' = 'error'): void {
+    statusMetrics.scrapeFailures.inc({ type });
+    if (this.last.get(key) === message) return log.debug(message);
+    this.last.set(key, message);
+    log[level](`${message} (not logged again while it fails the same way)`);
+  }
+
+  succeeded(key: string): void {
+    if (this.last.delete(key)) log.info(`scraping ${key} works again`);
+  }
 }
 
 /** Istio's getHeaderTimeout: a float number of seconds. */
@@ -220,6 +239,7 @@ export class LineAligner {
 
 export class MetricsMerger {
   private readonly maxAppBodyBytes: number;
+  private readonly failures = new FailureLog();
 
   constructor(private readonly opts: MetricsMergerOptions) {
     this.maxAppBodyBytes = opts.maxAppBodyBytes ?? DEFAULT_MAX_APP_BODY_BYTES;
@@ -243,10 +263,10 @@ export class MetricsMerger {
       const specs: SourceSpec[] = [];
       const query = req.url && req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
       if (this.opts.envoyUrl) {
-        specs.push({ type: 'envoy', url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
+        specs.push({ type: 'envoy', key: this.opts.envoyUrl, url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
       }
       const appAccept = allowedContentTypes(header(req, 'accept'), APP_ACCEPTED_TYPES);
-      for (const url of this.opts.appUrls) specs.push({ type: 'application', url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
+      for (const url of this.opts.appUrls) specs.push({ type: 'application', key: url, url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
       const forwarded: Record<string, string> = {};
       for (const h of ['user-agent', 'x-prometheus-scrape-timeout-seconds']) {
         const v = header(req, h);
@@ -282,8 +302,9 @@ export class MetricsMerger {
       const sink = new Sink(out);
 
       const agent = await agentMetrics;
-      if ('err' in agent) fail({ type: 'agent' }, `failed scraping and writing agent metrics: ${agent.err.message}`);
+      if ('err' in agent) this.failures.failed('agent metrics', 'agent', `failed scraping and writing agent metrics: ${agent.err.message}`);
       else {
+        this.failures.succeeded('agent metrics');
         await sink.write(agent.text);
         await sink.newline();
       }
@@ -323,20 +344,20 @@ export class MetricsMerger {
     } catch (err) {
       if (cancelled.aborted) return undefined; // client gone or server closing: not the source's failure
       const why = giveUp.signal.aborted ? 'no response before the scrape deadline' : (err as Error).message;
-      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}: ${why}`);
+      this.failures.failed(spec.key, spec.type, `failed scraping ${what} metrics: error scraping ${spec.key}: ${why}`);
       return undefined;
     } finally {
       headersBy.removeEventListener('abort', onHeadersBy);
     }
     if (src.status !== 200) {
       src.destroy();
-      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}, status code: ${src.status}`);
+      this.failures.failed(spec.key, spec.type, `failed scraping ${what} metrics: error scraping ${spec.key}, status code: ${src.status}`);
       return undefined;
     }
     const length = src.contentLength;
     if (length !== undefined && length > spec.maxBytes) {
       src.destroy();
-      fail(spec, `scrape target ${spec.url}: response exceeds ${spec.maxBytes} bytes; dropping target`, 'warn');
+      this.failures.failed(spec.key, spec.type, `scrape target ${spec.key}: response exceeds ${spec.maxBytes} bytes; dropping target`, 'warn');
       return undefined;
     }
     return { spec, src };
@@ -382,7 +403,8 @@ export class MetricsMerger {
       src.destroy();
     }
     await sink.write(lines.end(failure === undefined));
-    if (failure) fail(spec, `failed scraping ${spec.type} metrics from ${spec.url}: ${failure}`, level);
+    if (failure) this.failures.failed(spec.key, spec.type, `failed scraping ${spec.type} metrics from ${spec.key}: ${failure}`, level);
+    else this.failures.succeeded(spec.key);
     await sink.newline();
   }
 }
