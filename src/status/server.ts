@@ -85,12 +85,13 @@ export interface StatusServerOptions {
   readonly registry?: Registry;
   /** Per-application-target metrics cap; Istio's 10 MiB by default. */
   readonly maxAppBodyBytes?: number;
-  /** Scrape deadline when the client sends no X-Prometheus-Scrape-Timeout-Seconds (default 60 s; 0 = none). */
+  /** Scrape deadline when the client sends no usable X-Prometheus-Scrape-Timeout-Seconds (default 60 s, must be positive). */
   readonly defaultScrapeTimeoutMs?: number;
+  /** How long a scrape's answer may take to reach the client after the deadline (default 5 s). */
+  readonly scrapeGraceMs?: number;
 }
 
 const FORBIDDEN = 'Only requests from localhost are allowed\n';
-const DEFAULT_SCRAPE_TIMEOUT_MS = 60_000;
 
 export class StatusServer {
   private readonly probes: ReadonlyMap<string, AppProbe>;
@@ -119,7 +120,8 @@ export class StatusServer {
       appUrls: (appTargets ?? []).map((t) => `http://${joinHostPort(localhost, t.port)}${t.path.startsWith('/') ? t.path : `/${t.path}`}`),
       registry: opts.registry ?? agentRegistry,
       maxAppBodyBytes: opts.maxAppBodyBytes,
-      defaultTimeoutMs: opts.defaultScrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
+      defaultTimeoutMs: opts.defaultScrapeTimeoutMs,
+      graceMs: opts.scrapeGraceMs,
     });
     this.readiness = new Readiness({
       adminHost: localhost,
@@ -140,6 +142,11 @@ export class StatusServer {
   /** The port listened on (the configured one), 0 when off or not started. */
   get port(): number {
     return this.boundPort;
+  }
+
+  /** Connections open on the status port now. */
+  get connectionCount(): number {
+    return this.sockets.size;
   }
 
   /** Paths of the configured app probes. */

@@ -3,47 +3,19 @@
 // refuse or break (no socket left behind), a flood of idle and slow connections (readiness still
 // answered, file descriptors bounded), and peers that reset their connections.
 
-import net from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import http from 'node:http';
+import { describe, expect, it, vi } from 'vitest';
 import { useStatusAgent } from './agent-harness.js';
-import { call } from './support.js';
+import { call, closeRawServers, endlessAnswer, freePort, openRawConnections, rawServer } from './support.js';
 
-const servers: net.Server[] = [];
-const sockets = new Set<net.Socket>();
-const agents = useStatusAgent('hello.yaml.injected', async () => {
-  for (const s of sockets) s.destroy();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-});
+const agents = useStatusAgent('hello.yaml.injected', closeRawServers);
 const { base, waitReady } = agents;
 // Envoy's Prometheus endpoint: the stand-in serves it on its admin port
 const start = (env: Record<string, string> = {}) => agents.start({ env: { ENVOY_PROMETHEUS_PORT: String(agents.adminPort()), ...env } });
 
-/** A raw TCP server: `onConnection` gets each accepted socket (tracked, errors ignored). */
-async function rawServer(onConnection: (s: net.Socket) => void): Promise<number> {
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    onConnection(s);
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** Answers the request with `head`, then writes `filler` for as long as the agent reads. */
-const endlessAnswer =
-  (head: string, filler: string) =>
-  (s: net.Socket): void => {
-    const chunk = Buffer.from(filler.repeat(65_536 / filler.length));
-    s.once('data', () => {
-      s.write(head);
-      const pump = (): void => {
-        while (!s.destroyed) if (!s.write(chunk)) return void s.once('drain', pump);
-      };
-      pump();
-    });
-  };
+/** Open file descriptors of a process (sockets included). */
+const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
 const failures = (metrics: string, type: string): number => Number(new RegExp(`^istio_agent_scrape_failures_total\\{type="${type}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
 
@@ -66,5 +38,33 @@ describe('status port of pilot-agent proxy against hostile peers', () => {
     expect(agent.output().match(/response trailers larger than 65536 bytes/g)).toHaveLength(1);
     expect(agent.child.exitCode).toBeNull();
     expect((await call(`${base()}/healthz/ready`)).status).toBe(200);
+  });
+
+  it('scrapes with sources that hang, refuse, fail or never end, and clients that leave, leave no descriptor behind', async () => {
+    const hang = await rawServer((s) => s.resume());
+    const refused = await freePort();
+    const failing = await rawServer((s) => s.once('data', () => s.end('HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n')));
+    const trailer = await rawServer(endlessAnswer('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: ', 'x'));
+    const targets = [hang, refused, failing, trailer].map((port) => ({ port: String(port), path: '/metrics' }));
+    const agent = start({ ISTIO_PROMETHEUS_ANNOTATIONS: JSON.stringify({ scrape: 'true', targets }) });
+    await waitReady(agent);
+    const pid = agent.child.pid!;
+    const url = `${base()}/stats/prometheus`;
+    const round = async (): Promise<void> => {
+      for (const timeout of ['0.3', '0.5', '0.3']) expect((await call(url, { headers: { 'x-prometheus-scrape-timeout-seconds': timeout } })).status).toBe(200);
+      // a client that leaves as soon as the answer starts
+      await new Promise<void>((resolve) => {
+        const req = http.get(url, { agent: false, headers: { 'x-prometheus-scrape-timeout-seconds': '0.3' } }, (res) => res.once('data', () => (req.destroy(), resolve())));
+        req.on('error', () => resolve());
+      });
+    };
+    await round(); // warm-up: lazily loaded code, pooled buffers
+    // the agent's connections to the sources are gone when the test servers see them close
+    await vi.waitFor(() => expect(openRawConnections()).toBe(0), { timeout: 10_000 });
+    const baseline = openFds(pid);
+    for (let i = 0; i < 5; i++) await round();
+    await vi.waitFor(() => expect(openRawConnections()).toBe(0), { timeout: 10_000 });
+    await vi.waitFor(() => expect(openFds(pid)).toBeLessThanOrEqual(baseline), { timeout: 10_000 });
+    expect(agent.child.exitCode).toBeNull();
   });
 });
