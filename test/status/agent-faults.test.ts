@@ -5,7 +5,9 @@
 
 import { readdirSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
+import { STATUS_PORT_LIMITS } from '../../src/status/server.js';
 import { useStatusAgent } from './agent-harness.js';
 import { call, closeRawServers, endlessAnswer, freePort, openRawConnections, rawServer } from './support.js';
 
@@ -64,6 +66,34 @@ describe('status port of pilot-agent proxy against hostile peers', () => {
     const baseline = openFds(pid);
     for (let i = 0; i < 5; i++) await round();
     await vi.waitFor(() => expect(openRawConnections()).toBe(0), { timeout: 10_000 });
+    await vi.waitFor(() => expect(openFds(pid)).toBeLessThanOrEqual(baseline), { timeout: 10_000 });
+    expect(agent.child.exitCode).toBeNull();
+  });
+
+  it('under a flood of idle and slow connections, readiness is answered and descriptors stay bounded', async () => {
+    const agent = start();
+    await waitReady(agent);
+    const pid = agent.child.pid!;
+    const baseline = openFds(pid);
+    const port = Number(new URL(base()).port);
+    const flood: net.Socket[] = [];
+    const open = (send: string): Promise<void> =>
+      new Promise((resolve) => {
+        const s = net.connect({ port, host: '127.0.0.1' }, () => (send && s.write(send), resolve()));
+        s.on('error', () => resolve());
+        flood.push(s);
+      });
+    try {
+      // more than the limit: connections that send nothing, and slowloris ones that never finish their headers
+      for (let i = 0; i < STATUS_PORT_LIMITS.maxConnections + 100; i++) await open(i % 2 ? '' : 'GET /healthz/ready HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+      for (let i = 0; i < 10; i++) {
+        expect((await call(`${base()}/healthz/ready`)).status).toBe(200);
+        // the agent holds at most the limit of status connections (plus its own: Envoy, sockets, files)
+        expect(openFds(pid)).toBeLessThanOrEqual(baseline + STATUS_PORT_LIMITS.maxConnections + 2);
+      }
+    } finally {
+      for (const s of flood) s.destroy();
+    }
     await vi.waitFor(() => expect(openFds(pid)).toBeLessThanOrEqual(baseline), { timeout: 10_000 });
     expect(agent.child.exitCode).toBeNull();
   });
