@@ -24,6 +24,8 @@ const BUFFER_SIZE = 1024 * 1024;
 const POOL_MAX = 8;
 /** Unreleased buffers per source before reading pauses. */
 const MAX_IN_FLIGHT = 3;
+/** Chunks of one read handed out as views; more are copied into one buffer. */
+const MAX_VIEWS_PER_READ = 4;
 /** The pool is emptied after this long without a buffer coming back (an idle agent keeps none). */
 const POOL_IDLE_MS = 30_000;
 
@@ -341,25 +343,29 @@ export class ScrapeSource {
       if (f.remaining === 0) this.bodyDone = true;
       return;
     }
+    // chunk data of this read, emitted at the end: as views when they are few (Envoy's chunks are
+    // large), copied into one buffer when many, so that a source sending tiny chunks costs one
+    // slice per read and not an object per chunk (a 1 MiB read of 1-byte chunks would be ~170k)
+    const pieces: Buffer[] = [];
     let i = 0;
     while (i < data.length && !this.bodyDone && !this.error) {
       switch (this.chunkState) {
         case Chunk.Size: {
           const max = this.limits.maxChunkLineBytes;
           const line = this.takeLine(data, i, max, () => `chunk-size line longer than ${max} bytes`);
-          if (line === undefined) return;
+          if (line === undefined) break; // failed: the loop ends
           i = line.next;
           if (line.text === undefined) break;
           const size = line.text.split(';')[0]!.trim();
-          if (!/^[0-9a-fA-F]+$/.test(size)) return this.fail(new ScrapeError(`malformed chunk size ${JSON.stringify(size.slice(0, 80))}`));
-          this.chunkRemaining = parseInt(size, 16);
-          if (!Number.isSafeInteger(this.chunkRemaining)) return this.fail(new ScrapeError(`chunk size ${size.slice(0, 80)} too large`));
-          this.chunkState = this.chunkRemaining === 0 ? Chunk.Trailers : Chunk.Data;
+          this.chunkRemaining = /^[0-9a-fA-F]+$/.test(size) ? parseInt(size, 16) : NaN;
+          if (Number.isNaN(this.chunkRemaining)) this.fail(new ScrapeError(`malformed chunk size ${JSON.stringify(size.slice(0, 80))}`));
+          else if (!Number.isSafeInteger(this.chunkRemaining)) this.fail(new ScrapeError(`chunk size ${size.slice(0, 80)} too large`));
+          else this.chunkState = this.chunkRemaining === 0 ? Chunk.Trailers : Chunk.Data;
           break;
         }
         case Chunk.Data: {
           const take = Math.min(this.chunkRemaining, data.length - i);
-          this.emit(data.subarray(i, i + take), lease);
+          if (take > 0) pieces.push(data.subarray(i, i + take));
           i += take;
           this.chunkRemaining -= take;
           if (this.chunkRemaining === 0) this.chunkState = Chunk.DataEnd;
@@ -372,13 +378,13 @@ export class ScrapeSource {
           else if (b === 0x0a) {
             this.dataEndCr = false;
             this.chunkState = Chunk.Size;
-          } else return this.fail(new ScrapeError('malformed chunked encoding: expected CRLF after the chunk data'));
+          } else this.fail(new ScrapeError('malformed chunked encoding: expected CRLF after the chunk data'));
           break;
         }
         case Chunk.Trailers: {
           const max = this.limits.maxTrailerBytes;
           const line = this.takeLine(data, i, max - this.trailerBytes, () => `response trailers larger than ${max} bytes`);
-          if (line === undefined) return;
+          if (line === undefined) break; // failed: the loop ends
           if (line.text !== undefined) this.trailerBytes += line.next - i + line.carried;
           i = line.next;
           if (line.text === '') this.bodyDone = true;
@@ -386,6 +392,9 @@ export class ScrapeSource {
         }
       }
     }
+    // (also when the source failed further on in this read: what came before is good)
+    if (pieces.length <= MAX_VIEWS_PER_READ) for (const p of pieces) this.emit(p, lease);
+    else this.emit(Buffer.concat(pieces), lease); // held with the lease: backpressure still counts it
   }
 
   /**

@@ -136,6 +136,23 @@ describe('ScrapeSource', () => {
     expect(slices).toBeLessThan(500);
   });
 
+  it('passes a body sent in tiny chunks on in few slices (no object per chunk)', async () => {
+    const chunks = 200_000;
+    const url = await raw(['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', '2\r\na\n\r\n'.repeat(chunks) + '0\r\n\r\n']);
+    const src = await ScrapeSource.open(url, {}, AbortSignal.timeout(10_000));
+    let body = '';
+    let slices = 0;
+    for (;;) {
+      const s = await src.read();
+      if (!s) break;
+      body += s.data.toString('latin1');
+      slices++;
+      s.release();
+    }
+    expect(body).toBe('a\n'.repeat(chunks));
+    expect(slices).toBeLessThan(100);
+  });
+
   it('reports the status of non-200 answers and the header values', async () => {
     const src = await ScrapeSource.open(await raw(['HTTP/1.1 503 Service Unavailable\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 4\r\n\r\ndown']), {}, AbortSignal.timeout(5000));
     expect(src.status).toBe(503);
