@@ -9,14 +9,22 @@
 // so to starve it a flood would have to evict it in the moment between its connect and its
 // request. Only when every open connection has a request in progress is the newcomer refused: those
 // are bounded in time (probes by their timeout, scrapes by their deadline, the rest answer at once).
+//
+// Requests pipelined on one connection are handled one after another, as Go's net/http does (node
+// would start them all at once: 500 pipelined probe requests in one packet, 500 connections to the
+// app), so the work in progress is bounded by the connection cap too. More than a few waiting is
+// no client we serve (neither the kubelet nor Prometheus pipelines): the connection is closed.
 
 import type { Socket } from 'node:net';
+
+/** Pipelined requests that may wait behind the one in progress on a connection. */
+const MAX_WAITING_PER_CONNECTION = 8;
 
 export class ConnectionGuard {
   /** Connections without a request in progress, oldest first (a Map keeps insertion order). */
   private readonly idle = new Map<Socket, true>();
-  /** Connections with requests in progress, and how many (pipelining). */
-  private readonly busy = new Map<Socket, number>();
+  /** Connections with a request in progress, and the requests waiting behind it. */
+  private readonly busy = new Map<Socket, (() => void)[]>();
   private atLimit = false;
 
   constructor(
@@ -52,15 +60,31 @@ export class ConnectionGuard {
     this.idle.set(socket, true);
   }
 
-  /** A request arrived on `socket`: it is no longer idle until its answers are done. */
-  requestStarted(socket: Socket): void {
-    this.idle.delete(socket);
-    this.busy.set(socket, (this.busy.get(socket) ?? 0) + 1);
+  /**
+   * A request arrived on `socket`: `handle` runs once the requests before it on the connection are
+   * answered (`res` closed). Too many waiting: the connection is closed and `handle` never runs.
+   */
+  request(socket: Socket, res: { once(event: 'close', cb: () => void): unknown }, handle: () => void): void {
+    const run = (): void => {
+      res.once('close', () => this.next(socket));
+      handle();
+    };
+    const waiting = this.busy.get(socket);
+    if (waiting === undefined) {
+      this.idle.delete(socket);
+      this.busy.set(socket, []);
+      return run();
+    }
+    if (waiting.length >= MAX_WAITING_PER_CONNECTION) return void socket.destroy();
+    waiting.push(run);
   }
 
-  requestEnded(socket: Socket): void {
-    const n = (this.busy.get(socket) ?? 1) - 1;
-    if (n > 0) return void this.busy.set(socket, n);
+  /** The request in progress on `socket` is answered: the next one waiting runs, or the connection is idle again. */
+  private next(socket: Socket): void {
+    const waiting = this.busy.get(socket);
+    if (waiting === undefined) return; // closed meanwhile
+    const run = waiting.shift();
+    if (run) return run();
     this.busy.delete(socket);
     // idle again, and now the newest idle one
     if (!socket.destroyed) this.idle.set(socket, true);

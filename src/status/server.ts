@@ -213,11 +213,7 @@ export class StatusServer {
         // would let a slow client stay three times longer than the timeout says)
         connectionsCheckingInterval: Math.max(10, Math.min(1000, l.headersTimeoutMs / 4)),
       },
-      (req, res) => {
-        this.connections.requestStarted(req.socket);
-        res.once('close', () => this.connections.requestEnded(req.socket));
-        this.dispatch(req, res);
-      },
+      (req, res) => this.connections.request(req.socket, res, () => this.dispatch(req, res)),
     );
     server.headersTimeout = l.headersTimeoutMs;
     server.requestTimeout = l.requestTimeoutMs;

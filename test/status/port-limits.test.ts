@@ -97,6 +97,26 @@ describe('status port bounds', () => {
     await vi.waitFor(async () => expect((await call(`http://127.0.0.1:${status.port}/stats/prometheus`, { headers: { 'x-prometheus-scrape-timeout-seconds': '0.2' } })).status).toBe(200));
   });
 
+  it('handles pipelined requests one after another, and closes a connection with too many waiting', async () => {
+    let inProgress = 0;
+    let most = 0;
+    const app = await httpServer((_q, r) => {
+      most = Math.max(most, ++inProgress);
+      setTimeout(() => (inProgress--, r.end('ok')), 20);
+    });
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port: app.port } } }) });
+    const probe = 'GET /app-health/a/livez HTTP/1.1\r\nHost: x\r\n\r\n';
+    const few = connect(status.port, probe.repeat(4) + 'GET /app-health/a/livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await few.closed;
+    expect(few.received().match(/HTTP\/1\.1 200 OK/g)).toHaveLength(5);
+    expect(most).toBe(1);
+    const many = connect(status.port, probe.repeat(50));
+    await many.closed;
+    expect(most).toBe(1);
+    expect(app.seen.length).toBeLessThanOrEqual(5 + 1);
+    await app.close();
+  });
+
   it('survives peers that reset their connection at every stage', async () => {
     const app = await httpServer((_q, r) => setTimeout(() => r.end('ok'), 50));
     const envoy = await rawServer((s) => s.once('data', () => s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${'envoy_y 1\n'.repeat(200_000)}`)));
