@@ -11,6 +11,7 @@
 // Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by the
 // constructor and thrown as one ConfigError, so the agent can refuse to start before Envoy runs.
 
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -171,6 +172,9 @@ export class StatusServer {
     // node refuses a request timeout shorter than the headers timeout
     if (this.limits.requestTimeoutMs < this.limits.headersTimeoutMs) this.limits.requestTimeoutMs = this.limits.headersTimeoutMs;
     this.connections = new ConnectionGuard(this.limits.maxConnections, (m) => log.warn(m));
+    // each request in progress (at most one per connection) listens for the server closing: that
+    // many is expected, not the leak node warns about past 10
+    setMaxListeners(this.limits.maxConnections + 1, this.closing.signal);
     const destination = opts.probeLocalhost ? localhost : opts.podIp || localhost;
     this.probeContext = {
       destination,

@@ -117,6 +117,23 @@ describe('status port bounds', () => {
     await app.close();
   });
 
+  it('has no "possible memory leak" warning with many requests in progress', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const app = await httpServer((_q, r) => setTimeout(() => r.end('ok'), 50));
+      const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port: app.port } } }) });
+      const answers = await Promise.all(Array.from({ length: 30 }, () => call(`http://127.0.0.1:${status.port}/app-health/a/livez`)));
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+      expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+      await app.close();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('survives peers that reset their connection at every stage', async () => {
     const app = await httpServer((_q, r) => setTimeout(() => r.end('ok'), 50));
     const envoy = await rawServer((s) => s.once('data', () => s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${'envoy_y 1\n'.repeat(200_000)}`)));
