@@ -24,7 +24,9 @@
 //   - addresses without a numeric port are an error here (Istio writes `"port_value": }`);
 //   - TCP keepalive values are plain numbers (Istio writes `{"value": n}` for UInt32Value);
 //   - stats_flush_interval prints as "60s" (Istio's time.Duration prints "1m0s");
-//   - the deprecated envoyMetricsServiceAddress is honoured (Istio reads the wrong field).
+//   - the deprecated envoyMetricsServiceAddress is honoured (Istio reads the wrong field);
+//   - ISTIO_META_LOAD_STATS_CONFIG_JSON that is not a JSON object is a start-up error naming it
+//     (Istio pastes it into the bootstrap as it is, and Envoy refuses the file).
 
 import { posix } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
@@ -37,6 +39,29 @@ import { resolveBootstrapOptions, type BootstrapOptions, type ResolvedBootstrapO
 import { proxyConfigGoView } from './proxy-config-view.js';
 
 export type TemplateData = Record<string, unknown>;
+
+/**
+ * ISTIO_META_LOAD_STATS_CONFIG_JSON goes into the bootstrap as it is, as Envoy's
+ * cluster_manager.load_stats_config (an ApiConfigSource). Istio does not look at it: anything but
+ * a JSON object gives a bootstrap Envoy refuses to parse, and the pod fails with Envoy's error
+ * about a file the user never wrote. Here it is a start-up error naming the variable and the value.
+ * Empty is unset, as the template's `if` treats it in Istio.
+ */
+function loadStatsConfigJson(value: GoJson | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  const shown = typeof value === 'string' ? JSON.stringify(value) : goJsonMarshal(value);
+  const bad = (why: string): BootstrapError =>
+    new BootstrapError(`invalid ISTIO_META_LOAD_STATS_CONFIG_JSON ${shown.length > 300 ? `${shown.slice(0, 300)}...` : shown}: ${why}`);
+  if (typeof value !== 'string') throw bad('expected a string holding a JSON object');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (err) {
+    throw bad(`not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad("not a JSON object (Envoy's load_stats_config is an ApiConfigSource)");
+  return value;
+}
 
 /** A file the bootstrap refers to, written next to it (the Lightstep access token). */
 export interface SideFile {
@@ -526,8 +551,8 @@ export function buildTemplateData(config: AgentConfig, options: BootstrapOptions
   }
 
   // Load Reporting Service, configured by ISTIO_META_LOAD_STATS_CONFIG_JSON
-  const lrs = node.raw.LOAD_STATS_CONFIG_JSON;
-  if (typeof lrs === 'string') set('load_stats_config_json_str', lrs);
+  const lrs = loadStatsConfigJson(node.raw.LOAD_STATS_CONFIG_JSON);
+  if (lrs !== undefined) set('load_stats_config_json_str', lrs);
 
   return { data, node, sideFiles, options: o };
 }

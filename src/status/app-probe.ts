@@ -1,6 +1,7 @@
 // Runs the app probes of ISTIO_KUBE_APP_PROBERS the way kubelet would have, from the agent:
 // - httpGet: to the pod IP, http or https (certificate not verified, as kubelet), the caller's
-//   headers forwarded, Host rewritten from the status port to the app port; redirects followed
+//   headers forwarded, Host rewritten from the status port to the app port, then the probe's
+//   configured httpHeaders in place of the caller's of the same names (see httpGetHeaders); redirects followed
 //   only to the same host (at most 10), a redirect elsewhere answered 200 (kubelet's rule); the
 //   app's status code and up to 10 KiB of its body returned;
 // - tcpSocket: a connection that opens is success;
@@ -85,18 +86,8 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
   const scheme = probe.scheme === 'HTTPS' ? 'https' : 'http';
   let url = new URL(`${scheme}://${joinHostPort(ctx.destination, probe.port)}${probe.path}`);
   const firstHostname = url.hostname;
-  // Host: the caller's, with the status port swapped for the app port (kubelet dialled the status port)
-  let hostHeader = req.headers.host;
-  if (hostHeader) {
-    const m = /^(.*):(\d+)$/.exec(hostHeader);
-    if (m && Number(m[2]) === ctx.statusPort) hostHeader = `${m[1]}:${probe.port}`;
-  }
-  const headers: Record<string, string | string[]> = {};
-  for (const h of probe.headers) headers[h.name.toLowerCase()] = h.value;
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    headers[name] = value;
-  }
+  const { headers, host } = httpGetHeaders(probe, req, ctx);
+  let hostHeader = host;
   const timeout = AbortSignal.timeout(probe.timeoutMs);
   const all = AbortSignal.any([signal, timeout]);
   try {
@@ -123,6 +114,42 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
     log.error(`Request to probe app failed: ${why}, original URL path = ${req.url}\napp URL path = ${probe.path}`);
     return { status: 500 };
   }
+}
+
+/**
+ * The probe request's headers and Host. Istio forwards the caller's headers and Host (the status
+ * port swapped for the app's) and, since 1.18 (istio/istio#44297), leaves the configured
+ * httpHeaders to the kubelet, which sends them itself, so that they are not sent twice. Before
+ * that it deleted the caller's headers of the configured names, added the configured values and
+ * took a configured Host (or :authority) as the request's Host; that is what is done here. For
+ * the kubelet the result is the same either way; for any other caller the configured values win,
+ * so what the app sees for them is what the pod spec says, and nothing is doubled.
+ */
+function httpGetHeaders(probe: HttpGetProbe, req: http.IncomingMessage, ctx: ProbeContext): { headers: Record<string, string | string[]>; host: string | undefined } {
+  // Host: the caller's, with the status port swapped for the app port (kubelet dialled the status port)
+  let host = req.headers.host;
+  if (host) {
+    const m = /^(.*):(\d+)$/.exec(host);
+    if (m && Number(m[2]) === ctx.statusPort) host = `${m[1]}:${probe.port}`;
+  }
+  const configured = new Map<string, string[]>();
+  for (const h of probe.headers) {
+    const name = h.name.toLowerCase();
+    if (name === 'host' || name === ':authority') {
+      // the first one, as kubelet's headers.Get("Host")
+      if (!configured.has('host')) configured.set('host', [h.value]);
+    } else configured.set(name, [...(configured.get(name) ?? []), h.value]);
+  }
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || configured.has(name)) continue;
+    headers[name] = value;
+  }
+  for (const [name, values] of configured) {
+    if (name === 'host') host = values[0];
+    else headers[name] = values.length === 1 ? values[0]! : values;
+  }
+  return { headers, host };
 }
 
 function get(url: URL, headers: Record<string, string | string[]>, ctx: ProbeContext, signal: AbortSignal): Promise<http.IncomingMessage> {

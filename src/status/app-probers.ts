@@ -33,6 +33,9 @@ export type AppProbe = (HttpGetProbe | TcpSocketProbe | GrpcProbe) & {
   readonly timeoutMs: number;
 };
 
+/** An HTTP token (RFC 9110), as Kubernetes validates httpHeaders names. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /** Kubernetes' default probe timeoutSeconds (the API server fills it in before injection). */
 const DEFAULT_TIMEOUT_SECONDS = 1;
 
@@ -117,9 +120,12 @@ export function parseAppProbers(raw: string, opts: ParseProbersOptions = {}): Re
       if (spec.httpHeaders !== undefined && spec.httpHeaders !== null) {
         if (!Array.isArray(spec.httpHeaders)) add('httpGet.httpHeaders: expected a list of {name, value}');
         else {
-          for (const h of spec.httpHeaders as unknown[]) {
-            if (isObj(h) && typeof h.name === 'string' && h.name !== '' && typeof (h.value ?? '') === 'string') headers.push({ name: h.name, value: String(h.value ?? '') });
-            else add('httpGet.httpHeaders: expected a list of {name, value}');
+          for (const [i, h] of (spec.httpHeaders as unknown[]).entries()) {
+            if (!(isObj(h) && typeof h.name === 'string' && h.name !== '' && typeof (h.value ?? '') === 'string')) add('httpGet.httpHeaders: expected a list of {name, value}');
+            // what node's client would throw on at every probe: refused once, at start-up
+            else if (h.name !== ':authority' && !HEADER_NAME.test(h.name)) add(`httpGet.httpHeaders[${i}]: invalid header name ${JSON.stringify(h.name)}`);
+            else if (/[\0\r\n]/.test(String(h.value ?? ''))) add(`httpGet.httpHeaders[${i}]: invalid value for header ${JSON.stringify(h.name)} (control characters)`);
+            else headers.push({ name: h.name, value: String(h.value ?? '') });
           }
         }
       }

@@ -14,9 +14,12 @@
 // is written at the very end. Agent metrics are written in text format, as Istio does.
 //
 // Failures never fail the scrape: a source that errors, answers non-200, exceeds the per-app cap,
-// or misses the deadline is logged and counted in istio_agent_scrape_failures_total{type} and left
-// out (or, when it breaks mid-body, cut at its last complete line). A source with no response
-// headers by half the deadline is given up, so the others keep time to stream.
+// breaks a framing cap of the scrape client, or misses the deadline is counted in
+// istio_agent_scrape_failures_total{type} and left out (or, when it breaks mid-body, cut at its
+// last complete line). A source with no response headers by half the deadline is given up, so the
+// others keep time to stream. A failure is logged when it first happens or changes, not on every
+// scrape: a broken target is scraped every 15 s or so for as long as it stays broken, and the
+// counter already says how often; the log says what and when it started, and when it recovered.
 
 import type http from 'node:http';
 import type { Writable } from 'node:stream';
@@ -48,12 +51,40 @@ export interface MetricsMergerOptions {
   readonly registry: Registry;
   /** Per-application-target cap (Envoy's output is streamed uncapped, as Istio does). */
   readonly maxAppBodyBytes?: number;
-  /** Deadline of one scrape when the client sends no X-Prometheus-Scrape-Timeout-Seconds. 0 = none. */
+  /**
+   * Deadline of one scrape when the client sends no usable X-Prometheus-Scrape-Timeout-Seconds
+   * (default 60 s). Must be positive: a scrape always has a deadline.
+   */
   readonly defaultTimeoutMs?: number;
+  /** How long after the deadline the answer may take to reach the client before it is cut (default 5 s). */
+  readonly graceMs?: number;
 }
+
+/**
+ * Our deadline when the scraper sends none (Istio has none: a source that never ends holds the
+ * scrape forever). Prometheus always sends its scrape_timeout (10 s by default); curl and other
+ * collectors may not. 60 s is Prometheus' default scrape interval: a scrape longer than that is
+ * overtaken by the next one anyway, and it leaves room for a 20 MB Envoy output to a slow client.
+ */
+export const DEFAULT_SCRAPE_TIMEOUT_MS = 60_000;
+/**
+ * A longer X-Prometheus-Scrape-Timeout-Seconds is clamped to this: Prometheus' scrape_timeout
+ * cannot exceed its scrape_interval, and intervals beyond a few minutes break its 5-minute
+ * staleness, so no working configuration asks for more. (Unclamped, a value past 24.8 days would
+ * overflow setTimeout, which then fires at once.)
+ */
+export const MAX_SCRAPE_TIMEOUT_MS = 10 * 60_000;
+/**
+ * After the deadline the sources are cut and the answer only has its tail left to write (at most
+ * MAX_UNFLUSHED plus socket buffers): a client that is reading takes well under a second for that.
+ * One that has not drained it after 5 s is not reading, and its connection is closed.
+ */
+export const DEFAULT_SCRAPE_GRACE_MS = 5_000;
 
 interface SourceSpec {
   readonly type: Exclude<ScrapeType, 'agent'>;
+  /** The configured source, without the scrape's query: what its failures are remembered by. */
+  readonly key: string;
   readonly url: string;
   readonly accept: string;
   readonly maxBytes: number;
@@ -68,20 +99,39 @@ const EOF_MARKER = Buffer.from('# EOF');
 const NL = 0x0a;
 const isSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0d || b === 0x0a;
 
-function fail(spec: { type: ScrapeType }, message: string, level: 'error' | 'warn' = 'error'): void {
-  log[level](message);
-  statusMetrics.scrapeFailures.inc({ type: spec.type });
+/**
+ * Counts every source failure, logs it only when it is new for that source. Keyed by the configured
+ * sources (a fixed handful), never by anything a client sends, so it cannot grow.
+ */
+class FailureLog {
+  private readonly last = new Map<string, string>();
+
+  failed(key: string, type: ScrapeType, message: string, level: 'error' | 'warn' = 'error'): void {
+    statusMetrics.scrapeFailures.inc({ type });
+    if (this.last.get(key) === message) return log.debug(message);
+    this.last.set(key, message);
+    log[level](`${message} (not logged again while it fails the same way)`);
+  }
+
+  succeeded(key: string): void {
+    if (this.last.delete(key)) log.info(`scraping ${key} works again`);
+  }
 }
 
-/** Istio's getHeaderTimeout: a float number of seconds. */
-function headerTimeoutMs(v: string | undefined): number | undefined {
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || v.trim() === '') {
-    log.warn(`Failed to parse timeout header ${v}`);
-    return undefined;
-  }
-  return Math.max(0, n * 1000);
+/** Go's strconv.ParseFloat decimal forms (Istio's getHeaderTimeout); hex, Inf and NaN are not durations. */
+const DECIMAL_SECONDS = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * X-Prometheus-Scrape-Timeout-Seconds: float seconds, as Prometheus sends it ("9.5"). Zero or
+ * negative is unusable rather than "already expired" (Istio's reading, which fails every source
+ * at once), so that the caller can fall back to its default deadline.
+ */
+export function parseScrapeTimeout(value: string): { ms: number; clamped?: true } | { invalid: string } {
+  const n = DECIMAL_SECONDS.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n)) return { invalid: 'not a number of seconds' };
+  if (n <= 0) return { invalid: 'not a positive number of seconds' };
+  const ms = n * 1000;
+  return ms > MAX_SCRAPE_TIMEOUT_MS ? { ms: MAX_SCRAPE_TIMEOUT_MS, clamped: true } : { ms };
 }
 
 /** Whether the client takes gzip (a `gzip` or `*` coding with a non-zero q). */
@@ -142,8 +192,10 @@ class Sink {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** Abort reason when a scrape ends or is cancelled: made once (a fresh AbortError per scrape costs a stack trace). */
+/** Abort reasons, made once (a fresh error per scrape costs a stack trace). */
 const CANCELLED = new Error('metrics scrape ended');
+/** Named as AbortSignal.timeout's reason, which the scrape client reports as a timeout. */
+const TIMED_OUT = new DOMException('scrape deadline reached', 'TimeoutError');
 /** Bytes the answer may have queued before a write waits for 'drain'. */
 const MAX_UNFLUSHED = 2 * 1024 * 1024;
 /** A line longer than this is passed through unaligned rather than held. */
@@ -218,11 +270,66 @@ export class LineAligner {
   }
 }
 
+/**
+ * One scrape's clock, on timers cleared when the scrape ends (AbortSignal.timeout's would stay
+ * armed for the whole deadline after every scrape). `headersBy`: half the deadline, for a source's
+ * response headers; `deadline`: the sources are cut; `onOvertime` at deadline + grace: the answer
+ * has not reached the client. `cancelled` (client gone, server closing, scrape over) aborts all.
+ */
+class ScrapeClock {
+  readonly cancelled = new AbortController();
+  readonly deadline = new AbortController();
+  readonly headersBy = new AbortController();
+  private readonly timers: NodeJS.Timeout[];
+
+  constructor(timeoutMs: number, graceMs: number, onOvertime: () => void) {
+    const expire = (c: AbortController, reason: unknown) => (): void => c.abort(reason);
+    this.timers = [
+      setTimeout(expire(this.headersBy, TIMED_OUT), timeoutMs / 2),
+      setTimeout(expire(this.deadline, TIMED_OUT), timeoutMs),
+      setTimeout(onOvertime, timeoutMs + graceMs),
+    ];
+    for (const t of this.timers) t.unref();
+    this.deadline.signal.addEventListener('abort', () => this.headersBy.abort(this.deadline.signal.reason), { once: true });
+    this.cancelled.signal.addEventListener('abort', () => this.deadline.abort(CANCELLED), { once: true });
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.cancelled.abort(CANCELLED);
+  }
+}
+
 export class MetricsMerger {
   private readonly maxAppBodyBytes: number;
+  private readonly defaultTimeoutMs: number;
+  private readonly graceMs: number;
+  private readonly failures = new FailureLog();
+  /** Unusable timeout headers already warned about (a few: Prometheus sends one value every scrape). */
+  private readonly warnedTimeouts = new Set<string>();
 
   constructor(private readonly opts: MetricsMergerOptions) {
     this.maxAppBodyBytes = opts.maxAppBodyBytes ?? DEFAULT_MAX_APP_BODY_BYTES;
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS;
+    this.graceMs = opts.graceMs ?? DEFAULT_SCRAPE_GRACE_MS;
+    for (const [name, v] of [['defaultTimeoutMs', this.defaultTimeoutMs], ['graceMs', this.graceMs]] as const) {
+      if (!(v > 0 && v <= MAX_SCRAPE_TIMEOUT_MS)) throw new RangeError(`metrics merger: ${name} must be in (0, ${MAX_SCRAPE_TIMEOUT_MS}] ms, got ${v}`);
+    }
+  }
+
+  /** The scrape's deadline: the client's header when usable, else the default (warned once per bad value). */
+  private timeoutMs(value: string | undefined): number {
+    if (value === undefined || value === '') return this.defaultTimeoutMs;
+    const t = parseScrapeTimeout(value);
+    if ('ms' in t && !t.clamped) return t.ms;
+    if (!this.warnedTimeouts.has(value)) {
+      // bounded: a client cycling through values gets a warning per value until 16, then again
+      if (this.warnedTimeouts.size >= 16) this.warnedTimeouts.clear();
+      this.warnedTimeouts.add(value);
+      const using = 'ms' in t ? `using the maximum of ${t.ms / 1000}s` : `using the default deadline of ${this.defaultTimeoutMs / 1000}s`;
+      log.warn(`X-Prometheus-Scrape-Timeout-Seconds ${JSON.stringify(value.slice(0, 64))}: ${'invalid' in t ? t.invalid : 'longer than the maximum'}; ${using} (warned once)`);
+    }
+    return 'ms' in t ? t.ms : this.defaultTimeoutMs;
   }
 
   close(): void {
@@ -232,35 +339,35 @@ export class MetricsMerger {
   /** Serves one scrape. `signal` aborts it (server closing). Never rejects. */
   async serve(req: http.IncomingMessage, res: http.ServerResponse, signal: AbortSignal): Promise<void> {
     statusMetrics.scrapes.inc();
-    const abort = new AbortController();
-    const onAbort = (): void => abort.abort(CANCELLED);
+    const clock = new ScrapeClock(this.timeoutMs(header(req, 'x-prometheus-scrape-timeout-seconds')), this.graceMs, () => {
+      // the answer is still not with the client at deadline + grace: it is not reading
+      if (!res.writableFinished) res.destroy();
+    });
+    const onAbort = (): void => clock.cancelled.abort(CANCELLED);
     signal.addEventListener('abort', onAbort);
     res.on('close', onAbort); // client gone (or response done: nothing left to abort)
-    const timeoutMs = headerTimeoutMs(header(req, 'x-prometheus-scrape-timeout-seconds')) ?? this.opts.defaultTimeoutMs ?? 0;
-    const deadline = timeoutMs > 0 ? AbortSignal.any([abort.signal, AbortSignal.timeout(timeoutMs)]) : abort.signal;
     const opened: (OpenSource | undefined)[] = [];
     try {
       const specs: SourceSpec[] = [];
       const query = req.url && req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
       if (this.opts.envoyUrl) {
-        specs.push({ type: 'envoy', url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
+        specs.push({ type: 'envoy', key: this.opts.envoyUrl, url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
       }
       const appAccept = allowedContentTypes(header(req, 'accept'), APP_ACCEPTED_TYPES);
-      for (const url of this.opts.appUrls) specs.push({ type: 'application', url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
+      for (const url of this.opts.appUrls) specs.push({ type: 'application', key: url, url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
       const forwarded: Record<string, string> = {};
       for (const h of ['user-agent', 'x-prometheus-scrape-timeout-seconds']) {
         const v = header(req, h);
         if (v) forwarded[h] = v;
       }
-      // a source that has not answered by half the deadline is given up, so that the others
-      // still have time to stream their bodies (Prometheus drops the scrape at the deadline)
-      const headersBy = timeoutMs > 0 ? AbortSignal.any([deadline, AbortSignal.timeout(timeoutMs / 2)]) : deadline;
       // the agent's own metrics are rendered while the sources connect, off the critical path
       const agentMetrics = this.opts.registry.metrics().then(
         (text) => ({ text }),
         (err: unknown) => ({ err: err as Error }),
       );
-      opened.push(...(await Promise.all(specs.map((s) => this.open(s, forwarded, deadline, headersBy, abort.signal)))));
+      // a source that has not answered by half the deadline is given up, so that the others
+      // still have time to stream their bodies (Prometheus drops the scrape at the deadline)
+      opened.push(...(await Promise.all(specs.map((s) => this.open(s, forwarded, clock)))));
 
       const format = this.opts.appUrls.length > 0 ? mergedFormat(opened.filter((o) => o?.spec.type === 'application')) : FMT_TEXT;
       const gzip = acceptsGzip(header(req, 'accept-encoding'));
@@ -282,8 +389,9 @@ export class MetricsMerger {
       const sink = new Sink(out);
 
       const agent = await agentMetrics;
-      if ('err' in agent) fail({ type: 'agent' }, `failed scraping and writing agent metrics: ${agent.err.message}`);
+      if ('err' in agent) this.failures.failed('agent metrics', 'agent', `failed scraping and writing agent metrics: ${agent.err.message}`);
       else {
+        this.failures.succeeded('agent metrics');
         await sink.write(agent.text);
         await sink.newline();
       }
@@ -293,7 +401,11 @@ export class MetricsMerger {
         if (src) await this.pump(src, sink, () => res.destroyed && !res.writableFinished);
       }
       if (isOpenMetrics(format)) await sink.write('# EOF\n');
-      await new Promise<void>((resolve) => out.end(resolve));
+      // a ServerResponse calls end's callback on 'finish' only: a destroyed answer must end the wait too
+      await new Promise<void>((resolve) => {
+        res.once('close', resolve);
+        out.end(resolve);
+      });
     } catch (err) {
       // the client went away or the server is closing: nothing to answer
       log.debug(`metrics scrape ended early: ${(err as Error).message}`);
@@ -306,37 +418,39 @@ export class MetricsMerger {
     } finally {
       for (const o of opened) o?.src.destroy();
       signal.removeEventListener('abort', onAbort);
-      abort.abort(CANCELLED);
+      clock.stop();
     }
   }
 
   /** Sends the request; resolves with the source once its response headers are in, or undefined on failure. */
-  private async open(spec: SourceSpec, forwarded: Record<string, string>, signal: AbortSignal, headersBy: AbortSignal, cancelled: AbortSignal): Promise<OpenSource | undefined> {
+  private async open(spec: SourceSpec, forwarded: Record<string, string>, clock: ScrapeClock): Promise<OpenSource | undefined> {
     const what = spec.type === 'envoy' ? 'envoy' : 'application';
+    // half the deadline applies until the headers are in; the body then has the whole deadline
     const giveUp = new AbortController();
-    const onHeadersBy = (): void => giveUp.abort(new Error('no response before half the scrape deadline'));
+    const headersBy = clock.headersBy.signal;
+    const onHeadersBy = (): void => giveUp.abort(headersBy.reason);
     headersBy.addEventListener('abort', onHeadersBy, { once: true });
     if (headersBy.aborted) onHeadersBy();
     let src: ScrapeSource;
     try {
-      src = await ScrapeSource.open(spec.url, { ...forwarded, Accept: spec.accept }, AbortSignal.any([signal, giveUp.signal]));
+      src = await ScrapeSource.open(spec.url, { ...forwarded, Accept: spec.accept }, AbortSignal.any([clock.deadline.signal, giveUp.signal]));
     } catch (err) {
-      if (cancelled.aborted) return undefined; // client gone or server closing: not the source's failure
-      const why = giveUp.signal.aborted ? 'no response before the scrape deadline' : (err as Error).message;
-      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}: ${why}`);
+      if (clock.cancelled.signal.aborted) return undefined; // client gone or server closing: not the source's failure
+      const why = giveUp.signal.aborted ? 'no response before half the scrape deadline' : (err as Error).message;
+      this.failures.failed(spec.key, spec.type, `failed scraping ${what} metrics: error scraping ${spec.key}: ${why}`);
       return undefined;
     } finally {
       headersBy.removeEventListener('abort', onHeadersBy);
     }
     if (src.status !== 200) {
       src.destroy();
-      fail(spec, `failed scraping ${what} metrics: error scraping ${spec.url}, status code: ${src.status}`);
+      this.failures.failed(spec.key, spec.type, `failed scraping ${what} metrics: error scraping ${spec.key}, status code: ${src.status}`);
       return undefined;
     }
     const length = src.contentLength;
     if (length !== undefined && length > spec.maxBytes) {
       src.destroy();
-      fail(spec, `scrape target ${spec.url}: response exceeds ${spec.maxBytes} bytes; dropping target`, 'warn');
+      this.failures.failed(spec.key, spec.type, `scrape target ${spec.key}: response exceeds ${spec.maxBytes} bytes; dropping target`, 'warn');
       return undefined;
     }
     return { spec, src };
@@ -382,7 +496,8 @@ export class MetricsMerger {
       src.destroy();
     }
     await sink.write(lines.end(failure === undefined));
-    if (failure) fail(spec, `failed scraping ${spec.type} metrics from ${spec.url}: ${failure}`, level);
+    if (failure) this.failures.failed(spec.key, spec.type, `failed scraping ${spec.type} metrics from ${spec.key}: ${failure}`, level);
+    else this.failures.succeeded(spec.key);
     await sink.newline();
   }
 }

@@ -6,6 +6,11 @@
 // - body bytes are handed out as slices of those buffers; the caller releases each slice once
 //   written, and reading pauses while more than a few buffers are unreleased (backpressure);
 // - framing: Content-Length, chunked, or until the connection closes. `Connection: close` always.
+// Every part of a response that the client has to hold while it is incomplete is capped (status
+// line and headers, a chunk-size line, the trailers): a source is a peer we do not control, and
+// one line that never ends must fail that source, not grow a string until V8 gives up and the
+// agent dies. Body bytes are never held, only passed on; how long a body may last is the caller's
+// deadline (the signal), the only bound on a close-delimited or never-ending body.
 // Node's http client costs about twice the CPU per byte for the same job (HTTP parser callbacks
 // and a fresh Buffer per 64 KiB chunk), which is most of what an extra hop costs here.
 
@@ -19,7 +24,8 @@ const BUFFER_SIZE = 1024 * 1024;
 const POOL_MAX = 8;
 /** Unreleased buffers per source before reading pauses. */
 const MAX_IN_FLIGHT = 3;
-const MAX_HEADER_BYTES = 64 * 1024;
+/** Chunks of one read handed out as views; more are copied into one buffer. */
+const MAX_VIEWS_PER_READ = 4;
 /** The pool is emptied after this long without a buffer coming back (an idle agent keeps none). */
 const POOL_IDLE_MS = 30_000;
 
@@ -42,6 +48,28 @@ const returnBuffer = (b: Buffer): void => {
 export class ScrapeError extends Error {
   readonly code = 'SCRAPE';
 }
+
+/** How much of a response's framing the client holds before it gives the source up. */
+export interface ScrapeLimits {
+  /** Status line and headers. */
+  readonly maxHeaderBytes: number;
+  /** All trailer lines after the last chunk. */
+  readonly maxTrailerBytes: number;
+  /** One chunk-size line, extensions included. */
+  readonly maxChunkLineBytes: number;
+}
+
+/**
+ * Envoy's and Prometheus clients' headers are a few hundred bytes; 64 KiB is Envoy's own default
+ * for request headers (60 KiB) rounded up, far above any metrics endpoint, far below what could
+ * hurt. Trailers are headers sent late, so they get the same cap. A chunk-size line is a hex
+ * number plus rarely-used extensions: 4 KiB is Go's limit for it (net/http/internal maxLineLength).
+ */
+export const DEFAULT_SCRAPE_LIMITS: ScrapeLimits = {
+  maxHeaderBytes: 64 * 1024,
+  maxTrailerBytes: 64 * 1024,
+  maxChunkLineBytes: 4 * 1024,
+};
 
 /** A slice of the body; valid until release(). */
 export interface BodySlice {
@@ -84,7 +112,11 @@ export class ScrapeSource {
   // chunked decoding
   private chunkState = Chunk.Size;
   private chunkRemaining = 0;
+  /** The chunk-size or trailer line being read, when it spans reads. */
   private line = '';
+  private trailerBytes = 0;
+  /** A CR was seen after a chunk's data; only LF may follow. */
+  private dataEndCr = false;
   private bodyDone = false;
   private readonly queue: BodySlice[] = [];
   private waiter: (() => void) | undefined;
@@ -97,7 +129,10 @@ export class ScrapeSource {
   private readBuffer: Buffer | undefined;
   private unlisten: () => void = () => undefined;
 
-  private constructor(private readonly url: URL) {}
+  private constructor(
+    private readonly url: URL,
+    private readonly limits: ScrapeLimits,
+  ) {}
 
   get contentType(): string {
     return this.headers.get('content-type') ?? '';
@@ -108,10 +143,10 @@ export class ScrapeSource {
   }
 
   /** Connects and sends the request; resolves once the response headers are in. */
-  static open(url: string, headers: Readonly<Record<string, string>>, signal: AbortSignal): Promise<ScrapeSource> {
+  static open(url: string, headers: Readonly<Record<string, string>>, signal: AbortSignal, limits: Partial<ScrapeLimits> = {}): Promise<ScrapeSource> {
     const u = new URL(url);
     if (u.protocol !== 'http:') return Promise.reject(new ScrapeError(`${url}: only http:// is supported`));
-    const src = new ScrapeSource(u);
+    const src = new ScrapeSource(u, { ...DEFAULT_SCRAPE_LIMITS, ...limits });
     return new Promise<ScrapeSource>((resolve, reject) => {
       src.onHeaders = (err) => (err ? reject(err) : resolve(src));
       src.connect(headers, signal);
@@ -249,8 +284,13 @@ export class ScrapeSource {
     const end = all.indexOf('\r\n\r\n');
     if (end < 0) {
       this.headerSize += data.length;
-      if (this.headerSize > MAX_HEADER_BYTES) this.fail(new ScrapeError(`response headers larger than ${MAX_HEADER_BYTES} bytes`));
+      const max = this.limits.maxHeaderBytes;
+      if (this.headerSize > max) this.fail(new ScrapeError(`response headers larger than ${max} bytes`));
       else this.headerBytes = [Buffer.from(all)];
+      return undefined;
+    }
+    if (end + 4 > this.limits.maxHeaderBytes) {
+      this.fail(new ScrapeError(`response headers larger than ${this.limits.maxHeaderBytes} bytes`));
       return undefined;
     }
     this.headerBytes = [];
@@ -303,54 +343,78 @@ export class ScrapeSource {
       if (f.remaining === 0) this.bodyDone = true;
       return;
     }
+    // chunk data of this read, emitted at the end: as views when they are few (Envoy's chunks are
+    // large), copied into one buffer when many, so that a source sending tiny chunks costs one
+    // slice per read and not an object per chunk (a 1 MiB read of 1-byte chunks would be ~170k)
+    const pieces: Buffer[] = [];
     let i = 0;
-    while (i < data.length && !this.bodyDone) {
+    while (i < data.length && !this.bodyDone && !this.error) {
       switch (this.chunkState) {
         case Chunk.Size: {
-          const nl = data.indexOf(0x0a, i);
-          const end = nl < 0 ? data.length : nl;
-          this.line += data.subarray(i, end).toString('latin1');
-          if (this.line.length > 1024) return this.fail(new ScrapeError('malformed chunked encoding'));
-          i = end + 1;
-          if (nl < 0) break;
-          const size = this.line.replace(/\r$/, '').split(';')[0]!.trim();
-          this.line = '';
-          if (!/^[0-9a-fA-F]+$/.test(size)) return this.fail(new ScrapeError(`malformed chunk size ${JSON.stringify(size)}`));
-          this.chunkRemaining = parseInt(size, 16);
-          this.chunkState = this.chunkRemaining === 0 ? Chunk.Trailers : Chunk.Data;
+          const max = this.limits.maxChunkLineBytes;
+          const line = this.takeLine(data, i, max, () => `chunk-size line longer than ${max} bytes`);
+          if (line === undefined) break; // failed: the loop ends
+          i = line.next;
+          if (line.text === undefined) break;
+          const size = line.text.split(';')[0]!.trim();
+          this.chunkRemaining = /^[0-9a-fA-F]+$/.test(size) ? parseInt(size, 16) : NaN;
+          if (Number.isNaN(this.chunkRemaining)) this.fail(new ScrapeError(`malformed chunk size ${JSON.stringify(size.slice(0, 80))}`));
+          else if (!Number.isSafeInteger(this.chunkRemaining)) this.fail(new ScrapeError(`chunk size ${size.slice(0, 80)} too large`));
+          else this.chunkState = this.chunkRemaining === 0 ? Chunk.Trailers : Chunk.Data;
           break;
         }
         case Chunk.Data: {
           const take = Math.min(this.chunkRemaining, data.length - i);
-          this.emit(data.subarray(i, i + take), lease);
+          if (take > 0) pieces.push(data.subarray(i, i + take));
           i += take;
           this.chunkRemaining -= take;
           if (this.chunkRemaining === 0) this.chunkState = Chunk.DataEnd;
           break;
         }
         case Chunk.DataEnd: {
-          // the CRLF after the chunk data
-          const nl = data.indexOf(0x0a, i);
-          if (nl < 0) {
-            i = data.length;
-            break;
-          }
-          i = nl + 1;
-          this.chunkState = Chunk.Size;
+          // exactly CRLF (or a bare LF, as Go and Node accept) after the chunk data
+          const b = data[i++]!;
+          if (b === 0x0d && !this.dataEndCr) this.dataEndCr = true;
+          else if (b === 0x0a) {
+            this.dataEndCr = false;
+            this.chunkState = Chunk.Size;
+          } else this.fail(new ScrapeError('malformed chunked encoding: expected CRLF after the chunk data'));
           break;
         }
         case Chunk.Trailers: {
-          const nl = data.indexOf(0x0a, i);
-          const end = nl < 0 ? data.length : nl;
-          this.line += data.subarray(i, end).toString('latin1');
-          i = end + 1;
-          if (nl < 0) break;
-          const empty = this.line.replace(/\r$/, '') === '';
-          this.line = '';
-          if (empty) this.bodyDone = true;
+          const max = this.limits.maxTrailerBytes;
+          const line = this.takeLine(data, i, max - this.trailerBytes, () => `response trailers larger than ${max} bytes`);
+          if (line === undefined) break; // failed: the loop ends
+          if (line.text !== undefined) this.trailerBytes += line.next - i + line.carried;
+          i = line.next;
+          if (line.text === '') this.bodyDone = true;
           break;
         }
       }
     }
+    // (also when the source failed further on in this read: what came before is good)
+    if (pieces.length <= MAX_VIEWS_PER_READ) for (const p of pieces) this.emit(p, lease);
+    else this.emit(Buffer.concat(pieces), lease); // held with the lease: backpressure still counts it
+  }
+
+  /**
+   * Reads a line (chunk size or trailer) that may span reads, never holding more than `max` bytes
+   * of it (CRLF included). `text`: the line without its CRLF once complete, undefined while it goes
+   * on; `carried`: how many of its bytes came in earlier reads. Undefined when the line broke the
+   * cap: the source has failed.
+   */
+  private takeLine(data: Buffer, from: number, max: number, tooLong: () => string): { text: string | undefined; next: number; carried: number } | undefined {
+    const nl = data.indexOf(0x0a, from);
+    const end = nl < 0 ? data.length : nl + 1;
+    if (this.line.length + (end - from) > max) {
+      this.fail(new ScrapeError(tooLong()));
+      return undefined;
+    }
+    const carried = this.line.length;
+    this.line += data.toString('latin1', from, nl < 0 ? end : nl);
+    if (nl < 0) return { text: undefined, next: end, carried };
+    const text = this.line.endsWith('\r') ? this.line.slice(0, -1) : this.line;
+    this.line = '';
+    return { text, next: end, carried };
   }
 }

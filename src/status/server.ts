@@ -11,6 +11,7 @@
 // Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by the
 // constructor and thrown as one ConfigError, so the agent can refuse to start before Envoy runs.
 
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -20,6 +21,7 @@ import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { runAppProbe, type ProbeContext } from './app-probe.js';
 import { parseAppProbers, type AppProbe } from './app-probers.js';
+import { ConnectionGuard } from './connections.js';
 import { MetricsMerger } from './metrics-merge.js';
 import { isLoopbackAddress, joinHostPort } from './net-util.js';
 import { Readiness, type ReadinessResult } from './readiness.js';
@@ -87,12 +89,39 @@ export interface StatusServerOptions {
   readonly registry?: Registry;
   /** Per-application-target metrics cap; Istio's 10 MiB by default. */
   readonly maxAppBodyBytes?: number;
-  /** Scrape deadline when the client sends no X-Prometheus-Scrape-Timeout-Seconds (default 60 s; 0 = none). */
+  /** Scrape deadline when the client sends no usable X-Prometheus-Scrape-Timeout-Seconds (default 60 s, must be positive). */
   readonly defaultScrapeTimeoutMs?: number;
+  /** How long a scrape's answer may take to reach the client after the deadline (default 5 s). */
+  readonly scrapeGraceMs?: number;
+  /** Request line + headers of one request (default 16 KiB); more is answered 431. */
+  readonly maxHeaderBytes?: number;
+  /** Time for a request's headers to arrive, from its first byte or the connection (default 10 s); then 408. */
+  readonly headersTimeoutMs?: number;
+  /** Time for a whole request (headers and any body) to arrive (default 30 s). */
+  readonly requestTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this (default 5 s). */
+  readonly keepAliveTimeoutMs?: number;
+  /** Connections open at once (default 256); beyond, the oldest idle one is closed, or the new one refused. */
+  readonly maxConnections?: number;
+  /** Metrics scrapes served at once (default 4); more are answered 503. */
+  readonly maxConcurrentScrapes?: number;
 }
 
+/**
+ * The status port's limits (src/status/README.md explains each value). Go's net/http, which
+ * Istio's status server uses with no limits set, allows 1 MiB of headers and waits for them
+ * forever; the kubelet's probes and Prometheus' scrapes are a few hundred bytes sent at once.
+ */
+export const STATUS_PORT_LIMITS = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 256,
+  maxConcurrentScrapes: 4,
+} as const;
+
 const FORBIDDEN = 'Only requests from localhost are allowed\n';
-const DEFAULT_SCRAPE_TIMEOUT_MS = 60_000;
 
 export class StatusServer {
   private readonly probes: ReadonlyMap<string, AppProbe>;
@@ -100,7 +129,10 @@ export class StatusServer {
   private readonly merger: MetricsMerger;
   private readonly probeContext: ProbeContext;
   private readonly closing = new AbortController();
-  private readonly sockets = new Set<Socket>();
+  private readonly connections: ConnectionGuard;
+  private readonly limits: { -readonly [K in keyof typeof STATUS_PORT_LIMITS]: number };
+  private scrapesInProgress = 0;
+  private warnedScrapes = false;
   private server: http.Server | undefined;
   private closed: Promise<void> | undefined;
   private boundPort = 0;
@@ -121,7 +153,8 @@ export class StatusServer {
       appUrls: (appTargets ?? []).map((t) => `http://${joinHostPort(localhost, t.port)}${t.path.startsWith('/') ? t.path : `/${t.path}`}`),
       registry: opts.registry ?? agentRegistry,
       maxAppBodyBytes: opts.maxAppBodyBytes,
-      defaultTimeoutMs: opts.defaultScrapeTimeoutMs ?? DEFAULT_SCRAPE_TIMEOUT_MS,
+      defaultTimeoutMs: opts.defaultScrapeTimeoutMs,
+      graceMs: opts.scrapeGraceMs,
     });
     this.readiness = new Readiness({
       adminHost: localhost,
@@ -131,6 +164,19 @@ export class StatusServer {
       dnsReady: opts.dnsReady,
       startedAt: opts.startedAt ?? performance.timeOrigin,
     });
+    this.limits = { ...STATUS_PORT_LIMITS };
+    for (const k of Object.keys(STATUS_PORT_LIMITS) as (keyof typeof STATUS_PORT_LIMITS)[]) {
+      const v = opts[k];
+      if (v === undefined) continue;
+      if (!(Number.isInteger(v) && v > 0)) throw new RangeError(`status server: ${k} must be a positive integer, got ${v}`);
+      this.limits[k] = v;
+    }
+    // node refuses a request timeout shorter than the headers timeout
+    if (this.limits.requestTimeoutMs < this.limits.headersTimeoutMs) this.limits.requestTimeoutMs = this.limits.headersTimeoutMs;
+    this.connections = new ConnectionGuard(this.limits.maxConnections, (m) => log.warn(m));
+    // each request in progress (at most one per connection) listens for the server closing: that
+    // many is expected, not the leak node warns about past 10
+    setMaxListeners(this.limits.maxConnections + 1, this.closing.signal);
     const destination = opts.probeLocalhost ? localhost : opts.podIp || localhost;
     this.probeContext = {
       destination,
@@ -142,6 +188,11 @@ export class StatusServer {
   /** The port listened on (the configured one), 0 when off or not started. */
   get port(): number {
     return this.boundPort;
+  }
+
+  /** Connections open on the status port now. */
+  get connectionCount(): number {
+    return this.connections.size;
   }
 
   /** Paths of the configured app probes. */
@@ -162,12 +213,21 @@ export class StatusServer {
     if (this.server) return;
     // as Istio's status server sets up the agent registry's process collector
     if (!this.opts.registry) enableProcessMetrics();
-    const server = http.createServer((req, res) => this.dispatch(req, res));
-    server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
-    server.on('clientError', (_err, socket) => socket.destroy());
+    const l = this.limits;
+    const server = http.createServer(
+      {
+        maxHeaderSize: l.maxHeaderBytes,
+        // node checks the header and request timeouts on this interval (30 s by default, which
+        // would let a slow client stay three times longer than the timeout says)
+        connectionsCheckingInterval: Math.max(10, Math.min(1000, l.headersTimeoutMs / 4)),
+      },
+      (req, res) => this.connections.request(req.socket, res, () => this.dispatch(req, res)),
+    );
+    server.headersTimeout = l.headersTimeoutMs;
+    server.requestTimeout = l.requestTimeoutMs;
+    server.keepAliveTimeout = l.keepAliveTimeoutMs;
+    server.on('connection', (s: Socket) => this.connections.accept(s));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
         reject(new Error(`status server: cannot listen on ${this.opts.host ? joinHostPort(this.opts.host, this.opts.port) : `port ${this.opts.port}`}: ${err.message}`, { cause: err })),
@@ -192,9 +252,7 @@ export class StatusServer {
         server.close(() => resolve());
         server.closeIdleConnections();
         // give answers being written a moment, then cut whatever is left
-        const t = setTimeout(() => {
-          for (const s of this.sockets) s.destroy();
-        }, 200);
+        const t = setTimeout(() => this.connections.destroyAll(), 200);
         t.unref();
       });
       log.info('Status server has successfully terminated');
@@ -224,12 +282,31 @@ export class StatusServer {
     if (path === '/healthz/ready') return this.handleReady(res);
     if (path === '/stats/prometheus' || path === '/metrics') {
       if (this.opts.metricsLocalhostOnly && !local) return send(res, 403, FORBIDDEN);
-      return this.merger.serve(req, res, this.closing.signal);
+      return this.serveMetrics(req, res);
     }
     if (path === '/quitquitquit' || path === '/drain') return this.handleLifecycle(path, req, res, local);
     if (path.startsWith('/app-health/') || path.startsWith('/app-lifecycle/')) return this.handleAppProbe(path, req, res);
     if (path === '/debug' || path.startsWith('/debug/')) return this.handleDebug(path, req, res, local);
     send(res, 404, '404 page not found\n');
+  }
+
+  /**
+   * A scrape holds a few MiB while it streams (pooled read buffers, the answer's unflushed bytes),
+   * so their number is capped; Prometheus scrapes a pod once per interval, an HA pair twice.
+   */
+  private async serveMetrics(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const max = this.limits.maxConcurrentScrapes;
+    if (this.scrapesInProgress >= max) {
+      if (!this.warnedScrapes) log.warn(`status port: ${max} metrics scrapes in progress (the limit); answering 503 to more (warned once)`);
+      this.warnedScrapes = true;
+      return send(res, 503, `too many concurrent scrapes (${max}); try again later\n`);
+    }
+    this.scrapesInProgress++;
+    try {
+      await this.merger.serve(req, res, this.closing.signal);
+    } finally {
+      this.scrapesInProgress--;
+    }
   }
 
   private async handleReady(res: http.ServerResponse): Promise<void> {
@@ -263,12 +340,19 @@ export class StatusServer {
       log.error(`Prober does not exists url ${path}`);
       return send(res, 400, `app prober config does not exists for ${path}`);
     }
+    // aborted when the caller leaves or the server closes; the listener on the server-wide signal
+    // is removed after every probe (AbortSignal.any would tie each probe's signal to it)
     const abort = new AbortController();
     const onClose = (): void => abort.abort();
     res.once('close', onClose);
-    const signal = AbortSignal.any([abort.signal, this.closing.signal]);
-    const answer = await runAppProbe(probe, req, this.probeContext, signal);
-    res.off('close', onClose);
+    this.closing.signal.addEventListener('abort', onClose);
+    let answer: Awaited<ReturnType<typeof runAppProbe>>;
+    try {
+      answer = await runAppProbe(probe, req, this.probeContext, abort.signal);
+    } finally {
+      res.off('close', onClose);
+      this.closing.signal.removeEventListener('abort', onClose);
+    }
     if (res.destroyed) return;
     res.writeHead(answer.status);
     res.end(answer.body ?? '');
@@ -295,6 +379,24 @@ export class StatusServer {
     if (value === undefined) return sendJson(res, 404, {});
     sendJson(res, 200, value);
   }
+}
+
+const CLIENT_ERROR_ANSWERS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
+/**
+ * A request node could not take (headers too large or too slow, malformed, or the peer reset):
+ * as node does by default, answered when nothing was sent on the connection yet, then closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  log.debug(`status server: client error from ${socket.remoteAddress}: ${err.code ?? ''} ${err.message}`);
+  if (socket.writable && socket.bytesWritten === 0 && err.code !== 'ECONNRESET') {
+    const status = CLIENT_ERROR_ANSWERS[err.code ?? ''] ?? '400 Bad Request';
+    socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+  }
+  socket.destroy();
 }
 
 function send(res: http.ServerResponse, status: number, body: string): void {

@@ -167,20 +167,29 @@ for (const [a, p] of PRIVATE_V6) realmBlocked.addSubnet(a, p, 'ipv6');
 /**
  * Checks the realm of a registry's `WWW-Authenticate: Bearer` challenge before the agent sends
  * credentials to it: http(s) only, a host, and not localhost, the GCE metadata name, or a private,
- * loopback or link-local IP literal (Istio's rules; a host name is checked again at dial time).
+ * loopback or link-local IP literal (Istio's rules; a host name is checked again at dial time, as
+ * every Wasm fetch is, by the same guarded client). Beyond Istio: a realm of an https registry
+ * must be https too (the pull secret's password would otherwise cross the network in clear
+ * text), and names are compared as DNS sees them, so `localhost.`, `LOCALHOST` or
+ * `metadata.google.internal.` (fully qualified, the same host) are not a way around the rules.
  */
-export function validateRealm(realm: string): string | undefined {
+export function validateRealm(realm: string, registryScheme?: 'http' | 'https'): string | undefined {
   let u: URL;
   try {
     u = new URL(realm);
   } catch {
     return 'invalid realm URL';
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `realm scheme "${u.protocol.replace(/:$/, '')}" not allowed`;
-  const host = normalizeIp(u.hostname);
+  const scheme = u.protocol.replace(/:$/, '');
+  if (scheme !== 'http' && scheme !== 'https') return `realm scheme "${scheme}" not allowed`;
+  if (registryScheme === 'https' && scheme !== 'https') return `realm must be https for an https registry (got ${scheme})`;
+  // the URL parser lower-cases names and turns `10.0.0.1.` into 10.0.0.1; trailing dots of names stay
+  const host = normalizeIp(u.hostname).replace(/\.+$/, '');
   if (!host) return 'realm missing host';
-  if (host === 'metadata.google.internal') return 'realm targets cloud metadata service';
-  if (host === 'localhost') return 'realm targets localhost';
+  // `metadata` is how GCE's own resolver (search domain google.internal) names it too
+  if (host === 'metadata.google.internal' || host === 'metadata') return 'realm targets cloud metadata service';
+  // *.localhost resolves to loopback (RFC 6761; glibc with systemd-resolved, and others)
+  if (host === 'localhost' || host.endsWith('.localhost')) return 'realm targets localhost';
   const family = isIP(host);
   if (family && realmBlocked.check(host, family === 4 ? 'ipv4' : 'ipv6')) return 'realm targets private/loopback/link-local IP';
   return undefined;

@@ -258,7 +258,7 @@ class RegistrySession {
 
   private async fetchToken(ch: Challenge): Promise<string> {
     const realm = ch.params.realm ?? '';
-    const bad = validateRealm(realm);
+    const bad = validateRealm(realm, this.scheme);
     if (bad) throw new WasmFetchError(`rejected unsafe bearer realm: ${bad}`);
     const scope = ch.params.scope ?? `repository:${this.ref.repository}:pull`;
     const service = ch.params.service;

@@ -74,6 +74,24 @@ describe('bootstrap features', () => {
     expect(bootstrapOf({ flags: { outlierLogPath: '/dev/stderr' } }).cluster_manager.outlier_detection).toEqual({ event_log_path: '/dev/stderr' });
   });
 
+  it('refuses an ISTIO_META_LOAD_STATS_CONFIG_JSON that is not a JSON object, naming the variable and the value', () => {
+    for (const [value, why] of [
+      ['{"api_type": ', 'not valid JSON'],
+      ['GRPC', 'not valid JSON'],
+      ['42', 'not a JSON object'],
+      ['["GRPC"]', 'not a JSON object'],
+    ] as const) {
+      const render = () => renderEnvoyBootstrap(pod({ env: { ISTIO_META_LOAD_STATS_CONFIG_JSON: value } }).config);
+      expect(render, value).toThrow(BootstrapError);
+      expect(render, value).toThrow(`invalid ISTIO_META_LOAD_STATS_CONFIG_JSON ${JSON.stringify(value)}: ${why}`);
+    }
+    // set through ProxyConfig's proxyMetadata: the same check
+    const viaProxyConfig = () => renderEnvoyBootstrap(pod({ env: { PROXY_CONFIG: JSON.stringify({ proxyMetadata: { ISTIO_META_LOAD_STATS_CONFIG_JSON: '{' } }) } }).config);
+    expect(viaProxyConfig).toThrow('invalid ISTIO_META_LOAD_STATS_CONFIG_JSON "{": not valid JSON');
+    // empty is unset, as in Istio (the template's `if` skips an empty string)
+    expect(bootstrapOf({ env: { ISTIO_META_LOAD_STATS_CONFIG_JSON: '' } }).cluster_manager).toBeUndefined();
+  });
+
   it('limits google_grpc to TLS 1.2 under COMPLIANCE_POLICY=fips-140-2 only', () => {
     expect(runtime(bootstrapOf({ env: { COMPLIANCE_POLICY: 'fips-140-2' } }))['envoy.reloadable_features.google_grpc_disable_tls_13']).toBe(true);
     expect(runtime(bootstrapOf({ env: { COMPLIANCE_POLICY: 'fips-140-3' } }))).not.toHaveProperty(['envoy.reloadable_features.google_grpc_disable_tls_13']);

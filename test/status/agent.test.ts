@@ -4,63 +4,19 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { readRecord } from '../envoy-stand-in/recorder.js';
-import { injectedProxy } from '../support/hello-pod.js';
-import { envoyStandInPath, repoRoot } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { repoRoot } from '../support/paths.js';
+import { useStatusAgent } from './agent-harness.js';
 import { call, httpServer, type TestServer } from './support.js';
 
 const wired = readFileSync(join(repoRoot, 'src', 'agent', 'agent.ts'), 'utf8').includes('StatusServer');
 
-const pod = injectedProxy('hello-probes.yaml.injected');
-let work: ReturnType<typeof tempDir>;
-let record: string;
-let adminPort: number;
-let statusPort: number;
 let app: TestServer | undefined;
-
-beforeEach(async () => {
-  work = tempDir('pa-status-agent-');
-  record = join(work.path, 'envoy-record.jsonl');
-  adminPort = await freePort();
-  statusPort = await freePort();
-});
-afterEach(async () => {
-  killStarted();
-  for (const ev of readRecord(record)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+const { start, base, waitReady, record: recordFile } = useStatusAgent('hello-probes.yaml.injected', async () => {
   await app?.close();
   app = undefined;
-  work.cleanup();
 });
-
-function start(opts: { proxyConfig?: Record<string, unknown>; env?: Record<string, string> } = {}): RunningProcess {
-  const proxyConfig = {
-    binaryPath: envoyStandInPath,
-    proxyAdminPort: adminPort,
-    statusPort,
-    controlPlaneAuthPolicy: 'NONE',
-    discoveryAddress: '127.0.0.1:1',
-    ...opts.proxyConfig,
-  };
-  return runAgent(pod.args, {
-    cwd: work.path,
-    // probes go to the pod IP: make it loopback, where the test's app listens
-    env: { ...pod.env, INSTANCE_IP: '127.0.0.1', PROXY_CONFIG: JSON.stringify(proxyConfig), ENVOY_STANDIN_RECORD: record, ...opts.env },
-  });
-}
-
-const base = (): string => `http://127.0.0.1:${statusPort}`;
-
-async function waitReady(agent: RunningProcess): Promise<void> {
-  await vi.waitFor(
-    async () => {
-      if (agent.child.exitCode !== null) throw new Error(`agent exited early:\n${agent.output()}`);
-      expect((await call(`${base()}/healthz/ready`)).status).toBe(200);
-    },
-    { timeout: 20_000, interval: 100 },
-  );
-}
 
 describe.skipIf(!wired)('status port in pilot-agent proxy', () => {
   it('gets ready with Envoy, serves metrics and app probes, and quits at once on /quitquitquit', async () => {
@@ -84,7 +40,7 @@ describe.skipIf(!wired)('status port in pilot-agent proxy', () => {
     const agent = start({ proxyConfig: { terminationDrainDuration: '60s' } });
     await waitReady(agent);
     expect((await call(`${base()}/drain`, { method: 'POST' })).status).toBe(200);
-    await vi.waitFor(() => expect(readRecord(record).filter((e) => e.event === 'admin' && e.path === '/drain_listeners').map((e) => e.query)).toEqual([{ inboundonly: '', graceful: '', skip_exit: '' }]), {
+    await vi.waitFor(() => expect(readRecord(recordFile()).filter((e) => e.event === 'admin' && e.path === '/drain_listeners').map((e) => e.query)).toEqual([{ inboundonly: '', graceful: '', skip_exit: '' }]), {
       timeout: 10_000,
     });
     expect(agent.child.exitCode).toBeNull();
@@ -105,6 +61,6 @@ describe.skipIf(!wired)('status port in pilot-agent proxy', () => {
     const agent = start({ env: { ISTIO_KUBE_APP_PROBERS: '{"/app-health/hello/livez":{"httpGet":{"port":"http"}}}' } });
     expect((await agent.exited).code).toBe(1);
     expect(agent.output()).toContain('env ISTIO_KUBE_APP_PROBERS: /app-health/hello/livez: httpGet.port: the port must be int type');
-    expect(readRecord(record).filter((e) => e.event === 'start')).toHaveLength(0);
+    expect(readRecord(recordFile()).filter((e) => e.event === 'start')).toHaveLength(0);
   });
 });

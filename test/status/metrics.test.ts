@@ -13,7 +13,8 @@ import { configureLogging } from '../../src/util/logger.js';
 import { startEnvoyStandIn, type StandInProcess } from '../support/envoy-stand-in-harness.js';
 import { call, closeStarted, freePort, httpServer, portsIn, proxyEnv, remapPorts, startStatus, type TestServer } from './support.js';
 
-configureLogging({ write: () => undefined });
+const logs: string[] = [];
+configureLogging({ write: (l) => void logs.push(l) });
 
 const OM = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 const PROM_ACCEPT = 'application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2';
@@ -121,6 +122,24 @@ describe('merged metrics', () => {
     expect(r.body).not.toContain('boom');
     expect(await failures('envoy')).toBe(envoyBefore + 1);
     expect(await failures('application')).toBe(appBefore + 2);
+  });
+
+  it('logs a failing source once while it fails the same way, and again once it recovers', async () => {
+    let broken = true;
+    const flaky = await app((_req, res) => (broken ? res.writeHead(500).end('boom') : res.writeHead(200).end('flaky_metric 1\n')));
+    const status = await startStatus({ noEnvoy: true, prometheusAnnotations: JSON.stringify({ targets: [{ port: String(flaky.port), path: '/m' }] }) });
+    const before = await failures('application');
+    logs.length = 0;
+    for (let i = 0; i < 3; i++) expect((await call(`http://127.0.0.1:${status.port}/metrics`)).status).toBe(200);
+    expect(await failures('application')).toBe(before + 3);
+    const failed = `error scraping http://127.0.0.1:${flaky.port}/m, status code: 500`;
+    expect(logs.filter((l) => l.includes(failed))).toHaveLength(1);
+    broken = false;
+    expect((await call(`http://127.0.0.1:${status.port}/metrics`)).body).toContain('flaky_metric 1\n');
+    expect(logs.filter((l) => l.includes(`scraping http://127.0.0.1:${flaky.port}/m works again`))).toHaveLength(1);
+    broken = true;
+    await call(`http://127.0.0.1:${status.port}/metrics`);
+    expect(logs.filter((l) => l.includes(failed))).toHaveLength(2);
   });
 
   it('caps each app target: drops one announced too big, cuts a chunked one at its last whole line', async () => {

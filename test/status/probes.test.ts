@@ -117,6 +117,26 @@ describe('tcp-probes', () => {
 });
 
 describe('httpGet details', () => {
+  it("sends the probe's configured httpHeaders over the caller's (Host included), the caller's others as they are", async () => {
+    const app = keep(await httpServer((_req, res) => res.end('ok')));
+    const httpHeaders = [
+      { name: 'Host', value: 'probe.example.com' },
+      { name: 'X-Custom', value: 'configured' },
+      { name: 'x-multi', value: 'one' },
+      { name: 'X-Multi', value: 'two' },
+    ];
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port: app.port, path: '/h', httpHeaders } } }) });
+    const url = `http://127.0.0.1:${status.port}/app-health/a/livez`;
+    // another caller: its values for the configured names are replaced, its other headers forwarded
+    await call(url, { headers: { host: `10.244.1.17:${status.port}`, 'x-custom': 'caller', 'x-multi': 'caller', 'x-caller': 'kept', 'user-agent': 'curl/8' } });
+    const seen = app.seen.at(-1)!.headers;
+    expect([seen.host, seen['x-custom'], seen['x-multi'], seen['x-caller'], seen['user-agent']]).toEqual(['probe.example.com', 'configured', 'one, two', 'kept', 'curl/8']);
+    // the kubelet, which sends the configured headers itself (Host as the request's host): each once, not twice
+    await call(url, { headers: { host: 'probe.example.com', 'x-custom': 'configured', 'user-agent': 'kube-probe/1.31' } });
+    const kubelet = app.seen.at(-1)!.headers;
+    expect([kubelet.host, kubelet['x-custom'], kubelet['x-multi'], kubelet['user-agent']]).toEqual(['probe.example.com', 'configured', 'one, two', 'kube-probe/1.31']);
+  });
+
   it('probes https without verifying the certificate, as kubelet', async () => {
     const app = keep(await httpServer((req, res) => res.end(`tls ${req.url}`), { tls: selfSignedCert() }));
     const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/app/readyz': { httpGet: { port: app.port, path: 'healthz', scheme: 'HTTPS' } } }) });
@@ -232,6 +252,12 @@ describe('ISTIO_KUBE_APP_PROBERS validation at start-up', () => {
     expect(err.message).toContain('/app-health/x/readyz: httpGet.port: the port must be int type');
     expect(err.message).toContain('invalid prober type, must be one of type httpGet, tcpSocket or gRPC');
     expect(err.message).toContain("the agent's status port");
+  });
+
+  it('refuses httpHeaders a request could not carry, naming the header', () => {
+    const err = errorOf(JSON.stringify({ '/app-health/a/livez': { httpGet: { port: 80, httpHeaders: [{ name: 'X Bad', value: 'v' }, { name: 'X-Ok', value: 'a\r\nInjected: 1' }] } } }));
+    expect(err.message).toContain('httpGet.httpHeaders[0]: invalid header name "X Bad"');
+    expect(err.message).toContain('httpGet.httpHeaders[1]: invalid value for header "X-Ok" (control characters)');
   });
 
   it('reports JSON that does not parse', () => {

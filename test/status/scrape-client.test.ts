@@ -3,7 +3,7 @@
 
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ScrapeSource } from '../../src/status/scrape-client.js';
+import { ScrapeSource, type ScrapeLimits } from '../../src/status/scrape-client.js';
 
 const servers: net.Server[] = [];
 const sockets = new Set<net.Socket>();
@@ -39,8 +39,37 @@ async function raw(parts: (string | Buffer)[], opts: { end?: boolean; onRequest?
   return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/stats/prometheus?usedonly`;
 }
 
-async function body(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; src: ScrapeSource }> {
-  const src = await ScrapeSource.open(url, headers, AbortSignal.timeout(5000));
+/**
+ * A server answering every connection with `head`, then writing `filler` for as long as the client
+ * reads (a source whose response never ends); resolves `closed` when the client drops it.
+ */
+async function endless(head: string, filler: string): Promise<{ url: string; closed: Promise<void>; sent: () => number }> {
+  let sent = 0;
+  let onClosed!: () => void;
+  const closed = new Promise<void>((r) => (onClosed = r));
+  const chunk = Buffer.from(filler.repeat(Math.ceil(16_384 / filler.length)));
+  const server = net.createServer((sock) => {
+    track(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', onClosed);
+    sock.once('data', () => {
+      sock.write(head);
+      const pump = (): void => {
+        while (!sock.destroyed) {
+          sent += chunk.length;
+          if (!sock.write(chunk)) return void sock.once('drain', pump);
+        }
+      };
+      pump();
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/metrics`, closed, sent: () => sent };
+}
+
+async function body(url: string, headers: Record<string, string> = {}, limits?: Partial<ScrapeLimits>): Promise<{ status: number; body: string; src: ScrapeSource }> {
+  const src = await ScrapeSource.open(url, headers, AbortSignal.timeout(5000), limits);
   let out = '';
   for (;;) {
     const s = await src.read();
@@ -107,6 +136,23 @@ describe('ScrapeSource', () => {
     expect(slices).toBeLessThan(500);
   });
 
+  it('passes a body sent in tiny chunks on in few slices (no object per chunk)', async () => {
+    const chunks = 200_000;
+    const url = await raw(['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', '2\r\na\n\r\n'.repeat(chunks) + '0\r\n\r\n']);
+    const src = await ScrapeSource.open(url, {}, AbortSignal.timeout(10_000));
+    let body = '';
+    let slices = 0;
+    for (;;) {
+      const s = await src.read();
+      if (!s) break;
+      body += s.data.toString('latin1');
+      slices++;
+      s.release();
+    }
+    expect(body).toBe('a\n'.repeat(chunks));
+    expect(slices).toBeLessThan(100);
+  });
+
   it('reports the status of non-200 answers and the header values', async () => {
     const src = await ScrapeSource.open(await raw(['HTTP/1.1 503 Service Unavailable\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 4\r\n\r\ndown']), {}, AbortSignal.timeout(5000));
     expect(src.status).toBe(503);
@@ -130,6 +176,30 @@ describe('ScrapeSource', () => {
       });
     });
     await expect(ScrapeSource.open(`http://127.0.0.1:${closed}/`, {}, AbortSignal.timeout(5000))).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('fails a source whose chunked trailer never ends, once past the trailer cap, and drops it', async () => {
+    const src = await endless('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\na 1\n\r\n0\r\nX-Trailer: ', 'x');
+    const err = await body(src.url, {}, { maxTrailerBytes: 4096 }).catch((e: Error) => e);
+    expect(String(err)).toContain('response trailers larger than 4096 bytes');
+    await src.closed;
+  });
+
+  it('caps every other part of the response that could grow: status line, headers, chunk-size line', async () => {
+    const statusLine = await endless('HTTP/1.1 200 ', 'O');
+    expect(String(await body(statusLine.url, {}, { maxHeaderBytes: 2048 }).catch((e: Error) => e))).toContain('response headers larger than 2048 bytes');
+    await statusLine.closed;
+    const header = await endless('HTTP/1.1 200 OK\r\nX-Long: ', 'y');
+    expect(String(await body(header.url, {}, { maxHeaderBytes: 2048 }).catch((e: Error) => e))).toContain('response headers larger than 2048 bytes');
+    await header.closed;
+    const sizeLine = await endless('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=', 'e');
+    expect(String(await body(sizeLine.url, {}, { maxChunkLineBytes: 512 }).catch((e: Error) => e))).toContain('chunk-size line longer than 512 bytes');
+    await sizeLine.closed;
+    // junk after a chunk's data, where only CRLF may be
+    const junk = await endless('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\na 1\n', 'j');
+    expect(String(await body(junk.url).catch((e: Error) => e))).toContain('malformed chunked encoding: expected CRLF after the chunk data');
+    await junk.closed;
+    await expect(body(await raw(['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' + 'f'.repeat(20) + '\r\n']))).rejects.toThrow('chunk size ffffffffffffffffffff too large');
   });
 
   it('stops on abort', async () => {

@@ -202,6 +202,47 @@ export async function grpcHealthServer(opts: { implementHealth?: boolean } = {})
   return { port, statuses, userAgents, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }
 
+// ----- raw TCP peers (hostile or broken metrics sources) -----------------------------------------
+
+const rawServers: net.Server[] = [];
+const rawSockets = new Set<net.Socket>();
+
+/** A raw TCP server on loopback; `onConnection` gets each accepted socket (tracked, errors ignored). */
+export async function rawServer(onConnection: (s: net.Socket) => void): Promise<number> {
+  const server = net.createServer((s) => {
+    rawSockets.add(s);
+    s.on('close', () => rawSockets.delete(s));
+    s.on('error', () => undefined);
+    onConnection(s);
+  });
+  rawServers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Answers the request with `head`, then writes `filler` for as long as the peer reads. */
+export const endlessAnswer =
+  (head: string, filler: string) =>
+  (s: net.Socket): void => {
+    const chunk = Buffer.from(filler.repeat(Math.ceil(65_536 / filler.length)));
+    s.once('data', () => {
+      s.write(head);
+      const pump = (): void => {
+        while (!s.destroyed) if (!s.write(chunk)) return void s.once('drain', pump);
+      };
+      pump();
+    });
+  };
+
+/** Connections the raw servers still have open (the agent's connections to them, seen from their side). */
+export const openRawConnections = (): number => rawSockets.size;
+
+/** Closes every raw server and its connections (afterEach). */
+export async function closeRawServers(): Promise<void> {
+  for (const s of rawSockets) s.destroy();
+  await Promise.all(rawServers.splice(0).map((s) => new Promise((r) => s.close(r))));
+}
+
 // ----- status server -----------------------------------------------------------------------------
 
 const started: StatusServer[] = [];

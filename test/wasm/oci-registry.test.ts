@@ -5,6 +5,7 @@
 
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -324,6 +325,75 @@ describe('OCI faults (a fake registry)', () => {
     const t0 = Date.now();
     await expect(cache.get(`oci://${REG}:${fakePort}/wasm/x:v1`, opts())).rejects.toThrow(/could not fetch Wasm OCI image/);
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+});
+
+describe('bearer realm of an https registry', () => {
+  // one https server is the registry and (for https realms) the token service; a plain-http token
+  // service and one on 127.0.0.2 (a blocked address) count what reaches them
+  let registry: Server;
+  let regPort: number;
+  let realm = '';
+  const tokenRequests: string[] = [];
+  const elsewhere = { http: 0, blocked: 0 };
+  let httpToken: Server;
+  let blockedToken: Server;
+  const listen = (srv: Server, host: string): Promise<number> => new Promise((r) => srv.listen(0, host, () => r((srv.address() as { port: number }).port)));
+
+  beforeAll(async () => {
+    const cert = await pki.issue('realm-registry', [REG, AUTH, 'blocked-auth.test', 'localhost']);
+    registry = createHttpsServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+      if (req.url?.startsWith('/token')) {
+        tokenRequests.push(req.headers.authorization ?? '');
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t0k3n"}');
+      }
+      if (req.headers.authorization === 'Bearer t0k3n') return void res.writeHead(404).end();
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="reg"` }).end();
+    });
+    regPort = await listen(registry, '127.0.0.1');
+    httpToken = createServer((_q, r) => (elsewhere.http++, r.end('{"token":"x"}')));
+    blockedToken = createServer((_q, r) => (elsewhere.blocked++, r.end('{"token":"x"}')));
+    blockedToken.on('connection', () => elsewhere.blocked++);
+    await listen(httpToken, '127.0.0.1');
+    await listen(blockedToken, '127.0.0.2');
+  });
+  afterAll(async () => {
+    for (const srv of [registry, httpToken, blockedToken]) {
+      srv?.closeAllConnections();
+      await new Promise<void>((r) => (srv ? srv.close(() => r()) : r()));
+    }
+  });
+
+  const pull = (cache = newCache()) => cache.get(`oci://${REG}:${regPort}/wasm/x:v1`, opts({ pullSecret: secretFor(`${REG}:${regPort}`) }));
+
+  it('must be https, and gets the token over verified TLS when it is', async () => {
+    realm = `http://${AUTH}:${(httpToken.address() as { port: number }).port}/token`;
+    await expect(pull()).rejects.toThrow('rejected unsafe bearer realm: realm must be https for an https registry (got http)');
+    expect(elsewhere.http).toBe(0);
+    realm = `https://${AUTH}:${regPort}/token`;
+    await expect(pull()).rejects.toThrow(/unexpected status code 404/);
+    expect(tokenRequests.at(-1)).toBe(`Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}`);
+  });
+
+  it('a trailing dot does not get a realm past the host checks', async () => {
+    const before = tokenRequests.length;
+    for (const [host, why] of [
+      ['localhost.', 'realm targets localhost'],
+      ['LOCALHOST.', 'realm targets localhost'],
+      ['metadata.google.internal.', 'realm targets cloud metadata service'],
+      ['127.0.0.1.', 'realm targets private/loopback/link-local IP'],
+    ] as const) {
+      realm = `https://${host}:${regPort}/token`;
+      await expect(pull(), host).rejects.toThrow(`rejected unsafe bearer realm: ${why}`);
+    }
+    expect(tokenRequests.length).toBe(before);
+  });
+
+  it('goes through the same dial guard as every Wasm fetch (BLOCKED_CIDRS_IN_WASM_FETCH)', async () => {
+    realm = `https://blocked-auth.test:${(blockedToken.address() as { port: number }).port}/token`;
+    const cache = newCache({ blockedCidrs: ['127.0.0.2/32'], lookup: testLookup({ [REG]: '127.0.0.1', 'blocked-auth.test': '127.0.0.2' }) });
+    await expect(pull(cache)).rejects.toThrow('connection blocked: resolved IP 127.0.0.2 is in a blocked CIDR range (BLOCKED_CIDRS_IN_WASM_FETCH)');
+    expect(elsewhere.blocked).toBe(0);
   });
 });
 

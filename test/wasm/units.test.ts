@@ -93,6 +93,17 @@ describe('address policy', () => {
     for (const ip of ['10.0.0.1', '127.0.0.1', '169.254.169.254', '[::1]', '[fe80::1]', '192.168.0.10']) expect(validateRealm(`http://${ip}/token`), ip).toBe('realm targets private/loopback/link-local IP');
     expect(validateRealm('not a url')).toBe('invalid realm URL');
   });
+  it('does not let a trailing dot, case or a subdomain of localhost past the host rules', () => {
+    for (const h of ['localhost.', 'LOCALHOST.', 'localhost..', 'api.localhost', 'api.localhost.']) expect(validateRealm(`https://${h}/t`), h).toBe('realm targets localhost');
+    for (const h of ['metadata.google.internal.', 'METADATA.GOOGLE.INTERNAL', 'metadata', 'metadata.']) expect(validateRealm(`http://${h}/t`), h).toBe('realm targets cloud metadata service');
+    for (const h of ['10.0.0.1.', '127.0.0.1.', '169.254.169.254.']) expect(validateRealm(`http://${h}/t`), h).toBe('realm targets private/loopback/link-local IP');
+    expect(validateRealm('https://auth.example.com./token')).toBeUndefined();
+  });
+  it('requires an https realm for an https registry', () => {
+    expect(validateRealm('http://auth.example.com/token', 'https')).toBe('realm must be https for an https registry (got http)');
+    expect(validateRealm('https://auth.example.com/token', 'https')).toBeUndefined();
+    expect(validateRealm('http://auth.example.com/token', 'http')).toBeUndefined();
+  });
   it('retries the 5xx Go retries', () => {
     expect([500, 502, 503, 504, 501, 505, 511, 404, 429].map(retryableStatus)).toEqual([true, true, true, true, false, false, false, false, false]);
   });
