@@ -124,6 +124,7 @@ export class Agent {
         onDrain: () => this.drainNow(),
         xdsSyncState: () => this.xdsProxy?.syncState(),
         xdsLastKnownGood: () => this.xdsProxy?.lastKnownGoodView() ?? { enabled: false },
+        xdsConnections: () => this.xdsProxy?.connectionsView() ?? [],
         memory: () => ({ ...this.memory.view() }),
         certs: () => this.secretManager?.summaries() ?? [],
         wasm: () => this.wasm?.debugView() ?? { modules: [] },

@@ -16,6 +16,8 @@ export interface StatusServerDeps {
   readonly xdsSyncState?: () => ReadonlyMap<string, Readonly<TypeSyncState>> | undefined;
   /** XdsProxy.lastKnownGoodView(): the last-known-good store, shown in /debug/syncz. */
   readonly xdsLastKnownGood?: () => Record<string, unknown>;
+  /** XdsProxy.connectionsView(): the open ADS streams, shown in /debug/syncz. */
+  readonly xdsConnections?: () => readonly unknown[];
   /** The memory limit and usage (Agent.memory.view()), shown in /debug/config. */
   readonly memory?: () => Record<string, unknown>;
   readonly certs?: DebugProvider;
@@ -51,7 +53,7 @@ export function statusServerOptionsFrom(config: AgentConfig, deps: StatusServerD
     onDrain: deps.onDrain,
     debug: {
       config: () => ({ ...debugConfigView(config), ...(deps.memory ? { memory: deps.memory() } : {}) }),
-      syncz: () => syncStateView(deps.xdsSyncState?.(), deps.xdsLastKnownGood?.()),
+      syncz: () => ({ ...syncStateView(deps.xdsSyncState?.(), deps.xdsLastKnownGood?.()), connections: deps.xdsConnections?.() ?? [] }),
       ...(deps.certs ? { certs: deps.certs } : {}),
       ...(deps.wasm ? { wasm: deps.wasm } : {}),
       ...(deps.ndsz ? { ndsz: deps.ndsz } : {}),

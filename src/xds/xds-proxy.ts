@@ -119,6 +119,15 @@ const UNREACHABLE = new Set<number>([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDE
 
 type PauseReason = 'envoy-slow' | 'handling';
 
+export interface ConnectionView {
+  readonly id: number;
+  readonly protocol: 'sotw' | 'delta';
+  readonly upstream: 'waiting to dial' | 'dialling' | 'connected' | 'last-known-good';
+  /** Why istiod's stream is not being read: Envoy not keeping up, or a held response being handled. */
+  readonly pausedFor: readonly PauseReason[];
+  readonly unreadUpstreamBytes: number;
+}
+
 class ProxyConnection implements FrameSink {
   readonly id = ++connectionIds;
   private upstream: ClientStream | undefined;
@@ -132,6 +141,7 @@ class ProxyConnection implements FrameSink {
   /** Requests Envoy sent before the upstream stream was opened (the dial backing off). */
   private waitingRequests: Buffer[] = [];
   private dialTimer: NodeJS.Timeout | undefined;
+  private upstreamConnected = false;
   private readonly abort = new AbortController();
   /** Last version Envoy ACKed, per type (SotW): what a NACK by the agent reports. */
   private readonly ackedVersion = new Map<string, string>();
@@ -178,7 +188,10 @@ class ProxyConnection implements FrameSink {
     const upstreamAddress = this.proxy.options.upstream.address;
     try {
       this.upstream = openUpstream(this.proxy.options.upstream, this.protocol.method, {
-        onConnected: () => this.proxy.dialSucceeded(),
+        onConnected: () => {
+          this.upstreamConnected = true;
+          this.proxy.dialSucceeded();
+        },
         onData: (chunk) => {
           if (!this.closed) this.deframer.push(chunk);
         },
@@ -513,6 +526,17 @@ class ProxyConnection implements FrameSink {
     }, wait);
   }
 
+  /** For /debug/syncz: where this stream's upstream is and why it is not being read, if it is not. */
+  view(): ConnectionView {
+    return {
+      id: this.id,
+      protocol: this.protocol.kind,
+      upstream: this.cache ? 'last-known-good' : !this.upstream ? 'waiting to dial' : this.upstreamConnected ? 'connected' : 'dialling',
+      pausedFor: [...this.pausedFor],
+      unreadUpstreamBytes: this.deframer.bufferedBytes,
+    };
+  }
+
   /** Ends both sides; `status` undefined ends the downstream with OK. Idempotent. */
   close(status: GrpcStatus | undefined): void {
     if (this.closed) return;
@@ -540,6 +564,7 @@ class ProxyConnection implements FrameSink {
 export class XdsProxy {
   private server: GrpcUnixServer | undefined;
   private active: ProxyConnection | undefined;
+  private readonly open = new Set<ProxyConnection>();
   private readonly handlers = new Map<string, AgentTypeHandler>();
   private readonly interceptors = new Map<string, ResponseInterceptor>();
   private readonly droppedTypes = new Set<string>();
@@ -632,6 +657,11 @@ export class XdsProxy {
     if (this.servingCache.size === 0) metrics.xdsServingLastKnownGood.set(0);
   }
 
+  /** The open downstream streams, for /debug/syncz. */
+  connectionsView(): ConnectionView[] {
+    return [...this.open].map((c) => c.view());
+  }
+
   /** For /debug/syncz: whether the store is on, being served, and what it holds. */
   lastKnownGoodView(): Record<string, unknown> {
     const store = this.options.lastKnownGood;
@@ -679,6 +709,7 @@ export class XdsProxy {
     const previous = this.active;
     this.active = con;
     this.openConnections++;
+    this.open.add(con);
     if (previous) {
       log.info(`connection ${previous.id} replaced by connection ${con.id}`);
       previous.close(undefined);
@@ -688,6 +719,7 @@ export class XdsProxy {
 
   connectionClosed(con: ProxyConnection): void {
     this.openConnections--;
+    this.open.delete(con);
     if (this.active === con) this.active = undefined;
   }
 

@@ -1,16 +1,10 @@
-// The status port inside the real `pilot-agent proxy` (with the Envoy stand-in). These tests turn
-// on by themselves once the Agent creates a StatusServer (src/agent/agent.ts); until then they are
-// skipped. They run the built CLI (dist/), like test/agent/proxy-lifecycle.test.ts.
+// The status port inside the real `pilot-agent proxy` (with the Envoy stand-in). They run the built
+// CLI (dist/), like test/agent/proxy-lifecycle.test.ts.
 
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { readRecord } from '../envoy-stand-in/recorder.js';
-import { repoRoot } from '../support/paths.js';
 import { useStatusAgent } from './agent-harness.js';
 import { call, httpServer, type TestServer } from './support.js';
-
-const wired = readFileSync(join(repoRoot, 'src', 'agent', 'agent.ts'), 'utf8').includes('StatusServer');
 
 let app: TestServer | undefined;
 const { start, base, waitReady, record: recordFile } = useStatusAgent('hello-probes.yaml.injected', async () => {
@@ -18,7 +12,7 @@ const { start, base, waitReady, record: recordFile } = useStatusAgent('hello-pro
   app = undefined;
 });
 
-describe.skipIf(!wired)('status port in pilot-agent proxy', () => {
+describe('status port in pilot-agent proxy', () => {
   it('gets ready with Envoy, serves metrics and app probes, and quits at once on /quitquitquit', async () => {
     app = await httpServer((_q, r) => r.end('alive'));
     const probers = JSON.stringify({ '/app-health/hello/livez': { httpGet: { port: app.port } } });

@@ -278,7 +278,15 @@ describe('xDS proxy (SotW)', () => {
       cp.setResources(CDS, [{ name: 'big', binary: payload(i) }], { replace: true });
       await new Promise((r) => setTimeout(r, 5)); // one push per change (the control plane batches a tick)
     }
-    await new Promise((r) => setTimeout(r, 1500));
+    // the control plane has handed all 60 pushes to its stream, and the proxy has stopped reading
+    // istiod's stream because the client does not read: from then on nothing more can be pulled
+    await vi.waitFor(
+      () => {
+        expect(cp.connectedStreams()[0]!.responseCount).toBeGreaterThanOrEqual(61);
+        expect(p.connectionsView()[0]?.pausedFor).toContain('envoy-slow');
+      },
+      { timeout: 30_000, interval: 20 },
+    );
     // 60 pushes of 1 MB were sent. The paused test client itself still buffers up to 16 messages
     // (grpc-js' readable highWaterMark) before its HTTP/2 window closes; beyond those and the
     // proxy's own two, the proxy must not have taken more off istiod's stream.
