@@ -11,7 +11,14 @@ export interface BenchResult {
   readonly figures: Readonly<Record<string, number>>;
 }
 
-export type Bench = (opts: { runs: number }) => Promise<BenchResult>;
+export interface BenchOptions {
+  /** --runs: samples per measured figure, for benches that repeat. */
+  readonly runs: number;
+  /** Bench-specific options given after the bench name (e.g. `--minutes 0.5`), with their values. */
+  readonly options: ReadonlyMap<string, string>;
+}
+
+export type Bench = (opts: BenchOptions) => Promise<BenchResult>;
 
 export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);

@@ -1,10 +1,12 @@
-// `npm run bench -- <name> [--json] [--runs N]`: runs one benchmark (or `all`).
+// `npm run bench -- <name> [--json] [--runs N] [soak: --minutes M --sotw --agent-env K=V,...]`:
+// runs one benchmark (or `all`).
 
 import { printResult, type Bench } from './harness.js';
 import { bootstrapBench } from './bootstrap.js';
 import { dnsBench } from './dns.js';
 import { metricsBench } from './metrics.js';
 import { sdsBench } from './sds.js';
+import { soakBench } from './soak.js';
 import { startupBench } from './startup.js';
 import { wasmBench } from './wasm.js';
 import { xdsBench } from './xds.js';
@@ -17,14 +19,24 @@ const BENCHES: Record<string, Bench> = {
   xds: xdsBench,
   metrics: metricsBench,
   sds: sdsBench,
+  soak: soakBench,
 };
+
+/** Options that take a value (`--runs 5`); other `--x` options are switches. */
+const VALUE_OPTIONS = new Set(['--runs', '--minutes', '--agent-env']);
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const json = args.includes('--json');
-  const runsIdx = args.indexOf('--runs');
-  const runs = runsIdx >= 0 ? Number(args[runsIdx + 1]) : 15;
-  const names = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--runs');
+  const options = new Map<string, string>();
+  const names: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith('--')) names.push(a);
+    else if (VALUE_OPTIONS.has(a)) options.set(a, args[++i] ?? '');
+    else options.set(a, '');
+  }
+  const json = options.has('--json');
+  const runs = options.has('--runs') ? Number(options.get('--runs')) : 15;
   const selected = names.length === 0 || names.includes('all') ? Object.keys(BENCHES) : names;
   for (const name of selected) {
     const bench = BENCHES[name];
@@ -32,7 +44,7 @@ async function main(): Promise<void> {
       process.stderr.write(`unknown bench "${name}"; available: ${Object.keys(BENCHES).join(', ')}\n`);
       process.exit(2);
     }
-    printResult(name, await bench({ runs }), json);
+    printResult(name, await bench({ runs, options }), json);
   }
 }
 

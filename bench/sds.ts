@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { median, round, timeCommand, type Bench } from './harness.js';
+import { startControlPlaneProcess } from './processes.js';
 
 const SPIFFE = 'spiffe://cluster.local/ns/default/sa/bench';
 const TOKEN = 'bench-token';
@@ -90,20 +91,10 @@ function runChild(script: string, args: readonly string[]): Promise<OnceResult> 
   });
 }
 
-async function startControlPlane(dir: string): Promise<{ address: string; rootPath: string; stop: () => void }> {
-  const main = fileURLToPath(new URL('../test/control-plane/main.js', import.meta.url));
+async function startControlPlane(dir: string): Promise<{ address: string; rootPath: string; stop: () => Promise<unknown> }> {
   const rootPath = join(dir, 'root-cert.pem');
-  const child = spawn(process.execPath, [main, '--listen', '127.0.0.1:0', '--root-cert-out', rootPath, '--token', TOKEN, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (\S+)/.exec(out);
-      if (m && out.includes('root certificate written')) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`control plane exited with ${code}`)));
-  });
-  return { address, rootPath, stop: () => void child.kill('SIGTERM') };
+  const { proc, address } = await startControlPlaneProcess(['--listen', '127.0.0.1:0', '--root-cert-out', rootPath, '--token', TOKEN, '--quiet'], { echoStderr: true });
+  return { address, rootPath, stop: () => proc.stop() };
 }
 
 export const sdsBench: Bench = async ({ runs }) => {
@@ -175,7 +166,7 @@ export const sdsBench: Bench = async ({ runs }) => {
       },
     };
   } finally {
-    cp.stop();
+    await cp.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 };

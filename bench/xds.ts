@@ -5,16 +5,15 @@
 // The upstream replays pre-encoded responses (bench/xds-replay-server.ts), so transport is timed.
 
 import * as grpc from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { DELTA, SOTW, type XdsProtocol } from '../src/xds/protocol.js';
 import { encodeDeltaRequest, encodeSotwRequest } from '../src/xds/wire.js';
-import { agentBin } from '../test/support/processes.js';
 import { median, peakRssMiB, round, rssMiB, type Bench } from './harness.js';
+import { spawnTracked, startProxylessAgent, waitForLine, type ProxylessAgent } from './processes.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const SIZES: readonly [string, number][] = [
@@ -67,42 +66,18 @@ class RawStream {
   }
 }
 
-function waitLine(child: ChildProcess, re: RegExp): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = re.exec(out);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-}
-
 export const xdsBench: Bench = async ({ runs }) => {
   const n = Math.max(3, Math.min(runs, 7));
   const dir = mkdtempSync(join(tmpdir(), 'pa-bench-xds-'));
-  const replay = spawn(process.execPath, [fileURLToPath(new URL('./xds-replay-server.js', import.meta.url)), ...SIZES.map(([, s]) => String(s))], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let agent: ChildProcess | undefined;
+  const replay = spawnTracked('replay server', process.execPath, [fileURLToPath(new URL('./xds-replay-server.js', import.meta.url)), ...SIZES.map(([, s]) => String(s))], { echoStderr: true });
+  let agent: ProxylessAgent | undefined;
   try {
-    const m = await waitLine(replay, /listening on (\d+) sizes (\S+)/);
+    const m = await waitForLine(replay, /listening on (\d+) sizes (\S+)/, 120_000);
     const upstream = `127.0.0.1:${m[1]}`;
     const actualBytes = new Map(m[2]!.split(',').map((p) => p.split(':').map(Number) as [number, number]));
-    agent = spawn(process.execPath, [agentBin, 'proxy', 'sidecar', '--log_output_level=default:warn,xdsproxy:warn'], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        POD_NAME: 'bench',
-        POD_NAMESPACE: 'default',
-        INSTANCE_IP: '10.0.0.1',
-        DISABLE_ENVOY: 'true',
-        PROXY_CONFIG: JSON.stringify({ controlPlaneAuthPolicy: 'NONE', discoveryAddress: upstream, statusPort: 0 }),
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const socket = join(dir, 'etc/istio/proxy/XDS');
-    for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
-    const pid = agent.pid!;
+    agent = await startProxylessAgent({ dir, discoveryAddress: upstream, logLevels: 'default:warn,xdsproxy:warn' });
+    const socket = agent.socketPath;
+    const pid = agent.pid;
 
     const rows: [string, string][] = [];
     const figures: Record<string, number> = {};
@@ -152,8 +127,8 @@ export const xdsBench: Bench = async ({ runs }) => {
     rows.push(['runs per size and path', String(n)]);
     return { rows, figures };
   } finally {
-    agent?.kill('SIGKILL');
-    replay.kill('SIGKILL');
+    await agent?.stop({ signal: 'SIGKILL' });
+    await replay.stop({ signal: 'SIGKILL' });
     rmSync(dir, { recursive: true, force: true });
   }
 };

@@ -6,6 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadAgentConfig, type AgentConfig, type ProxyFlags } from '../../src/config/load.js';
 import { downwardApiText } from '../support/hello-pod.js';
+import { rng } from '../support/random.js';
+
+export { rng };
 
 export interface PodSpec {
   readonly env?: Record<string, string>;
@@ -56,18 +59,6 @@ export function pod(spec: PodSpec = {}): Pod {
     hostAddresses: spec.hostAddresses ?? ['10.1.2.3'],
   });
   return { dir, config };
-}
-
-/** mulberry32: a small, fast, seeded PRNG (property tests must be reproducible). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class Gen {
