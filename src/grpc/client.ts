@@ -124,10 +124,13 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       minVersion: 'TLSv1.2',
       ...(isIP(t.serverName) ? {} : { servername: t.serverName }),
       checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
-    });
+      noDelay: true,
+    } as http2.SecureClientSessionOptions);
   } else {
-    session = http2.connect(`http://${target.address}`, { settings });
+    session = http2.connect(`http://${target.address}`, { settings, noDelay: true } as http2.ClientSessionOptions);
   }
+  // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
+  // Istio's agent, disables it on every TCP connection)
   session.on('error', (err: Error) => (transportFailure ??= err.message));
   // Every session callback below may run after the call was closed and the session destroyed
   // (Node queues 'connect' before it knows): each goes through whileOpen.
