@@ -11,11 +11,11 @@
 // typed output lacks. A typed field at its zero value is omitted, so the raw value shows through
 // (ISTIO_META_DNS_CAPTURE=false is written as "false", =1 as "true").
 
-import { isIP } from 'node:net';
 import type { Json, ProxyConfigJson } from '../config/proxy-config.js';
 import { NodeMetadataError } from './errors.js';
 import { compareUtf8, goJsonMarshal, type GoJson } from './go-json.js';
 import { goStruct, proxyConfigGoView, proxyConfigProtoJson } from './proxy-config-view.js';
+import { ipFamily } from '../util/ip.js';
 
 export interface Locality {
   readonly region: string;
@@ -501,7 +501,7 @@ export function serviceCluster(node: NodeInfo, pc: ProxyConfigJson): string {
 
 /** Istio's IP family checks over the instance IPs (unparsable addresses are skipped, as Istio does). */
 export function ipFamilies(ips: readonly string[]): { allV4: boolean; allV6: boolean; firstFamily: 4 | 6 | undefined } {
-  const fams = ips.map((ip) => isIP(ip));
+  const fams = ips.map((ip) => ipFamily(ip));
   const first = ips[0];
   let firstFamily: 4 | 6 | undefined;
   if (first !== undefined && fams[0] !== 0) firstFamily = fams[0] === 6 && !/^fe[89ab][0-9a-f]:/i.test(first) ? 6 : 4;

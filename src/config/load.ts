@@ -5,7 +5,6 @@
 // Every problem found on the way is collected and raised at once as a ConfigError.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -23,6 +22,7 @@ import {
 } from './proxy-config.js';
 import { DEFAULT_PROXY_FLAGS, type ProxyFlags } from './proxy-flags.js';
 import { validateProxyConfig } from './validate-proxy-config.js';
+import { ipFamily } from '../util/ip.js';
 
 /**
  * The node types `pilot-agent proxy` runs Envoy as (Istio's model.NodeType). Istio also accepts
@@ -207,7 +207,7 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   const podName = env.POD_NAME;
   const podNamespace = env.POD_NAMESPACE;
   const ips: string[] = [];
-  if (env.INSTANCE_IP && isIP(env.INSTANCE_IP)) ips.push(env.INSTANCE_IP);
+  if (env.INSTANCE_IP && ipFamily(env.INSTANCE_IP)) ips.push(env.INSTANCE_IP);
   else if (env.INSTANCE_IP) issues.add('env INSTANCE_IP', '', env.INSTANCE_IP, 'not an IP address');
   const excluded = new Set((podAnnotations[ANNOTATION_EXCLUDE_INTERFACES] ?? '').split(',').map((s) => s.trim()).filter(Boolean));
   let hostIps = [...(input.hostAddresses ?? hostAddresses(excluded))];
@@ -215,8 +215,8 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   for (const ip of hostIps) if (!ips.includes(ip)) ips.push(ip);
   const id = `${podName}.${podNamespace}`;
   const dnsDomain = flags.domain || `${podNamespace}.svc.cluster.local`;
-  const ipv6 = ips.every((ip) => isIP(ip) === 6);
-  const dualStack = ips.some((ip) => isIP(ip) === 6) && ips.some((ip) => isIP(ip) === 4);
+  const ipv6 = ips.every((ip) => ipFamily(ip) === 6);
+  const dualStack = ips.some((ip) => ipFamily(ip) === 6) && ips.some((ip) => ipFamily(ip) === 4);
   const node: NodeIdentity = Object.freeze({
     id,
     podName,

@@ -1,10 +1,10 @@
 // Semantic checks of the effective ProxyConfig, after Istio's ValidateMeshConfigProxyConfig:
 // the same rules, but every failure names the field and value, and all are reported together.
 
-import { isIP } from 'node:net';
 import { parseAnyDuration } from './duration.js';
 import type { IssueList } from './errors.js';
 import type { Json, ProxyConfigJson } from './proxy-config.js';
+import { ipFamily } from '../util/ip.js';
 
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 
@@ -31,7 +31,7 @@ export function proxyAddressProblem(addr: string): string | undefined {
   if (!/^\d+$/.test(hp.port)) return `port ${JSON.stringify(hp.port)} is not a number`;
   const port = Number(hp.port);
   if (port < 1 || port > 65535) return `port ${port} must be in the range 1..65535`;
-  if (!isFqdn(hp.host) && isIP(hp.host) === 0) return `${JSON.stringify(hp.host)} is not a valid hostname or IP address`;
+  if (!isFqdn(hp.host) && ipFamily(hp.host) === 0) return `${JSON.stringify(hp.host)} is not a valid hostname or IP address`;
   return undefined;
 }
 

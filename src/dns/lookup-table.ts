@@ -9,9 +9,9 @@
 // - a known name without records of the asked type is NOERROR with no answers.
 // Records are encoded once per table (owner names are filled in per reply, see wire.ts).
 
-import { isIP } from 'node:net';
 import type { NameInfo, NameTable } from './name-table.js';
 import { QTYPE, recordTail } from './wire.js';
+import { ipFamily } from '../util/ip.js';
 
 /** TTL of every answer: low, so clients pick up new addresses quickly (Istio's default). */
 export const TTL_SECONDS = 30;
@@ -36,7 +36,7 @@ export function splitIps(ips: readonly string[]): { v4: string[]; v6: string[] }
   const v6: string[] = [];
   for (const raw of ips) {
     const ip = raw.replace(/%.*$/, ''); // a zone does not go into an AAAA record
-    const family = isIP(ip);
+    const family = ipFamily(ip);
     if (family === 4) v4.push(ip);
     else if (family === 6) v6.push(ip);
   }

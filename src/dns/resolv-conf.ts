@@ -3,7 +3,7 @@
 // Nameservers carry no port: upstreams are <address>:53.
 
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { ipFamily } from '../util/ip.js';
 
 export interface ResolvConf {
   readonly nameservers: readonly string[];
@@ -52,13 +52,13 @@ export function parseUpstream(spec: string, defaultPort = 53): Upstream | undefi
   if (bracketed) {
     host = bracketed[1]!;
     if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else if (isIP(host.replace(/%.*$/, '')) === 0) {
+  } else if (ipFamily(host.replace(/%.*$/, '')) === 0) {
     const m = /^([^:]+):(\d+)$/.exec(host);
     if (!m) return undefined;
     host = m[1]!;
     port = Number(m[2]);
   }
-  const family = isIP(host.replace(/%.*$/, ''));
+  const family = ipFamily(host.replace(/%.*$/, ''));
   if (family === 0 || !Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   return { host, port, family: family as 4 | 6 };
 }

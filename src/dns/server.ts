@@ -11,7 +11,7 @@
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
-import { createServer, isIP, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { logger } from '../util/logger.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import type { AgentTypeHandler } from '../xds/xds-proxy.js';
@@ -21,6 +21,7 @@ import { dnsMetrics } from './metrics.js';
 import { decodeNameTable, nameTableJson, type NameInfo, type NameTable } from './name-table.js';
 import { formatUpstream, parseUpstream, readResolvConf, type Upstream } from './resolv-conf.js';
 import { answerCacheKey, answerSizeLimit, cacheable, emptyReply, parseQuery, RCODE, tableReply, withId, type Query } from './wire.js';
+import { ipFamily } from '../util/ip.js';
 
 const log = logger('dns');
 
@@ -196,7 +197,7 @@ export class LocalDnsServer {
   }
 
   private bindUdp(host: string, port: number): Promise<UdpSocket> {
-    const family = isIP(host) === 6 ? 'udp6' : 'udp4';
+    const family = ipFamily(host) === 6 ? 'udp6' : 'udp4';
     // a deep receive queue rides out bursts (the kernel caps it at net.core.rmem_max)
     const sock = createSocket({ type: family, ipv6Only: family === 'udp6', recvBufferSize: UDP_RECEIVE_BUFFER });
     return new Promise((resolve, reject) => {
@@ -230,7 +231,7 @@ export class LocalDnsServer {
     server.maxConnections = this.options.maxTcpConnections ?? 1024;
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host, port, ipv6Only: isIP(host) === 6 }, () => {
+      server.listen({ host, port, ipv6Only: ipFamily(host) === 6 }, () => {
         server.off('error', reject);
         server.on('error', (err) => log.warn(`tcp DNS server error: ${err.message}`));
         log.info(`Starting local tcp DNS server on ${hostPort(host, port)}`);
@@ -456,5 +457,5 @@ export class LocalDnsServer {
 function noop(): void {}
 
 function hostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  return ipFamily(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }

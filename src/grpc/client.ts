@@ -7,12 +7,12 @@
 // unless it is an IP address, which SNI cannot carry); a client certificate when given.
 
 import http2 from 'node:http2';
-import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
+import { ipFamily } from '../util/ip.js';
 
 export interface GrpcTarget {
   /** host:port */
@@ -122,7 +122,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       ...(t.ca ? { ca: t.ca } : {}),
       ...(cert ? { key: cert.privateKey, cert: cert.certChain } : {}),
       minVersion: 'TLSv1.2',
-      ...(isIP(t.serverName) ? {} : { servername: t.serverName }),
+      ...(ipFamily(t.serverName) ? {} : { servername: t.serverName }),
       checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
       noDelay: true,
     } as http2.SecureClientSessionOptions);

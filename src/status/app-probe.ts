@@ -16,6 +16,7 @@ import net from 'node:net';
 import { logger } from '../util/logger.js';
 import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-probers.js';
 import { joinHostPort } from './net-util.js';
+import { ipFamily } from '../util/ip.js';
 
 const log = logger('probes');
 
@@ -38,7 +39,7 @@ export interface ProbeContext {
   readonly statusPort: number;
 }
 
-const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (net.isIP(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);
+const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (ipFamily(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);
 
 export async function runAppProbe(probe: AppProbe, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
   switch (probe.kind) {

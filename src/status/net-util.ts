@@ -2,7 +2,7 @@
 // IsRequestFromLocalhost), URL host formatting and a bounded HTTP GET for the Envoy admin API.
 
 import http from 'node:http';
-import { isIP } from 'node:net';
+import { ipFamily } from '../util/ip.js';
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.x.y.z), as Go's IP.IsLoopback. */
 export function isLoopbackAddress(address: string | undefined): boolean {
@@ -10,7 +10,7 @@ export function isLoopbackAddress(address: string | undefined): boolean {
   const a = address.replace(/%.*$/, '').toLowerCase();
   if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
   const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
-  return isIP(v4) === 4 && v4.startsWith('127.');
+  return ipFamily(v4) === 4 && v4.startsWith('127.');
 }
 
 /** `host:port` with IPv6 literals bracketed, as net.JoinHostPort. */

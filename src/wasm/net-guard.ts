@@ -9,9 +9,10 @@
 // and loopback ranges stay allowed, as in Istio: in-cluster registries live there.
 
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type LookupOneOptions } from 'node:dns';
-import { BlockList, isIP, type Socket } from 'node:net';
+import { BlockList, type Socket } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { buildConnector } from 'undici';
+import { ipFamily } from '../util/ip.js';
 
 export const BLOCKED_ADDRESS_CODE = 'ERR_WASM_BLOCKED_ADDRESS';
 
@@ -48,7 +49,7 @@ function addCidr(list: BlockList, cidr: string): boolean {
   if (slash < 0) return false;
   const addr = normalizeIp(cidr.slice(0, slash));
   const prefix = Number(cidr.slice(slash + 1));
-  const family = isIP(addr);
+  const family = ipFamily(addr);
   if (!family || !/^\d+$/.test(cidr.slice(slash + 1)) || prefix > (family === 4 ? 32 : 128)) return false;
   list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
   return true;
@@ -82,7 +83,7 @@ export class AddressPolicy {
   /** Why `address` must not be dialed, or undefined when it may be. */
   check(address: string): string | undefined {
     const ip = normalizeIp(address);
-    const family = isIP(ip);
+    const family = ipFamily(ip);
     if (!family) return `unable to parse IP from resolved address ${address}`;
     const type = family === 4 ? 'ipv4' : 'ipv6';
     if (this.linkLocal.check(ip, type)) return `connection blocked: resolved IP ${ip} is link-local`;
@@ -133,7 +134,7 @@ export function guardedConnector(opts: ConnectorOptions): buildConnector.connect
   } as buildConnector.BuildOptions);
   return (options, callback) => {
     const host = normalizeIp(options.hostname);
-    if (isIP(host)) {
+    if (ipFamily(host)) {
       const reason = opts.policy.check(host);
       if (reason) return callback(new BlockedAddressError(reason), null);
     }
@@ -190,7 +191,7 @@ export function validateRealm(realm: string, registryScheme?: 'http' | 'https'):
   if (host === 'metadata.google.internal' || host === 'metadata') return 'realm targets cloud metadata service';
   // *.localhost resolves to loopback (RFC 6761; glibc with systemd-resolved, and others)
   if (host === 'localhost' || host.endsWith('.localhost')) return 'realm targets localhost';
-  const family = isIP(host);
+  const family = ipFamily(host);
   if (family && realmBlocked.check(host, family === 4 ? 'ipv4' : 'ipv6')) return 'realm targets private/loopback/link-local IP';
   return undefined;
 }
