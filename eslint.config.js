@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-test/**', 'node_modules/**', 'coverage/**', '.demo/**'] },
+  { ignores: ['src/gen/**', 'dist/**', 'dist-test/**', 'node_modules/**', 'coverage/**', '.demo/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -54,7 +54,7 @@ export const dnsBench: Bench = async ({ runs }) => {
     searchDomains: ['ns1.svc.cluster.local', 'svc.cluster.local', 'cluster.local'],
     answerCacheEntries: 0,
   });
-  const nt = decodeNameTable(encodeNameTableWire(table));
+  const nt = await decodeNameTable(encodeNameTableWire(table));
   agent.updateLookupTable(nt);
   uncached.updateLookupTable(nt);
   // latency: one query at a time, alternating agent / dnsmasq query by query, so that both see the

@@ -1,11 +1,7 @@
-// The NDS name table (istio.networking.nds.v1.NameTable) and its decoding. The proto
-// (proto/istio/networking/nds/v1/nds.proto) is loaded with protobufjs on the first table, so an
-// agent without the DNS proxy never parses it.
+// The NDS name table (istio.networking.nds.v1.NameTable) and its decoding, with the generated code
+// of Istio's nds.proto (src/gen/pkg/dns/proto/), loaded with the first table.
 
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
+import { lazy } from '../util/lazy.js';
 
 export interface NameInfo {
   readonly ips: readonly string[];
@@ -18,65 +14,46 @@ export interface NameInfo {
 /** Hostname -> NameInfo, in the order the table listed them. */
 export type NameTable = ReadonlyMap<string, NameInfo>;
 
-const PROTO = join('proto', 'istio', 'networking', 'nds', 'v1', 'nds.proto');
-let nameTableType: protobuf.Type | undefined;
+const loadCodec = lazy(async () => {
+  const [{ create, fromBinary, toBinary }, { NameTableSchema, NameTable_NameInfoSchema }] = await Promise.all([
+    import('@bufbuild/protobuf'),
+    import('../gen/pkg/dns/proto/nds_pb.js'),
+  ]);
+  return {
+    decode(bytes: Uint8Array): NameTable {
+      const msg = fromBinary(NameTableSchema, bytes);
+      const out = new Map<string, NameInfo>();
+      for (const [host, info] of Object.entries(msg.table)) {
+        out.set(host, { ips: info.ips, registry: info.registry, shortname: info.shortname, namespace: info.namespace, altHosts: info.altHosts });
+      }
+      return out;
+    },
+    encode(entries: [string, Partial<NameInfo>][]): Uint8Array {
+      const table = Object.fromEntries(
+        entries.map(([host, info]) => [
+          host,
+          create(NameTable_NameInfoSchema, {
+            ips: [...(info.ips ?? [])],
+            registry: info.registry ?? '',
+            shortname: info.shortname ?? '',
+            namespace: info.namespace ?? '',
+            altHosts: [...(info.altHosts ?? [])],
+          }),
+        ]),
+      );
+      return toBinary(NameTableSchema, create(NameTableSchema, { table }));
+    },
+  };
+});
 
-/** nds.proto, found upwards from this module (src/, dist/ or dist-test/ layouts). */
-function protoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, PROTO);
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error(`${PROTO} not found above the agent module`);
-}
-
-function type(): protobuf.Type {
-  nameTableType ??= new protobuf.Root().loadSync(protoPath(), { keepCase: true }).lookupType('istio.networking.nds.v1.NameTable');
-  return nameTableType;
-}
-
-interface RawNameInfo {
-  ips?: string[];
-  registry?: string;
-  shortname?: string;
-  namespace?: string;
-  alt_hosts?: string[];
-}
-
-/** Decodes a serialized NameTable; throws on bytes that are not one. */
-export function decodeNameTable(bytes: Uint8Array): NameTable {
-  const t = type();
-  const obj = t.toObject(t.decode(bytes), { arrays: true, objects: true, defaults: true }) as { table?: Record<string, RawNameInfo> };
-  const out = new Map<string, NameInfo>();
-  for (const [host, info] of Object.entries(obj.table ?? {})) {
-    out.set(host, {
-      ips: info.ips ?? [],
-      registry: info.registry ?? '',
-      shortname: info.shortname ?? '',
-      namespace: info.namespace ?? '',
-      altHosts: info.alt_hosts ?? [],
-    });
-  }
-  return out;
+/** Decodes a serialized NameTable; rejects bytes that are not one. */
+export async function decodeNameTable(bytes: Uint8Array): Promise<NameTable> {
+  return (await loadCodec()).decode(bytes);
 }
 
 /** Encodes a NameTable (tests, benchmarks and the dev control plane). */
-export function encodeNameTable(table: NameTable | Readonly<Record<string, Partial<NameInfo>>>): Uint8Array {
-  const t = type();
-  const entries = table instanceof Map ? [...table.entries()] : Object.entries(table);
-  const raw: Record<string, RawNameInfo> = {};
-  for (const [host, info] of entries as [string, Partial<NameInfo>][]) {
-    raw[host] = {
-      ips: [...(info.ips ?? [])],
-      registry: info.registry ?? '',
-      shortname: info.shortname ?? '',
-      namespace: info.namespace ?? '',
-      alt_hosts: [...(info.altHosts ?? [])],
-    };
-  }
-  return t.encode(t.fromObject({ table: raw })).finish();
+export async function encodeNameTable(table: NameTable | Readonly<Record<string, Partial<NameInfo>>>): Promise<Uint8Array> {
+  return (await loadCodec()).encode((table instanceof Map ? [...table.entries()] : Object.entries(table)) as [string, Partial<NameInfo>][]);
 }
 
 /** Proto3 JSON of a NameTable (lowerCamelCase, empty fields omitted), as /debug/ndsz shows it. */

@@ -373,14 +373,14 @@ export class LocalDnsServer {
   /** The NDS handler to register on the xDS proxy: a table that does not decode is NACKed. */
   readonly nameTableHandler: AgentTypeHandler = {
     typeUrl: TypeUrl.NameTable,
-    handle: (resources) => {
+    handle: async (resources) => {
       // an empty response changes nothing (Istio: the name table is a singleton)
       const first = resources[0];
       if (!first) return;
       if (first.typeUrl !== TypeUrl.NameTable) throw new Error(`mismatched message type: got "${first.typeUrl}", want "${TypeUrl.NameTable}"`);
       let nt: NameTable;
       try {
-        nt = decodeNameTable(first.value);
+        nt = await decodeNameTable(first.value);
       } catch (err) {
         log.error(`failed to unmarshal name table: ${(err as Error).message}`);
         throw err;

@@ -12,16 +12,14 @@
 //   - a response must hold at least two certificates (leaf ... root).
 // validateSignedChain() then checks the chain against the key and identity before it is used.
 //
-// The CA proto (proto/istio/v1/auth/ca.proto) is loaded with protobufjs on the first call.
+// The messages are the generated code of istio/api's ca.proto (src/gen/security/v1alpha1/), loaded
+// with the first call.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { GrpcCallError, unaryCall, type GrpcTarget } from '../grpc/client.js';
 import { Status, statusName } from '../grpc/status.js';
-import type protobuf from 'protobufjs';
+import { lazy } from '../util/lazy.js';
 import { logger } from '../util/logger.js';
 import { sleep } from '../util/backoff.js';
 import { CSR, securityMetrics } from './metrics.js';
@@ -53,49 +51,28 @@ export class CaClientError extends Error {
   }
 }
 
-interface CaTypes {
-  readonly request: protobuf.Type;
-  readonly response: protobuf.Type;
+const loadCodec = lazy(async () => {
+  const [{ create, fromBinary, toBinary }, ca] = await Promise.all([import('@bufbuild/protobuf'), import('../gen/security/v1alpha1/ca_pb.js')]);
+  return {
+    encodeRequest: (csrPem: string, validitySeconds: number, certSigner: string): Buffer =>
+      Buffer.from(
+        toBinary(
+          ca.IstioCertificateRequestSchema,
+          create(ca.IstioCertificateRequestSchema, { csr: csrPem, validityDuration: BigInt(validitySeconds), metadata: { CertSigner: certSigner } }),
+        ),
+      ),
+    decodeResponse: (buf: Uint8Array): string[] => fromBinary(ca.IstioCertificateResponseSchema, buf).certChain,
+  };
+});
+
+/** IstioCertificateRequest{csr, validity_duration, metadata{CertSigner}} as sent to the CA. */
+export async function encodeCertificateRequest(csrPem: string, validitySeconds: number, certSigner: string): Promise<Buffer> {
+  return (await loadCodec()).encodeRequest(csrPem, validitySeconds, certSigner);
 }
 
-let types: CaTypes | undefined;
-
-/** proto/istio/v1/auth/ca.proto, found upwards from this module (src/, dist/ or dist-test/ layouts). */
-function caProtoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'proto', 'istio', 'v1', 'auth', 'ca.proto');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new CaClientError('proto/istio/v1/auth/ca.proto not found above the agent module');
-}
-
-function caTypes(): CaTypes {
-  if (!types) {
-    // protobufjs is loaded on the first CA call (synchronously, it is CommonJS); google/protobuf/struct.proto
-    // is one of its bundled well-known types
-    const protobufjs = createRequire(import.meta.url)('protobufjs') as typeof import('protobufjs');
-    const root = new protobufjs.Root().loadSync(caProtoPath(), { keepCase: true });
-    types = { request: root.lookupType('istio.v1.auth.IstioCertificateRequest'), response: root.lookupType('istio.v1.auth.IstioCertificateResponse') };
-  }
-  return types;
-}
-
-export function encodeCertificateRequest(csrPem: string, validitySeconds: number, certSigner: string): Buffer {
-  const { request } = caTypes();
-  const msg = request.fromObject({
-    csr: csrPem,
-    validity_duration: validitySeconds,
-    metadata: { fields: { CertSigner: { stringValue: certSigner } } }, // protobufjs' bundled struct.proto uses camelCase names
-  });
-  return Buffer.from(request.encode(msg).finish());
-}
-
-export function decodeCertificateResponse(buf: Buffer): string[] {
-  const { response } = caTypes();
-  const obj = response.toObject(response.decode(buf), { arrays: true }) as { cert_chain: string[] };
-  return obj.cert_chain;
+/** The cert_chain of an IstioCertificateResponse. */
+export async function decodeCertificateResponse(buf: Uint8Array): Promise<string[]> {
+  return (await loadCodec()).decodeResponse(buf);
 }
 
 function readOptional(path: string): Buffer | undefined {
@@ -181,7 +158,7 @@ export class CaClient {
       this.active.delete(cancel);
     }
     try {
-      return decodeCertificateResponse(res);
+      return await decodeCertificateResponse(res);
     } catch (e) {
       throw new CaClientError(`create certificate: cannot decode the response: ${(e as Error).message}`);
     }
@@ -192,7 +169,7 @@ export class CaClient {
    * outgoing request (and its latency) per call, as Istio does, and one retry per extra attempt.
    */
   async csrSign(csrPem: string, validitySeconds: number, signal?: AbortSignal): Promise<string[]> {
-    const request = encodeCertificateRequest(csrPem, validitySeconds, this.options.certSigner);
+    const request = await encodeCertificateRequest(csrPem, validitySeconds, this.options.certSigner);
     const maxAttempts = this.options.maxAttempts ?? 5;
     const base = this.options.retryBaseMs ?? 100;
     const wait = this.deps.sleep ?? sleep;

@@ -41,7 +41,8 @@ const CLOCK_SKEW_MS = 2 * 60 * 1000;
 
 const OID_SAN = '2.5.29.17';
 
-export const CA_PROTO_PATH = path.join(repoRoot, 'proto', 'istio', 'v1', 'auth', 'ca.proto');
+/** istio/api's ca.proto, vendored (proto/README.md). */
+export const CA_PROTO_PATH = path.join(repoRoot, 'proto', 'istio-api', 'security', 'v1alpha1', 'ca.proto');
 export const CA_SERVICE = 'istio.v1.auth.IstioCertificateService';
 export const CA_METHOD_PATH = `/${CA_SERVICE}/CreateCertificate`;
 
@@ -57,7 +58,7 @@ export interface IstioCertificateResponse {
 
 let caDefinition: grpc.ServiceDefinition | undefined;
 
-/** The IstioCertificateService definition, loaded from proto/istio/v1/auth/ca.proto with proto-loader. */
+/** The IstioCertificateService definition, loaded from the vendored ca.proto with proto-loader (not the agent's generated code). */
 export function caServiceDefinition(): grpc.ServiceDefinition {
   if (!caDefinition) {
     const pkg = protoLoader.loadSync(CA_PROTO_PATH, {
@@ -67,7 +68,7 @@ export function caServiceDefinition(): grpc.ServiceDefinition {
       defaults: true,
       oneofs: true,
       // google/protobuf/struct.proto resolves to protobufjs's bundled well-known types
-      includeDirs: [path.join(repoRoot, 'proto')],
+      includeDirs: [path.join(repoRoot, 'proto', 'istio-api')],
     });
     caDefinition = pkg[CA_SERVICE] as grpc.ServiceDefinition;
     if (!caDefinition) throw new Error(`${CA_SERVICE} not found in ${CA_PROTO_PATH}`);
