@@ -29,7 +29,7 @@ interface OnceResult {
 /** One sample, in this (fresh) process: start manager + SDS, connect, wait for `default`. */
 async function once(caAddress: string, rootPath: string, dir: string, keyType: KeyType): Promise<OnceResult> {
   const ti = performance.now();
-  const [{ SecretManager }, { SdsServer }, { sdsTypes, decodeSecretResponse, SECRET_TYPE_URL }, grpc] = await Promise.all([
+  const [{ SecretManager }, { SdsServer }, { sdsCodec }, grpc] = await Promise.all([
     import('../src/security/secret-manager.js'),
     import('../src/sds/server.js'),
     import('../src/sds/protos.js'),
@@ -61,13 +61,13 @@ async function once(caAddress: string, rootPath: string, dir: string, keyType: K
   await sds.start();
   const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
   const call = client.makeBidiStreamRequest('/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', (b: Buffer) => b, (b: Buffer) => b);
-  const { request } = sdsTypes();
+  const codec = await sdsCodec();
   const firstSecretMs = await new Promise<number>((resolve, reject) => {
     call.on('data', (buf: Buffer) => {
-      if (decodeSecretResponse(buf).secrets.some((s) => s.name === 'default')) resolve(performance.now() - t0);
+      if (codec.decodeSecretResponse(buf).secrets.some((s) => s.name === 'default')) resolve(performance.now() - t0);
     });
     call.on('error', reject);
-    call.write(Buffer.from(request.encode(request.fromObject({ node: { id: 'sidecar~10.0.0.1~bench.default~default.svc.cluster.local' }, resource_names: ['default'], type_url: SECRET_TYPE_URL })).finish()));
+    call.write(codec.encodeDiscoveryRequest({ nodeId: 'sidecar~10.0.0.1~bench.default~default.svc.cluster.local', resourceNames: ['default'] }));
   });
   call.cancel();
   client.close();

@@ -1,11 +1,8 @@
-// The Envoy messages the SDS server reads and writes, encoded with the real Envoy API protos shipped
-// in @grpc/grpc-js-xds (deps/envoy-api, xds, googleapis, protoc-gen-validate). Only
-// envoy/service/discovery/v3/discovery.proto and envoy/extensions/transport_sockets/tls/v3/secret.proto
-// (and their imports, ~80 files) are parsed, with protobufjs, on first use: ~50 ms and ~2 MB of heap
-// that an agent without SDS clients never spends.
+// The Envoy messages the SDS server reads and writes (DiscoveryRequest, DiscoveryResponse, Secret),
+// with the generated code of Envoy's API (src/gen/envoy/). The schemas load with the first SDS
+// stream (sdsCodec()), so an agent that no client asks for secrets never builds them.
 
-import type protobuf from 'protobufjs';
-import { loadEnvoyProtoRoot } from '../util/envoy-proto-root.js';
+import { lazy } from '../util/lazy.js';
 
 export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
 
@@ -23,84 +20,72 @@ export type SecretMessage =
   | { readonly name: string; readonly certificateChain: string; readonly privateKey: string }
   | { readonly name: string; readonly trustedCa: string };
 
-interface SdsTypes {
-  readonly request: protobuf.Type;
-  readonly response: protobuf.Type;
-  readonly secret: protobuf.Type;
+export interface SdsCodec {
+  decodeDiscoveryRequest(buf: Uint8Array): DiscoveryRequest;
+  encodeSecretResponse(versionInfo: string, nonce: string, secrets: readonly SecretMessage[]): Buffer;
+  /** For tests and benchmarks: a subscription or ACK as Envoy sends it. */
+  encodeDiscoveryRequest(req: Partial<DiscoveryRequest>): Buffer;
+  /** For tests and benchmarks: a DiscoveryResponse and its Secrets. */
+  decodeSecretResponse(buf: Uint8Array): { versionInfo: string; nonce: string; typeUrl: string; secrets: SecretMessage[] };
 }
 
-let types: SdsTypes | undefined;
-
-function loadTypes(): SdsTypes {
-  const root = loadEnvoyProtoRoot(['envoy/service/discovery/v3/discovery.proto', 'envoy/extensions/transport_sockets/tls/v3/secret.proto']);
+/** The codec, loaded on first call (later calls share it; a failed load is retried). */
+export const sdsCodec = lazy(async (): Promise<SdsCodec> => {
+  const [{ create, fromBinary, toBinary }, { anyPack, anyUnpack }, discovery, secretPb] = await Promise.all([
+    import('@bufbuild/protobuf'),
+    import('@bufbuild/protobuf/wkt'),
+    import('../gen/envoy/service/discovery/v3/discovery_pb.js'),
+    import('../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js'),
+  ]);
+  const { DiscoveryRequestSchema, DiscoveryResponseSchema } = discovery;
+  const { SecretSchema } = secretPb;
+  const inline = (text: string) => ({ specifier: { case: 'inlineBytes' as const, value: Buffer.from(text) } });
+  const text = (source: { specifier: { case: string | undefined; value?: unknown } } | undefined): string =>
+    source?.specifier.case === 'inlineBytes' ? Buffer.from(source.specifier.value as Uint8Array).toString('utf8') : '';
+  const secret = (s: SecretMessage) =>
+    create(
+      SecretSchema,
+      'trustedCa' in s
+        ? { name: s.name, type: { case: 'validationContext', value: { trustedCa: inline(s.trustedCa) } } }
+        : { name: s.name, type: { case: 'tlsCertificate', value: { certificateChain: inline(s.certificateChain), privateKey: inline(s.privateKey) } } },
+    );
   return {
-    request: root.lookupType('envoy.service.discovery.v3.DiscoveryRequest'),
-    response: root.lookupType('envoy.service.discovery.v3.DiscoveryResponse'),
-    secret: root.lookupType('envoy.extensions.transport_sockets.tls.v3.Secret'),
+    decodeDiscoveryRequest(buf) {
+      const m = fromBinary(DiscoveryRequestSchema, buf);
+      return {
+        versionInfo: m.versionInfo,
+        nodeId: m.node?.id ?? '',
+        resourceNames: m.resourceNames,
+        typeUrl: m.typeUrl,
+        responseNonce: m.responseNonce,
+        ...(m.errorDetail ? { errorDetail: { code: m.errorDetail.code, message: m.errorDetail.message } } : {}),
+      };
+    },
+    encodeSecretResponse(versionInfo, nonce, secrets) {
+      const msg = create(DiscoveryResponseSchema, { versionInfo, resources: secrets.map((s) => anyPack(SecretSchema, secret(s))), typeUrl: SECRET_TYPE_URL, nonce });
+      return Buffer.from(toBinary(DiscoveryResponseSchema, msg));
+    },
+    encodeDiscoveryRequest(req) {
+      const msg = create(DiscoveryRequestSchema, {
+        versionInfo: req.versionInfo ?? '',
+        ...(req.nodeId ? { node: { id: req.nodeId } } : {}),
+        resourceNames: [...(req.resourceNames ?? [])],
+        typeUrl: req.typeUrl ?? SECRET_TYPE_URL,
+        responseNonce: req.responseNonce ?? '',
+        ...(req.errorDetail ? { errorDetail: { ...req.errorDetail } } : {}),
+      });
+      return Buffer.from(toBinary(DiscoveryRequestSchema, msg));
+    },
+    decodeSecretResponse(buf) {
+      const m = fromBinary(DiscoveryResponseSchema, buf);
+      const secrets = m.resources.map((any): SecretMessage => {
+        const s = anyUnpack(any, SecretSchema);
+        if (!s) throw new Error(`SDS response holds a resource of type ${JSON.stringify(any.typeUrl)}, not a Secret`);
+        if (s.type.case === 'validationContext') return { name: s.name, trustedCa: text(s.type.value.trustedCa) };
+        const tls = s.type.case === 'tlsCertificate' ? s.type.value : undefined;
+        return { name: s.name, certificateChain: text(tls?.certificateChain), privateKey: text(tls?.privateKey) };
+      });
+      return { versionInfo: m.versionInfo, nonce: m.nonce, typeUrl: m.typeUrl, secrets };
+    },
   };
-}
-
-/** Loads the protos now (the first encode/decode does it otherwise). */
-export function sdsTypes(): SdsTypes {
-  types ??= loadTypes();
-  return types;
-}
-
-interface RawRequest {
-  version_info?: string;
-  node?: { id?: string };
-  resource_names?: string[];
-  type_url?: string;
-  response_nonce?: string;
-  error_detail?: { code?: number; message?: string };
-}
-
-export function decodeDiscoveryRequest(buf: Uint8Array): DiscoveryRequest {
-  const { request } = sdsTypes();
-  const raw = request.toObject(request.decode(buf), { arrays: true }) as RawRequest;
-  return {
-    versionInfo: raw.version_info ?? '',
-    nodeId: raw.node?.id ?? '',
-    resourceNames: raw.resource_names ?? [],
-    typeUrl: raw.type_url ?? '',
-    responseNonce: raw.response_nonce ?? '',
-    ...(raw.error_detail ? { errorDetail: { code: raw.error_detail.code ?? 0, message: raw.error_detail.message ?? '' } } : {}),
-  };
-}
-
-export function encodeSecret(s: SecretMessage): Uint8Array {
-  const { secret } = sdsTypes();
-  const obj =
-    'trustedCa' in s
-      ? { name: s.name, validation_context: { trusted_ca: { inline_bytes: Buffer.from(s.trustedCa) } } }
-      : { name: s.name, tls_certificate: { certificate_chain: { inline_bytes: Buffer.from(s.certificateChain) }, private_key: { inline_bytes: Buffer.from(s.privateKey) } } };
-  return secret.encode(secret.fromObject(obj)).finish();
-}
-
-export function encodeSecretResponse(versionInfo: string, nonce: string, secrets: readonly SecretMessage[]): Buffer {
-  const { response } = sdsTypes();
-  const msg = response.fromObject({
-    version_info: versionInfo,
-    resources: secrets.map((s) => ({ type_url: SECRET_TYPE_URL, value: encodeSecret(s) })),
-    type_url: SECRET_TYPE_URL,
-    nonce,
-  });
-  return Buffer.from(response.encode(msg).finish());
-}
-
-/** For tests and the Envoy stand-in: decodes a DiscoveryResponse and its Secrets. */
-export function decodeSecretResponse(buf: Uint8Array): { versionInfo: string; nonce: string; typeUrl: string; secrets: SecretMessage[] } {
-  const { response, secret } = sdsTypes();
-  const raw = response.toObject(response.decode(buf), { arrays: true }) as { version_info?: string; nonce?: string; type_url?: string; resources?: { type_url?: string; value?: Uint8Array }[] };
-  const secrets = (raw.resources ?? []).map((any) => {
-    const s = secret.toObject(secret.decode(any.value ?? new Uint8Array()), {}) as {
-      name?: string;
-      tls_certificate?: { certificate_chain?: { inline_bytes?: Uint8Array }; private_key?: { inline_bytes?: Uint8Array } };
-      validation_context?: { trusted_ca?: { inline_bytes?: Uint8Array } };
-    };
-    const text = (b: Uint8Array | undefined): string => Buffer.from(b ?? new Uint8Array()).toString('utf8');
-    if (s.validation_context) return { name: s.name ?? '', trustedCa: text(s.validation_context.trusted_ca?.inline_bytes) };
-    return { name: s.name ?? '', certificateChain: text(s.tls_certificate?.certificate_chain?.inline_bytes), privateKey: text(s.tls_certificate?.private_key?.inline_bytes) };
-  });
-  return { versionInfo: raw.version_info ?? '', nonce: raw.nonce ?? '', typeUrl: raw.type_url ?? '', secrets };
-}
+});

@@ -21,7 +21,7 @@ import { Status, statusName } from '../grpc/status.js';
 import type { Lookup, SecretItem } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
 import { SDS_METRIC_TYPE, sdsMetrics } from './metrics.js';
-import { decodeDiscoveryRequest, encodeSecretResponse, SECRET_TYPE_URL, type SecretMessage } from './protos.js';
+import { sdsCodec, SECRET_TYPE_URL, type SdsCodec, type SecretMessage } from './protos.js';
 
 const log = logger('sds');
 
@@ -88,6 +88,8 @@ export class SdsServer {
   private readonly streams = new Map<number, Stream>();
   private nextId = 1;
   private versionCounter = 0;
+  /** Set once the schemas have loaded (with the first stream). */
+  private codec: SdsCodec | undefined;
   private unsubscribe: (() => void) | undefined;
   private closed = false;
 
@@ -155,8 +157,23 @@ export class SdsServer {
       this.streams.delete(s.id);
       log.debug(`SDS: stream ${s.id} closed: ${why}`);
     };
+    // the codec loads with the first stream; requests that come before it wait, in order
+    if (!this.codec) void sdsCodec().catch(() => undefined);
     call.attach({
-      onRequest: (buf) => this.onRequest(s, buf),
+      onRequest: (buf) => {
+        if (this.codec) this.onRequest(s, buf, this.codec);
+        else
+          sdsCodec().then(
+            (codec) => {
+              this.codec = codec;
+              this.onRequest(s, buf, codec);
+            },
+            (err: unknown) => {
+              log.error(`SDS: cannot load the Envoy message schemas: ${(err as Error).message}`);
+              if (!s.closed) s.call.finish({ code: Status.INTERNAL, details: `SDS messages unavailable: ${(err as Error).message}` });
+            },
+          );
+      },
       onGone: (kind, reason) => {
         if (kind === 'error') sdsMetrics.internalErrors.inc();
         close(reason);
@@ -165,11 +182,11 @@ export class SdsServer {
     });
   }
 
-  private onRequest(s: Stream, buf: Buffer): void {
+  private onRequest(s: Stream, buf: Buffer, codec: SdsCodec): void {
     if (s.closed) return;
     let req;
     try {
-      req = decodeDiscoveryRequest(buf);
+      req = codec.decodeDiscoveryRequest(buf);
     } catch (err) {
       log.error(`SDS: stream ${s.id}: cannot decode a DiscoveryRequest: ${(err as Error).message}`);
       s.call.finish({ code: Status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${(err as Error).message}` });
@@ -282,7 +299,8 @@ export class SdsServer {
     const nonce = randomUUID();
     let payload: Buffer;
     try {
-      payload = encodeSecretResponse(version, nonce, out);
+      // a stream has subscribed, so its request was decoded: the codec is loaded
+      payload = this.codec!.encodeSecretResponse(version, nonce, out);
     } catch (err) {
       log.error(`SDS: cannot encode secrets ${out.map((m) => m.name).join(',')}: ${(err as Error).message}`);
       return;
