@@ -17,9 +17,24 @@
 // Resources of one response are converted concurrently; the response goes on when all are done.
 // Messages never carry the config's content (it may hold the pull secret).
 
-import { create, fromBinary, fromJson, toBinary, type JsonObject, type Message } from '@bufbuild/protobuf';
-import { AnySchema } from '@bufbuild/protobuf/wkt';
-import protobuf from 'protobufjs/minimal.js';
+import { create, createRegistry, fromBinary, fromJson, toBinary, type DescFile, type JsonObject } from '@bufbuild/protobuf';
+import {
+  AnySchema,
+  file_google_protobuf_any,
+  file_google_protobuf_duration,
+  file_google_protobuf_empty,
+  file_google_protobuf_struct,
+  file_google_protobuf_timestamp,
+  file_google_protobuf_wrappers,
+} from '@bufbuild/protobuf/wkt';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { AsyncDataSourceSchema, DataSourceSchema, type RemoteDataSource } from '../gen/envoy/config/core/v3/base_pb.js';
+import { TypedExtensionConfigSchema, type TypedExtensionConfig } from '../gen/envoy/config/core/v3/extension_pb.js';
+import { file_envoy_extensions_filters_http_wasm_v3_wasm, WasmSchema as HttpWasmSchema, type Wasm as HttpWasm } from '../gen/envoy/extensions/filters/http/wasm/v3/wasm_pb.js';
+import { file_envoy_extensions_filters_network_wasm_v3_wasm, WasmSchema as NetworkWasmSchema, type Wasm as NetworkWasm } from '../gen/envoy/extensions/filters/network/wasm/v3/wasm_pb.js';
+import { FailurePolicy, type VmConfig } from '../gen/envoy/extensions/wasm/v3/wasm_pb.js';
+import { TypedStructSchema as UdpaTypedStructSchema, type TypedStruct } from '../gen/udpa/type/v1/typed_struct_pb.js';
+import { TypedStructSchema as XdsTypedStructSchema } from '../gen/xds/type/v3/typed_struct_pb.js';
 import { logger } from '../util/logger.js';
 import type { ResponseAction, ResponseInterceptor } from '../xds/xds-proxy.js';
 import { deltaResources, sotwResources } from '../xds/wire.js';
@@ -30,17 +45,16 @@ import { describeError, displayUrl } from './http-client.js';
 export { displayUrl };
 import { ConversionResult, wasmMetrics } from './metrics.js';
 import { DEFAULTS } from './options.js';
-import { TYPE, wasmProtos } from './protos.js';
 
 const log = logger('wasm');
 
 const PREFIX = 'type.googleapis.com/';
 export const TypeUrls = {
-  TypedExtensionConfig: PREFIX + TYPE.TypedExtensionConfig,
-  HttpWasm: PREFIX + TYPE.HttpWasm,
-  NetworkWasm: PREFIX + TYPE.NetworkWasm,
-  UdpaTypedStruct: PREFIX + TYPE.UdpaTypedStruct,
-  XdsTypedStruct: PREFIX + TYPE.XdsTypedStruct,
+  TypedExtensionConfig: PREFIX + TypedExtensionConfigSchema.typeName,
+  HttpWasm: PREFIX + HttpWasmSchema.typeName,
+  NetworkWasm: PREFIX + NetworkWasmSchema.typeName,
+  UdpaTypedStruct: PREFIX + UdpaTypedStructSchema.typeName,
+  XdsTypedStruct: PREFIX + XdsTypedStructSchema.typeName,
   HttpRbac: PREFIX + 'envoy.extensions.filters.http.rbac.v3.RBAC',
   NetworkRbac: PREFIX + 'envoy.extensions.filters.network.rbac.v3.RBAC',
 } as const;
@@ -60,46 +74,37 @@ export interface ModuleSource {
   get(url: string, opts: GetOptions): Promise<string>;
 }
 
-// The shapes bufbuild gives the messages we touch (runtime descriptors: no generated types).
-interface AnyMsg extends Message<'google.protobuf.Any'> {
-  typeUrl: string;
-  value: Uint8Array;
-}
-interface TecMsg extends Message {
-  name: string;
-  typedConfig?: AnyMsg;
-}
-interface TypedStructMsg extends Message {
-  typeUrl: string;
-  /** bufbuild represents google.protobuf.Struct fields as plain JSON objects. */
-  value?: JsonObject;
-}
-interface WasmMsg extends Message {
-  config?: PluginConfigMsg;
-}
-interface PluginConfigMsg extends Message {
-  name: string;
-  vm: { case: 'vmConfig'; value: VmConfigMsg } | { case: undefined; value?: undefined };
-  failOpen: boolean;
-  failurePolicy?: number;
-}
-interface VmConfigMsg extends Message {
-  code?: AsyncDataSourceMsg;
-  environmentVariables?: EnvVarsMsg;
-}
-interface AsyncDataSourceMsg extends Message {
-  specifier: { case: 'local'; value: Message } | { case: 'remote'; value: RemoteDataSourceMsg } | { case: undefined; value?: undefined };
-}
-interface RemoteDataSourceMsg extends Message {
-  httpUri?: { uri: string; timeout?: { seconds: bigint; nanos: number } };
-  sha256: string;
-}
-interface EnvVarsMsg extends Message {
-  hostEnvKeys: string[];
-  keyValues: Record<string, string>;
-}
+/**
+ * What a TypedStruct's JSON may name in a google.protobuf.Any (PluginConfig.configuration is one):
+ * the well-known types and the Wasm filters' own files, as Istio's resolver knows them.
+ */
+const jsonRegistry = (() => {
+  const files = new Set<DescFile>();
+  const add = (f: DescFile): void => {
+    if (files.has(f)) return;
+    files.add(f);
+    f.dependencies.forEach(add);
+  };
+  for (const f of [
+    file_envoy_extensions_filters_http_wasm_v3_wasm,
+    file_envoy_extensions_filters_network_wasm_v3_wasm,
+    file_google_protobuf_any,
+    file_google_protobuf_duration,
+    file_google_protobuf_empty,
+    file_google_protobuf_struct,
+    file_google_protobuf_timestamp,
+    file_google_protobuf_wrappers,
+  ])
+    add(f);
+  return createRegistry(...files);
+})();
 
-const FAIL_OPEN = 3; // envoy.extensions.wasm.v3.FailurePolicy.FAIL_OPEN
+type WasmFilter = HttpWasm | NetworkWasm;
+
+const decodeWasm = (network: boolean, bytes: Uint8Array): WasmFilter => (network ? fromBinary(NetworkWasmSchema, bytes) : fromBinary(HttpWasmSchema, bytes));
+const wasmFromJson = (network: boolean, json: JsonObject): WasmFilter =>
+  network ? fromJson(NetworkWasmSchema, json, { registry: jsonRegistry }) : fromJson(HttpWasmSchema, json, { registry: jsonRegistry });
+const encodeWasm = (w: WasmFilter): Uint8Array => (w.$typeName === NetworkWasmSchema.typeName ? toBinary(NetworkWasmSchema, w) : toBinary(HttpWasmSchema, w));
 
 export type ResourceOutcome =
   | { readonly kind: 'unchanged' }
@@ -112,45 +117,42 @@ class Malformed extends Error {}
 // ---------------------------------------------------------------------------------------------
 // RBAC fallbacks, encoded as Istio's go-control-plane marshals them (fields in number order).
 
+// RBAC's schema would bring Envoy's route matchers and CEL into the agent for two fields, so these
+// are written on the wire; the tests read them back with the full Envoy API.
+
 function rbacBytes(network: boolean, allow: boolean): Uint8Array {
-  const w = protobuf.Writer.create();
-  if (!allow) w.uint32((1 << 3) | 2).bytes(new Uint8Array(0)); // rules: {} - an empty ALLOW policy set denies everything
+  const w = new BinaryWriter();
+  if (!allow) w.tag(1, WireType.LengthDelimited).bytes(new Uint8Array(0)); // rules: {} - an empty ALLOW policy set denies everything
   const statPrefixField = network ? 3 : 6; // network RBAC.stat_prefix = 3; HTTP RBAC.rules_stat_prefix = 6
-  w.uint32((statPrefixField << 3) | 2).string(allow ? DEFAULT_ALLOW_STAT_PREFIX : DEFAULT_DENY_STAT_PREFIX);
+  w.tag(statPrefixField, WireType.LengthDelimited).string(allow ? DEFAULT_ALLOW_STAT_PREFIX : DEFAULT_DENY_STAT_PREFIX);
   return w.finish();
 }
 
 /** The TypedExtensionConfig replacing a Wasm filter whose module could not be fetched. */
 export function defaultFilterConfig(name: string, network: boolean, failOpen: boolean): Uint8Array {
-  const w = protobuf.Writer.create();
-  if (name) w.uint32((1 << 3) | 2).string(name);
-  w.uint32((2 << 3) | 2).fork();
-  w.uint32((1 << 3) | 2).string(network ? TypeUrls.NetworkRbac : TypeUrls.HttpRbac);
-  w.uint32((2 << 3) | 2).bytes(rbacBytes(network, failOpen));
-  w.ldelim();
-  return w.finish();
+  const any = create(AnySchema, { typeUrl: network ? TypeUrls.NetworkRbac : TypeUrls.HttpRbac, value: rbacBytes(network, failOpen) });
+  return toBinary(TypedExtensionConfigSchema, create(TypedExtensionConfigSchema, { name, typedConfig: any }));
 }
 
 // ---------------------------------------------------------------------------------------------
 
 /** name and typed_config type URL, straight off the wire (no schema needed for non-Wasm configs). */
 function peekTypedExtensionConfig(value: Uint8Array): { name: string; typedConfigType: string | undefined } {
-  const r = protobuf.Reader.create(value);
+  const r = new BinaryReader(value);
   let name = '';
   let typedConfigType: string | undefined;
   while (r.pos < r.len) {
-    const tag = r.uint32();
-    const field = tag >>> 3;
-    if ((tag & 7) === 2 && field === 1) name = r.string();
-    else if ((tag & 7) === 2 && field === 2) {
-      const any = protobuf.Reader.create(r.bytes());
+    const [field, wire] = r.tag();
+    if (wire === WireType.LengthDelimited && field === 1) name = r.string();
+    else if (wire === WireType.LengthDelimited && field === 2) {
+      const any = new BinaryReader(r.bytes());
       typedConfigType = '';
       while (any.pos < any.len) {
-        const t = any.uint32();
-        if ((t & 7) === 2 && t >>> 3 === 1) typedConfigType = any.string();
-        else any.skipType(t & 7);
+        const [f, w] = any.tag();
+        if (w === WireType.LengthDelimited && f === 1) typedConfigType = any.string();
+        else any.skip(w, f);
       }
-    } else r.skipType(tag & 7);
+    } else r.skip(wire, field);
   }
   return { name, typedConfigType };
 }
@@ -168,7 +170,7 @@ export async function convertResource(resource: { typeUrl: string; value: Uint8A
     return { kind: 'error', message };
   };
   if (resource.typeUrl !== TypeUrls.TypedExtensionConfig) {
-    return fail(`failed to unmarshal extension config resource: mismatched message type: got "${resource.typeUrl}", want "${TYPE.TypedExtensionConfig}"`);
+    return fail(`failed to unmarshal extension config resource: mismatched message type: got "${resource.typeUrl}", want "${TypedExtensionConfigSchema.typeName}"`);
   }
   let peek: ReturnType<typeof peekTypedExtensionConfig>;
   try {
@@ -182,24 +184,24 @@ export async function convertResource(resource: { typeUrl: string; value: Uint8A
     return { kind: 'unchanged' };
   }
 
-  const p = wasmProtos();
-  let ec: TecMsg;
-  let wasm: WasmMsg;
+  let ec: TypedExtensionConfig;
+  let wasm: WasmFilter;
   let network = false;
   try {
-    ec = fromBinary(p.typedExtensionConfig, resource.value) as unknown as TecMsg;
+    ec = fromBinary(TypedExtensionConfigSchema, resource.value);
     const tc = ec.typedConfig!;
     if (tc.typeUrl === TypeUrls.HttpWasm || tc.typeUrl === TypeUrls.NetworkWasm) {
       network = tc.typeUrl === TypeUrls.NetworkWasm;
       try {
-        wasm = fromBinary(network ? p.networkWasm : p.httpWasm, tc.value) as unknown as WasmMsg;
+        wasm = decodeWasm(network, tc.value);
       } catch (err) {
         throw new Malformed(`failed to unmarshal extension config resource into Wasm ${network ? 'Network' : 'HTTP'} filter: ${describeError(err)}`);
       }
     } else {
-      let ts: TypedStructMsg;
+      // udpa.type.v1 and xds.type.v3 TypedStruct are the same message (type_url = 1, value = 2)
+      let ts: Pick<TypedStruct, 'typeUrl' | 'value'>;
       try {
-        ts = fromBinary(tc.typeUrl === TypeUrls.UdpaTypedStruct ? p.udpaTypedStruct : p.xdsTypedStruct, tc.value) as unknown as TypedStructMsg;
+        ts = tc.typeUrl === TypeUrls.UdpaTypedStruct ? fromBinary(UdpaTypedStructSchema, tc.value) : fromBinary(XdsTypedStructSchema, tc.value);
       } catch (err) {
         throw new Malformed(`failed to unmarshal typed config for wasm filter: ${describeError(err)}`);
       }
@@ -211,7 +213,7 @@ export async function convertResource(resource: { typeUrl: string; value: Uint8A
       const kind = network ? 'Network' : 'HTTP';
       if (!ts.value) throw new Malformed(`failed to convert extension config struct of "${ec.name}" to Wasm ${kind} filter: nil struct`);
       try {
-        wasm = fromJson(network ? p.networkWasm : p.httpWasm, ts.value, { registry: p.registry }) as unknown as WasmMsg;
+        wasm = wasmFromJson(network, ts.value);
       } catch (err) {
         // the struct's content is not repeated: it may hold the pull secret
         throw new Malformed(`failed to convert extension config struct of "${ec.name}" to Wasm ${kind} filter: ${describeError(err).replace(/:.*$/s, '')}`);
@@ -233,18 +235,15 @@ export async function convertResource(resource: { typeUrl: string; value: Uint8A
     return fail(`no remote and local load found in Wasm ${kind} filter "${ec.name}"`);
   }
 
-  const failOpen = plugin!.failurePolicy ? plugin!.failurePolicy === FAIL_OPEN : plugin!.failOpen;
+  const failOpen = plugin!.failurePolicy ? plugin!.failurePolicy === FailurePolicy.FAIL_OPEN : plugin!.failOpen;
   let status: string = ConversionResult.success;
   try {
     const path = await rewriteVmConfig(ec.name, vm!, code.value, plugin!.name, modules, (s) => (status = s));
-    vm!.code = create(p.registry.getMessage('envoy.config.core.v3.AsyncDataSource')!, {
-      specifier: { case: 'local', value: create(p.registry.getMessage('envoy.config.core.v3.DataSource')!, { specifier: { case: 'filename', value: path } }) },
-    }) as unknown as AsyncDataSourceMsg;
+    vm!.code = create(AsyncDataSourceSchema, { specifier: { case: 'local', value: create(DataSourceSchema, { specifier: { case: 'filename', value: path } }) } });
     let value: Uint8Array;
     try {
-      const schema = network ? p.networkWasm : p.httpWasm;
-      ec.typedConfig = create(AnySchema, { typeUrl: network ? TypeUrls.NetworkWasm : TypeUrls.HttpWasm, value: toBinary(schema, wasm) }) as AnyMsg;
-      value = toBinary(p.typedExtensionConfig, ec);
+      ec.typedConfig = create(AnySchema, { typeUrl: network ? TypeUrls.NetworkWasm : TypeUrls.HttpWasm, value: encodeWasm(wasm) });
+      value = toBinary(TypedExtensionConfigSchema, ec);
     } catch (err) {
       status = ConversionResult.marshalFailure;
       throw new Error(`failed to marshal new wasm ${kind} filter: ${describeError(err)}`);
@@ -261,8 +260,8 @@ export async function convertResource(resource: { typeUrl: string; value: Uint8A
 
 async function rewriteVmConfig(
   resourceName: string,
-  vm: VmConfigMsg,
-  remote: RemoteDataSourceMsg,
+  vm: VmConfig,
+  remote: RemoteDataSource,
   configName: string,
   modules: ModuleSource,
   setStatus: (s: string) => void,

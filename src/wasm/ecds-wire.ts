@@ -3,14 +3,15 @@
 // fields, untouched resources, a Delta Resource's name/version/ttl/metadata...) is copied as it
 // came, and only the `value` of a replaced resource's Any is new.
 
-import protobuf from 'protobufjs/minimal.js';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { forEachField, XdsField } from '../xds/wire.js';
 
-const WIRE_LEN = 2;
-/** DiscoveryResponse.resources and DeltaDiscoveryResponse.resources are both field 2. */
-const RESOURCES = 2;
+const WIRE_LEN = WireType.LengthDelimited;
+/** DiscoveryResponse.resources and DeltaDiscoveryResponse.resources are the same field. */
+const RESOURCES = XdsField.DiscoveryResponse.resources;
 /** Resource.resource (the Any) in a Delta response. */
-const DELTA_RESOURCE_ANY = 2;
-const ANY_VALUE = 2;
+const DELTA_RESOURCE_ANY = XdsField.Resource.resource;
+const ANY_VALUE = XdsField.Any.value;
 
 interface Field {
   readonly number: number;
@@ -24,36 +25,13 @@ interface Field {
 
 function fields(buf: Uint8Array): Field[] {
   const out: Field[] = [];
-  const r = protobuf.Reader.create(buf);
-  while (r.pos < r.len) {
-    const start = r.pos;
-    const tag = r.uint32();
-    const wire = tag & 7;
-    if (wire === WIRE_LEN) {
-      const len = r.uint32();
-      const payload = r.pos;
-      r.skip(len);
-      out.push({ number: tag >>> 3, start, payload, end: r.pos, wire });
-    } else {
-      r.skipType(wire);
-      out.push({ number: tag >>> 3, start, payload: r.pos, end: r.pos, wire });
-    }
-  }
+  forEachField(buf, (number, wire, start, payload, end) => out.push({ number, start, payload, end, wire }));
   return out;
 }
 
-function varint(n: number): Uint8Array {
-  const bytes: number[] = [];
-  while (n > 0x7f) {
-    bytes.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  bytes.push(n);
-  return Uint8Array.from(bytes);
-}
-
+/** Tag and length of a length-delimited field, then its payload (not copied). */
 function lenField(number: number, payload: Uint8Array): Uint8Array[] {
-  return [varint((number << 3) | WIRE_LEN), varint(payload.length), payload];
+  return [new BinaryWriter().tag(number, WIRE_LEN).uint32(payload.length).finish(), payload];
 }
 
 /** An Any with `value` replaced (its type_url and anything else kept). */

@@ -17,21 +17,20 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
-import protobuf from 'protobufjs/minimal.js';
 import { join, resolve } from 'node:path';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
+import { forEachField, XdsField } from './wire.js';
 
 const log = logger('xdsproxy');
-const { Reader, Writer } = protobuf;
 
 const FORMAT = 1;
-const WIRE_LEN = 2;
-/** DiscoveryResponse and DeltaDiscoveryResponse share these field numbers. */
-const NONCE_FIELD = 5;
-const DELTA = { system_version_info: 1, resources: 2, type_url: 4, removed_resources: 6 } as const;
-const RESOURCE_NAME = 3;
+const WIRE_LEN = WireType.LengthDelimited;
+/** DiscoveryResponse and DeltaDiscoveryResponse share the nonce's field number. */
+const NONCE_FIELD = XdsField.DiscoveryResponse.nonce;
+const DELTA = XdsField.DeltaDiscoveryResponse;
 
 export type LkgProtocol = 'sotw' | 'delta';
 
@@ -59,9 +58,7 @@ const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b
 
 /** A response re-sent from the store gets a fresh nonce: a field written last wins in protobuf. */
 export function withNonce(payload: Buffer, nonce: string): Buffer {
-  const w = Writer.create();
-  w.uint32((NONCE_FIELD << 3) | WIRE_LEN).string(nonce);
-  return Buffer.concat([payload, w.finish()]);
+  return Buffer.concat([payload, new BinaryWriter().tag(NONCE_FIELD, WIRE_LEN).string(nonce).finish()]);
 }
 
 export interface LastKnownGoodOptions {
@@ -265,22 +262,13 @@ function readDeltaResponse(buf: Buffer): { version: string; resources: Map<strin
   const resources = new Map<string, Buffer>();
   const removed: string[] = [];
   let version = '';
-  const r = Reader.create(buf);
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    const field = tag >>> 3;
-    if ((tag & 7) !== WIRE_LEN) {
-      r.skipType(tag & 7);
-      continue;
-    }
-    const len = r.uint32();
-    const start = r.pos;
-    r.skip(len);
-    const bytes = buf.subarray(start, start + len);
+  forEachField(buf, (field, wire, _start, payload, end) => {
+    if (wire !== WIRE_LEN) return;
+    const bytes = buf.subarray(payload, end);
     if (field === DELTA.system_version_info) version = bytes.toString('utf8');
     else if (field === DELTA.removed_resources) removed.push(bytes.toString('utf8'));
     else if (field === DELTA.resources) resources.set(resourceName(bytes), Buffer.from(bytes));
-  }
+  });
   return { version, resources, removed };
 }
 
@@ -289,20 +277,18 @@ function deltaResourceMap(payload: Buffer): Map<string, Buffer> {
 }
 
 function resourceName(resource: Buffer): string {
-  const r = Reader.create(resource);
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag >>> 3 === RESOURCE_NAME && (tag & 7) === WIRE_LEN) return r.string();
-    r.skipType(tag & 7);
-  }
-  return '';
+  let name = '';
+  forEachField(resource, (field, wire, _start, payload, end) => {
+    if (field === XdsField.Resource.name && wire === WIRE_LEN) name = resource.toString('utf8', payload, end); // the last one wins, as in any decoder
+  });
+  return name;
 }
 
 function encodeDeltaState(typeUrl: string, version: string, resources: ReadonlyMap<string, Buffer>): Buffer {
-  const w = Writer.create();
-  if (version) w.uint32((DELTA.system_version_info << 3) | WIRE_LEN).string(version);
-  for (const bytes of resources.values()) w.uint32((DELTA.resources << 3) | WIRE_LEN).bytes(bytes);
-  w.uint32((DELTA.type_url << 3) | WIRE_LEN).string(typeUrl);
+  const w = new BinaryWriter();
+  if (version) w.tag(DELTA.system_version_info, WIRE_LEN).string(version);
+  for (const bytes of resources.values()) w.tag(DELTA.resources, WIRE_LEN).bytes(bytes);
+  w.tag(DELTA.type_url, WIRE_LEN).string(typeUrl);
   return Buffer.from(w.finish());
 }
 

@@ -5,11 +5,9 @@
 // - CacheResponder: while istiod is unreachable at start, answers the client's subscriptions from
 //   the store, each with a fresh nonce, and takes its ACKs.
 
-import protobuf from 'protobufjs/minimal.js';
+import { WireType } from '@bufbuild/protobuf/wire';
 import { LkgSpool, deltaPayloadFor, withNonce, type LastKnownGood, type LkgEntry, type LkgProtocol } from './last-known-good.js';
-import type { RequestSummary } from './wire.js';
-
-const { Reader } = protobuf;
+import { forEachField, XdsField, type RequestSummary } from './wire.js';
 
 interface Pending {
   readonly nonce: string;
@@ -61,17 +59,17 @@ export class AckRecorder {
   }
 }
 
-/** DeltaDiscoveryRequest fields: type_url 2, resource_names_subscribe 3, resource_names_unsubscribe 4. */
+/** A DeltaDiscoveryRequest's resource_names_subscribe and resource_names_unsubscribe. */
 function deltaSubscription(buf: Uint8Array): { subscribe: string[]; unsubscribe: string[] } {
   const subscribe: string[] = [];
   const unsubscribe: string[] = [];
-  const r = Reader.create(buf);
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    const field = tag >>> 3;
-    if ((tag & 7) === 2 && (field === 3 || field === 4)) (field === 3 ? subscribe : unsubscribe).push(r.string());
-    else r.skipType(tag & 7);
-  }
+  const f = XdsField.DeltaDiscoveryRequest;
+  const text = new TextDecoder();
+  forEachField(buf, (field, wire, _start, payload, end) => {
+    if (wire !== WireType.LengthDelimited) return;
+    if (field === f.resource_names_subscribe) subscribe.push(text.decode(buf.subarray(payload, end)));
+    else if (field === f.resource_names_unsubscribe) unsubscribe.push(text.decode(buf.subarray(payload, end)));
+  });
   return { subscribe, unsubscribe };
 }
 

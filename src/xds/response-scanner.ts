@@ -9,12 +9,12 @@
 // 2 resources, 4 type_url, 5 nonce. SotW resources are Any (type_url = 1); Delta resources are
 // Resource, whose field 2 is the Any.
 
-import type { ResponseSummary } from './wire.js';
+import { XdsField, type ResponseSummary } from './wire.js';
 
-const F_VERSION = 1;
-const F_RESOURCES = 2;
-const F_TYPE_URL = 4;
-const F_NONCE = 5;
+const F_VERSION = XdsField.DiscoveryResponse.version_info; // DeltaDiscoveryResponse.system_version_info
+const F_RESOURCES = XdsField.DiscoveryResponse.resources;
+const F_TYPE_URL = XdsField.DiscoveryResponse.type_url;
+const F_NONCE = XdsField.DiscoveryResponse.nonce;
 /** Enough of the first resource to find its type URL, which an encoder writes first. */
 const FIRST_RESOURCE_PREFIX_BYTES = 4096;
 /** Cap on one kept string field: a larger "type URL" or nonce is malformed. */

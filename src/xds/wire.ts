@@ -1,17 +1,17 @@
-// Reading and writing just the xDS fields the proxy needs, straight from the wire bytes.
+// Reading and writing just the xDS fields the proxy needs, straight from the wire bytes: the one
+// place that knows the discovery messages' field numbers and walks their top-level fields.
 // Messages of ordinary Envoy types are forwarded as the bytes that came in; decoding a 50 MB
-// push only to read its type URL and nonce would cost a full copy and seconds of CPU. The field
-// numbers are those of envoy.service.discovery.v3 (stable since v3 shipped).
-// protobufjs' Reader/Writer (maintained, already a dependency of grpc's proto loader) do the varints.
+// push only to read its type URL and nonce would cost a full copy and seconds of CPU (and would
+// build the Envoy schemas at start-up). The numbers are those of envoy.service.discovery.v3
+// (stable since v3 shipped); a test checks them against the generated schemas (src/gen/).
+// @bufbuild/protobuf's wire reader and writer do the varints.
 
-import protobuf from 'protobufjs/minimal.js';
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 
-const { Reader, Writer } = protobuf;
-
-const WIRE_LEN = 2;
+const WIRE_LEN = WireType.LengthDelimited;
 
 /** Field numbers, per message. */
-const F = {
+export const XdsField = {
   DiscoveryRequest: { version_info: 1, node: 2, resource_names: 3, type_url: 4, response_nonce: 5, error_detail: 6 },
   DiscoveryResponse: { version_info: 1, resources: 2, canary: 3, type_url: 4, nonce: 5, control_plane: 6 },
   DeltaDiscoveryRequest: { node: 1, type_url: 2, resource_names_subscribe: 3, resource_names_unsubscribe: 4, initial_resource_versions: 5, response_nonce: 6, error_detail: 7 },
@@ -20,6 +20,32 @@ const F = {
   Resource: { name: 3, version: 1, resource: 2 },
   Status: { code: 1, message: 2 },
 } as const;
+const F = XdsField;
+
+/**
+ * Calls `onField` for each top-level field of `buf`: its number, wire type, where its tag starts,
+ * where its payload starts (after the length, for length-delimited fields) and where it ends.
+ * Throws RangeError on a truncated message.
+ */
+export function forEachField(buf: Uint8Array, onField: (field: number, wire: WireType, start: number, payload: number, end: number) => void): void {
+  const r = new BinaryReader(buf);
+  while (r.pos < r.len) {
+    const start = r.pos;
+    const tag = r.uint32();
+    const field = tag >>> 3;
+    const wire = (tag & 7) as WireType;
+    if (wire === WIRE_LEN) {
+      const len = r.uint32();
+      const payload = r.pos;
+      r.pos += len;
+      if (r.pos > r.len) throw new RangeError(`premature EOF: field ${field} declares ${len} bytes, ${r.len - payload} remain`);
+      onField(field, wire, start, payload, r.pos);
+    } else {
+      r.skip(wire, field);
+      onField(field, wire, start, r.pos, r.pos);
+    }
+  }
+}
 
 export interface ResponseSummary {
   readonly typeUrl: string;
@@ -43,20 +69,9 @@ export interface RequestSummary {
  * care about; everything else is skipped without being decoded.
  */
 function scan(buf: Uint8Array, onLen: (field: number, start: number, end: number) => void, lenFields: ReadonlySet<number>): void {
-  const r = Reader.create(buf);
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    const field = tag >>> 3;
-    const wire = tag & 7;
-    if (wire === WIRE_LEN && lenFields.has(field)) {
-      const len = r.uint32();
-      const start = r.pos;
-      r.skip(len);
-      onLen(field, start, start + len);
-    } else {
-      r.skipType(wire);
-    }
-  }
+  forEachField(buf, (field, wire, _start, payload, end) => {
+    if (wire === WIRE_LEN && lenFields.has(field)) onLen(field, payload, end);
+  });
 }
 
 const utf8 = new TextDecoder();
@@ -173,21 +188,21 @@ export interface AckFields {
   readonly error?: { readonly code: number; readonly message: string };
 }
 
-function writeStatus(w: protobuf.Writer, field: number, err: { code: number; message: string }): void {
-  w.uint32((field << 3) | WIRE_LEN).fork();
-  if (err.code !== 0) w.uint32((F.Status.code << 3) | 0).int32(err.code);
-  if (err.message) w.uint32((F.Status.message << 3) | WIRE_LEN).string(err.message);
-  w.ldelim();
+function writeStatus(w: BinaryWriter, field: number, err: { code: number; message: string }): void {
+  w.tag(field, WIRE_LEN).fork();
+  if (err.code !== 0) w.tag(F.Status.code, WireType.Varint).int32(err.code);
+  if (err.message) w.tag(F.Status.message, WIRE_LEN).string(err.message);
+  w.join();
 }
 
 /** Encodes a SotW DiscoveryRequest (ACK, NACK or an initial subscription with no nonce). */
 export function encodeSotwRequest(a: AckFields & { resourceNames?: readonly string[] }): Uint8Array {
   const f = F.DiscoveryRequest;
-  const w = Writer.create();
-  if (a.versionInfo) w.uint32((f.version_info << 3) | WIRE_LEN).string(a.versionInfo);
-  for (const n of a.resourceNames ?? []) w.uint32((f.resource_names << 3) | WIRE_LEN).string(n);
-  if (a.typeUrl) w.uint32((f.type_url << 3) | WIRE_LEN).string(a.typeUrl);
-  if (a.responseNonce) w.uint32((f.response_nonce << 3) | WIRE_LEN).string(a.responseNonce);
+  const w = new BinaryWriter();
+  if (a.versionInfo) w.tag(f.version_info, WIRE_LEN).string(a.versionInfo);
+  for (const n of a.resourceNames ?? []) w.tag(f.resource_names, WIRE_LEN).string(n);
+  if (a.typeUrl) w.tag(f.type_url, WIRE_LEN).string(a.typeUrl);
+  if (a.responseNonce) w.tag(f.response_nonce, WIRE_LEN).string(a.responseNonce);
   if (a.error) writeStatus(w, f.error_detail, a.error);
   return w.finish();
 }
@@ -195,10 +210,10 @@ export function encodeSotwRequest(a: AckFields & { resourceNames?: readonly stri
 /** Encodes a DeltaDiscoveryRequest (ACK, NACK or an initial wildcard subscription). */
 export function encodeDeltaRequest(a: AckFields & { subscribe?: readonly string[] }): Uint8Array {
   const f = F.DeltaDiscoveryRequest;
-  const w = Writer.create();
-  if (a.typeUrl) w.uint32((f.type_url << 3) | WIRE_LEN).string(a.typeUrl);
-  for (const n of a.subscribe ?? []) w.uint32((f.resource_names_subscribe << 3) | WIRE_LEN).string(n);
-  if (a.responseNonce) w.uint32((f.response_nonce << 3) | WIRE_LEN).string(a.responseNonce);
+  const w = new BinaryWriter();
+  if (a.typeUrl) w.tag(f.type_url, WIRE_LEN).string(a.typeUrl);
+  for (const n of a.subscribe ?? []) w.tag(f.resource_names_subscribe, WIRE_LEN).string(n);
+  if (a.responseNonce) w.tag(f.response_nonce, WIRE_LEN).string(a.responseNonce);
   if (a.error) writeStatus(w, f.error_detail, a.error);
   return w.finish();
 }

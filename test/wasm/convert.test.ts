@@ -2,12 +2,14 @@
 // RBAC or NACKed; unknown fields surviving; the response bytes around the rewritten resources
 // staying byte-exact (SotW and Delta); resources converted concurrently.
 
-import { fromBinary, fromJson, toBinary } from '@bufbuild/protobuf';
+import { fromBinary, fromJson, toBinary, type DescMessage } from '@bufbuild/protobuf';
+import { TypedExtensionConfigSchema } from '../../src/gen/envoy/config/core/v3/extension_pb.js';
+import { WasmSchema as HttpWasmSchema } from '../../src/gen/envoy/extensions/filters/http/wasm/v3/wasm_pb.js';
+import { PluginConfigSchema, VmConfigSchema } from '../../src/gen/envoy/extensions/wasm/v3/wasm_pb.js';
 import { describe, expect, it } from 'vitest';
 import { registry } from '../../src/metrics/registry.js';
 import { WasmEcdsInterceptor, convertResource, convertResources, defaultFilterConfig, type ModuleSource } from '../../src/wasm/convert.js';
 import type { GetOptions } from '../../src/wasm/cache.js';
-import { wasmProtos } from '../../src/wasm/protos.js';
 import { DELTA, SOTW } from '../../src/xds/protocol.js';
 import { summarizeSotwResponse } from '../../src/xds/wire.js';
 import { messageSchema } from '../support/envoy-protos.js';
@@ -143,10 +145,12 @@ describe('ECDS conversion: shapes', () => {
   });
 
   it('keeps unknown fields at every level it re-encodes (a newer istiod\'s additions)', async () => {
-    // VmConfig, PluginConfig, Wasm and TypedExtensionConfig each get a field the snapshot lacks
+    // VmConfig, PluginConfig, Wasm and TypedExtensionConfig each get a field the agent's schema lacks
+    const unknown: [DescMessage, number][] = [[VmConfigSchema, 88], [PluginConfigSchema, 99], [HttpWasmSchema, 1000], [TypedExtensionConfigSchema, 1001]];
+    for (const [schema, no] of unknown) expect(schema.fields.map((f) => f.number), `${schema.typeName} ${no}`).not.toContain(no);
     const vm = withField(encode('envoy.extensions.wasm.v3.VmConfig', { runtime: 'envoy.wasm.runtime.v8', code: { remote: { http_uri: { uri: 'https://e.com/a.wasm', cluster: 'c', timeout: '5s' }, sha256: '' } } }), 88, 'vm-extra');
     let plugin = withField(encode('envoy.extensions.wasm.v3.PluginConfig', { name: 'p', root_id: 'r' }), 3, vm);
-    plugin = withField(plugin, 9, new Uint8Array([0x08, 0x01])); // allow_on_headers_stop_iteration: {value: true}
+    plugin = withField(plugin, 99, new Uint8Array([0x08, 0x01]));
     let wasm = withField(new Uint8Array(0), 1, plugin);
     wasm = withField(wasm, 1000, 'wasm-extra');
     const any = withField(withField(new Uint8Array(0), 1, HTTP_WASM_URL), 2, wasm);
@@ -155,13 +159,12 @@ describe('ECDS conversion: shapes', () => {
 
     const out = await convertResource({ typeUrl: TEC_URL, value: tec }, stub());
     const value = (out as { value: Uint8Array }).value;
-    const p = wasmProtos();
-    const ec = fromBinary(p.typedExtensionConfig, value) as unknown as { $unknown?: { no: number }[]; typedConfig: { value: Uint8Array } };
+    const ec = fromBinary(TypedExtensionConfigSchema, value);
     expect(ec.$unknown?.map((u) => u.no)).toEqual([1001]);
-    const w = fromBinary(p.httpWasm, ec.typedConfig.value) as unknown as { $unknown?: { no: number }[]; config: { $unknown?: { no: number; data: Uint8Array }[]; vm: { value: { $unknown?: { no: number }[] } } } };
+    const w = fromBinary(HttpWasmSchema, ec.typedConfig!.value);
     expect(w.$unknown?.map((u) => u.no)).toEqual([1000]);
-    expect(w.config.$unknown?.map((u) => u.no)).toEqual([9]);
-    expect(w.config.vm.value.$unknown?.map((u) => u.no)).toEqual([88]);
+    expect(w.config!.$unknown?.map((u) => u.no)).toEqual([99]);
+    expect(w.config!.vm.case === 'vmConfig' && w.config!.vm.value.$unknown?.map((u) => u.no)).toEqual([88]);
     expect(Buffer.from(value).includes(Buffer.from('vm-extra'))).toBe(true);
     // and the filename is in
     expect(decode(TEC, value)).toMatchObject({ typed_config: { config: { vm_config: { code: { local: { filename: LOCAL } } } } } });
@@ -195,10 +198,9 @@ describe('ECDS conversion: fallbacks and NACKs', () => {
     expect(rbac((open as { value: Uint8Array }).value)).toEqual({ name: 'open', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC', rules_stat_prefix: 'wasm-default-allow' } });
 
     // failure_policy (field 7, newer than the test registry's snapshot): built with the agent's schema
-    const p = wasmProtos();
     const build = (policy: string, failOpen: boolean): Uint8Array => {
       const json = { config: { name: 'fp', fail_open: failOpen, failure_policy: policy, vm_config: { runtime: 'v8', code: { remote: { http_uri: { uri: 'https://e.com/a.wasm', timeout: '1s' } } } } } };
-      const wasm = toBinary(p.httpWasm, fromJson(p.httpWasm, json, { registry: p.registry }));
+      const wasm = toBinary(HttpWasmSchema, fromJson(HttpWasmSchema, json));
       return withField(withField(new Uint8Array(0), 1, 'fp'), 2, withField(withField(new Uint8Array(0), 1, HTTP_WASM_URL), 2, wasm));
     };
     const fo = await convertResource({ typeUrl: TEC_URL, value: build('FAIL_OPEN', false) }, failing());
