@@ -17,6 +17,8 @@ import { ipFamily } from '../util/ip.js';
 export interface GrpcTarget {
   /** host:port */
   readonly address: string;
+  /** Source address for the TCP connection; the OS picks one when absent. */
+  readonly localAddress?: string;
   /** undefined: plaintext (h2c). */
   readonly tls?: {
     /** PEM bundle to verify the server with; null for the OS root store. */
@@ -75,11 +77,16 @@ export interface ClientStream {
 
 /** A call that ended with a status other than OK. */
 export class GrpcCallError extends Error {
+  override readonly name = 'GrpcCallError';
+  readonly code = 'GRPC_CALL_FAILED';
   constructor(
-    readonly code: number,
+    /** The gRPC status code. */
+    readonly status: number,
     readonly details: string,
+    /** Whether the server was reached (its HTTP/2 SETTINGS arrived); false: no connection came up. */
+    readonly connected = true,
   ) {
-    super(`${statusName(code)}: ${details}`);
+    super(`${statusName(status)}: ${details}`);
   }
 }
 
@@ -125,9 +132,10 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       ...(ipFamily(t.serverName) ? {} : { servername: t.serverName }),
       checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
       noDelay: true,
+      ...(target.localAddress ? { localAddress: target.localAddress } : {}),
     } as http2.SecureClientSessionOptions);
   } else {
-    session = http2.connect(`http://${target.address}`, { settings, noDelay: true } as http2.ClientSessionOptions);
+    session = http2.connect(`http://${target.address}`, { settings, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) } as http2.ClientSessionOptions);
   }
   // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
   // Istio's agent, disables it on every TCP connection)
@@ -276,8 +284,8 @@ export function unaryCall(target: GrpcTarget, method: string, request: Uint8Arra
         method,
         {
           onData: (chunk) => deframer.push(chunk),
-          onEnd: (st) => {
-            if (st.code !== Status.OK) return reject(new GrpcCallError(st.code, st.details));
+          onEnd: (st, connected) => {
+            if (st.code !== Status.OK) return reject(new GrpcCallError(st.code, st.details, connected));
             if (protocolError || !response || !deframer.atMessageBoundary) {
               return reject(new GrpcCallError(Status.INTERNAL, protocolError ?? (deframer.atMessageBoundary ? 'no response message' : 'truncated response message')));
             }
@@ -287,7 +295,7 @@ export function unaryCall(target: GrpcTarget, method: string, request: Uint8Arra
         opts,
       );
     } catch (err) {
-      reject(new GrpcCallError(Status.UNAVAILABLE, (err as Error).message));
+      reject(new GrpcCallError(Status.UNAVAILABLE, (err as Error).message, false));
       return;
     }
     call.write(frameMessage(request));

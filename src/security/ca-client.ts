@@ -42,10 +42,11 @@ export const TRANSIENT_CODES: ReadonlySet<number> = new Set([
 
 export class CaClientError extends Error {
   override readonly name = 'CaClientError';
+  readonly code = 'CA_CLIENT';
   constructor(
     message: string,
     /** gRPC status of the last attempt, when the call reached gRPC. */
-    readonly code?: number,
+    readonly grpcStatus?: number,
   ) {
     super(message);
   }
@@ -151,7 +152,7 @@ export class CaClient {
         signal: cancel.signal,
       });
     } catch (err) {
-      if (err instanceof GrpcCallError) throw new CaClientError(`create certificate: ${statusName(err.code)}: ${err.details}`, err.code);
+      if (err instanceof GrpcCallError) throw new CaClientError(`create certificate: ${statusName(err.status)}: ${err.details}`, err.status);
       throw err;
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -190,9 +191,9 @@ export class CaClient {
           if (chain.length <= 1) throw new CaClientError('invalid empty CertChain: the CA returned fewer than 2 certificates');
           return chain;
         } catch (err) {
-          const code = err instanceof CaClientError ? err.code : undefined;
+          const status = err instanceof CaClientError ? err.grpcStatus : undefined;
           lastError = (err as Error).message;
-          if (signal?.aborted || code === undefined || !TRANSIENT_CODES.has(code) || attempt + 1 >= maxAttempts) throw err;
+          if (signal?.aborted || status === undefined || !TRANSIENT_CODES.has(status) || attempt + 1 >= maxAttempts) throw err;
         }
       }
     } catch (err) {

@@ -48,7 +48,7 @@ export async function runAppProbe(probe: AppProbe, req: http.IncomingMessage, ct
     case 'tcpSocket':
       return tcpProbe(probe, ctx, signal);
     case 'grpc':
-      return grpcProbe(probe, req, ctx);
+      return grpcProbe(probe, req, ctx, signal);
   }
 }
 
@@ -71,10 +71,18 @@ async function tcpProbe(probe: TcpSocketProbe & { timeoutMs: number }, ctx: Prob
   return { status: ok ? 200 : 500 };
 }
 
-async function grpcProbe(probe: GrpcProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext): Promise<ProbeAnswer> {
-  // @grpc/grpc-js and protobufjs are loaded on the first gRPC probe only
+async function grpcProbe(probe: GrpcProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+  // the gRPC client and the health messages are loaded on the first gRPC probe only
   const { grpcHealthCheck } = await import('./grpc-health.js');
-  const result = await grpcHealthCheck({ host: ctx.destination, port: probe.port, service: probe.service, timeoutMs: probe.timeoutMs, userAgent: req.headers['user-agent'] });
+  const result = await grpcHealthCheck({
+    host: ctx.destination,
+    port: probe.port,
+    service: probe.service,
+    timeoutMs: probe.timeoutMs,
+    userAgent: req.headers['user-agent'],
+    localAddress: localAddressFor(ctx, ctx.destination),
+    signal,
+  });
   if (!result.ok) log.error(result.reason);
   return { status: result.ok ? 200 : 500 };
 }

@@ -1,67 +1,71 @@
-// gRPC health probes: grpc.health.v1.Health/Check over @grpc/grpc-js, with the health messages
-// described to protobufjs (reflection, no parser) instead of hand-written encoding. As kubelet:
-// plaintext, wait for the connection up to the probe timeout, SERVING is success, anything else
-// (including UNIMPLEMENTED) is failure.
+// gRPC health probes: grpc.health.v1.Health/Check over the agent's own gRPC client (src/grpc/),
+// with the generated code of gRPC's health.proto. As kubelet and Istio (grpc-go with WithBlock):
+// plaintext; a connection that does not come up is dialled again, with grpc-go's backoff, until
+// the probe's timeout; SERVING is success, anything else (UNIMPLEMENTED included) is failure.
 
-import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs/light.js';
-
-const root = new protobuf.Root();
-const ns = root.define('grpc.health.v1');
-ns.add(new protobuf.Type('HealthCheckRequest').add(new protobuf.Field('service', 1, 'string')));
-ns.add(
-  new protobuf.Type('HealthCheckResponse')
-    .add(new protobuf.Enum('ServingStatus', { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 }))
-    .add(new protobuf.Field('status', 1, 'ServingStatus')),
-);
-root.resolveAll();
-const HealthCheckRequest = root.lookupType('grpc.health.v1.HealthCheckRequest');
-const HealthCheckResponse = root.lookupType('grpc.health.v1.HealthCheckResponse');
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as ServingStatus, HealthCheckResponseSchema } from '../gen/grpc/health/v1/health_pb.js';
+import { GrpcCallError, unaryCall } from '../grpc/client.js';
+import { Status } from '../grpc/status.js';
+import { Backoff, sleep } from '../util/backoff.js';
+import { joinHostPort } from './net-util.js';
 
 export const HEALTH_CHECK_METHOD = '/grpc.health.v1.Health/Check';
-export const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'] as const;
 
-export const encodeHealthCheckRequest = (service: string): Buffer => Buffer.from(HealthCheckRequest.encode(HealthCheckRequest.create({ service })).finish());
-export const decodeHealthCheckResponse = (b: Buffer): number => {
-  const msg = HealthCheckResponse.toObject(HealthCheckResponse.decode(b), { enums: Number, defaults: true }) as { status: number };
-  return msg.status;
-};
+/** grpc-go's connection backoff (google.golang.org/grpc/backoff.DefaultConfig). */
+const DIAL_BACKOFF = { initialMs: 1000, multiplier: 1.6, randomization: 0.2, maxMs: 120_000 } as const;
 
 export type GrpcHealthResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
-export async function grpcHealthCheck(opts: { host: string; port: number; service: string; timeoutMs: number; userAgent?: string | undefined }): Promise<GrpcHealthResult> {
-  const target = `${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
-  const channelOptions: grpc.ChannelOptions = { 'grpc.enable_retries': 0, 'grpc.max_reconnect_backoff_ms': 1000 };
-  if (opts.userAgent) channelOptions['grpc.primary_user_agent'] = opts.userAgent;
-  const client = new grpc.Client(target, grpc.credentials.createInsecure(), channelOptions);
+export interface GrpcHealthCheckOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly service: string;
+  readonly timeoutMs: number;
+  /** The prober's User-Agent, sent on (kubelet's "kube-probe/1.x"). */
+  readonly userAgent?: string | undefined;
+  readonly localAddress?: string | undefined;
+  readonly signal?: AbortSignal;
+}
+
+export async function grpcHealthCheck(opts: GrpcHealthCheckOptions): Promise<GrpcHealthResult> {
+  const target = { address: joinHostPort(opts.host, opts.port), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) };
+  const request = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: opts.service }));
+  const metadata = opts.userAgent ? { 'user-agent': `${opts.userAgent} pilot-agent-ts` } : undefined;
   const deadline = Date.now() + opts.timeoutMs;
-  try {
-    // kubelet dials with WithBlock: a connection that never comes up is a timeout, not UNAVAILABLE
-    await new Promise<void>((resolve, reject) => client.waitForReady(deadline, (err) => (err ? reject(err) : resolve())));
-  } catch (err) {
-    client.close();
-    return { ok: false, reason: `failed to create grpc connection to probe app: ${(err as Error).message}` };
-  }
-  try {
-    const status = await new Promise<number>((resolve, reject) => {
-      client.makeUnaryRequest(
-        HEALTH_CHECK_METHOD,
-        (service: string) => encodeHealthCheckRequest(service),
-        (b: Buffer) => decodeHealthCheckResponse(b),
-        opts.service,
-        new grpc.Metadata(),
-        { deadline },
-        (err, value) => (err ? reject(err) : resolve(value!)),
-      );
-    });
-    if (status === 1) return { ok: true };
-    return { ok: false, reason: `grpc probe answered ${SERVING_STATUS[status] ?? status}` };
-  } catch (err) {
-    const e = err as grpc.ServiceError;
-    if (e.code === grpc.status.UNIMPLEMENTED) return { ok: false, reason: `server does not implement the grpc health protocol (grpc.health.v1.Health): ${e.message}` };
-    if (e.code === grpc.status.DEADLINE_EXCEEDED) return { ok: false, reason: `grpc request not finished within timeout: ${e.message}` };
-    return { ok: false, reason: `grpc probe failed: ${e.message}` };
-  } finally {
-    client.close();
+  const backoff = new Backoff(DIAL_BACKOFF);
+  for (;;) {
+    const left = deadline - Date.now();
+    let answer: Buffer;
+    try {
+      answer = await unaryCall(target, HEALTH_CHECK_METHOD, request, {
+        timeoutMs: Math.max(1, left),
+        connectTimeoutMs: Math.max(1, left),
+        peerName: 'the application',
+        ...(metadata ? { metadata } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof GrpcCallError)) throw err;
+      if (!err.connected) {
+        const wait = backoff.next();
+        if (Date.now() + wait < deadline && !opts.signal?.aborted) {
+          await sleep(wait, opts.signal).catch(() => undefined);
+          continue;
+        }
+        return { ok: false, reason: `failed to create grpc connection to probe app: no connection within ${opts.timeoutMs} ms: ${err.details}` };
+      }
+      if (err.status === Status.UNIMPLEMENTED) return { ok: false, reason: `server does not implement the grpc health protocol (grpc.health.v1.Health): ${err.message}` };
+      if (err.status === Status.DEADLINE_EXCEEDED) return { ok: false, reason: `grpc request not finished within timeout: ${err.message}` };
+      return { ok: false, reason: `grpc probe failed: ${err.message}` };
+    }
+    let status: number;
+    try {
+      status = fromBinary(HealthCheckResponseSchema, answer).status;
+    } catch (err) {
+      return { ok: false, reason: `grpc probe failed: the answer is not a HealthCheckResponse: ${(err as Error).message}` };
+    }
+    if (status === ServingStatus.SERVING) return { ok: true };
+    return { ok: false, reason: `grpc probe answered ${ServingStatus[status] ?? status}` };
   }
 }

@@ -46,12 +46,12 @@ describe('unary calls to a grpc-js server', () => {
   it("rejects with the server's status and decoded message", async () => {
     const err = await unaryCall({ address }, METHOD, Buffer.from('fail')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GrpcCallError);
-    expect(err).toMatchObject({ code: Status.PERMISSION_DENIED, details: 'no entry for ü' });
+    expect(err).toMatchObject({ code: 'GRPC_CALL_FAILED', status: Status.PERMISSION_DENIED, details: 'no entry for ü', connected: true });
   });
 
   it('is UNAVAILABLE when nothing listens', async () => {
     const err = await unaryCall({ address: '127.0.0.1:1' }, METHOD, Buffer.from('x')).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: Status.UNAVAILABLE });
+    expect(err).toMatchObject({ status: Status.UNAVAILABLE, connected: false });
   });
 });
 
@@ -84,7 +84,7 @@ describe('unary calls to a misbehaving server', () => {
     let timeoutHeader: string | undefined;
     behave = (_stream, headers) => (timeoutHeader = String(headers['grpc-timeout'])); // never answers
     const err = await unaryCall({ address }, METHOD, Buffer.from('x'), { timeoutMs: 300, peerName: 'the CA' }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: Status.DEADLINE_EXCEEDED, details: 'no answer from the CA within 300 ms' });
+    expect(err).toMatchObject({ status: Status.DEADLINE_EXCEEDED, details: 'no answer from the CA within 300 ms' });
     expect(timeoutHeader).toBe('300m');
   });
 
@@ -93,22 +93,22 @@ describe('unary calls to a misbehaving server', () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 100);
     const err = await unaryCall({ address }, METHOD, Buffer.from('x'), { signal: ac.signal }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: Status.CANCELLED });
+    expect(err).toMatchObject({ status: Status.CANCELLED });
   });
 
   it('refuses an answer over the size limit before holding it', async () => {
     behave = (stream) => answer(stream, frameMessage(Buffer.alloc(2 * 1024 * 1024, 1)));
     const err = await unaryCall({ address }, METHOD, Buffer.from('x'), { maxResponseBytes: 1024 * 1024 }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
+    expect(err).toMatchObject({ status: Status.RESOURCE_EXHAUSTED });
     expect((err as GrpcCallError).details).toContain('2097152 bytes exceeds the 1048576-byte limit');
   });
 
   it('rejects two answers, a truncated answer, or none, as INTERNAL', async () => {
     behave = (stream) => answer(stream, frameMessage(Buffer.from('a')), frameMessage(Buffer.from('b')));
-    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ code: Status.INTERNAL, details: 'more than one response message' });
+    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ status: Status.INTERNAL, details: 'more than one response message' });
     behave = (stream) => answer(stream, frameMessage(Buffer.from('abcdef')).subarray(0, 8));
-    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ code: Status.INTERNAL, details: 'truncated response message' });
+    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ status: Status.INTERNAL, details: 'truncated response message' });
     behave = (stream) => answer(stream);
-    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ code: Status.INTERNAL, details: 'no response message' });
+    expect(await unaryCall({ address }, METHOD, Buffer.from('x')).catch((e: unknown) => e)).toMatchObject({ status: Status.INTERNAL, details: 'no response message' });
   });
 });

@@ -104,7 +104,8 @@ describe('CaClient against the dev CA over TLS', () => {
     calls = cp.ca.calls;
     const err = await client.csrSign(csrPem, 3600).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CaClientError);
-    expect((err as CaClientError).code).toBe(grpc.status.UNAVAILABLE);
+    expect((err as CaClientError).grpcStatus).toBe(grpc.status.UNAVAILABLE);
+    expect((err as CaClientError).code).toBe('CA_CLIENT');
     expect(cp.ca.calls).toBe(calls + 5);
     expect(await metricValue('istio_agent_num_failed_outgoing_requests')).toBe(failed + 1);
     expect(logs.text()).toMatch(/ca request failed \(create certificate: UNAVAILABLE: CA unavailable \(test failure mode\)\), starting attempt 4 in/);

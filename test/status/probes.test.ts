@@ -2,6 +2,7 @@
 // ISTIO_KUBE_APP_PROBERS, ports remapped to real test servers), https with a self-signed
 // certificate, gRPC health, redirects, headers, timeouts, and start-up validation.
 
+import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseAppProbers } from '../../src/status/app-probers.js';
@@ -13,6 +14,7 @@ import {
   freePort,
   grpcHealthServer,
   httpServer,
+  type GrpcHealthServer,
   portsIn,
   proxyEnv,
   remapPorts,
@@ -214,6 +216,31 @@ describe('grpc probes', () => {
     const t0 = Date.now();
     expect((await call(`${base}/app-health/h/readyz`)).status).toBe(500);
     expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it("dials from Istio's upstream local address to the pod IP", async () => {
+    const app = keep(await grpcHealthServer());
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/g/livez': { grpc: { port: app.port } } }), podIp: '127.0.0.1' });
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/g/livez`)).status).toBe(200);
+    expect(app.peers.at(-1)).toBe('127.0.0.6');
+  });
+
+  it('dials again until the timeout when the connection does not come up (grpc-go WithBlock, as kubelet and Istio)', async () => {
+    // the first connection is dropped before HTTP/2 starts; the health server then takes the port
+    let app: GrpcHealthServer | undefined;
+    let accepted = 0;
+    let port = 0;
+    const gate = net.createServer((sock) => {
+      accepted++;
+      sock.destroy();
+      gate.close(() => void grpcHealthServer({ port }).then((s) => (app = keep(s))));
+    });
+    await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+    port = (gate.address() as net.AddressInfo).port;
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/g/livez': { grpc: { port }, timeoutSeconds: 10 } }) });
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/g/livez`)).status).toBe(200);
+    expect(accepted).toBe(1);
+    expect(app!.peers).toHaveLength(1);
   });
 });
 

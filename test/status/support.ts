@@ -163,15 +163,18 @@ export interface GrpcHealthServer {
   /** service name -> status name; a missing name answers NOT_FOUND, as grpc's health server. */
   readonly statuses: Map<string, 'SERVING' | 'NOT_SERVING' | 'UNKNOWN'>;
   readonly userAgents: string[];
+  /** The source address of each Check call. */
+  readonly peers: string[];
   close(): Promise<void>;
 }
 
-export async function grpcHealthServer(opts: { implementHealth?: boolean } = {}): Promise<GrpcHealthServer> {
+export async function grpcHealthServer(opts: { implementHealth?: boolean; port?: number } = {}): Promise<GrpcHealthServer> {
   const root = protobuf.parse(HEALTH_PROTO).root;
   const Req = root.lookupType('grpc.health.v1.HealthCheckRequest');
   const Res = root.lookupType('grpc.health.v1.HealthCheckResponse');
   const statuses = new Map<string, 'SERVING' | 'NOT_SERVING' | 'UNKNOWN'>([['', 'SERVING']]);
   const userAgents: string[] = [];
+  const peers: string[] = [];
   const server = new grpc.Server();
   if (opts.implementHealth !== false) {
     server.addService(
@@ -189,6 +192,7 @@ export async function grpcHealthServer(opts: { implementHealth?: boolean } = {})
       {
         Check: (call: grpc.ServerUnaryCall<{ service: string }, { status: string }>, cb: grpc.sendUnaryData<{ status: string }>) => {
           userAgents.push(String(call.metadata.get('user-agent')[0] ?? ''));
+          peers.push(call.getPeer().replace(/:\d+$/, ''));
           const s = statuses.get(call.request.service);
           if (s === undefined) cb({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
           else cb(null, { status: s });
@@ -197,9 +201,9 @@ export async function grpcHealthServer(opts: { implementHealth?: boolean } = {})
     );
   }
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  return { port, statuses, userAgents, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
+  return { port, statuses, userAgents, peers, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }
 
 // ----- raw TCP peers (hostile or broken metrics sources) -----------------------------------------
