@@ -14,26 +14,29 @@ ARG NODE_VERSION=20
 # that image's pilot-agent, so the Envoy build must match the Istio release istiod expects.
 FROM docker.io/istio/proxyv2:${ISTIO_VERSION} AS istio-proxy
 
+# Build stage: the full install (TypeScript); src/gen/ is committed, so no code generation here.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-COPY proto ./proto
-RUN npm run build && npm prune --omit=dev
+RUN npm run build
 
+# Runtime stage: the production install only (npm ci --omit=dev: the runtime dependencies of
+# package.json, ~19 MB) and the compiled agent. test/packaging/production-install.test.ts builds
+# and runs exactly this layout.
 FROM node:${NODE_VERSION}-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd -g 1337 istio-proxy && useradd -u 1337 -g 1337 -m -d /home/istio-proxy -s /bin/sh istio-proxy
 COPY --from=istio-proxy /usr/local/bin/envoy /usr/local/bin/envoy
-COPY --from=build /src/node_modules /opt/pilot-agent/node_modules
-COPY --from=build /src/dist /opt/pilot-agent/dist
-COPY --from=build /src/package.json /opt/pilot-agent/package.json
-COPY bin /opt/pilot-agent/bin
-COPY proto /opt/pilot-agent/proto
-COPY bootstrap-templates /opt/pilot-agent/bootstrap-templates
+WORKDIR /opt/pilot-agent
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /src/dist ./dist
+COPY bin ./bin
+COPY bootstrap-templates ./bootstrap-templates
 COPY bootstrap-templates /var/lib/istio/envoy
 RUN ln -s /opt/pilot-agent/bin/pilot-agent.js /usr/local/bin/pilot-agent \
     && mkdir -p /etc/istio/proxy /var/lib/istio/data /etc/istio/pod /var/run/secrets/workload-spiffe-uds \

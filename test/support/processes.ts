@@ -35,8 +35,9 @@ export interface RunningProcess {
 
 const started = new Set<ChildProcess>();
 
-export function runAgent(args: string[], opts: { cwd: string; env: Record<string, string> }): RunningProcess {
-  const child = spawn(process.execPath, [agentBin, ...args], {
+/** Runs the agent (the repository's launcher, or `opts.bin`: another install's) in `opts.cwd`. */
+export function runAgent(args: string[], opts: { cwd: string; env: Record<string, string>; bin?: string }): RunningProcess {
+  const child = spawn(process.execPath, [opts.bin ?? agentBin, ...args], {
     cwd: opts.cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
