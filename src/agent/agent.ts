@@ -11,7 +11,6 @@
 // step, so no component starts after it.
 
 import { rmSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { writeEnvoyBootstrap } from '../bootstrap/envoy-bootstrap.js';
 import { writeGrpcBootstrap } from '../bootstrap/grpc-bootstrap.js';
 import type { AgentConfig } from '../config/load.js';
@@ -24,6 +23,7 @@ import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
+import { sleep } from '../util/backoff.js';
 import { lazy } from '../util/lazy.js';
 import { MemoryGovernor, memoryLimitFrom } from './memory-governor.js';
 import { logger } from '../util/logger.js';
@@ -277,7 +277,7 @@ export class Agent {
   async abort(): Promise<void> {
     this.stopRequested = true;
     // start-up stops at its next step; it must not spawn Envoy behind the shutdown
-    if (this.phase === 'starting') await Promise.race([this.startup?.catch(() => undefined), sleep(FAILURE_DRAIN_MS)]);
+    if (this.phase === 'starting') await Promise.race([this.startup?.catch(() => undefined), sleep(FAILURE_DRAIN_MS, undefined, { keepAlive: true })]);
     // a graceful shutdown already under way may be in a long drain: it gets FAILURE_DRAIN_MS more,
     // then a second terminate() stops Envoy at once
     const envoy = this.envoy;

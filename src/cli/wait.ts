@@ -1,8 +1,8 @@
 // `pilot-agent wait`: polls a readiness URL until it answers 200 (Istio's wait command, used by
 // holdApplicationUntilProxyStarts' postStart hook).
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { sleep } from '../util/backoff.js';
 import { logger } from '../util/logger.js';
 
 export interface WaitOptions {
@@ -26,7 +26,7 @@ export async function waitUntilReady(o: WaitOptions): Promise<void> {
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
-    await sleep(Math.min(o.periodMillis, remaining));
+    await sleep(Math.min(o.periodMillis, remaining), undefined, { keepAlive: true });
     if (Date.now() >= deadline) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
     try {
       await checkIfReady(o.url, o.requestTimeoutMillis);

@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../util/backoff.js';
 import { logger } from '../util/logger.js';
 import type { EnvoyAdminClient } from './admin-client.js';
 
@@ -210,16 +210,16 @@ export class EnvoyProcess {
     try {
       if (!this.opts.exitOnZeroActiveConnections) {
         log.info(`Graceful termination period is ${this.opts.terminationDrainMs / 1000}s, starting...`);
-        await sleep(this.opts.terminationDrainMs, undefined, { signal });
+        await sleep(this.opts.terminationDrainMs, signal, { keepAlive: true });
         log.info('Graceful termination period complete, terminating remaining proxies.');
         return;
       }
       log.info(`Agent draining proxy for ${this.opts.minimumDrainMs / 1000}s, then waiting for active connections to terminate...`);
-      await sleep(this.opts.minimumDrainMs, undefined, { signal });
+      await sleep(this.opts.minimumDrainMs, signal, { keepAlive: true });
       log.info('Checking for active connections...');
       let failures = 0;
       for (;;) {
-        await sleep(this.opts.activeConnectionPollMs ?? 1000, undefined, { signal });
+        await sleep(this.opts.activeConnectionPollMs ?? 1000, signal, { keepAlive: true });
         let active: number;
         try {
           active = await this.opts.admin.activeConnections(this.opts.knownListeners, signal);

@@ -1,6 +1,6 @@
 // Exponential backoff with Istio's defaults (pkg/backoff over cenkalti/backoff: 500 ms initial
-// interval, x1.5 per attempt, +/-50 % randomisation, 60 s cap, never giving up), and an abortable
-// sleep whose timer does not keep the process alive.
+// interval, x1.5 per attempt, +/-50 % randomisation, 60 s cap, never giving up), and the one
+// sleep: abortable, and by default without keeping the process alive.
 
 export interface BackoffOptions {
   readonly initialMs?: number;
@@ -39,20 +39,30 @@ export class Backoff {
 
 export class AbortedError extends Error {
   override readonly name = 'AbortedError';
+  readonly code = 'ABORTED';
 }
 
-/** Resolves after `ms`, or rejects with AbortedError when the signal aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export interface SleepOptions {
+  /**
+   * Keep the process alive while sleeping (a command-line wait, a drain). Off by default: a retry
+   * wait inside the agent must not hold a process that is otherwise done.
+   */
+  readonly keepAlive?: boolean;
+}
+
+/** Resolves after `ms`, or rejects with AbortedError (its cause: the signal's reason) when the signal aborts first. */
+export function sleep(ms: number, signal?: AbortSignal, opts: SleepOptions = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortedError('aborted'));
+    const aborted = (): AbortedError => new AbortedError('aborted', { cause: signal?.reason });
+    if (signal?.aborted) return reject(aborted());
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
-    timer.unref();
+    if (!opts.keepAlive) timer.unref();
     const onAbort = (): void => {
       clearTimeout(timer);
-      reject(new AbortedError('aborted'));
+      reject(aborted());
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -3,6 +3,7 @@
 // retries with exponential backoff on transport errors and retryable 5xx responses.
 
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { Backoff, sleep } from '../util/backoff.js';
 import { AddressPolicy, guardedConnector, isBlockedAddressError, type LookupFunction } from './net-guard.js';
 
 export class WasmFetchError extends Error {}
@@ -131,7 +132,8 @@ export class RetryableError extends WasmFetchError {}
  * TooLargeError and aborts are not. The final error names the attempt count and the last cause.
  */
 export async function withRetries<T>(what: string, opts: RetryOptions, attempt: (n: number) => Promise<T>): Promise<T> {
-  let delay = opts.initialBackoffMs;
+  // Istio's backoff (x1.5, +/-50 %, 60 s cap) from the configured first interval
+  const backoff = new Backoff({ initialMs: opts.initialBackoffMs });
   let last: unknown;
   const attempts = Math.max(1, opts.attempts);
   for (let n = 1; n <= attempts; n++) {
@@ -141,9 +143,12 @@ export async function withRetries<T>(what: string, opts: RetryOptions, attempt: 
       last = err;
       if (opts.signal?.aborted) throw new WasmFetchError(`${what} failed after ${n} attempts, last error: ${describeError(err, opts.signal)}`);
       if (!isRetryable(err) || n === attempts) break;
-      const jittered = delay * (0.5 + Math.random());
-      await sleep(Math.min(jittered, 60_000), opts.signal);
-      delay *= 1.5;
+      try {
+        await sleep(backoff.next(), opts.signal);
+      } catch {
+        // the operation's signal fired during the wait: what failed is the last attempt
+        throw new WasmFetchError(`${what} failed after ${n} attempts, last error: ${describeError(err, opts.signal)}`);
+      }
     }
   }
   if (last instanceof HttpStatusError || last instanceof TooLargeError || isBlockedAddressError(last)) {
@@ -170,20 +175,6 @@ export function describeError(err: unknown, signal?: AbortSignal): string {
   return parts.join(': ') || String(err);
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason as Error);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal!.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** A URL fit for logs and NACKs: no user info, no query (either may carry credentials). */
 export function displayUrl(url: string): string {
