@@ -4,6 +4,7 @@
 import { printResult, type Bench } from './harness.js';
 import { bootstrapBench } from './bootstrap.js';
 import { dnsBench } from './dns.js';
+import { httpClientsBench } from './http-clients.js';
 import { metricsBench } from './metrics.js';
 import { sdsBench } from './sds.js';
 import { soakBench } from './soak.js';
@@ -18,6 +19,7 @@ const BENCHES: Record<string, Bench> = {
   dns: dnsBench,
   xds: xdsBench,
   metrics: metricsBench,
+  'http-clients': httpClientsBench,
   sds: sdsBench,
   soak: soakBench,
 };

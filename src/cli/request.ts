@@ -2,7 +2,7 @@
 // agent's status port, restricted to Istio's allow-list of ports. The injector's preStop hook is
 // `pilot-agent request --debug-port=15020 POST drain`.
 
-import { request } from 'undici';
+import { localRequest } from '../util/local-http.js';
 
 export const ALLOWED_DEBUG_PORTS: readonly number[] = [15000, 15004, 15020, 15021];
 
@@ -16,14 +16,9 @@ export function checkDebugPort(port: number): void {
 export async function debugRequest(opts: { port: number; method: string; path: string; body: string; host?: string }): Promise<string> {
   checkDebugPort(opts.port);
   const url = `http://${opts.host ?? 'localhost'}:${opts.port}/${opts.path.replace(/^\//, '')}`;
-  const res = await request(url, {
-    method: opts.method.toUpperCase() as 'GET',
-    body: opts.body === '' ? undefined : opts.body,
-    signal: AbortSignal.timeout(60_000),
-  });
-  const text = await res.body.text();
-  if (res.statusCode > 399 && res.statusCode !== 404) {
-    throw new Error(`received unsuccessful status code ${res.statusCode}: ${text}`);
+  const res = await localRequest(url, { method: opts.method, body: opts.body, timeoutMs: 60_000 });
+  if (res.status > 399 && res.status !== 404) {
+    throw new Error(`received unsuccessful status code ${res.status}: ${res.body}`);
   }
-  return text;
+  return res.body;
 }

@@ -1,8 +1,8 @@
 // `pilot-agent wait`: polls a readiness URL until it answers 200 (Istio's wait command, used by
 // holdApplicationUntilProxyStarts' postStart hook).
 
-import { request } from 'undici';
 import { sleep } from '../util/backoff.js';
+import { localRequest } from '../util/local-http.js';
 import { logger } from '../util/logger.js';
 
 export interface WaitOptions {
@@ -13,9 +13,8 @@ export interface WaitOptions {
 }
 
 async function checkIfReady(url: string, timeoutMs: number): Promise<void> {
-  const res = await request(url, { method: 'GET', signal: AbortSignal.timeout(timeoutMs) });
-  await res.body.dump();
-  if (res.statusCode !== 200) throw new Error(`HTTP status code ${res.statusCode}`);
+  const res = await localRequest(url, { timeoutMs });
+  if (res.status !== 200) throw new Error(`HTTP status code ${res.status}`);
 }
 
 export async function waitUntilReady(o: WaitOptions): Promise<void> {

@@ -3,7 +3,7 @@
 // Nameservers carry no port: upstreams are <address>:53.
 
 import { readFileSync } from 'node:fs';
-import { ipFamily } from '../util/ip.js';
+import { ipFamily, joinHostPort } from '../util/ip.js';
 
 export interface ResolvConf {
   readonly nameservers: readonly string[];
@@ -64,5 +64,5 @@ export function parseUpstream(spec: string, defaultPort = 53): Upstream | undefi
 }
 
 export function formatUpstream(u: Upstream): string {
-  return u.family === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
+  return joinHostPort(u.host, u.port);
 }

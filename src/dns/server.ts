@@ -21,7 +21,7 @@ import { dnsMetrics } from './metrics.js';
 import { decodeNameTable, nameTableJson, type NameInfo, type NameTable } from './name-table.js';
 import { formatUpstream, parseUpstream, readResolvConf, type Upstream } from './resolv-conf.js';
 import { answerCacheKey, answerSizeLimit, cacheable, emptyReply, parseQuery, RCODE, tableReply, withId, type Query } from './wire.js';
-import { ipFamily } from '../util/ip.js';
+import { ipFamily, joinHostPort } from '../util/ip.js';
 
 const log = logger('dns');
 
@@ -220,7 +220,7 @@ export class LocalDnsServer {
             }
           }),
         );
-        log.info(`Starting local udp DNS server on ${hostPort(host, sock.address().port)}`);
+        log.info(`Starting local udp DNS server on ${joinHostPort(host, sock.address().port)}`);
         resolve(sock);
       });
     });
@@ -234,7 +234,7 @@ export class LocalDnsServer {
       server.listen({ host, port, ipv6Only: ipFamily(host) === 6 }, () => {
         server.off('error', reject);
         server.on('error', (err) => log.warn(`tcp DNS server error: ${err.message}`));
-        log.info(`Starting local tcp DNS server on ${hostPort(host, port)}`);
+        log.info(`Starting local tcp DNS server on ${joinHostPort(host, port)}`);
         resolve(server);
       });
     });
@@ -415,9 +415,9 @@ export class LocalDnsServer {
     const udp: string[] = [];
     const tcp: string[] = [];
     for (const l of this.listeners) {
-      if (l.udp) udp.push(hostPort(l.host, l.udp.address().port));
+      if (l.udp) udp.push(joinHostPort(l.host, l.udp.address().port));
       const a = l.tcp?.address();
-      if (a && typeof a === 'object') tcp.push(hostPort(l.host, a.port));
+      if (a && typeof a === 'object') tcp.push(joinHostPort(l.host, a.port));
     }
     return { udp, tcp };
   }
@@ -456,6 +456,3 @@ export class LocalDnsServer {
 
 function noop(): void {}
 
-function hostPort(host: string, port: number): string {
-  return ipFamily(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}

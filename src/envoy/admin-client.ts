@@ -1,13 +1,26 @@
-// The few Envoy admin calls the agent makes: drain, active-connection count, stats.
+// The agent's one client of Envoy's admin API: readiness stats, drain, active-connection count,
+// quit; and the one reader of its /stats text output.
 
-import { lazy } from '../util/lazy.js';
-
-// undici is imported on first use: loading it costs ~100 ms, and the agent must reach "Envoy
-// spawned" first (bench `startup`); admin calls only start after that.
-const loadUndici = lazy(() => import('undici'));
+import { joinHostPort } from '../util/ip.js';
+import { localRequest } from '../util/local-http.js';
 
 export class EnvoyAdminError extends Error {
+  override readonly name = 'EnvoyAdminError';
   readonly code = 'ENVOY_ADMIN';
+}
+
+/** `name: value` lines of Envoy's /stats text output; values that are not integers are skipped. */
+export function parseEnvoyStats(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const idx = line.indexOf(':');
+    if (idx <= 0) continue;
+    const name = line.slice(0, idx).trim();
+    const raw = line.slice(idx + 1).trim();
+    if (!/^\d+$/.test(raw) || out.has(name)) continue;
+    out.set(name, Number(raw));
+  }
+  return out;
 }
 
 /** Listeners that are Istio's own plumbing, not application traffic (Istio's knownIstioListeners). */
@@ -30,17 +43,12 @@ export function knownIstioListeners(ports: { status: number; prometheus: number;
 export function sumActiveConnections(statsText: string, known: ReadonlySet<string>): number {
   if (statsText.length === 0) return -1;
   let total = 0;
-  for (const line of statsText.split('\n')) {
-    if (line.trim() === '') continue;
-    const parts = line.split(':');
-    if (parts.length !== 2) continue;
-    const name = parts[0]!;
+  for (const [name, n] of parseEnvoyStats(statsText)) {
     // per-worker and http.* duplicates would double count; internal listeners are in-process pipes
     if (!name.startsWith('listener.') || name.includes('worker_')) continue;
     if (name.startsWith('listener.envoy_internal_')) continue;
     if (known.has(name)) continue;
-    const n = Number(parts[1]!.trim());
-    if (Number.isInteger(n) && n >= 0) total += n;
+    total += n;
   }
   return total;
 }
@@ -49,21 +57,15 @@ export class EnvoyAdminClient {
   private readonly base: string;
 
   constructor(readonly port: number, host = '127.0.0.1') {
-    this.base = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.base = `http://${joinHostPort(host, port)}`;
   }
 
   private async call(method: 'GET' | 'POST', path: string, timeoutMs: number, signal?: AbortSignal): Promise<string> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const { request } = await loadUndici();
-    const res = await request(`${this.base}${path}`, {
-      method,
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    }).catch((err: unknown) => {
+    const res = await localRequest(`${this.base}${path}`, { method, timeoutMs, ...(signal ? { signal } : {}) }).catch((err: unknown) => {
       throw new EnvoyAdminError(`envoy admin ${method} ${path}: ${(err as Error).message}`, { cause: err });
     });
-    const body = await res.body.text();
-    if (res.statusCode >= 400) throw new EnvoyAdminError(`envoy admin ${method} ${path}: HTTP ${res.statusCode}: ${body.slice(0, 200)}`);
-    return body;
+    if (res.status >= 400) throw new EnvoyAdminError(`envoy admin ${method} ${path}: HTTP ${res.status}: ${res.body.slice(0, 200)}`);
+    return res.body;
   }
 
   /** POST /drain_listeners: inbound only for sidecars, graceful, and without exiting when `skipExit`. */

@@ -11,12 +11,11 @@
 // answered 500, as Istio does; details go to the `probes` log scope.
 
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
+import { localRequest } from '../util/local-http.js';
 import { logger } from '../util/logger.js';
 import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-probers.js';
-import { joinHostPort } from './net-util.js';
-import { ipFamily } from '../util/ip.js';
+import { ipFamily, joinHostPort } from '../util/ip.js';
 
 const log = logger('probes');
 
@@ -101,11 +100,18 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
   const all = AbortSignal.any([signal, timeout]);
   try {
     for (let redirects = 0; ; redirects++) {
-      const res = await get(url, { ...headers, ...(hostHeader ? { host: hostHeader } : {}) }, ctx, all);
-      const status = res.statusCode ?? 500;
+      const res = await localRequest(url.toString(), {
+        headers: { ...headers, ...(hostHeader ? { host: hostHeader } : {}) },
+        timeoutMs: probe.timeoutMs,
+        signal: all,
+        localAddress: localAddressFor(ctx, url.hostname.replace(/^\[|\]$/g, '')),
+        insecure: true,
+        maxBytes: MAX_PROBE_BODY,
+        overLimit: 'truncate',
+      });
+      const status = res.status;
       if (isRedirect(status)) {
         const location = res.headers.location;
-        res.resume();
         // not followable (no Location, or a 3xx Go does not follow): kubelet answers success
         if (!location || !FOLLOWED.has(status)) return { status: 200 };
         const next = new URL(location, url);
@@ -116,7 +122,7 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
         url = next;
         continue;
       }
-      return { status, body: await readAtMost(res, MAX_PROBE_BODY) };
+      return { status, body: res.bytes };
     }
   } catch (err) {
     const why = timeout.aborted ? `timeout after ${probe.timeoutMs} ms` : (err as Error).message;
@@ -161,40 +167,3 @@ function httpGetHeaders(probe: HttpGetProbe, req: http.IncomingMessage, ctx: Pro
   return { headers, host };
 }
 
-function get(url: URL, headers: Record<string, string | string[]>, ctx: ProbeContext, signal: AbortSignal): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const opts: https.RequestOptions = {
-      method: 'GET',
-      headers,
-      agent: false, // no keep-alive, as kubelet: idle connections never fail a probe
-      signal,
-      localAddress: localAddressFor(ctx, url.hostname.replace(/^\[|\]$/g, '')),
-    };
-    const req = url.protocol === 'https:' ? https.request(url, { ...opts, rejectUnauthorized: false }, resolve) : http.request(url, opts, resolve);
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** The first `max` bytes of the body; the rest is discarded (the connection is closed). */
-function readAtMost(res: http.IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = (): void => {
-      res.removeAllListeners('data');
-      resolve(Buffer.concat(chunks).subarray(0, max));
-    };
-    res.on('data', (c: Buffer) => {
-      chunks.push(c);
-      size += c.length;
-      if (size >= max) {
-        finish();
-        res.destroy();
-      }
-    });
-    res.once('end', finish);
-    res.once('error', finish);
-    res.once('close', finish);
-  });
-}

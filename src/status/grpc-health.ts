@@ -8,7 +8,7 @@ import { HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as ServingS
 import { GrpcCallError, unaryCall } from '../grpc/client.js';
 import { Status } from '../grpc/status.js';
 import { Backoff, sleep } from '../util/backoff.js';
-import { joinHostPort } from './net-util.js';
+import { joinHostPort } from '../util/ip.js';
 
 export const HEALTH_CHECK_METHOD = '/grpc.health.v1.Health/Check';
 

@@ -9,9 +9,9 @@
 // records istio_agent_startup_duration_seconds.
 
 import { existsSync, readFileSync } from 'node:fs';
+import { EnvoyAdminClient, parseEnvoyStats } from '../envoy/admin-client.js';
 import { logger } from '../util/logger.js';
 import { statusMetrics } from './metrics.js';
-import { httpGetText, joinHostPort } from './net-util.js';
 
 const log = logger('default');
 
@@ -24,20 +24,6 @@ const SERVER_STATES = ['LIVE', 'DRAINING', 'PRE_INITIALIZING', 'INITIALIZING'] a
 
 export function serverStateName(state: number): string {
   return SERVER_STATES[state] ?? 'UNKNOWN';
-}
-
-/** `name: value` lines of Envoy's /stats text output; values that are not integers are skipped. */
-export function parseEnvoyStats(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const idx = line.indexOf(':');
-    if (idx <= 0) continue;
-    const name = line.slice(0, idx).trim();
-    const raw = line.slice(idx + 1).trim();
-    if (!/^\d+$/.test(raw) || out.has(name)) continue;
-    out.set(name, Number(raw));
-  }
-  return out;
 }
 
 export interface UpdateStats {
@@ -69,6 +55,7 @@ export type ReadinessResult = { readonly ready: true } | { readonly ready: false
 
 export class Readiness {
   private configReceived = false;
+  private admin: EnvoyAdminClient | undefined;
   private recordedStartup = false;
   private grpcBootstrap: { paths: string[] } | undefined;
   private inflight: Promise<ReadinessResult> | undefined;
@@ -131,8 +118,8 @@ export class Readiness {
   }
 
   private adminStats(filter: string): Promise<string> {
-    const url = `http://${joinHostPort(this.opts.adminHost, this.opts.adminPort)}/stats?usedonly&filter=${encodeURIComponent(filter)}`;
-    return httpGetText(url, { timeoutMs: ADMIN_TIMEOUT_MS });
+    this.admin ??= new EnvoyAdminClient(this.opts.adminPort, this.opts.adminHost);
+    return this.admin.stats(`usedonly&filter=${encodeURIComponent(filter)}`, ADMIN_TIMEOUT_MS);
   }
 
   private async checkConfigStatus(): Promise<string | undefined> {

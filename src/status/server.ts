@@ -23,7 +23,8 @@ import { runAppProbe, type ProbeContext } from './app-probe.js';
 import { parseAppProbers, type AppProbe } from './app-probers.js';
 import { ConnectionGuard } from './connections.js';
 import { MetricsMerger } from './metrics-merge.js';
-import { isLoopbackAddress, joinHostPort } from './net-util.js';
+import { isLoopbackAddress } from './net-util.js';
+import { joinHostPort } from '../util/ip.js';
 import { Readiness, type ReadinessResult } from './readiness.js';
 import { parseScrapeConfig } from './scrape-config.js';
 

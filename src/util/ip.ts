@@ -30,3 +30,8 @@ export function ipFamily(s: string): 0 | 4 | 6 {
   if (isIPv4Address(s)) return 4;
   return isIPv6Address(s) ? 6 : 0;
 }
+
+/** `host:port` with IPv6 literals (anything with a colon) bracketed, as Go's net.JoinHostPort. */
+export function joinHostPort(host: string, port: number | string): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
