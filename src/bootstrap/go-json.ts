@@ -38,15 +38,18 @@ function hex4(code: number): string {
   return `\\u${code.toString(16).padStart(4, '0')}`;
 }
 
-/** A Go-escaped JSON string literal, quotes included. */
-export function goQuoteJson(s: string): string {
+/**
+ * A Go-escaped JSON string literal, quotes included: the one encoder of Go JSON strings (json.Marshal's,
+ * and with `escapeHTML` false, an Encoder with SetEscapeHTML(false)).
+ */
+export function goQuoteJson(s: string, escapeHTML = true): string {
   let out = '"';
   let start = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     let rep: string | undefined;
     if (c < 0x20 || c === 0x22 || c === 0x5c) rep = SHORT_ESCAPES[s[i]!] ?? hex4(c);
-    else if (c === 0x3c || c === 0x3e || c === 0x26 || c === 0x2028 || c === 0x2029) rep = hex4(c);
+    else if (c === 0x2028 || c === 0x2029 || (escapeHTML && (c === 0x3c || c === 0x3e || c === 0x26))) rep = hex4(c);
     else if (c >= 0xd800 && c <= 0xdbff) {
       const next = s.charCodeAt(i + 1);
       if (next >= 0xdc00 && next <= 0xdfff) {

@@ -32,7 +32,7 @@ import { posix } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import type { Json, ProxyConfigJson } from '../config/proxy-config.js';
 import { BootstrapError } from './errors.js';
-import { GoDuration, parseGoDurationNs } from './go-duration.js';
+import { GoDuration, parseGoDurationNs } from '../config/duration.js';
 import { goJsonMarshal, goQuoteJson, type GoJson } from './go-json.js';
 import { buildNode, ipFamilies, mergedMetadata, metadataGoView, serviceCluster, type NodeInfo, type NodeMetadataInput } from './node-metadata.js';
 import { resolveBootstrapOptions, type BootstrapOptions, type ResolvedBootstrapOptions } from './options.js';

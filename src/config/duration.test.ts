@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatGoDuration, formatProtoDuration, parseAnyDuration, parseGoDuration } from './duration.js';
+import { formatGoDuration, formatProtoDuration, GoDuration, parseAnyDuration, parseGoDuration, parseGoDurationNs } from './duration.js';
 
 describe('durations', () => {
   it("parses Go's time.ParseDuration syntax", () => {
@@ -13,6 +13,19 @@ describe('durations', () => {
     expect(parseGoDuration('s')).toBeUndefined();
     expect(parseGoDuration('5 s')).toBeUndefined();
     expect(parseGoDuration('5d')).toBeUndefined();
+  });
+
+  it('parses exactly to the nanosecond, with Go\'s int64 range', () => {
+    expect(parseGoDurationNs('1.000000001s')).toBe(1_000_000_001n);
+    expect(parseGoDurationNs('+2m.5s')).toBe(120_500_000_000n);
+    expect(parseGoDurationNs('9223372036854775807ns')).toBe(9_223_372_036_854_775_807n);
+    expect(parseGoDurationNs('9223372036854775808ns')).toBeUndefined();
+    expect(parseGoDurationNs('-9223372036854775808ns')).toBe(-9_223_372_036_854_775_808n);
+    expect(parseGoDurationNs('1µs1μs1us')).toBe(3000n);
+    expect(parseGoDurationNs(' 5s')).toBeUndefined(); // Go does not trim; parseGoDuration (env values) does
+    expect(parseGoDuration(' 5s ')).toBe(5000);
+    expect(parseGoDuration('1.5ns')).toBe(1e-6); // Go drops what is below a nanosecond
+    expect(new GoDuration(parseGoDurationNs('1m0.25s')!).String()).toBe('60.25s');
   });
 
   it('formats and parses proto3 JSON durations', () => {

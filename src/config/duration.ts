@@ -1,29 +1,68 @@
-// Durations arrive in two spellings: Go's time.ParseDuration ("1m30s", "500ms", used by env vars)
-// and proto3 JSON ("90s", "0.5s", used by ProxyConfig). Both parse to milliseconds here; ProxyConfig
-// keeps its canonical proto3 JSON string so the bootstrap metadata matches Istio's byte for byte.
+// The one duration module. Durations arrive in two spellings: Go's time.ParseDuration ("1m30s",
+// "500ms": env vars, flags, the stats annotations Istio parses with it) and proto3 JSON ("90s",
+// "0.5s": ProxyConfig). Go's is parsed exactly, to the nanosecond (bigint), as Go does, overflow
+// included; milliseconds are derived from that. ProxyConfig keeps its canonical proto3 JSON
+// string so the bootstrap metadata matches Istio's byte for byte.
 
-const UNIT_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  'µs': 1e-3,
-  'μs': 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
+const UNITS: Record<string, bigint> = {
+  ns: 1n,
+  us: 1_000n,
+  'µs': 1_000n, // U+00B5
+  'μs': 1_000n, // U+03BC
+  ms: 1_000_000n,
+  s: 1_000_000_000n,
+  m: 60_000_000_000n,
+  h: 3_600_000_000_000n,
 };
 
-/** Parses a Go duration string into milliseconds; returns undefined when malformed. */
-export function parseGoDuration(text: string): number | undefined {
-  const s = text.trim();
-  if (s === '0') return 0;
-  const m = /^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/.exec(s);
-  if (!m) return undefined;
-  let total = 0;
-  for (const part of s.replace(/^[+-]/, '').matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) {
-    total += Number(part[1]) * UNIT_MS[part[2]!]!;
+const MAX_INT64 = (1n << 63n) - 1n;
+
+/** Go's time.ParseDuration: nanoseconds, or undefined where Go reports an error. */
+export function parseGoDurationNs(text: string): bigint | undefined {
+  let s = text;
+  let negative = false;
+  if (s[0] === '-' || s[0] === '+') {
+    negative = s[0] === '-';
+    s = s.slice(1);
   }
-  return m[1] === '-' ? -total : total;
+  if (s === '0') return 0n;
+  if (s === '') return undefined;
+  let total = 0n;
+  const re = /^(\d*)(?:\.(\d*))?([^\d.]+)/;
+  while (s !== '') {
+    const m = re.exec(s);
+    if (!m) return undefined;
+    const [whole, intPart = '', fracPart, unitName = ''] = m;
+    if (intPart === '' && (fracPart === undefined || fracPart === '')) return undefined; // no digits
+    const unit = UNITS[unitName];
+    if (unit === undefined) return undefined;
+    let v = BigInt(intPart || '0') * unit;
+    if (fracPart) v += (BigInt(fracPart) * unit) / 10n ** BigInt(fracPart.length);
+    total += v;
+    if (total > MAX_INT64 + (negative ? 1n : 0n)) return undefined;
+    s = s.slice(whole.length);
+  }
+  return negative ? -total : total;
+}
+
+/** A time.Duration in the template data. Prints as an Envoy (proto3 JSON) duration: "10s", "0.5s". */
+export class GoDuration {
+  constructor(readonly nanoseconds: bigint) {}
+
+  String(): string {
+    const neg = this.nanoseconds < 0n;
+    const abs = neg ? -this.nanoseconds : this.nanoseconds;
+    const secs = abs / 1_000_000_000n;
+    const nanos = abs % 1_000_000_000n;
+    const frac = nanos === 0n ? '' : `.${nanos.toString().padStart(9, '0').replace(/0+$/, '')}`;
+    return `${neg ? '-' : ''}${secs}${frac}s`;
+  }
+}
+
+/** Go's time.ParseDuration in milliseconds (surrounding blanks ignored); undefined when malformed. */
+export function parseGoDuration(text: string): number | undefined {
+  const ns = parseGoDurationNs(text.trim());
+  return ns === undefined ? undefined : Number(ns) / 1e6;
 }
 
 /** Formats milliseconds as proto3 JSON Duration ("2s", "0.100s"). */

@@ -5,6 +5,7 @@
  * escaped, []byte as base64, NaN/Inf and functions rejected ("json: unsupported ...").
  * Objects with a toJSON() method (e.g. Date) are encoded from its result.
  */
+import { goQuoteJson } from '../go-json.js';
 import { GoFloat, isGoInt, kindOf, mapGet, sortedMapKeys, structFields, typeName } from './values.js';
 
 export class JSONMarshalError extends Error {}
@@ -14,66 +15,6 @@ export interface MarshalOptions {
   /** MarshalIndent's indent string; '' for compact output. */
   indent?: string;
   prefix?: string;
-}
-
-const hexDigits = '0123456789abcdef';
-
-export function jsonString(s: string, escapeHTML = true): string {
-  let out = '"';
-  let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let esc: string | undefined;
-    if (c < 0x20 || c === 0x22 || c === 0x5c || c === 0x2028 || c === 0x2029) {
-      switch (c) {
-        case 0x22:
-          esc = '\\"';
-          break;
-        case 0x5c:
-          esc = '\\\\';
-          break;
-        case 0x0a:
-          esc = '\\n';
-          break;
-        case 0x0d:
-          esc = '\\r';
-          break;
-        case 0x09:
-          esc = '\\t';
-          break;
-        case 0x08:
-          esc = '\\b';
-          break;
-        case 0x0c:
-          esc = '\\f';
-          break;
-        case 0x2028:
-          esc = '\\u2028';
-          break;
-        case 0x2029:
-          esc = '\\u2029';
-          break;
-        default:
-          esc = '\\u00' + hexDigits[c >> 4]! + hexDigits[c & 0xf]!;
-      }
-    } else if (escapeHTML && (c === 0x3c || c === 0x3e || c === 0x26)) {
-      esc = '\\u00' + hexDigits[c >> 4]! + hexDigits[c & 0xf]!;
-    } else if (c >= 0xd800 && c <= 0xdfff) {
-      // lone surrogates are invalid UTF-8 in Go: replaced by U+FFFD
-      const isHigh = c <= 0xdbff;
-      const next = s.charCodeAt(i + 1);
-      if (isHigh && next >= 0xdc00 && next <= 0xdfff) {
-        i++;
-        continue;
-      }
-      esc = '\ufffd';
-    }
-    if (esc !== undefined) {
-      out += s.slice(start, i) + esc;
-      start = i + 1;
-    }
-  }
-  return out + s.slice(start) + '"';
 }
 
 function jsonNumber(v: number): string {
@@ -104,7 +45,7 @@ export function marshal(v: unknown, opts: MarshalOptions = {}): string {
       case 'bigint':
         return x.toString();
       case 'string':
-        return jsonString(x, escapeHTML);
+        return goQuoteJson(x, escapeHTML);
       case 'function':
       case 'symbol':
         throw new JSONMarshalError(`json: unsupported type: ${typeName(x)}`);
@@ -131,13 +72,13 @@ export function marshal(v: unknown, opts: MarshalOptions = {}): string {
         case 'map': {
           const keys = sortedMapKeys(obj);
           if (keys.length === 0) return '{}';
-          const parts = keys.map((k) => nl + jsonString(String(k), escapeHTML) + colon + enc(mapGet(obj, k), depth + 1));
+          const parts = keys.map((k) => nl + goQuoteJson(String(k), escapeHTML) + colon + enc(mapGet(obj, k), depth + 1));
           return '{' + parts.join(',') + nlEnd + '}';
         }
         default: {
           const fields = structFields(obj).filter(([, val]) => val !== undefined);
           if (fields.length === 0) return '{}';
-          const parts = fields.map(([k, val]) => nl + jsonString(k, escapeHTML) + colon + enc(val, depth + 1));
+          const parts = fields.map(([k, val]) => nl + goQuoteJson(k, escapeHTML) + colon + enc(val, depth + 1));
           return '{' + parts.join(',') + nlEnd + '}';
         }
       }

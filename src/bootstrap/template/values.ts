@@ -23,6 +23,8 @@
  * reach user-supplied functions.
  */
 
+import { compareUtf8 } from '../go-json.js';
+
 /** A float64 whose value happens to be integral (e.g. the template literal `1e6`). */
 export class GoFloat {
   constructor(readonly value: number) {}
@@ -190,9 +192,8 @@ export function mapLen(m: object): number {
   return m instanceof Map ? m.size : mapKeys(m).length;
 }
 
-export function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+/** Go's string order (by UTF-8 bytes). */
+export const compareStrings = compareUtf8;
 
 function compareKeys(a: unknown, b: unknown): number {
   const ka = kindOf(a);
