@@ -33,6 +33,7 @@ import type { AgentConfig } from '../config/load.js';
 import type { Json, ProxyConfigJson } from '../config/proxy-config.js';
 import { BootstrapError } from './errors.js';
 import { GoDuration, parseGoDurationNs } from '../config/duration.js';
+import { splitHostPort } from '../util/ip.js';
 import { goJsonMarshal, goQuoteJson, type GoJson } from './go-json.js';
 import { buildNode, ipFamilies, mergedMetadata, metadataGoView, serviceCluster, type NodeInfo, type NodeMetadataInput } from './node-metadata.js';
 import { resolveBootstrapOptions, type BootstrapOptions, type ResolvedBootstrapOptions } from './options.js';
@@ -107,26 +108,6 @@ function isObject(v: unknown): v is { readonly [k: string]: Json } {
 
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
-}
-
-/** Go's net.SplitHostPort. */
-export function splitHostPort(addr: string): { host: string; port: string } | { error: string } {
-  if (addr.startsWith('[')) {
-    const end = addr.indexOf(']');
-    if (end < 0) return { error: 'missing \']\' in address' };
-    const rest = addr.slice(end + 1);
-    if (rest === '') return { error: 'missing port in address' };
-    if (rest[0] !== ':') return { error: 'missing port in address' };
-    const port = rest.slice(1);
-    if (port.includes(':')) return { error: 'too many colons in address' };
-    return { host: addr.slice(1, end), port };
-  }
-  const i = addr.lastIndexOf(':');
-  if (i < 0) return { error: 'missing port in address' };
-  const host = addr.slice(0, i);
-  if (host.includes(':')) return { error: 'too many colons in address' };
-  if (host.includes('[') || host.includes(']')) return { error: 'unexpected bracket in address' };
-  return { host, port: addr.slice(i + 1) };
 }
 
 /** `{"address": "<host>", "port_value": <port>}` for a `host:port` option (Istio's addressConverter). */

@@ -4,18 +4,9 @@
 import { parseAnyDuration } from './duration.js';
 import type { IssueList } from './errors.js';
 import type { Json, ProxyConfigJson } from './proxy-config.js';
-import { ipFamily } from '../util/ip.js';
+import { ipFamily, splitHostPort } from '../util/ip.js';
 
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
-
-/** Splits `host:port` / `[v6]:port` as Go's net.SplitHostPort does; undefined when malformed. */
-export function splitHostPort(addr: string): { host: string; port: string } | undefined {
-  const v6 = /^\[([^\]]*)\]:([^:]*)$/.exec(addr);
-  if (v6) return { host: v6[1]!, port: v6[2]! };
-  const i = addr.lastIndexOf(':');
-  if (i < 0 || addr.indexOf(':') !== i) return undefined;
-  return { host: addr.slice(0, i), port: addr.slice(i + 1) };
-}
 
 function isFqdn(host: string): boolean {
   if (host.length === 0 || host.length > 255) return false;
@@ -27,7 +18,7 @@ function isFqdn(host: string): boolean {
 /** Istio's ValidateProxyAddress: host:port with a valid hostname or IP and a port in 1..65535. */
 export function proxyAddressProblem(addr: string): string | undefined {
   const hp = splitHostPort(addr);
-  if (!hp) return 'expected host:port';
+  if ('error' in hp) return `expected host:port (${hp.error})`;
   if (!/^\d+$/.test(hp.port)) return `port ${JSON.stringify(hp.port)} is not a number`;
   const port = Number(hp.port);
   if (port < 1 || port > 65535) return `port ${port} must be in the range 1..65535`;

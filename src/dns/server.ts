@@ -21,7 +21,7 @@ import { dnsMetrics } from './metrics.js';
 import { decodeNameTable, nameTableJson, type NameInfo, type NameTable } from './name-table.js';
 import { formatUpstream, parseUpstream, readResolvConf, type Upstream } from './resolv-conf.js';
 import { answerCacheKey, answerSizeLimit, cacheable, emptyReply, parseQuery, RCODE, tableReply, withId, type Query } from './wire.js';
-import { ipFamily, joinHostPort } from '../util/ip.js';
+import { ipFamily, joinHostPort, splitHostPort } from '../util/ip.js';
 
 const log = logger('dns');
 
@@ -72,12 +72,10 @@ interface Listener {
   tcp?: Server;
 }
 
-function splitHostPort(addr: string): { host: string; port: number } {
-  const m = /^\[([^\]]*)\]:(\d+)$/.exec(addr) ?? /^([^:]*):(\d+)$/.exec(addr);
-  if (!m) throw new Error(`dns address must be a valid host:port: ${addr}`);
-  const port = Number(m[2]);
-  if (port > 65535) throw new Error(`dns address must be a valid host:port: ${addr}`);
-  return { host: m[1]!, port };
+function listenAddress(addr: string): { host: string; port: number } {
+  const hp = splitHostPort(addr);
+  if ('error' in hp || !/^\d+$/.test(hp.port) || Number(hp.port) > 65535) throw new Error(`dns address must be a valid host:port: ${addr}`);
+  return { host: hp.host, port: Number(hp.port) };
 }
 
 function shuffledCopy<T>(items: readonly T[]): readonly T[] {
@@ -166,7 +164,7 @@ export class LocalDnsServer {
   }
 
   private async listen(addr: string): Promise<void> {
-    const { host, port } = splitHostPort(addr);
+    const { host, port } = listenAddress(addr);
     let hosts = [host];
     if (host === 'localhost') {
       // "localhost" would bind one family; a dual-stack pod needs both (Istio does the same)

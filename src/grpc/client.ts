@@ -14,6 +14,12 @@ import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 import { ipFamily } from '../util/ip.js';
 
+/** A client certificate (PEM key and chain) to present in the TLS handshake. */
+export interface ClientCertificate {
+  readonly privateKey: Buffer;
+  readonly certChain: Buffer;
+}
+
 export interface GrpcTarget {
   /** host:port */
   readonly address: string;
@@ -24,7 +30,7 @@ export interface GrpcTarget {
     /** PEM bundle to verify the server with; null for the OS root store. */
     readonly ca: Buffer | null;
     readonly serverName: string;
-    readonly clientCertificate?: { readonly privateKey: Buffer; readonly certChain: Buffer };
+    readonly clientCertificate?: ClientCertificate;
   };
 }
 

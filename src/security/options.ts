@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
-import { discoveryServerName } from '../xds/upstream.js';
+import { discoveryServerName } from '../config/istiod-address.js';
 import type { BackoffOptions } from '../util/backoff.js';
 import { MINIMUM_RSA_KEY_SIZE, type KeySpec } from './keys.js';
 

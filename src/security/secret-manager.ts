@@ -29,7 +29,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
-import type { ClientCertificate } from '../xds/upstream.js';
+import type { ClientCertificate } from '../grpc/client.js';
 import { AbortedError, Backoff, sleep } from '../util/backoff.js';
 import { CaClient, validateSignedChain } from './ca-client.js';
 import { FileWatchSet } from './file-watch.js';

@@ -35,3 +35,23 @@ export function ipFamily(s: string): 0 | 4 | 6 {
 export function joinHostPort(host: string, port: number | string): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
+
+/** Go's net.SplitHostPort: host and port, or Go's reason the address is not host:port. */
+export function splitHostPort(addr: string): { host: string; port: string } | { error: string } {
+  if (addr.startsWith('[')) {
+    const end = addr.indexOf(']');
+    if (end < 0) return { error: 'missing \']\' in address' };
+    const rest = addr.slice(end + 1);
+    if (rest === '') return { error: 'missing port in address' };
+    if (rest[0] !== ':') return { error: 'missing port in address' };
+    const port = rest.slice(1);
+    if (port.includes(':')) return { error: 'too many colons in address' };
+    return { host: addr.slice(1, end), port };
+  }
+  const i = addr.lastIndexOf(':');
+  if (i < 0) return { error: 'missing port in address' };
+  const host = addr.slice(0, i);
+  if (host.includes(':')) return { error: 'too many colons in address' };
+  if (host.includes('[') || host.includes(']')) return { error: 'unexpected bracket in address' };
+  return { host, port: addr.slice(i + 1) };
+}

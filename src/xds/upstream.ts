@@ -9,14 +9,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
-import { splitHostPort } from '../config/validate-proxy-config.js';
-import { openClientStream, type ClientStream, type ClientStreamHandlers, type GrpcTarget } from '../grpc/client.js';
+import { discoveryServerName } from '../config/istiod-address.js';
+import { openClientStream, type ClientCertificate, type ClientStream, type ClientStreamHandlers, type GrpcTarget } from '../grpc/client.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
-
-export interface ClientCertificate {
-  readonly privateKey: Buffer;
-  readonly certChain: Buffer;
-}
+import { splitHostPort } from '../util/ip.js';
 
 export interface UpstreamOptions {
   readonly address: string;
@@ -51,7 +47,8 @@ const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
  * root or client certificate is used, and nothing outlives the stream.
  */
 export function openUpstream(opts: UpstreamOptions, method: string, handlers: ClientStreamHandlers, tuning: { keepalive?: KeepaliveOptions; onTooManyPings?: () => void } = {}): ClientStream {
-  if (!splitHostPort(opts.address)) throw new Error(`discovery address ${JSON.stringify(opts.address)} is not host:port`);
+  const hp = splitHostPort(opts.address);
+  if ('error' in hp) throw new Error(`discovery address ${JSON.stringify(opts.address)} is not host:port: ${hp.error}`);
   const metadata: Record<string, string> = {};
   if (opts.tokenPath && existsSync(opts.tokenPath)) {
     const token = readFileSync(opts.tokenPath, 'utf8').trim();
@@ -73,13 +70,6 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
     peerName: 'istiod',
     ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
   });
-}
-
-/** Istio's pilot SAN rule: the host of the discovery address, with localhost meaning istiod. */
-export function discoveryServerName(discoveryAddress: string, istiodSan: string): string {
-  if (istiodSan) return istiodSan;
-  const host = splitHostPort(discoveryAddress)?.host ?? discoveryAddress;
-  return host.includes('localhost') ? 'istiod.istio-system.svc' : host;
 }
 
 /** Root CA for the xDS connection, as Istio's FindRootCAForXDS picks it; null = OS bundle. */
