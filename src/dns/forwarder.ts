@@ -32,9 +32,13 @@ export interface ForwarderOptions {
   readonly maxInflight: number;
 }
 
-class UpstreamError extends Error {}
+class UpstreamError extends Error {
+  readonly code: string = 'DNS_UPSTREAM';
+}
 /** The in-flight limit was hit: reported once per 10 s, not per query. */
-class OverloadError extends UpstreamError {}
+class OverloadError extends UpstreamError {
+  override readonly code = 'DNS_OVERLOAD';
+}
 
 function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items];

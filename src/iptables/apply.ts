@@ -13,7 +13,9 @@ import { logger } from '../util/logger.js';
 
 const log = logger('default');
 
-export class IptablesApplyError extends Error {}
+export class IptablesApplyError extends Error {
+  readonly code = 'IPTABLES_APPLY';
+}
 
 interface FamilyState {
   readonly family: Family;

@@ -30,7 +30,9 @@ const V6_LOOPBACK = '::1/128';
 /** The inbound passthrough cluster binds these, so its connections to the app are never captured. */
 const PASSTHROUGH_SOURCE = { v4: '127.0.0.6/32', v6: '::6/128' };
 
-export class CapturePlanError extends Error {}
+export class CapturePlanError extends Error {
+  readonly code = 'IPTABLES_PLAN';
+}
 
 /** REDIRECT_DNS only takes effect with nameservers to capture, or with CAPTURE_ALL_DNS. */
 export function effectiveRedirectDNS(cfg: CaptureConfig): boolean {

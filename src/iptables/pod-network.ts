@@ -10,7 +10,9 @@ import { parseResolvConf } from '../dns/resolv-conf.js';
 
 export const DEFAULT_PROXY_UID = '1337';
 
-export class PodNetworkError extends Error {}
+export class PodNetworkError extends Error {
+  readonly code = 'IPTABLES_POD_NETWORK';
+}
 
 /** The uid of `user` in /etc/passwd (Go's os/user lookup without cgo), else Istio's 1337. */
 export function proxyUidOf(user: string, passwd = '/etc/passwd'): string {

@@ -10,7 +10,9 @@ import { logger } from '../util/logger.js';
 
 const log = logger('default');
 
-export class RouteError extends Error {}
+export class RouteError extends Error {
+  readonly code = 'IPTABLES_ROUTE';
+}
 
 function ip(args: readonly string[], tolerate: RegExp): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });

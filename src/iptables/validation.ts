@@ -24,7 +24,9 @@ export interface ValidationOptions {
   readonly retryMs?: number;
 }
 
-export class ValidationError extends Error {}
+export class ValidationError extends Error {
+  readonly code = 'IPTABLES_VALIDATION';
+}
 
 export async function validateCapture(o: ValidationOptions): Promise<void> {
   log.info('Starting iptables validation. This check verifies that iptables rules are properly established for the network.');

@@ -76,7 +76,9 @@ function versionAtLeast(v: readonly number[], min: readonly number[]): boolean {
 
 const XTABLES_EXIT_TYPES: Record<number, string> = { 1: 'xtables other problem', 2: 'xtables parameter problem', 3: 'xtables version problem', 4: 'xtables resource problem' };
 
-export class XtablesDetectionError extends Error {}
+export class XtablesDetectionError extends Error {
+  readonly code = 'IPTABLES_DETECTION';
+}
 
 export interface RealXtablesOptions {
   /** legacy or nft: use that variant or fail (--force-iptables-binary) */

@@ -17,6 +17,7 @@ export function concatPem(blocks: readonly string[]): string {
 
 export class CertificateError extends Error {
   override readonly name = 'CertificateError';
+  readonly code = 'CERTIFICATE_INVALID';
 }
 
 /** Parses every certificate of a PEM bundle; throws when one does not parse or there are none. */

@@ -112,7 +112,9 @@ export type ResourceOutcome =
   | { readonly kind: 'rewritten'; readonly value: Uint8Array; readonly fallback?: 'allow' | 'deny' }
   | { readonly kind: 'error'; readonly message: string };
 
-class Malformed extends Error {}
+class Malformed extends Error {
+  readonly code = 'WASM_CONFIG_MALFORMED';
+}
 
 // ---------------------------------------------------------------------------------------------
 // RBAC fallbacks, encoded as Istio's go-control-plane marshals them (fields in number order).

@@ -18,7 +18,9 @@ export interface RegistryCredentials {
 export const DOCKER_HUB_REGISTRY = 'index.docker.io';
 const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
 
-export class PullSecretError extends WasmFetchError {}
+export class PullSecretError extends WasmFetchError {
+  override readonly code = 'WASM_PULL_SECRET';
+}
 
 interface AuthEntry {
   auth?: unknown;

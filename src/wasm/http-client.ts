@@ -6,13 +6,18 @@ import { Agent, interceptors, request, type Dispatcher } from 'undici';
 import { Backoff, sleep } from '../util/backoff.js';
 import { AddressPolicy, guardedConnector, isBlockedAddressError, type LookupFunction } from './net-guard.js';
 
-export class WasmFetchError extends Error {}
+export class WasmFetchError extends Error {
+  readonly code: string = 'WASM_FETCH';
+}
 
 /** The body exceeded the size cap (module, manifest, token response...). */
-export class TooLargeError extends WasmFetchError {}
+export class TooLargeError extends WasmFetchError {
+  override readonly code = 'WASM_TOO_LARGE';
+}
 
 /** A response status that ends the fetch (4xx, 501, ...), or a retryable one after the last attempt. */
 export class HttpStatusError extends WasmFetchError {
+  override readonly code = 'WASM_HTTP_STATUS';
   constructor(
     readonly status: number,
     message: string,
@@ -124,7 +129,9 @@ export interface RetryOptions {
   readonly signal?: AbortSignal;
 }
 
-export class RetryableError extends WasmFetchError {}
+export class RetryableError extends WasmFetchError {
+  override readonly code = 'WASM_RETRYABLE';
+}
 
 /**
  * Runs `attempt` until it succeeds, it throws a non-retryable error, or the attempts are used up.

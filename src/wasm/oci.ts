@@ -438,7 +438,9 @@ export async function prepareImageFetch(refString: string, opts: ImageFetchOptio
 }
 
 /** The manifest does not have this layout (try the next one). */
-class LayoutError extends WasmFetchError {}
+class LayoutError extends WasmFetchError {
+  override readonly code = 'WASM_OCI_LAYOUT';
+}
 
 async function extractCompat(session: RegistrySession, layers: Descriptor[], layerType: string, cap: number): Promise<Buffer> {
   if (layers.length === 0) throw new LayoutError('number of layers must be greater than zero');

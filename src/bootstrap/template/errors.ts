@@ -14,6 +14,7 @@ export type TemplateErrorPhase = 'parse' | 'exec';
 
 export class TemplateError extends Error {
   override readonly name = 'TemplateError';
+  readonly code = 'TEMPLATE';
 
   constructor(
     message: string,

@@ -8,7 +8,9 @@
 import { goQuoteJson } from '../go-json.js';
 import { GoFloat, isGoInt, kindOf, mapGet, sortedMapKeys, structFields, typeName } from './values.js';
 
-export class JSONMarshalError extends Error {}
+export class JSONMarshalError extends Error {
+  readonly code = 'TEMPLATE_JSON';
+}
 
 export interface MarshalOptions {
   escapeHTML?: boolean;

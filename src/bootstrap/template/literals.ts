@@ -4,7 +4,9 @@
  */
 import { utf8Bytes, utf8String } from './values.js';
 
-export class SyntaxError_ extends Error {}
+export class SyntaxError_ extends Error {
+  readonly code = 'TEMPLATE_LITERAL_SYNTAX';
+}
 
 const INVALID = 'invalid syntax';
 
