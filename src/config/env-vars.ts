@@ -156,7 +156,6 @@ export const ENV = {
   METRICS_LOCALHOST_ACCESS_ONLY: def('METRICS_LOCALHOST_ACCESS_ONLY', false, bool, 'Serve merged metrics to loopback callers only.'),
   PILOT_AGENT_MERGE_ENVOY_STATS: def('PILOT_AGENT_MERGE_ENVOY_STATS', true, bool, "Include Envoy's stats in the merged metrics."),
   REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: def('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION', false, bool, "Send app probes to loopback instead of the pod IP (Istio's legacy behaviour)."),
-  ENABLE_PROFILING_STATUS_PORT: def('ENABLE_PROFILING_STATUS_PORT', false, bool, 'Reserved; profiling endpoints are not served by this agent.'),
 } as const;
 
 export type EnvName = keyof typeof ENV;

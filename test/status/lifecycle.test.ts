@@ -220,6 +220,7 @@ describe('non-loopback callers (network namespace)', () => {
     try {
       const status = await startStatus({
         metricsLocalhostOnly: true,
+        profiling: true,
         noEnvoy: true,
         onQuit: () => void calls.push('quit'),
         onDrain: () => void calls.push('drain'),
@@ -231,6 +232,9 @@ describe('non-loopback callers (network namespace)', () => {
         ['POST', '/drain'],
         ['GET', '/debug/config'],
         ['GET', '/debug/syncz'],
+        ['GET', '/debug/pprof/'],
+        ['GET', '/debug/pprof/profile?seconds=1'],
+        ['GET', '/debug/pprof/heap'],
         ['GET', '/stats/prometheus'],
         ['GET', '/healthz/ready'],
         ['GET', '/app-health/a/livez'],
@@ -240,6 +244,9 @@ describe('non-loopback callers (network namespace)', () => {
         'POST /drain': 403,
         'GET /debug/config': 403,
         'GET /debug/syncz': 403,
+        'GET /debug/pprof/': 403,
+        'GET /debug/pprof/profile?seconds=1': 403,
+        'GET /debug/pprof/heap': 403,
         'GET /stats/prometheus': 403,
         'GET /healthz/ready': 200,
         'GET /app-health/a/livez': 200,
@@ -248,6 +255,7 @@ describe('non-loopback callers (network namespace)', () => {
       // the same calls from loopback are served
       expect((await call(`http://127.0.0.1:${status.port}/stats/prometheus`)).status).toBe(200);
       expect((await call(`http://127.0.0.1:${status.port}/debug/config`)).status).toBe(404); // no provider given
+      expect((await call(`http://127.0.0.1:${status.port}/debug/pprof/cmdline`)).status).toBe(200);
       // metrics are open to everyone without METRICS_LOCALHOST_ACCESS_ONLY
       const open = await startStatus({ noEnvoy: true });
       expect(await fromNamespace(open.port, [['GET', '/metrics']])).toEqual({ 'GET /metrics': 200 });
