@@ -41,3 +41,57 @@ export function outboundHttpListener(o: OutboundHttpListenerOptions): { json: Re
     },
   };
 }
+
+export const WASM_HTTP_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
+
+/** An outbound HTTP listener on 0.0.0.0:8080 with inline routes, whose first HTTP filter `filterName` comes from ECDS. */
+export function ecdsWasmListener(filterName: string): { json: Record<string, unknown> } {
+  return {
+    json: {
+      '@type': 'type.googleapis.com/envoy.config.listener.v3.Listener',
+      name: '0.0.0.0_8080',
+      address: { socket_address: { address: '0.0.0.0', port_value: 8080 } },
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                stat_prefix: 'outbound_0.0.0.0_8080',
+                route_config: { name: 'local', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200 } }] }] },
+                http_filters: [
+                  { name: filterName, config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: [WASM_HTTP_FILTER] } },
+                  { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+/** The TypedExtensionConfig `name` as istiod sends a WasmPlugin: its Wasm filter loads remote code from `uri` with `sha256`. */
+export function remoteWasmExtension(name: string, uri: string, sha256: string): { json: Record<string, unknown> } {
+  return {
+    json: {
+      '@type': 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+      name,
+      typed_config: {
+        '@type': WASM_HTTP_FILTER,
+        config: {
+          name,
+          root_id: 'hello',
+          vm_config: {
+            runtime: 'envoy.wasm.runtime.v8',
+            code: { remote: { http_uri: { uri, cluster: 'unused', timeout: '10s' }, sha256 } },
+            environment_variables: { key_values: { ISTIO_META_WASM_IMAGE_PULL_POLICY: 'IfNotPresent' } },
+          },
+          configuration: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: '{"greeting":"hi"}' },
+        },
+      },
+    },
+  };
+}
