@@ -53,7 +53,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { frameMessage } from '../src/grpc/frames.js';
 import { DELTA, SOTW } from '../src/xds/protocol.js';
-import { buildResourceSet, CertificateAuthority, parseResourceFile, privateKeyToPem, type ResourceSet } from '../test/control-plane/index.js';
+import { ANSWER_EVERY_NAME_TYPES, buildResourceSet, CertificateAuthority, emptyAnswer, parseResourceFile, privateKeyToPem, type ResourceSet } from '../test/control-plane/index.js';
 import { decodeMessage, messageToJson } from '../test/control-plane/xds-protos.js';
 import { messageSchema } from '../test/support/envoy-protos.js';
 import { freePort } from '../test/support/processes.js';
@@ -341,6 +341,8 @@ function differences(state: ClientState, expected: Map<string, Map<string, strin
     const url = ADS_TYPE_URLS[t];
     const all = expected.get(url.slice(url.lastIndexOf('/') + 1)) ?? new Map<string, string>();
     const want = held.wildcard ? all : new Map([...all].filter(([n]) => held.names.includes(n)));
+    // EDS and RDS names the configuration has nothing for are answered empty, as istiod does
+    if (!held.wildcard && ANSWER_EVERY_NAME_TYPES.includes(url)) for (const n of held.names) if (!want.has(n)) want.set(n, emptyAnswer(url, n).version);
     const have = new Map(Object.entries(held.held));
     const missing = [...want.keys()].filter((n) => !have.has(n));
     const extra = [...have.keys()].filter((n) => !want.has(n));

@@ -170,9 +170,15 @@ export class Agent {
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
     // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
     // The Wasm machinery (protos, HTTP/OCI clients) loads with the first ECDS push, not at start.
-    xds.registerInterceptor(TypeUrl.ExtensionConfig, {
-      intercept: async (message, ctx) => (await this.wasmRuntime()).interceptor.intercept(message, ctx),
-    });
+    // With ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION=false ECDS is relayed untouched, as Istio
+    // forwards it (Envoy then fetches remote code itself).
+    if (config.env.ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION) {
+      xds.registerInterceptor(TypeUrl.ExtensionConfig, {
+        intercept: async (message, ctx) => (await this.wasmRuntime()).interceptor.intercept(message, ctx),
+      });
+    } else {
+      log.info('ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION is false: ECDS is relayed to Envoy unconverted');
+    }
     await xds.start();
     this.checkpoint();
     const grpcBootstrap = writeGrpcBootstrap(config);

@@ -62,6 +62,29 @@ const oneOf = <T extends string>(values: readonly T[], caseInsensitive = false):
   return hit !== undefined ? { ok: true, value: hit } : { ok: false, message: `expected one of ${values.map((v) => JSON.stringify(v)).join(', ')}` };
 };
 
+/**
+ * A proxy as Go's http.ProxyFromEnvironment reads one: a URL, or `host[:port]` taken as http://
+ * (net/http tries "http://" + the value when it has no scheme or host). http and https proxies
+ * only: undici speaks no SOCKS on the guarded path.
+ */
+const proxyUrl: Parser<string> = (raw) => {
+  const value = raw.trim();
+  const parse = (v: string): URL | undefined => {
+    try {
+      const u = new URL(v);
+      return u.host ? u : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  // a value with a scheme must parse as it is (Go would retry it with http:// in front, making
+  // `http://[bad` a proxy named "http"); host[:port] is taken as http://
+  const u = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? parse(value) : parse(`http://${value}`);
+  if (!u) return { ok: false, message: 'expected a proxy URL such as http://proxy.example:3128, or host:port' };
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { ok: false, message: `proxy scheme ${u.protocol.replace(/:$/, '')} is not supported (http or https)` };
+  return { ok: true, value: u.href.replace(/\/$/, '') };
+};
+
 function def<T>(name: string, defaultValue: T, parse: Parser<T>, description: string): EnvVar<T> {
   return { name, defaultValue, parse, description };
 }
@@ -149,6 +172,14 @@ export const ENV = {
   WASM_HTTP_REQUEST_MAX_RETRIES: def('WASM_HTTP_REQUEST_MAX_RETRIES', 5, int(0, 100), 'Retries of a failed Wasm module HTTP fetch.'),
   ISTIO_WASM_MAX_BINARY_SIZE_BYTES: def('ISTIO_WASM_MAX_BINARY_SIZE_BYTES', 256 * 1024 * 1024, int(1), 'Largest Wasm module accepted.'),
   BLOCKED_CIDRS_IN_WASM_FETCH: def('BLOCKED_CIDRS_IN_WASM_FETCH', '', str, 'Comma-separated CIDRs that Wasm fetches must not dial.'),
+  ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION: def('ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION', true, bool, 'Fetch remote Wasm modules named in ECDS and hand Envoy local files; false relays ECDS to Envoy unchanged.'),
+  // Proxies for Wasm module and registry fetches, read as Go's http.ProxyFromEnvironment does (upper case first)
+  HTTPS_PROXY: def('HTTPS_PROXY', '', proxyUrl, 'Proxy for https Wasm and registry fetches.'),
+  https_proxy: def('https_proxy', '', proxyUrl, 'HTTPS_PROXY, when that is unset.'),
+  HTTP_PROXY: def('HTTP_PROXY', '', proxyUrl, 'Proxy for plain http Wasm and registry fetches.'),
+  http_proxy: def('http_proxy', '', proxyUrl, 'HTTP_PROXY, when that is unset.'),
+  NO_PROXY: def('NO_PROXY', '', str, 'Hosts reached without the proxy: names (and their subdomains; .name: subdomains only), IPs, CIDRs, optional :port, or *.'),
+  no_proxy: def('no_proxy', '', str, 'NO_PROXY, when that is unset.'),
 
   // Status port
   ISTIO_KUBE_APP_PROBERS: def('ISTIO_KUBE_APP_PROBERS', '', str, 'JSON of the app probes rewritten by the injector.'),
@@ -156,7 +187,6 @@ export const ENV = {
   METRICS_LOCALHOST_ACCESS_ONLY: def('METRICS_LOCALHOST_ACCESS_ONLY', false, bool, 'Serve merged metrics to loopback callers only.'),
   PILOT_AGENT_MERGE_ENVOY_STATS: def('PILOT_AGENT_MERGE_ENVOY_STATS', true, bool, "Include Envoy's stats in the merged metrics."),
   REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: def('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION', false, bool, "Send app probes to loopback instead of the pod IP (Istio's legacy behaviour)."),
-  ENABLE_PROFILING_STATUS_PORT: def('ENABLE_PROFILING_STATUS_PORT', false, bool, 'Reserved; profiling endpoints are not served by this agent.'),
 } as const;
 
 export type EnvName = keyof typeof ENV;

@@ -10,6 +10,8 @@ const SECRET_NAME = /(token|secret|passw|credential|authorization|api[_-]?key|pr
 /** Declared env vars whose name matches SECRET_NAME but hold no secret (durations, ratios, switches). */
 const NOT_SECRET = new Set(['SECRET_TTL', 'SECRET_GRACE_PERIOD_RATIO', 'SECRET_GRACE_PERIOD_RATIO_JITTER', 'CREDENTIAL_FETCHER_TYPE']);
 
+const PROXY_URL_VARS = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'] as const;
+
 export function isSecretName(name: string): boolean {
   return SECRET_NAME.test(name) && !NOT_SECRET.has(name);
 }
@@ -27,6 +29,8 @@ export function debugConfigView(config: AgentConfig): Record<string, unknown> {
   if (pc.runtimeValues && typeof pc.runtimeValues === 'object') pc.runtimeValues = redactRecord(pc.runtimeValues as Record<string, unknown>);
   const env = redactRecord(config.env as unknown as Record<string, unknown>);
   if (typeof env.PROXY_CONFIG === 'string' && env.PROXY_CONFIG !== '') env.PROXY_CONFIG = '<see proxyConfig>';
+  // a proxy URL may carry a user and password
+  for (const k of PROXY_URL_VARS) if (typeof env[k] === 'string') env[k] = (env[k] as string).replace(/\/\/[^/@]*@/, `//${REDACTED}@`);
   return {
     proxyType: config.proxyType,
     node: config.node,

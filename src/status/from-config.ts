@@ -47,6 +47,7 @@ export function statusServerOptionsFrom(config: AgentConfig, deps: StatusServerD
     metricsLocalhostOnly: config.env.METRICS_LOCALHOST_ACCESS_ONLY,
     noEnvoy: config.env.DISABLE_ENVOY,
     grpcBootstrapPath: config.paths.grpcBootstrap,
+    profiling: config.flags.profiling,
     ...(deps.dnsReady ? { dnsReady: deps.dnsReady } : {}),
     ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
     onQuit: deps.onQuit,

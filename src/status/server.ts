@@ -7,6 +7,7 @@
 //                                         app probes from ISTIO_KUBE_APP_PROBERS (app-probe.ts)
 //   /quitquitquit, /drain                 POST, loopback callers only
 //   /debug/{config,syncz,xds,certs,wasm,ndsz}   loopback callers only
+//   /debug/pprof/{,profile,heap,cmdline}  with --profiling (Istio's default): V8 profiles (pprof.ts), loopback only
 //
 // Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by the
 // constructor and thrown as one ConfigError, so the agent can refuse to start before Envoy runs.
@@ -26,6 +27,7 @@ import { MetricsMerger } from './metrics-merge.js';
 import { isLoopbackAddress } from './net-util.js';
 import { joinHostPort } from '../util/ip.js';
 import { Readiness, type ReadinessResult } from './readiness.js';
+import { Pprof } from './pprof.js';
 import { parseScrapeConfig } from './scrape-config.js';
 
 const log = logger('default');
@@ -70,6 +72,8 @@ export interface StatusServerOptions {
   readonly dnsReady?: () => boolean;
   /** Epoch ms the agent started; process start by default. */
   readonly startedAt?: number;
+  /** --profiling: serve /debug/pprof/* (Istio's default true; off by default here so embedders opt in). */
+  readonly profiling?: boolean;
   /** POST /quitquitquit (after the answer is sent): exit at once. */
   readonly onQuit?: () => void | Promise<void>;
   /** POST /drain (after the answer is sent): drain Envoy now (Agent.drainNow). */
@@ -132,6 +136,7 @@ export class StatusServer {
   private readonly closing = new AbortController();
   private readonly connections: ConnectionGuard;
   private readonly limits: { -readonly [K in keyof typeof STATUS_PORT_LIMITS]: number };
+  private readonly pprof: Pprof | undefined;
   private scrapesInProgress = 0;
   private warnedScrapes = false;
   private server: http.Server | undefined;
@@ -165,6 +170,7 @@ export class StatusServer {
       dnsReady: opts.dnsReady,
       startedAt: opts.startedAt ?? performance.timeOrigin,
     });
+    this.pprof = opts.profiling ? new Pprof() : undefined;
     this.limits = { ...STATUS_PORT_LIMITS };
     for (const k of Object.keys(STATUS_PORT_LIMITS) as (keyof typeof STATUS_PORT_LIMITS)[]) {
       const v = opts[k];
@@ -359,9 +365,13 @@ export class StatusServer {
     res.end(answer.body ?? '');
   }
 
-  private handleDebug(path: string, req: http.IncomingMessage, res: http.ServerResponse, local: boolean): void {
+  private handleDebug(path: string, req: http.IncomingMessage, res: http.ServerResponse, local: boolean): Promise<void> | void {
     if (!local) return send(res, 403, FORBIDDEN);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'Method Not Allowed\n');
+    if (path === '/debug/pprof' || path.startsWith('/debug/pprof/')) {
+      if (!this.pprof) return send(res, 404, 'profiling is off (pilot-agent proxy --profiling=false)\n');
+      return this.pprof.handle(path, req, res, this.closing.signal);
+    }
     const d = this.opts.debug ?? {};
     const views: Record<string, { provider: DebugProvider | undefined; empty: unknown }> = {
       '/debug/config': { provider: d.config, empty: undefined },
@@ -372,7 +382,7 @@ export class StatusServer {
       '/debug/ndsz': { provider: d.ndsz, empty: undefined },
     };
     if (path === '/debug' || path === '/debug/') {
-      return sendJson(res, 200, { endpoints: Object.keys(views) });
+      return sendJson(res, 200, { endpoints: [...Object.keys(views), ...(this.pprof ? ['/debug/pprof/'] : [])] });
     }
     const view = views[path];
     if (!view) return send(res, 404, '404 page not found\n');

@@ -181,7 +181,13 @@ export class WasmModuleCache {
       policy,
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
       ...(this.options.extraCaCerts ? { extraCaCerts: this.options.extraCaCerts } : {}),
+      ...(this.options.proxy ? { proxy: this.options.proxy } : {}),
     });
+    const proxy = this.options.proxy;
+    if (proxy && (proxy.httpProxy || proxy.httpsProxy)) {
+      const show = (u: string): string => (u ? displayUrl(u) : 'none');
+      log.info(`Wasm fetches use proxies: https ${show(proxy.httpsProxy)}, http ${show(proxy.httpProxy)}; NO_PROXY ${JSON.stringify(proxy.noProxy)}`);
+    }
     this.scanDisk();
     wasmMetrics.cacheEntries.set(this.modules.size);
   }

@@ -1,10 +1,13 @@
 // HTTP plumbing shared by the plain HTTP(S) fetcher and the OCI registry client: undici dispatchers
-// whose every dial goes through the address guard (redirects included), bounded body reads, and
-// retries with exponential backoff on transport errors and retryable 5xx responses.
+// whose every dial goes through the address guard (redirects included), through the proxy the
+// environment names when it names one (proxy.ts), bounded body reads, and retries with exponential
+// backoff on transport errors and retryable 5xx responses.
 
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { rootCertificates } from 'node:tls';
+import { Agent, interceptors, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
 import { Backoff, sleep } from '../util/backoff.js';
 import { AddressPolicy, guardedConnector, isBlockedAddressError, type LookupFunction } from './net-guard.js';
+import { proxiedTargetGuard, ProxyRules, type ProxySettings } from './proxy.js';
 
 export class WasmFetchError extends Error {
   readonly code: string = 'WASM_FETCH';
@@ -31,26 +34,65 @@ export interface HttpClientOptions {
   readonly lookup?: LookupFunction;
   readonly extraCaCerts?: readonly (string | Buffer)[];
   readonly maxRedirections?: number;
+  /** HTTP(S)_PROXY / NO_PROXY; no proxy when absent or empty. */
+  readonly proxy?: ProxySettings;
 }
 
-/** Two pools (verified TLS, and unverified TLS for insecure registries), both guarded. */
+const KEEP_ALIVE_MS = 4_000;
+
+/** Two pools (verified TLS, and unverified TLS for insecure registries), both guarded, each with its proxies. */
 export class WasmHttpClient {
   private readonly secure: Dispatcher;
   private readonly insecure: Dispatcher;
-  private readonly agents: Agent[];
+  private readonly agents: Dispatcher[] = [];
+  /** Proxy agents made on first use, by `insecure|proxy URL`. */
+  private readonly proxies = new Map<string, ProxyAgent>();
 
-  constructor(opts: HttpClientOptions) {
-    const make = (insecure: boolean): Agent =>
-      new Agent({
-        connect: guardedConnector({ policy: opts.policy, insecure, ...(opts.lookup ? { lookup: opts.lookup } : {}), ...(opts.extraCaCerts ? { extraCaCerts: opts.extraCaCerts } : {}) }),
-        keepAliveTimeout: 4_000,
-      });
-    const secure = make(false);
-    const insecure = make(true);
-    this.agents = [secure, insecure];
+  constructor(private readonly opts: HttpClientOptions) {
     const redirect = interceptors.redirect({ maxRedirections: opts.maxRedirections ?? 10 });
-    this.secure = secure.compose(redirect);
-    this.insecure = insecure.compose(redirect);
+    const rules = opts.proxy ? new ProxyRules(opts.proxy) : undefined;
+    const make = (insecure: boolean): Dispatcher => {
+      const direct = new Agent({ connect: this.connector(insecure), keepAliveTimeout: KEEP_ALIVE_MS });
+      this.agents.push(direct);
+      if (!rules?.enabled) return direct.compose(redirect);
+      // the proxy choice sits under the redirect interceptor: every hop is routed and checked anew
+      return direct.compose(proxiedTargetGuard(rules, (url) => this.proxyAgent(url, insecure), opts.policy, opts.lookup), redirect);
+    };
+    this.secure = make(false);
+    this.insecure = make(true);
+  }
+
+  private connector(insecure: boolean): ReturnType<typeof guardedConnector> {
+    const o = this.opts;
+    return guardedConnector({ policy: o.policy, insecure, ...(o.lookup ? { lookup: o.lookup } : {}), ...(o.extraCaCerts ? { extraCaCerts: o.extraCaCerts } : {}) });
+  }
+
+  /**
+   * undici's ProxyAgent for one proxy: https targets through a CONNECT tunnel, http ones as
+   * absolute-form requests (as Go's Transport). Connections to the proxy itself are dialed by the
+   * guarded connector, as Istio's DialContext dials the proxy.
+   */
+  private proxyAgent(proxyUrl: string, insecure: boolean): ProxyAgent {
+    const key = `${insecure}|${proxyUrl}`;
+    let agent = this.proxies.get(key);
+    if (agent) return agent;
+    const proxyOrigin = new URL(proxyUrl).origin;
+    const toProxy = this.connector(insecure);
+    const pool = (origin: string | URL, options: object): Pool => {
+      const toTheProxy = new URL(String(origin)).origin === proxyOrigin;
+      return new Pool(origin, { ...options, ...(toTheProxy ? { connect: toProxy } : {}), keepAliveTimeout: KEEP_ALIVE_MS });
+    };
+    const extra = this.opts.extraCaCerts;
+    agent = new ProxyAgent({
+      uri: proxyUrl,
+      proxyTunnel: false,
+      requestTls: { rejectUnauthorized: !insecure, ...(extra?.length ? { ca: [...rootCertificates, ...extra] } : {}) },
+      clientFactory: (origin, options) => pool(origin, options),
+      factory: (origin, options) => pool(origin, options),
+      keepAliveTimeout: KEEP_ALIVE_MS,
+    });
+    this.proxies.set(key, agent);
+    return agent;
   }
 
   dispatcher(insecure: boolean): Dispatcher {
@@ -58,7 +100,7 @@ export class WasmHttpClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.agents.map((a) => a.destroy().catch(() => undefined)));
+    await Promise.all([...this.agents, ...this.proxies.values()].map((a) => a.destroy().catch(() => undefined)));
   }
 }
 

@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import type { LookupFunction } from './net-guard.js';
+import type { ProxySettings } from './proxy.js';
 
 /** Istio's constants.IstioDataDir, relative to the agent's working directory (`/` in the container). */
 export const ISTIO_DATA_DIR = './var/lib/istio/data';
@@ -38,6 +39,8 @@ export interface WasmOptions {
   readonly blockedCidrs: readonly string[];
   /** First retry delay; doubles-ish (x1.5, +-50% jitter) per retry. */
   readonly initialBackoffMs?: number;
+  /** HTTP(S)_PROXY and NO_PROXY (upper case, else lower case, as Go reads them); no proxy when absent. */
+  readonly proxy?: ProxySettings;
   /** Resolver used for every dial (tests map names to loopback). */
   readonly lookup?: LookupFunction;
   /** Extra trusted roots on top of the system ones (tests). */
@@ -65,6 +68,11 @@ export function wasmOptionsFromConfig(config: AgentConfig, overrides: Partial<Wa
     httpRequestMaxRetries: env.WASM_HTTP_REQUEST_MAX_RETRIES,
     maxBinarySizeBytes: env.ISTIO_WASM_MAX_BINARY_SIZE_BYTES,
     blockedCidrs: splitList(env.BLOCKED_CIDRS_IN_WASM_FETCH),
+    proxy: {
+      httpProxy: env.HTTP_PROXY || env.http_proxy,
+      httpsProxy: env.HTTPS_PROXY || env.https_proxy,
+      noProxy: env.NO_PROXY || env.no_proxy,
+    },
     ...overrides,
   });
 }

@@ -20,6 +20,7 @@ import { readRecord, type RecordEvent } from '../envoy-stand-in/recorder.js';
 import { httpRequest } from '../support/envoy-stand-in-harness.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
+import { outboundHttpListener } from '../support/sidecar-resources.js';
 import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const TOKEN = 'sidecar-ads-token';
@@ -34,28 +35,7 @@ function brokenListener(name: string): Uint8Array {
 }
 
 /** An outbound HTTP listener taking its routes from RDS (the dump's listeners have none). */
-const rdsListener = {
-  json: {
-    name: '0.0.0.0_8080',
-    address: { socket_address: { address: '0.0.0.0', port_value: 8080 } },
-    traffic_direction: 'OUTBOUND',
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-              stat_prefix: 'outbound_0.0.0.0_8080',
-              rds: { route_config_name: '8080', config_source: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' } },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
-            },
-          },
-        ],
-      },
-    ],
-  },
-};
+const rdsListener = outboundHttpListener({ port: 8080, route: '8080' });
 const route8080 = { json: { name: '8080', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'agent-0000' } }] }] } };
 
 describe.each([

@@ -14,12 +14,13 @@ import { startControlPlane, type ControlPlane } from '../control-plane/index.js'
 import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
+import { ecdsWasmListener, remoteWasmExtension } from '../support/sidecar-resources.js';
 import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const ECDS = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
-const WASM_FILTER = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
+const EXTENSION = 'default.hello-wasm';
 
 // the smallest valid module: magic + version, then a custom section naming this test
 const MODULE = Buffer.concat([Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]), Buffer.from([0x00, 0x05, 0x04]), Buffer.from('test')]);
@@ -32,55 +33,7 @@ let agent: RunningProcess;
 let adminPort: number;
 let downloads = 0;
 
-function listenerWithEcdsFilter(): { json: unknown } {
-  return {
-    json: {
-      '@type': LDS,
-      name: '0.0.0.0_8080',
-      address: { socket_address: { address: '0.0.0.0', port_value: 8080 } },
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: 'envoy.filters.network.http_connection_manager',
-              typed_config: {
-                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                stat_prefix: 'outbound_0.0.0.0_8080',
-                route_config: { name: 'local', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200 } }] }] },
-                http_filters: [
-                  { name: 'default.hello-wasm', config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: [WASM_FILTER] } },
-                  { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
-                ],
-              },
-            },
-          ],
-        },
-      ],
-    },
-  };
-}
-
-function wasmExtension(path: string, sha256: string): { json: unknown } {
-  return {
-    json: {
-      '@type': ECDS,
-      name: 'default.hello-wasm',
-      typed_config: {
-        '@type': WASM_FILTER,
-        config: {
-          name: 'default.hello-wasm',
-          root_id: 'hello',
-          vm_config: {
-            runtime: 'envoy.wasm.runtime.v8',
-            code: { remote: { http_uri: { uri: `http://127.0.0.1:${filesPort}${path}`, cluster: 'unused', timeout: '10s' }, sha256 } },
-            environment_variables: { key_values: { ISTIO_META_WASM_IMAGE_PULL_POLICY: 'IfNotPresent' } },
-          },
-          configuration: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: '{"greeting":"hi"}' },
-        },
-      },
-    },
-  };
-}
+const moduleAt = (path: string, sha256: string) => remoteWasmExtension(EXTENSION, `http://127.0.0.1:${filesPort}${path}`, sha256);
 
 beforeAll(async () => {
   work = tempDir('pa-wasm-agent-');
@@ -92,8 +45,8 @@ beforeAll(async () => {
   filesPort = await new Promise<number>((r) => files.listen(0, '127.0.0.1', () => r((files.address() as { port: number }).port)));
   cp = await startControlPlane({ plaintext: true, log: () => undefined });
   cp.setResources(CDS, [], { replace: true });
-  cp.setResources(LDS, [listenerWithEcdsFilter()], { replace: true });
-  cp.setResources(ECDS, [wasmExtension('/hello.wasm', createHash('sha256').update(MODULE).digest('hex'))], { replace: true });
+  cp.setResources(LDS, [ecdsWasmListener(EXTENSION)], { replace: true });
+  cp.setResources(ECDS, [moduleAt('/hello.wasm', createHash('sha256').update(MODULE).digest('hex'))], { replace: true });
   adminPort = await freePort();
   mkdirSync(join(work.path, 'var/lib/istio/data'), { recursive: true });
   const pod = injectedProxy('hello.yaml.injected');
@@ -153,7 +106,7 @@ it('hands Envoy a local file with the module bytes, downloaded once into the cac
 });
 
 it('falls back to a deny-all RBAC filter of the same name when the checksum does not match', { timeout: 60_000 }, async () => {
-  cp.setResources(ECDS, [wasmExtension('/hello.wasm', '0'.repeat(64))], { replace: true });
+  cp.setResources(ECDS, [moduleAt('/hello.wasm', '0'.repeat(64))], { replace: true });
   await vi.waitFor(
     async () => {
       const held = await ecdsHeld();

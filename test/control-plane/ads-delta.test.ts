@@ -82,7 +82,9 @@ describe('ADS delta', () => {
     const c = open();
     c.request({ type_url: EDS, resource_names_subscribe: ['x', 'nope'] });
     const r1 = await c.next();
-    expect(names(r1)).toEqual(['x']);
+    // as istiod: a cluster it has no endpoints for gets an empty ClusterLoadAssignment
+    expect(names(r1)).toEqual(['nope', 'x']);
+    expect(decodeResource(r1.resources.find((r) => r.name === 'nope')!.resource!).json).toEqual({ cluster_name: 'nope' });
     c.ack(r1);
     c.request({ type_url: EDS, resource_names_subscribe: ['y'] });
     const r2 = await c.next();

@@ -18,6 +18,10 @@
 // subscription ("*" = wildcard; an empty first subscribe of CDS/LDS is the legacy wildcard).
 // Subscription changes are honoured whatever the nonce; nonces only locate ACKs and NACKs.
 //
+// EDS and RDS names are always answered, as istiod answers them: a subscribed name the store has no
+// resource for gets an empty ClusterLoadAssignment / RouteConfiguration (ANSWER_EVERY_NAME_TYPES),
+// so an Envoy warming its clusters and listeners on them completes its initialisation.
+//
 // When resources change, every stream watching the type gets a response: SotW wildcard streams
 // always, SotW named streams when one of their names changed, Delta streams when their diff is
 // not empty. Changed types are pushed in CDS, EDS, LDS, RDS, ... order.
@@ -26,7 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { JsonValue } from '@bufbuild/protobuf';
-import type { ChangeEvent, ResourceStore, StoredResource } from './resources.js';
+import { emptyAnswer, type ChangeEvent, type ResourceStore, type StoredResource } from './resources.js';
 import {
   PUSH_ORDER,
   createMessage,
@@ -146,6 +150,8 @@ export interface RejectedStream {
 export interface AdsServerOptions {
   readonly store: ResourceStore;
   readonly isWildcardType: (typeUrl: string) => boolean;
+  /** Named types whose every subscribed name is answered, with an empty resource when the store has none (istiod: EDS, RDS). */
+  readonly answersEveryName: (typeUrl: string) => boolean;
   /** Returns why the call is refused, or undefined to accept it. */
   readonly authorize: (md: grpc.Metadata) => string | undefined;
   readonly log: (msg: string) => void;
@@ -256,6 +262,8 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
   private holding = 0;
   private closed = false;
   private readonly unsubscribeStore: () => void;
+  /** Empty resources made for names the store lacks, by type URL and name (they never change). */
+  private readonly emptyResources = new Map<string, Map<string, StoredResource>>();
 
   constructor(private readonly opts: AdsServerOptions) {
     super();
@@ -442,6 +450,17 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     this.disconnectAll(grpc.status.UNAVAILABLE, 'control plane shutting down');
   }
 
+  /** The resource a named subscription gets for `name`: the stored one, else istiod's empty answer where istiod gives one. */
+  private lookup(typeUrl: string, name: string): StoredResource | undefined {
+    const stored = this.opts.store.get(typeUrl, name);
+    if (stored || !this.opts.answersEveryName(typeUrl)) return stored;
+    let byName = this.emptyResources.get(typeUrl);
+    if (!byName) this.emptyResources.set(typeUrl, (byName = new Map()));
+    let empty = byName.get(name);
+    if (!empty) byName.set(name, (empty = emptyAnswer(typeUrl, name)));
+    return empty;
+  }
+
   // ------------------------------------------------------------------------------------------
   // Stream plumbing
 
@@ -621,7 +640,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     const store = this.opts.store;
     const resources = st.wildcard
       ? store.all(typeUrl)
-      : [...st.names].map((n) => store.get(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
+      : [...st.names].map((n) => this.lookup(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
     const version = store.version(typeUrl);
     const nonce = s.nextNonce();
     const resp = createMessage<DiscoveryResponse>(xdsSchemas().DiscoveryResponse, {
@@ -764,9 +783,9 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     const store = this.opts.store;
     const candidates = st.wildcard
       ? store.all(typeUrl)
-      : [...st.subscribed].map((n) => store.get(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
+      : [...st.subscribed].map((n) => this.lookup(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
     const resources = o.forced ? candidates : candidates.filter((r) => st.known.get(r.name) !== r.version);
-    const removed = [...st.known.keys()].filter((n) => (st.wildcard || st.subscribed.has(n)) && !store.get(typeUrl, n));
+    const removed = [...st.known.keys()].filter((n) => (st.wildcard || st.subscribed.has(n)) && !this.lookup(typeUrl, n));
     if (resources.length === 0 && removed.length === 0 && !o.respondEmpty) return false;
     const version = store.version(typeUrl);
     const nonce = s.nextNonce();

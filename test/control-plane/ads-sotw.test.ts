@@ -5,6 +5,7 @@ import { TypeUrl } from './xds-protos.js';
 
 const CDS = TypeUrl.Cluster;
 const EDS = TypeUrl.ClusterLoadAssignment;
+const RDS = TypeUrl.RouteConfiguration;
 
 function cluster(name: string, timeout = '1s') {
   return { json: { name, type: 'EDS', connect_timeout: timeout, eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } } } };
@@ -117,7 +118,9 @@ describe('ADS state of the world', () => {
     const c = open();
     c.request({ type_url: EDS, resource_names: ['a', 'missing'] });
     const r1 = await c.next();
-    expect(resourceNames(r1)).toEqual(['a']);
+    // as istiod: a cluster it has no endpoints for gets an empty ClusterLoadAssignment
+    expect(resourceNames(r1)).toEqual(['a', 'missing']);
+    expect(decodeResource(r1.resources[1]!).json).toEqual({ cluster_name: 'missing' });
     c.ack(r1, ['a', 'b']);
     const r2 = await c.next();
     expect(resourceNames(r2).sort()).toEqual(['a', 'b']);
@@ -204,6 +207,35 @@ describe('ADS state of the world', () => {
     const p2 = await c.next();
     expect([p1.typeUrl, p2.typeUrl]).toEqual([CDS, EDS]);
     expect(resourceNames(p1)).toEqual(['a']);
+  });
+
+  it('answers every RDS name as istiod does: an empty RouteConfiguration until there is one, and again once it is removed', async () => {
+    const c = open();
+    c.request({ type_url: RDS, resource_names: ['80'] });
+    const r1 = await c.next();
+    expect(r1.resources.map((a) => decodeResource(a).json)).toEqual([{ name: '80', validate_clusters: false }]); // no virtual hosts
+    c.ack(r1, ['80']);
+    await cp.waitForAck(RDS, r1.versionInfo);
+    cp.setResources(RDS, [{ json: { name: '80', virtual_hosts: [{ name: 'vh', domains: ['*'] }] } }]);
+    const r2 = await c.next();
+    expect(r2.resources.map((a) => decodeResource(a).json)).toEqual([{ name: '80', virtual_hosts: [{ name: 'vh', domains: ['*'] }] }]);
+    c.ack(r2, ['80']);
+    cp.removeResources(RDS, ['80']);
+    const r3 = await c.next();
+    expect(r3.resources.map((a) => decodeResource(a).json)).toEqual([{ name: '80', validate_clusters: false }]); // no virtual hosts
+  });
+
+  it('with answerEveryNameTypes: [] answers only the names it has', async () => {
+    const only = await startControlPlane({ ca: { keyAlgorithm: 'ecdsa' }, answerEveryNameTypes: [] });
+    try {
+      only.setResources(EDS, [cla('a')]);
+      const c = openSotw(only);
+      clients.push(c);
+      c.request({ type_url: EDS, resource_names: ['a', 'missing'] });
+      expect(resourceNames(await c.next())).toEqual(['a']);
+    } finally {
+      await only.close();
+    }
   });
 
   it('disconnectAll ends the streams with UNAVAILABLE', async () => {

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { AdsServer, type AckRecord, type NackRecord, type RejectedStream, type StreamInfo, type StreamKind } from './ads-server.js';
 import { CertificateAuthority, caServiceDefinition, type CertificateAuthorityOptions } from './ca.js';
 import { ResourceDirectory, ResourceStore, toStoredResource, type FileError, type ReloadResult, type ResourceInput, type StoredResource } from './resources.js';
-import { NON_WILDCARD_TYPES, UNLIMITED_MESSAGE_OPTIONS, adsServiceDefinition, normalizeTypeUrl } from './xds-protos.js';
+import { ANSWER_EVERY_NAME_TYPES, NON_WILDCARD_TYPES, UNLIMITED_MESSAGE_OPTIONS, adsServiceDefinition, normalizeTypeUrl } from './xds-protos.js';
 
 export const DEFAULT_SERVING_SANS: readonly string[] = ['istiod.istio-system.svc', 'localhost', '127.0.0.1'];
 
@@ -34,6 +34,11 @@ export interface ControlPlaneOptions {
   readonly ca?: CertificateAuthorityOptions;
   /** Types whose SotW/Delta subscriptions name resources. Default: Istio's list (EDS, RDS, SDS, ECDS, VHDS). */
   readonly nonWildcardTypes?: readonly string[];
+  /**
+   * Named types whose every subscribed name is answered, with an empty resource when none is set.
+   * Default: istiod's (ClusterLoadAssignment, RouteConfiguration); [] answers stored resources only.
+   */
+  readonly answerEveryNameTypes?: readonly string[];
   /** Log lines (default: none). */
   readonly log?: (msg: string) => void;
   /** Directory watch tuning (defaults: 50 ms debounce, 2 s poll). */
@@ -162,10 +167,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const ca = await CertificateAuthority.create(options.ca);
   const store = new ResourceStore();
   const nonWildcard = new Set((options.nonWildcardTypes ?? NON_WILDCARD_TYPES).map(normalizeTypeUrl));
+  const answerEveryName = new Set((options.answerEveryNameTypes ?? ANSWER_EVERY_NAME_TYPES).map(normalizeTypeUrl));
   const authorize = bearerCheck(options.token);
   const ads = new AdsServer({
     store,
     isWildcardType: (t) => !nonWildcard.has(t),
+    answersEveryName: (t) => answerEveryName.has(t),
     authorize,
     log,
     controlPlaneId: options.controlPlaneId ?? 'pilot-agent-ts development control plane',

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fromBinary, toBinary, type DescMessage, type Message } from '@bufbuild/protobuf';
 import YAML from 'yaml';
 import { envoyRegistry, messageSchema, parseEnvoyJson } from '../support/envoy-protos.js';
-import { normalizeTypeUrl, typeNameOf } from './xds-protos.js';
+import { TypeUrl, normalizeTypeUrl, typeNameOf } from './xds-protos.js';
 
 export interface ResourceInput {
   /** Resource name; taken from the resource (`name`, ClusterLoadAssignment `cluster_name`) when omitted. */
@@ -116,6 +116,15 @@ export function toStoredResource(typeUrlIn: string, input: ResourceInput): Store
   if (!name) throw new ResourceError(`${schema.typeName} has no name (field ${schema.typeName === 'envoy.config.endpoint.v3.ClusterLoadAssignment' ? 'cluster_name' : 'name'})`);
   const binary = toBinary(schema, msg);
   return { typeUrl, name, binary, version: contentVersion(binary) };
+}
+
+/**
+ * What istiod answers for an EDS or RDS name it has nothing for (ANSWER_EVERY_NAME_TYPES): a
+ * ClusterLoadAssignment without endpoints, a RouteConfiguration without virtual hosts.
+ */
+export function emptyAnswer(typeUrl: string, name: string): StoredResource {
+  const json = normalizeTypeUrl(typeUrl) === TypeUrl.ClusterLoadAssignment ? { cluster_name: name } : { name, virtual_hosts: [], validate_clusters: false };
+  return toStoredResource(typeUrl, { name, json });
 }
 
 interface TypeState {

@@ -35,6 +35,14 @@ export const NON_WILDCARD_TYPES: readonly string[] = [
   TypeUrl.VirtualHost,
 ];
 
+/**
+ * Named types istiod answers for every subscribed name, with an empty resource when it has none:
+ * an EDS cluster without endpoints gets a ClusterLoadAssignment with no endpoints
+ * (buildEmptyClusterLoadAssignment), a route name it cannot build a RouteConfiguration with no
+ * virtual hosts (BuildHTTPRoutes). Envoy warms EDS clusters and RDS listeners until these arrive.
+ */
+export const ANSWER_EVERY_NAME_TYPES: readonly string[] = [TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration];
+
 /** Order in which changed types are pushed (make-before-break, as istiod does). */
 export const PUSH_ORDER: readonly string[] = [
   TypeUrl.Cluster,

@@ -10,7 +10,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildResourceSet, NON_WILDCARD_TYPES, startControlPlane, TypeUrl, type ControlPlane } from '../control-plane/index.js';
 import { messageSchema, parseEnvoyJson } from '../support/envoy-protos.js';
 import { minimalBootstrap, startEnvoyStandIn } from '../support/envoy-stand-in-harness.js';
-import { AdsClient, type AdsUpdate } from './ads-client.js';
+import { outboundHttpListener } from '../support/sidecar-resources.js';
+import { AdsClient, type AdsClientOptions, type AdsUpdate, type InitFetchTimeout } from './ads-client.js';
 
 const CDS = TypeUrl.Cluster;
 const EDS = TypeUrl.ClusterLoadAssignment;
@@ -20,33 +21,15 @@ const ECDS = TypeUrl.TypedExtensionConfig;
 
 const NODE = { id: 'sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local', cluster: 'pod.ns', metadata: { ISTIO_VERSION: '1.28.0' } };
 
-/** A sidecar-like outbound listener: an HttpConnectionManager with RDS and a Wasm filter through ECDS. */
+/** A sidecar-like outbound listener: an HttpConnectionManager with RDS and a Wasm filter through ECDS (no initial_fetch_timeouts: Envoy's 15 s). */
 function httpListener(name: string, port: number, route: string, ecdsFilter: string) {
-  return {
-    json: {
-      name,
-      address: { socket_address: { address: '0.0.0.0', port_value: port } },
-      traffic_direction: 'OUTBOUND',
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: 'envoy.filters.network.http_connection_manager',
-              typed_config: {
-                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-                stat_prefix: name,
-                rds: { route_config_name: route, config_source: { ads: {}, resource_api_version: 'V3' } },
-                http_filters: [
-                  { name: ecdsFilter, config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: ['type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm'] } },
-                  { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
-                ],
-              },
-            },
-          ],
-        },
-      ],
-    },
-  };
+  const ecds = { name: ecdsFilter, config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: ['type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm'] } };
+  return outboundHttpListener({ name, port, route, statPrefix: name, initialFetchTimeout: null, httpFilters: [ecds] });
+}
+
+/** The HttpConnectionManager config of a listener made by httpListener(). */
+function hcmOf(l: { json: Record<string, unknown> }): unknown {
+  return (l.json.filter_chains as { filters: { typed_config: unknown }[] }[])[0]!.filters[0]!.typed_config;
 }
 
 function wasmFilter(name: string, filename: string) {
@@ -61,8 +44,10 @@ function wasmFilter(name: string, filename: string) {
   };
 }
 
-function edsCluster(name: string, serviceName?: string) {
-  return { json: { name, type: 'EDS', connect_timeout: '1s', eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' }, ...(serviceName ? { service_name: serviceName } : {}) } } };
+/** A cluster of type EDS; `initialFetchTimeout` of its eds_config when given (Envoy's default 15 s otherwise; Istio sets 0s). */
+function edsCluster(name: string, serviceName?: string, initialFetchTimeout?: string) {
+  const edsConfig = { ads: {}, resource_api_version: 'V3', ...(initialFetchTimeout ? { initial_fetch_timeout: initialFetchTimeout } : {}) };
+  return { json: { name, type: 'EDS', connect_timeout: '1s', eds_cluster_config: { eds_config: edsConfig, ...(serviceName ? { service_name: serviceName } : {}) } } };
 }
 
 /** Bytes that start like a Listener named `name` and then break (a length running past the end). */
@@ -77,12 +62,15 @@ let tmp: string;
 let updates: AdsUpdate[];
 let initialized: boolean;
 
-function startClient(apiType: 'GRPC' | 'DELTA_GRPC', extra: { strict?: boolean } = {}): AdsClient {
+let timeouts: InitFetchTimeout[];
+
+function startClient(apiType: 'GRPC' | 'DELTA_GRPC', extra: Partial<Pick<AdsClientOptions, 'strict' | 'withhold' | 'initialFetchTimeoutMs'>> = {}): AdsClient {
   updates = [];
+  timeouts = [];
   initialized = false;
   client = new AdsClient(
     { target: cp.address, apiType, node: NODE, backoffMs: { initial: 50, max: 200 }, cwd: tmp, ...extra },
-    { onUpdate: (u) => updates.push(u), onInitialized: () => (initialized = true) },
+    { onUpdate: (u) => updates.push(u), onInitialized: () => (initialized = true), onInitFetchTimeout: (t) => timeouts.push(t) },
   );
   client.start();
   return client;
@@ -125,6 +113,8 @@ describe.each(['GRPC', 'DELTA_GRPC'] as const)('ADS client (%s)', (apiType) => {
     expect(firstOf(CDS)).toBe(0);
     expect(stream.requests[0]!.responseNonce).toBe('');
     expect(firstOf(LDS)).toBeGreaterThan(stream.requests.findIndex((r) => r.typeUrl === CDS && r.responseNonce !== ''));
+    // ... and after the EDS clusters warmed: their endpoints were ACKed first
+    expect(firstOf(LDS)).toBeGreaterThan(stream.requests.findIndex((r) => r.typeUrl === EDS && r.responseNonce !== ''));
     expect(firstOf(EDS)).toBeGreaterThan(0);
     expect(firstOf(RDS)).toBeGreaterThan(firstOf(LDS));
     expect(firstOf(ECDS)).toBeGreaterThan(firstOf(LDS));
@@ -217,28 +207,136 @@ describe.each(['GRPC', 'DELTA_GRPC'] as const)('ADS client (%s)', (apiType) => {
   });
 });
 
+describe.each(['GRPC', 'DELTA_GRPC'] as const)("warming, as Envoy's init managers (%s)", (apiType) => {
+  const warmingOf = (c: AdsClient) => c.snapshot().warming as { clusters: { active: number; warming: { name: string; waitingFor: string[] }[] }; listeners: { active: number; warming: { name: string; waitingFor: string[] }[] } };
+  const rdsOnly = (name: string, route: string, timeout?: string) => {
+    const l = httpListener(name, 8080, route, 'unused');
+    const hcm = hcmOf(l) as { rds: { config_source: Record<string, unknown> }; http_filters: unknown[] };
+    hcm.http_filters = hcm.http_filters.slice(1); // the router only
+    if (timeout) hcm.rds.config_source.initial_fetch_timeout = timeout;
+    return l;
+  };
+
+  it('a listener warms until its RouteConfiguration arrives; init waits for it', async () => {
+    cp.setResources(CDS, [{ json: { name: 'static', type: 'STATIC', connect_timeout: '1s' } }]);
+    cp.setResources(LDS, [rdsOnly('l', 'r1', '0s')]);
+    const c = startClient(apiType, { withhold: { RDS: ['r1'] } });
+    await cp.waitForAck(RDS);
+    await vi.waitFor(() => expect(warmingOf(c).listeners.warming).toEqual([{ name: 'l', active: false, waitingFor: ['RDS r1'] }]));
+    expect(initialized).toBe(false);
+    expect(c.release('RDS', ['r1'])).toEqual({ RDS: ['r1'] });
+    expect(initialized).toBe(true);
+    expect(warmingOf(c).listeners).toEqual({ active: 1, warming: [] });
+    // a new listener on a route the client already has is active at once (RDS subscriptions are shared by name)
+    const v = cp.setResources(LDS, [rdsOnly('l2', 'r1', '0s')]);
+    await cp.waitForAck(LDS, v);
+    expect(warmingOf(c).listeners).toEqual({ active: 2, warming: [] });
+  });
+
+  it('a filter configured through ECDS holds its listener until the TypedExtensionConfig arrives, unless its default applies without warming', async () => {
+    fs.writeFileSync(path.join(tmp, 'plugin.wasm'), Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+    cp.setResources(CDS, [{ json: { name: 'static', type: 'STATIC', connect_timeout: '1s' } }]);
+    cp.setResources(RDS, [{ json: { name: 'r', virtual_hosts: [] } }]);
+    cp.setResources(ECDS, [wasmFilter('ns.plugin', path.join(tmp, 'plugin.wasm'))]);
+    const relaxed = httpListener('relaxed', 9090, 'r', 'ns.plugin');
+    const filter = (hcmOf(relaxed) as { http_filters: { config_discovery?: Record<string, unknown> }[] }).http_filters[0]!;
+    Object.assign(filter.config_discovery!, { apply_default_config_without_warming: true, default_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm', config: { vm_config: { runtime: 'envoy.wasm.runtime.null', code: { local: { inline_string: 'envoy.wasm.null' } } } } } });
+    cp.setResources(LDS, [httpListener('strict', 8080, 'r', 'ns.plugin'), relaxed]);
+    const c = startClient(apiType, { withhold: { ECDS: ['*'] } });
+    await cp.waitForAck(ECDS);
+    await vi.waitFor(() => expect(warmingOf(c).listeners.warming).toEqual([{ name: 'strict', active: false, waitingFor: ['ECDS ns.plugin'] }]));
+    expect(warmingOf(c).listeners.active).toBe(1); // 'relaxed' serves its default config
+    expect(initialized).toBe(false);
+    c.release();
+    expect(initialized).toBe(true);
+    expect(warmingOf(c).listeners).toEqual({ active: 2, warming: [] });
+  });
+
+  it("ends a wait at the ConfigSource's initial_fetch_timeout, counted in the subscription's scope", async () => {
+    cp.setResources(CDS, [edsCluster('slow', undefined, '0.3s'), edsCluster('fast', undefined, '0s')]);
+    cp.setResources(LDS, [rdsOnly('l', 'r1', '0.3s')]);
+    const c = startClient(apiType, { withhold: { EDS: ['slow'], RDS: ['r1'] } });
+    await vi.waitFor(() => expect(timeouts.map((t) => t.type)).toEqual(['EDS', 'RDS']), { timeout: 10_000 });
+    expect(timeouts[0]).toMatchObject({ type: 'EDS', name: 'slow', statPrefix: 'cluster.slow.', timeoutMs: 300, released: [{ kind: 'cluster', name: 'slow' }] });
+    expect(timeouts[1]).toMatchObject({ type: 'RDS', name: 'r1', statPrefix: 'http.l.rds.r1.', timeoutMs: 300, released: [{ kind: 'listener', name: 'l' }] });
+    await vi.waitFor(() => expect(initialized).toBe(true));
+    expect(warmingOf(c)).toEqual({ clusters: { active: 2, warming: [] }, listeners: { active: 1, warming: [] } });
+    // what arrived is still withheld: released now, it is held
+    expect(c.release()).toEqual({ EDS: ['slow'], RDS: ['r1'] });
+    expect(snapshotType(c, 'EDS')!.resources).toEqual(['fast', 'slow']);
+  });
+
+  it('after init, an added cluster warms while the others serve; a changed one keeps serving while its new version warms', async () => {
+    cp.setResources(CDS, [edsCluster('a', undefined, '0s')]);
+    cp.setResources(EDS, [{ json: { cluster_name: 'a', endpoints: [] } }]);
+    const c = startClient(apiType, { withhold: { EDS: ['b'] } });
+    await vi.waitFor(() => expect(initialized).toBe(true));
+    const v = cp.setResources(CDS, [edsCluster('b', undefined, '0s'), edsCluster('a', 'a', '0s')]); // b added, a changed (service_name set)
+    await cp.waitForAck(CDS, v);
+    await vi.waitFor(() => expect(warmingOf(c).clusters.warming).toEqual([{ name: 'b', active: false, waitingFor: ['EDS b'] }]));
+    // a's endpoints are held already (Envoy keeps them for updated clusters): its new version is warm at once
+    expect(c.warmingState('cluster')).toEqual([
+      { name: 'a', active: true, waitingFor: [] },
+      { name: 'b', active: false, waitingFor: ['EDS b'] },
+    ]);
+    // b's (empty) endpoints arrive and are kept aside; released, b is active
+    await vi.waitFor(() => expect(c.snapshot().withheld).toEqual({ EDS: { names: ['b'], pending: ['b'] } }));
+    expect(c.release('EDS')).toEqual({ EDS: ['b'] });
+    expect(warmingOf(c).clusters).toEqual({ active: 2, warming: [] });
+    expect(c.snapshot().withheld).toEqual({});
+    // withholding other types than the ones clusters and listeners wait on is refused, naming it
+    expect(() => c.withhold('LDS' as never, ['x'])).toThrow('cannot withhold LDS: only EDS, RDS, ECDS resources are waited on');
+  });
+});
+
 describe('the stand-in process with ENVOY_STANDIN_ADS=1', () => {
-  it('goes INITIALIZING with the first CDS response and stays there (503) until the first LDS one', async () => {
+  it('stays PRE_INITIALIZING while an EDS cluster warms, goes INITIALIZING when its endpoints arrive, and stays there (503) until LDS', async () => {
     // a control plane that never answers LDS (Listener treated as a named type: a wildcard request unsubscribes)
     const quiet = await startControlPlane({ plaintext: true, ca: { keyAlgorithm: 'ecdsa' }, nonWildcardTypes: [...NON_WILDCARD_TYPES, LDS] });
-    quiet.setResources(CDS, [edsCluster('c1'), { json: { name: 'c2', type: 'STATIC', connect_timeout: '1s' } }]);
+    quiet.setResources(CDS, [edsCluster('c1', undefined, '0s'), { json: { name: 'c2', type: 'STATIC', connect_timeout: '1s' } }]);
     const bootstrap = minimalBootstrap() as { static_resources: { clusters: { load_assignment: unknown }[] } };
     bootstrap.static_resources.clusters[0]!.load_assignment = { cluster_name: 'xds-grpc', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: quiet.port } } } }] }] };
-    const proc = await startEnvoyStandIn({ bootstrap, env: { ENVOY_STANDIN_ADS: '1' }, waitForLive: false });
+    // c1's endpoints arrive but are kept aside until released; its eds_config waits for them for ever (0s)
+    const proc = await startEnvoyStandIn({ bootstrap, env: { ENVOY_STANDIN_ADS: '1', ENVOY_STANDIN_WITHHOLD: 'EDS:c1' }, waitForLive: false });
+    const state = async () => JSON.parse((await proc.get('/standin/state')).body).state as string;
     try {
       await quiet.waitForAck(CDS, quiet.version(CDS));
-      await vi.waitFor(async () => expect(JSON.parse((await proc.get('/standin/state')).body).state).toBe('INITIALIZING'));
+      await vi.waitFor(() => expect(proc.record().filter((e) => e.event === 'ads_withheld')).toEqual([expect.objectContaining({ type: 'EDS', resources: ['c1'] })]));
+      // c1 warms: the cluster manager is not initialised, LDS is not asked for
+      expect(await state()).toBe('PRE_INITIALIZING');
       expect((await proc.get('/ready')).status).toBe(503);
-      const stats = await proc.statsText('usedonly&filter=^(cluster_manager|listener_manager\\.lds|server\\.state)');
-      expect(Object.fromEntries(stats)).toMatchObject({ 'cluster_manager.cds.update_success': 1, 'cluster_manager.cluster_added': 3, 'cluster_manager.active_clusters': 3, 'server.state': 3 });
-      expect(stats.has('listener_manager.lds.update_success')).toBe(false);
-      const xds = JSON.parse((await proc.get('/standin/xds')).body) as { apiType: string; types: Record<string, { resources: string[]; subscription: { names: string[] } }> };
+      let stats = Object.fromEntries(await proc.statsText('usedonly&filter=^(cluster_manager|listener_manager\\.lds|server\\.state)'));
+      expect(stats).toMatchObject({ 'cluster_manager.cds.update_success': 1, 'cluster_manager.cluster_added': 3, 'cluster_manager.active_clusters': 2, 'cluster_manager.warming_clusters': 1, 'server.state': 2 });
+      expect((await proc.get('/clusters')).body).not.toContain('c1::');
+      expect((await proc.get('/clusters')).body).toContain('c2::added_via_api::true');
+      let xds = JSON.parse((await proc.get('/standin/xds')).body) as { apiType: string; warming: { clusters: { active: number; warming: { name: string; waitingFor: string[] }[] } }; withheld: unknown; types: Record<string, { resources: string[]; subscription: { names: string[] } }> };
       expect(xds.apiType).toBe('DELTA_GRPC');
+      expect(xds.warming.clusters).toEqual({ active: 1, warming: [{ name: 'c1', active: false, waitingFor: ['EDS c1'] }] });
+      expect(xds.withheld).toEqual({ EDS: { names: ['c1'], pending: ['c1'] } });
+      expect(xds.types.LDS).toBeUndefined();
+      expect(quiet.connectedStreams()[0]!.subscriptions[LDS]).toBeUndefined();
+
+      // released: c1 is active, the cluster manager initialised, LDS asked for (and never answered)
+      const released = JSON.parse((await proc.post('/standin/xds/release?type=EDS&name=c1')).body) as unknown;
+      expect(released).toEqual({ released: { EDS: ['c1'] } });
+      await vi.waitFor(async () => expect(await state()).toBe('INITIALIZING'));
+      expect((await proc.get('/ready')).status).toBe(503);
+      stats = Object.fromEntries(await proc.statsText('usedonly&filter=^(cluster_manager|listener_manager\\.lds|server\\.state)'));
+      expect(stats).toMatchObject({ 'cluster_manager.cds.update_success': 1, 'cluster_manager.active_clusters': 3, 'cluster_manager.warming_clusters': 0, 'server.state': 3 });
+      expect('listener_manager.lds.update_success' in stats).toBe(false);
+      xds = JSON.parse((await proc.get('/standin/xds')).body) as typeof xds;
       expect(xds.types.CDS!.resources).toEqual(['c1', 'c2']);
       expect(xds.types.EDS!.subscription.names).toEqual(['c1']);
+      expect(xds.types.EDS!.resources).toEqual(['c1']);
       expect(xds.types.LDS!.resources).toEqual([]);
+      await vi.waitFor(() => expect(quiet.connectedStreams()[0]!.subscriptions[LDS]).toBeDefined());
       expect((await proc.get('/clusters')).body).toContain('c1::added_via_api::true');
-      expect(proc.record().filter((e) => e.event === 'ads')).toEqual([expect.objectContaining({ type: 'CDS', ack: true, resources: ['c1', 'c2'], version: quiet.version(CDS) })]);
+      // the development control plane answers c1, which has no endpoints, as istiod does: empty
+      expect(proc.record().filter((e) => e.event === 'ads')).toEqual([
+        expect.objectContaining({ type: 'CDS', ack: true, resources: ['c1', 'c2'], version: quiet.version(CDS) }),
+        expect.objectContaining({ type: 'EDS', ack: true, resources: ['c1'] }),
+      ]);
+      expect(proc.record().filter((e) => e.event === 'ads_released')).toEqual([expect.objectContaining({ type: 'EDS', resources: ['c1'] })]);
       expect(proc.record().some((e) => e.event === 'live')).toBe(false);
     } finally {
       await proc.stop();

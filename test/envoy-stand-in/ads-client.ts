@@ -7,8 +7,8 @@
 //     (set_node_on_first_message_only, as Istio's bootstrap sets);
 //   - after a CDS response: EDS for the clusters of type EDS (eds_cluster_config.service_name, or
 //     the cluster's name);
-//   - after the first CDS response (accepted or rejected: Envoy's cluster manager initialises
-//     either way): LDS (wildcard);
+//   - once the first CDS response is handled (accepted or rejected: Envoy's cluster manager
+//     initialises either way) and its EDS clusters have warmed: LDS (wildcard);
 //   - after an LDS response: RDS for the route names HttpConnectionManager `rds` configs reference,
 //     and ECDS for the names of filters configured through `config_discovery`.
 // Every resource of every response is decoded strictly with the Envoy protos
@@ -24,11 +24,24 @@
 // and every subscription is re-sent: SotW with the last accepted versions, Delta with
 // initial_resource_versions. Timers are unref'd.
 //
-// Differences from Envoy, on purpose: EDS and RDS do not hold cluster and listener warming (Envoy
-// with Istio's initial_fetch_timeout 0s waits for them; the development control plane, unlike
-// istiod, does not answer names it has no resource for), and a response is accepted or rejected as
-// a whole (Envoy keeps the valid clusters/listeners of a partly bad CDS/LDS update).
+// Warming (warming.ts), as Envoy's init managers: an EDS cluster is warming until its
+// ClusterLoadAssignment arrives, a listener until the RouteConfigurations (RDS) and
+// TypedExtensionConfigs (ECDS) it uses arrive, each bounded by its ConfigSource's
+// initial_fetch_timeout (default 15 s, 0 = for ever, Istio's choice). Envoy's cluster manager is
+// initialised (LDS is subscribed) once the first CDS response is handled and its clusters have
+// warmed; the server is initialised (workers start) once the first LDS response is handled and its
+// listeners have warmed. CDS and LDS themselves are bounded by the bootstrap's cds_config /
+// lds_config initial_fetch_timeout (options.initialFetchTimeoutMs).
+//
+// A test control, not Envoy: EDS, RDS and ECDS resources can be withheld (withhold(), release()):
+// the response is ACKed as usual, but a withheld resource is kept aside as if it had not arrived
+// (what Envoy held before stays) until it is released.
+//
+// Differences from Envoy, on purpose: a response is accepted or rejected as a whole (Envoy keeps the
+// valid clusters/listeners of a partly bad CDS/LDS update); SDS secrets and DNS resolution do not
+// hold warming.
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue, type Message } from '@bufbuild/protobuf';
@@ -36,6 +49,7 @@ import { anyUnpack, type Any } from '@bufbuild/protobuf/wkt';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { envoyRegistry, messageSchema } from '../support/envoy-protos.js';
+import { initialFetchTimeoutMs, Warming, type Dependency, type DependencyType, type OwnerKind, type OwnerState } from './warming.js';
 
 export const ADS_SOTW_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 export const ADS_DELTA_METHOD = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
@@ -51,6 +65,8 @@ export const ADS_TYPE_URLS = {
 
 export type AdsType = keyof typeof ADS_TYPE_URLS;
 const ADS_TYPES = Object.keys(ADS_TYPE_URLS) as AdsType[];
+/** The types clusters and listeners warm on: the ones a test may withhold. */
+export const WITHHOLDABLE_TYPES: readonly DependencyType[] = ['EDS', 'RDS', 'ECDS'];
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const VM_CONFIG_TYPE = 'envoy.extensions.wasm.v3.VmConfig';
@@ -99,12 +115,29 @@ export interface AdsUpdate {
   readonly listeners?: readonly ListenerSummary[];
 }
 
+/** An initial fetch that timed out: CDS / LDS (no name) or a dependency clusters or listeners waited on. */
+export interface InitFetchTimeout {
+  readonly type: AdsType;
+  readonly name?: string;
+  /** The subscription's stats scope; Envoy counts `<statPrefix>init_fetch_timeout`. */
+  readonly statPrefix: string;
+  readonly timeoutMs: number;
+  /** Clusters / listeners that stopped waiting. */
+  readonly released: readonly { kind: OwnerKind; name: string }[];
+}
+
 export interface AdsClientEvents {
   onUpdate?(update: AdsUpdate): void;
-  /** The first CDS response was handled (Envoy's cluster manager is initialised; LDS starts). */
+  /** The first CDS response was handled and its clusters warmed (Envoy's cluster manager is initialised; LDS starts). */
   onClustersInitialized?(): void;
-  /** The first CDS and LDS responses were handled: Envoy's init manager is done, workers start. */
+  /** The first LDS response was handled too and its listeners warmed: Envoy's init manager is done, workers start. */
   onInitialized?(): void;
+  /** A cluster or listener started or finished warming, or went away (see warmingState()). */
+  onWarmingChanged?(): void;
+  onInitFetchTimeout?(timeout: InitFetchTimeout): void;
+  /** Resources that arrived while withheld (kept aside), and withheld ones released. */
+  onWithheld?(type: DependencyType, names: readonly string[]): void;
+  onReleased?(type: DependencyType, names: readonly string[]): void;
   /** A stream was opened (1 for the first, then one per reconnect). */
   onStreamOpen?(stream: number): void;
   /** The stream ended; `types` were subscribed on it (Envoy counts update_failure for them). */
@@ -128,6 +161,13 @@ export interface AdsClientOptions {
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   /** Directory relative Wasm file names are resolved against (Envoy's cwd). Default process.cwd(). */
   readonly cwd?: string;
+  /**
+   * initial_fetch_timeout of the bootstrap's cds_config / lds_config, in ms (0: wait for ever, as
+   * Istio's bootstrap sets). Default 0 for both.
+   */
+  readonly initialFetchTimeoutMs?: { readonly cds?: number; readonly lds?: number };
+  /** Withhold these from the start: `{ EDS: ['name'] }`, `'*'` for every name of the type. */
+  readonly withhold?: Partial<Record<DependencyType, readonly string[]>>;
 }
 
 interface HeldResource {
@@ -135,11 +175,15 @@ interface HeldResource {
   /** Delta: the resource's version; SotW: the response's version_info. */
   readonly version: string;
   readonly message: Message;
+  /** A digest of the resource's bytes: a changed cluster or listener warms again. */
+  readonly fingerprint: string;
   /** ECDS only: proto3 JSON (proto field names), for tests checking rewritten Wasm file names. */
   readonly json?: JsonValue;
   /** LDS: route names its HttpConnectionManagers take from RDS, filter names configured through ECDS. */
   readonly rds?: readonly string[];
   readonly ecds?: readonly string[];
+  /** CDS / LDS: what the cluster or listener warms on. */
+  readonly dependencies?: readonly Dependency[];
 }
 
 interface TypeState {
@@ -224,9 +268,20 @@ function resourceName(type: AdsType, m: Record<string, unknown>): string {
 
 interface WalkResult {
   unknownFields: string[];
-  rdsNames: Set<string>;
-  ecdsNames: Set<string>;
+  /** Route names taken from RDS, with what a listener warming on them waits for. */
+  rdsNames: Map<string, Dependency>;
+  /** Filter names configured through ECDS; no dependency when the default config applies without warming. */
+  ecdsNames: Map<string, Dependency | undefined>;
   wasmCode: { path: string; specifier: string; value: unknown }[];
+}
+
+type ConfigSourceMsg = Parameters<typeof initialFetchTimeoutMs>[0];
+
+/** Envoy's ECDS stats scope per filter kind (FilterConfigProviderManager statPrefix()), from where the filter sits. */
+function ecdsStatKind(at: string): string {
+  if (/httpFilters\[\d+\]$/.test(at)) return 'http_filter.';
+  if (/listenerFilters\[\d+\]$/.test(at)) return 'tcp_listener_filter.';
+  return 'network_filter.';
 }
 
 function joinPath(base: string, key: string): string {
@@ -258,8 +313,10 @@ function walkMessage(m: Message, at: string, out: WalkResult, depth = 0): void {
     return;
   }
   if (typeName === HCM_TYPE) {
-    const spec = rec.routeSpecifier as { case?: string; value?: { routeConfigName?: string } } | undefined;
-    if (spec?.case === 'rds' && spec.value?.routeConfigName) out.rdsNames.add(spec.value.routeConfigName);
+    const spec = rec.routeSpecifier as { case?: string; value?: { routeConfigName?: string; configSource?: ConfigSourceMsg } } | undefined;
+    const route = spec?.case === 'rds' ? spec.value?.routeConfigName : undefined;
+    // Envoy's RDS stats scope: http.<stat_prefix>.rds.<route_config_name>.
+    if (route) out.rdsNames.set(route, { type: 'RDS', name: route, timeoutMs: initialFetchTimeoutMs(spec!.value!.configSource), statPrefix: `http.${String(rec.statPrefix ?? '')}.rds.${route}.` });
   }
   if (typeName === VM_CONFIG_TYPE) {
     const code = rec.code as { specifier?: { case?: string; value?: { specifier?: { case?: string; value?: unknown } } } } | undefined;
@@ -270,8 +327,14 @@ function walkMessage(m: Message, at: string, out: WalkResult, depth = 0): void {
   for (const [key, value] of Object.entries(rec)) {
     if (key.startsWith('$')) continue;
     // `config_discovery` (ExtensionConfigSource) beside a `name`: usually a case of a filter's config_type oneof
-    const discovery = key === 'configDiscovery' ? value : key === 'configType' && (value as { case?: string })?.case === 'configDiscovery' ? (value as { value?: unknown }).value : undefined;
-    if (discovery && typeof rec.name === 'string' && rec.name) out.ecdsNames.add(rec.name);
+    const discovery = (key === 'configDiscovery' ? value : key === 'configType' && (value as { case?: string })?.case === 'configDiscovery' ? (value as { value?: unknown }).value : undefined) as
+      | { configSource?: ConfigSourceMsg; defaultConfig?: unknown; applyDefaultConfigWithoutWarming?: boolean }
+      | undefined;
+    if (discovery && typeof rec.name === 'string' && rec.name) {
+      const name = rec.name;
+      const warms = !(discovery.applyDefaultConfigWithoutWarming && discovery.defaultConfig);
+      out.ecdsNames.set(name, warms ? { type: 'ECDS', name, timeoutMs: initialFetchTimeoutMs(discovery.configSource), statPrefix: `extension_config_discovery.${ecdsStatKind(at)}${name}.` } : undefined);
+    }
     walkValue(value, joinPath(at, key), out, depth + 1);
   }
 }
@@ -338,6 +401,16 @@ function clusterSummary(m: Record<string, unknown>): ClusterSummary {
   return { name, statName: typeof m.altStatName === 'string' && m.altStatName ? m.altStatName : name };
 }
 
+/** An EDS cluster's wait for its ClusterLoadAssignment (service_name, else the cluster's name). */
+function edsDependency(c: Record<string, unknown>): Dependency | undefined {
+  const type = c.clusterDiscoveryType as { case?: string; value?: unknown } | undefined;
+  if (type?.case !== 'type' || type.value !== CLUSTER_TYPE_EDS) return undefined;
+  const eds = c.edsClusterConfig as { serviceName?: string; edsConfig?: ConfigSourceMsg } | undefined;
+  const name = eds?.serviceName || String(c.name ?? '');
+  // EDS subscriptions count their stats in the cluster's scope
+  return { type: 'EDS', name, timeoutMs: initialFetchTimeoutMs(eds?.edsConfig), statPrefix: `cluster.${clusterSummary(c).statName}.` };
+}
+
 function capNames(names: readonly string[]): { names: string[]; truncated?: true } {
   return names.length > RECORD_NAMES_MAX ? { names: names.slice(0, RECORD_NAMES_MAX), truncated: true } : { names: [...names] };
 }
@@ -355,6 +428,14 @@ export class AdsClient {
   private readonly order: AdsType[] = [];
   private clustersInitialized = false;
   private initialized = false;
+  /** The first CDS / LDS fetch is over (a response handled, its initial fetch timed out, or the type is not taken over ADS). */
+  private cdsFetched = false;
+  private ldsFetched = false;
+  private readonly initTimers: Partial<Record<'CDS' | 'LDS', NodeJS.Timeout>> = {};
+  private readonly warming: Warming;
+  /** Test control: names withheld per type ('*' = all), and the withheld resources that arrived. */
+  private readonly withheld = new Map<DependencyType, Set<string>>();
+  private readonly stash = new Map<DependencyType, Map<string, HeldResource>>();
   streamsOpened = 0;
   connected = false;
   acks = 0;
@@ -367,13 +448,24 @@ export class AdsClient {
     private readonly events: AdsClientEvents = {},
   ) {
     this.backoff = options.backoffMs?.initial ?? 500;
+    this.warming = new Warming({
+      onTimeout: (d, released) => {
+        this.events.log?.(`ADS ${d.type} ${d.name}: initial fetch timed out after ${d.timeoutMs}ms; ${released.map((r) => `${r.kind} ${r.name}`).join(', ')} no longer waiting`);
+        this.events.onInitFetchTimeout?.({ type: d.type, name: d.name, statPrefix: d.statPrefix, timeoutMs: d.timeoutMs, released });
+      },
+      onChange: () => {
+        this.events.onWarmingChanged?.();
+        this.checkInit();
+      },
+    });
+    for (const [type, names] of Object.entries(options.withhold ?? {}) as [DependencyType, readonly string[]][]) this.withhold(type, names);
   }
 
   get delta(): boolean {
     return this.options.apiType === 'DELTA_GRPC';
   }
 
-  /** Whether the first CDS and LDS responses were handled. */
+  /** Whether the first CDS and LDS responses were handled and their clusters and listeners warmed. */
   get isInitialized(): boolean {
     return this.initialized;
   }
@@ -381,8 +473,12 @@ export class AdsClient {
   start(): void {
     if (this.closed || this.call) return;
     if (this.types.size === 0) {
-      if (this.options.cds !== false) this.subscribe('CDS');
-      else queueMicrotask(() => this.onClustersReady()); // no CDS over ADS: LDS right away (after the caller has us)
+      if (this.options.cds !== false) {
+        this.subscribe('CDS');
+        this.startInitTimer('CDS');
+      } else {
+        queueMicrotask(() => this.fetchOver('CDS')); // no CDS over ADS: LDS right away (after the caller has us)
+      }
     }
     this.client ??= new grpc.Client(this.options.target, grpc.credentials.createInsecure(), {
       'grpc.enable_channelz': 0,
@@ -439,6 +535,8 @@ export class AdsClient {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    for (const t of Object.values(this.initTimers)) clearTimeout(t);
+    this.warming.close();
     const call = this.call;
     this.call = undefined;
     call?.cancel();
@@ -467,19 +565,98 @@ export class AdsClient {
         ...(t === 'ECDS' ? { resourceJson: Object.fromEntries(held.map((r) => [r.name, r.json ?? null])) } : {}),
       };
     }
+    const withheld: Record<string, unknown> = {};
+    for (const t of WITHHOLDABLE_TYPES) {
+      const rules = this.withheld.get(t);
+      const pending = this.stash.get(t);
+      if (rules?.size || pending?.size) withheld[t] = { names: [...(rules ?? [])].sort(), pending: [...(pending?.keys() ?? [])].sort() };
+    }
     return {
       enabled: true,
       apiType: this.options.apiType,
       target: this.options.target,
       connected: this.connected,
       streamsOpened: this.streamsOpened,
+      clustersInitialized: this.clustersInitialized,
       initialized: this.initialized,
       acks: this.acks,
       nacks: this.nacks,
       unknownFields: this.unknownFields,
       ...(this.lastStreamError ? { lastStreamError: this.lastStreamError } : {}),
+      warming: { clusters: this.warming.summary('cluster'), listeners: this.warming.summary('listener') },
+      withheld,
       types,
     };
+  }
+
+  /** Every dynamic cluster or listener: whether it is active (a version warmed) and what it waits for. */
+  warmingState(kind: OwnerKind): OwnerState[] {
+    return this.warming.state(kind);
+  }
+
+  // ----- test controls: withholding ---------------------------------------------------------
+
+  /** Withholds these names of an EDS/RDS/ECDS type (`*`: all) from now on: they arrive, are ACKed, and are kept aside. */
+  withhold(type: DependencyType, names: readonly string[]): void {
+    if (!WITHHOLDABLE_TYPES.includes(type)) throw new Error(`cannot withhold ${String(type)}: only ${WITHHOLDABLE_TYPES.join(', ')} resources are waited on`);
+    if (names.length === 0) throw new Error(`withhold ${type}: no names given (use "*" for all)`);
+    let set = this.withheld.get(type);
+    if (!set) this.withheld.set(type, (set = new Set()));
+    for (const n of names) set.add(n);
+  }
+
+  /**
+   * Stops withholding (a type's given names, a whole type, or everything when `type` is omitted) and
+   * delivers the withheld resources that arrived, as if they arrived now. Returns them per type.
+   */
+  release(type?: DependencyType, names?: readonly string[]): Partial<Record<DependencyType, string[]>> {
+    if (type !== undefined && !WITHHOLDABLE_TYPES.includes(type)) throw new Error(`cannot release ${String(type)}: only ${WITHHOLDABLE_TYPES.join(', ')} resources are withheld`);
+    const out: Partial<Record<DependencyType, string[]>> = {};
+    for (const t of type ? [type] : WITHHOLDABLE_TYPES) {
+      const rules = this.withheld.get(t);
+      if (names && names.length > 0) for (const n of names) rules?.delete(n);
+      else rules?.clear();
+      const pending = this.stash.get(t);
+      const st = this.types.get(t);
+      const delivered: string[] = [];
+      for (const [name, r] of [...(pending ?? [])]) {
+        if (this.isWithheld(t, name)) continue;
+        pending!.delete(name);
+        if (!st || (!st.wildcard && !st.names.has(name))) continue; // no longer subscribed
+        st.held.set(name, r);
+        delivered.push(name);
+      }
+      if (delivered.length === 0) continue;
+      out[t] = delivered;
+      this.events.onReleased?.(t, delivered);
+      this.warming.fetchedNames(t, delivered);
+    }
+    return out;
+  }
+
+  private isWithheld(type: AdsType, name: string): boolean {
+    const rules = this.withheld.get(type as DependencyType);
+    return !!rules && (rules.has('*') || rules.has(name));
+  }
+
+  /** Takes the withheld resources out of an accepted update (keeping what was held before); returns their names. */
+  private setAside(st: TypeState, next: Map<string, HeldResource>, names: readonly string[]): string[] {
+    const type = st.type as DependencyType;
+    if (!this.withheld.get(type)?.size) return [];
+    const aside: string[] = [];
+    for (const name of names) {
+      const r = next.get(name);
+      if (!r || !this.isWithheld(type, name)) continue;
+      let pending = this.stash.get(type);
+      if (!pending) this.stash.set(type, (pending = new Map()));
+      pending.set(name, r);
+      const before = st.held.get(name);
+      if (before) next.set(name, before);
+      else next.delete(name);
+      aside.push(name);
+    }
+    if (aside.length > 0) this.events.onWithheld?.(type, aside);
+    return aside;
   }
 
   /** Accepted resources of a type as proto3 JSON (proto field names). */
@@ -521,9 +698,12 @@ export class AdsClient {
     const st = existing ?? this.subscribe(type);
     const same = st.names.size === names.size && [...names].every((n) => st.names.has(n));
     if (same && st.sentOnStream) return;
+    const dropped = [...st.names].filter((n) => !names.has(n));
     st.names = new Set(names);
     // resources no longer subscribed are dropped (SotW: the next response omits them anyway)
     for (const n of [...st.held.keys()]) if (!st.names.has(n)) st.held.delete(n);
+    for (const n of dropped) this.stash.get(type as DependencyType)?.delete(n);
+    this.warming.forget(type as DependencyType, dropped);
     if (!this.call) return; // sent when the stream opens
     this.sendSubscription(st);
   }
@@ -623,6 +803,7 @@ export class AdsClient {
       this.nack(st, version, nonce, reason, names, removed, first);
       return;
     }
+    const aside = this.setAside(st, next, names);
     st.held = next;
     st.version = version;
     st.acks++;
@@ -649,7 +830,7 @@ export class AdsClient {
       ...(type === 'LDS' ? { listeners: held.map((r) => listenerSummary(r.message as unknown as Record<string, unknown>)) } : {}),
     };
     this.events.onUpdate?.(update);
-    this.afterUpdate(st, first);
+    this.afterUpdate(st, names, aside);
   }
 
   private nack(st: TypeState, version: string, nonce: string, reason: string, names: string[], removed: string[], first: boolean): void {
@@ -660,21 +841,20 @@ export class AdsClient {
     if (this.delta) this.send({ typeUrl: st.typeUrl, responseNonce: nonce, error: reason });
     else this.send({ typeUrl: st.typeUrl, versionInfo: st.version, resourceNames: st.wildcard ? [] : [...st.names], responseNonce: nonce, error: reason });
     this.events.onUpdate?.({ type: st.type, typeUrl: st.typeUrl, version, nonce, names, ...(this.delta ? { removed } : {}), held: st.held.size, ack: false, reason, first, unknownFields: 0 });
-    this.afterUpdate(st, first, false);
+    // a rejected first update still ends the wait (Envoy's onConfigUpdateFailed: init goes on with a bad config)
+    this.afterUpdate(st, names.filter((n) => !this.isWithheld(st.type, n)), [], false);
   }
 
-  /** Envoy's follow-up subscriptions and init steps after a response of `st`'s type. */
-  private afterUpdate(st: TypeState, first: boolean, accepted = true): void {
+  /** Envoy's follow-up subscriptions and init steps after a response of `st`'s type carrying `names`. */
+  private afterUpdate(st: TypeState, names: readonly string[], aside: readonly string[], accepted = true): void {
     if (st.type === 'CDS') {
       if (accepted) {
         const eds = new Set<string>();
-        for (const r of st.held.values()) {
-          const c = r.message as unknown as { name: string; clusterDiscoveryType?: { case?: string; value?: unknown }; edsClusterConfig?: { serviceName?: string } };
-          if (c.clusterDiscoveryType?.case === 'type' && c.clusterDiscoveryType.value === CLUSTER_TYPE_EDS) eds.add(c.edsClusterConfig?.serviceName || c.name);
-        }
+        for (const r of st.held.values()) for (const d of r.dependencies ?? []) eds.add(d.name);
         this.setNames('EDS', eds);
+        this.warming.update('cluster', [...st.held.values()].map((r) => ({ name: r.name, fingerprint: r.fingerprint, dependencies: r.dependencies ?? [] })));
       }
-      if (first) this.onClustersReady();
+      this.fetchOver('CDS');
     } else if (st.type === 'LDS') {
       if (accepted) {
         const rds = new Set<string>();
@@ -685,27 +865,58 @@ export class AdsClient {
         }
         this.setNames('RDS', rds);
         this.setNames('ECDS', ecds);
+        this.warming.update('listener', [...st.held.values()].map((r) => ({ name: r.name, fingerprint: r.fingerprint, dependencies: r.dependencies ?? [] })));
       }
-      if (first && !this.initialized) this.onListenersReady();
-    }
-  }
-
-  private onClustersReady(): void {
-    if (this.clustersInitialized) return;
-    this.clustersInitialized = true;
-    this.events.onClustersInitialized?.();
-    if (this.options.lds !== false) {
-      const st = this.subscribe('LDS');
-      if (this.call) this.sendSubscription(st);
+      this.fetchOver('LDS');
     } else {
-      this.onListenersReady();
+      const skip = new Set(aside);
+      this.warming.fetchedNames(st.type, names.filter((n) => !skip.has(n)));
     }
   }
 
-  private onListenersReady(): void {
-    if (this.initialized) return;
-    this.initialized = true;
-    this.events.onInitialized?.();
+  /** Envoy's initial fetch timeout of CDS / LDS (the bootstrap's cds_config / lds_config). */
+  private startInitTimer(type: 'CDS' | 'LDS'): void {
+    const ms = type === 'CDS' ? this.options.initialFetchTimeoutMs?.cds : this.options.initialFetchTimeoutMs?.lds;
+    if (!ms || ms <= 0 || this.initTimers[type]) return;
+    const t = setTimeout(() => {
+      delete this.initTimers[type];
+      if (type === 'CDS' ? this.cdsFetched : this.ldsFetched) return;
+      const statPrefix = type === 'CDS' ? 'cluster_manager.cds.' : 'listener_manager.lds.';
+      this.events.log?.(`ADS ${type}: initial fetch timed out after ${ms}ms; initialization goes on without it`);
+      this.events.onInitFetchTimeout?.({ type, statPrefix, timeoutMs: ms, released: [] });
+      this.fetchOver(type);
+    }, ms);
+    t.unref();
+    this.initTimers[type] = t;
+  }
+
+  /** The first CDS / LDS fetch is over; initialization may move on. */
+  private fetchOver(type: 'CDS' | 'LDS'): void {
+    const timer = this.initTimers[type];
+    if (timer) clearTimeout(timer);
+    delete this.initTimers[type];
+    if (type === 'CDS') this.cdsFetched = true;
+    else this.ldsFetched = true;
+    this.checkInit();
+  }
+
+  /** Envoy's init sequence: clusters (CDS, then their EDS) initialised, then LDS subscribed, then listeners (RDS, ECDS) warmed. */
+  private checkInit(): void {
+    if (!this.clustersInitialized && this.cdsFetched && this.warming.warmingCount('cluster') === 0) {
+      this.clustersInitialized = true;
+      this.events.onClustersInitialized?.();
+      if (this.options.lds !== false) {
+        const st = this.subscribe('LDS');
+        if (this.call) this.sendSubscription(st);
+        this.startInitTimer('LDS');
+      } else {
+        this.ldsFetched = true;
+      }
+    }
+    if (this.clustersInitialized && !this.initialized && this.ldsFetched && this.warming.warmingCount('listener') === 0) {
+      this.initialized = true;
+      this.events.onInitialized?.();
+    }
   }
 
   /** Decodes and checks every resource; returns what the client holds if the update is accepted. */
@@ -745,7 +956,7 @@ export class AdsClient {
       if (item.name && item.name !== name) throw new ResourceError(item.name, `the resource's name is ${JSON.stringify(name)}`);
       if (seen.has(name)) throw new ResourceError(name, `duplicate ${KIND[type]} ${name} found`);
       seen.add(name);
-      const w: WalkResult = { unknownFields: [], rdsNames: new Set(), ecdsNames: new Set(), wasmCode: [] };
+      const w: WalkResult = { unknownFields: [], rdsNames: new Map(), ecdsNames: new Map(), wasmCode: [] };
       try {
         walkMessage(msg, '', w);
       } catch (err) {
@@ -766,12 +977,21 @@ export class AdsClient {
         }
         json = toJson(schema, msg, { registry: envoyRegistry(), useProtoFieldName: true });
       }
+      let dependencies: Dependency[] | undefined;
+      if (type === 'CDS') {
+        const eds = edsDependency(msg as unknown as Record<string, unknown>);
+        dependencies = eds ? [eds] : [];
+      } else if (type === 'LDS') {
+        dependencies = [...w.rdsNames.values(), ...[...w.ecdsNames.values()].filter((d): d is Dependency => d !== undefined)];
+      }
       next.set(name, {
         name,
         version: this.delta ? (item.version ?? '') : version,
         message: msg,
+        fingerprint: createHash('sha1').update(item.any.value).digest('base64'),
         ...(json !== undefined ? { json } : {}),
-        ...(type === 'LDS' ? { rds: [...w.rdsNames], ecds: [...w.ecdsNames] } : {}),
+        ...(type === 'LDS' ? { rds: [...w.rdsNames.keys()], ecds: [...w.ecdsNames.keys()] } : {}),
+        ...(dependencies ? { dependencies } : {}),
       });
     });
     return { next, unknownFields };

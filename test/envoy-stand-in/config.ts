@@ -1,6 +1,8 @@
 // Test knobs of the stand-in, read from ENVOY_STANDIN_* environment variables (Envoy itself reads none
 // of these). Kept apart from Envoy behaviour so tests and readers can tell the two apart.
 
+import type { DependencyType } from './warming.js';
+
 export type StartState = 'live' | 'pre_init' | 'initializing';
 
 export interface SimulatedListener {
@@ -41,6 +43,8 @@ export interface StandInConfig {
   readonly ldsListeners: readonly SimulatedListener[];
   /** ENVOY_STANDIN_VERSION: the version string for --version and /server_info. */
   readonly version: string;
+  /** ENVOY_STANDIN_WITHHOLD: EDS/RDS/ECDS resources the ADS client keeps aside until released (`EDS:name,RDS:*`). */
+  readonly withhold: Partial<Record<DependencyType, string[]>>;
 }
 
 export const DEFAULT_VERSION = '0000000000000000000000000000000000000000/1.36.2/Clean/RELEASE/BoringSSL';
@@ -81,6 +85,24 @@ function listeners(raw: string | undefined): readonly SimulatedListener[] {
   });
 }
 
+/**
+ * ENVOY_STANDIN_WITHHOLD: `TYPE:name,...` with TYPE one of EDS, RDS, ECDS and name `*` for all of the
+ * type (a name is everything after the first `:`). Empty: nothing withheld.
+ */
+export function parseWithhold(raw: string | undefined): Partial<Record<DependencyType, string[]>> {
+  const out: Partial<Record<DependencyType, string[]>> = {};
+  if (raw === undefined || raw.trim() === '') return out;
+  for (const item of raw.split(',')) {
+    const idx = item.indexOf(':');
+    const type = item.slice(0, idx < 0 ? item.length : idx).trim().toUpperCase();
+    const name = idx < 0 ? '' : item.slice(idx + 1);
+    if (type !== 'EDS' && type !== 'RDS' && type !== 'ECDS') throw new StandInConfigError(`ENVOY_STANDIN_WITHHOLD: "${item}": the type must be EDS, RDS or ECDS`);
+    if (!name) throw new StandInConfigError(`ENVOY_STANDIN_WITHHOLD: "${item}": no name after "${type}:" (use * for every name)`);
+    (out[type] ??= []).push(name);
+  }
+  return out;
+}
+
 export function readStandInConfig(env: Record<string, string | undefined>): StandInConfig {
   const start = env.ENVOY_STANDIN_START_STATE || 'live';
   if (start !== 'live' && start !== 'pre_init' && start !== 'initializing') {
@@ -103,5 +125,6 @@ export function readStandInConfig(env: Record<string, string | undefined>): Stan
     applyStatsMatcher: bool(env, 'ENVOY_STANDIN_STATS_MATCHER', true),
     ldsListeners: listeners(env.ENVOY_STANDIN_LDS_LISTENERS),
     version: env.ENVOY_STANDIN_VERSION || DEFAULT_VERSION,
+    withhold: parseWithhold(env.ENVOY_STANDIN_WITHHOLD),
   };
 }

@@ -6,7 +6,7 @@
 //   {"event":"signal","signal":"SIGTERM","time":"..."}
 //   {"event":"exit","code":0,"time":"..."}            (or "signal":"SIGABRT" for a simulated crash)
 // Other events: "config_error", "live", "drain", "listeners_stopped", "log", and from the xDS clients
-// "sds", "sds_nack" (ENVOY_STANDIN_SDS=1), "ads", "ads_stream" (ENVOY_STANDIN_ADS=1).
+// "sds", "sds_nack" (ENVOY_STANDIN_SDS=1), "ads", "ads_stream", "init_fetch_timeout", "ads_withheld", "ads_released" (ENVOY_STANDIN_ADS=1).
 
 import fs from 'node:fs';
 

@@ -27,9 +27,15 @@ interface ListenerInfo {
   readonly address: string;
   readonly direction: SimulatedListener['direction'];
   readonly dynamic: boolean;
+  /** Serving: warmed, and the workers have started. */
   active: boolean;
+  /** Dynamic listeners: a version has warmed (its RDS and ECDS arrived or timed out). */
+  warmed: boolean;
   stopped: boolean;
 }
+
+/** A cluster CDS delivered; `active` once it has warmed (its EDS arrived or timed out). */
+type DynamicCluster = ClusterSummary & { active: boolean };
 
 interface Reply {
   status: number;
@@ -101,7 +107,7 @@ export class StandInServer {
   private readonly listeners: ListenerInfo[] = [];
   private readonly clusters: Json[];
   /** Clusters delivered by CDS (ADS client only). */
-  private readonly dynamicClusters = new Map<string, ClusterSummary>();
+  private readonly dynamicClusters = new Map<string, DynamicCluster>();
   private readonly handlers: Handler[];
   private server: http.Server | undefined;
   private adminConnections = 0;
@@ -120,7 +126,7 @@ export class StandInServer {
       if (!addr) continue;
       const prefix = typeof l.stat_prefix === 'string' && l.stat_prefix ? l.stat_prefix : addr.prefix;
       const direction = l.traffic_direction === 'INBOUND' || l.traffic_direction === 'OUTBOUND' ? l.traffic_direction : 'UNSPECIFIED';
-      this.listeners.push({ name: String(l.name ?? addr.prefix), prefix, address: addr.display, direction, dynamic: false, active: true, stopped: false });
+      this.listeners.push({ name: String(l.name ?? addr.prefix), prefix, address: addr.display, direction, dynamic: false, active: true, warmed: true, stopped: false });
     }
     this.handlers = this.buildHandlers();
     this.initStats();
@@ -131,7 +137,7 @@ export class StandInServer {
     if (!this.hasDynamic('lds_config')) return;
     for (const l of this.deps.config.ldsListeners) {
       const name = l.direction === 'INBOUND' ? 'virtualInbound' : l.direction === 'OUTBOUND' ? 'virtualOutbound' : l.prefix;
-      const info: ListenerInfo = { name, prefix: l.prefix, address: l.prefix.replace(/_(\d+)$/, ':$1'), direction: l.direction, dynamic: true, active: false, stopped: false };
+      const info: ListenerInfo = { name, prefix: l.prefix, address: l.prefix.replace(/_(\d+)$/, ':$1'), direction: l.direction, dynamic: true, active: false, warmed: true, stopped: false };
       this.listeners.push(info);
       this.declareListener(info);
     }
@@ -176,14 +182,44 @@ export class StandInServer {
     let added = 0;
     for (const c of clusters) {
       if (this.dynamicClusters.has(c.name)) continue;
-      this.dynamicClusters.set(c.name, c);
+      this.dynamicClusters.set(c.name, { ...c, active: false }); // until the ADS client says it warmed
       s.declare(`cluster.${c.statName}.upstream_cx_active`, 'gauge');
       s.declare(`cluster.${c.statName}.upstream_cx_total`, 'counter');
       added++;
     }
     if (added) s.add('cluster_manager.cluster_added', added);
     if (removed) s.add('cluster_manager.cluster_removed', removed);
-    s.set('cluster_manager.active_clusters', this.clusters.length + this.dynamicClusters.size);
+    this.applyWarming();
+  }
+
+  /**
+   * What the ADS client's warming says: dynamic clusters and listeners are active once a version of
+   * them warmed (listeners also need the workers started), the rest count as warming.
+   */
+  private applyWarming(): void {
+    const s = this.stats;
+    let activeClusters = 0;
+    let warmingClusters = 0;
+    for (const c of this.xds?.warmingState?.('cluster') ?? []) {
+      const dc = this.dynamicClusters.get(c.name);
+      if (dc) dc.active = c.active;
+      if (c.waitingFor.length > 0) warmingClusters++;
+    }
+    for (const c of this.dynamicClusters.values()) if (c.active) activeClusters++;
+    s.set('cluster_manager.active_clusters', this.clusters.length + activeClusters);
+    s.set('cluster_manager.warming_clusters', warmingClusters);
+    const workers = this.stateValue === SERVER_STATE.LIVE || this.stateValue === SERVER_STATE.DRAINING;
+    let warmingListeners = 0;
+    for (const l of this.xds?.warmingState?.('listener') ?? []) {
+      const info = this.listeners.find((x) => x.dynamic && x.name === l.name);
+      if (info) {
+        info.warmed = l.active;
+        if (workers) info.active = l.active;
+      }
+      if (l.waitingFor.length > 0) warmingListeners++;
+    }
+    s.set('listener_manager.total_listeners_warming', warmingListeners);
+    this.refreshDerived();
   }
 
   private applyListeners(listeners: readonly ListenerSummary[]): void {
@@ -201,7 +237,6 @@ export class StandInServer {
       }
     }
     let added = 0;
-    const live = this.stateValue === SERVER_STATE.LIVE || this.stateValue === SERVER_STATE.DRAINING;
     for (const l of listeners) {
       const existing = current.get(l.name);
       if (existing) {
@@ -210,15 +245,15 @@ export class StandInServer {
         this.declareListener(existing);
         continue;
       }
-      // before workers start, listeners wait for the LIVE transition (goLive activates them)
-      const info: ListenerInfo = { name: l.name, prefix: l.prefix, address: l.address, direction: l.direction, dynamic: true, active: live, stopped: false };
+      // active once warmed and the workers have started (applyWarming, goLive)
+      const info: ListenerInfo = { name: l.name, prefix: l.prefix, address: l.address, direction: l.direction, dynamic: true, active: false, warmed: false, stopped: false };
       this.listeners.push(info);
       this.declareListener(info);
       added++;
     }
     if (added) s.add('listener_manager.listener_added', added);
     if (removed) s.add('listener_manager.listener_removed', removed);
-    this.refreshDerived();
+    this.applyWarming();
   }
 
   // ----- state ----------------------------------------------------------------------------
@@ -314,7 +349,7 @@ export class StandInServer {
     const real = this.xds?.active === true;
     this.setState(SERVER_STATE.INITIALIZING);
     if (real) {
-      for (const l of this.listeners) l.active = true;
+      for (const l of this.listeners) l.active = l.warmed;
       s.add('listener_manager.listener_added', this.listeners.filter((l) => !l.dynamic).length);
       this.deps.log.info('main', 'all dependencies initialized. starting workers');
       s.set('listener_manager.workers_started', 1);
@@ -384,8 +419,13 @@ export class StandInServer {
         if (this.stateValue === SERVER_STATE.PRE_INITIALIZING) this.setState(SERVER_STATE.INITIALIZING);
       },
       onInitialized: () => this.goLive(),
+      onWarmingChanged: () => this.applyWarming(),
+      onInitFetchTimeout: (t) => {
+        this.stats.add(`${t.statPrefix}init_fetch_timeout`, 1);
+        this.deps.recorder.record({ event: 'init_fetch_timeout', type: t.type, ...(t.name !== undefined ? { name: t.name } : {}), timeoutMs: t.timeoutMs });
+      },
       log: (m) => log.log('debug', 'config', m),
-    });
+    }, process.env, { withhold: config.withhold });
     if (!this.xds.active) this.addSimulatedLdsListeners();
     log.info('main', 'starting main dispatch loop');
     if (options.mode === 'init_only') {
@@ -529,7 +569,8 @@ export class StandInServer {
       {
         path: '/clusters', help: 'upstream cluster status', mutates: false,
         run: (q) => {
-          const all = [...this.clusters.map((c) => ({ name: String(c.name), api: false })), ...[...this.dynamicClusters.keys()].map((name) => ({ name, api: true }))];
+          // warming clusters are not listed (Envoy shows them in /config_dump only)
+          const all = [...this.clusters.map((c) => ({ name: String(c.name), api: false })), ...[...this.dynamicClusters.values()].filter((c) => c.active).map((c) => ({ name: c.name, api: true }))];
           return q.format === 'json'
             ? json({ cluster_statuses: all.map((c) => ({ name: c.name, added_via_api: c.api })) })
             : { status: 200, body: all.map((c) => `${c.name}::observability_name::${c.name}\n${c.name}::added_via_api::${c.api}\n`).join('') };
@@ -728,6 +769,8 @@ export class StandInServer {
    *   GET  /standin/calls  admin calls received so far [{method, path, query, status, time}]
    *   GET  /standin/secrets  secrets held by the SDS client (ENVOY_STANDIN_SDS=1), keys as digests only
    *   GET  /standin/xds  what the ADS client holds per type (ENVOY_STANDIN_ADS=1)
+   *   POST /standin/xds/withhold?type=EDS|RDS|ECDS[&name=N]  keep that resource (default every one of the type) aside as if it had not arrived
+   *   POST /standin/xds/release[?type=...[&name=N]]  stop withholding and deliver what was kept aside -> {"released": {type: [names]}}
    *   POST /standin/live   run the LIVE transition now (for ENVOY_STANDIN_START_STATE=pre_init)
    *   POST /standin/exit?code=N | ?signal=SIGABRT   simulate a crash now
    *   GET  /standin/state  {"state", "listeners", "drain"}
@@ -737,6 +780,19 @@ export class StandInServer {
     if (path === '/standin/calls' && method === 'GET') return json(this.deps.recorder.calls);
     if (path === '/standin/secrets' && method === 'GET') return json(this.xds?.secrets?.() ?? { enabled: false, secrets: [] });
     if (path === '/standin/xds' && method === 'GET') return json(this.xds?.xds?.() ?? { enabled: false, types: {} });
+    if ((path === '/standin/xds/withhold' || path === '/standin/xds/release') && method === 'POST') {
+      const xds = this.xds;
+      if (!xds?.withhold || !xds.release) return { status: 409, body: 'the ADS client is not running (ENVOY_STANDIN_ADS=1 and an ADS target in the bootstrap)\n' };
+      const type = q.type?.toUpperCase();
+      if (type !== undefined && type !== 'EDS' && type !== 'RDS' && type !== 'ECDS') throw new Error(`type must be EDS, RDS or ECDS, got "${q.type}"`);
+      if (path === '/standin/xds/withhold') {
+        if (!type) throw new Error('withhold needs type=EDS|RDS|ECDS');
+        xds.withhold(type, [q.name || '*']);
+        return json({ withheld: { [type]: [q.name || '*'] } });
+      }
+      if (q.name !== undefined && !type) throw new Error('release with a name needs its type');
+      return json({ released: xds.release(type, q.name ? [q.name] : undefined) });
+    }
     if (path === '/standin/state' && method === 'GET') {
       return json({ state: STATE_NAMES[this.stateValue], drain: this.drainDirection, healthCheckFailed: this.healthCheckFailed, listeners: this.listeners });
     }

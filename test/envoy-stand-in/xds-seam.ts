@@ -13,7 +13,10 @@
 // parses every resource strictly with the Envoy protos and ACKs or NACKs; reconnects with backoff.
 // Progress reaches the server through the hooks: onCdsUpdate/onLdsUpdate(success | rejected) drive
 // cluster_manager.cds.* and listener_manager.lds.* stats, onClustersInitialized/onInitialized the
-// PRE_INITIALIZING -> INITIALIZING -> LIVE transitions (the server's own init timer is then off).
+// PRE_INITIALIZING -> INITIALIZING -> LIVE transitions (the server's own init timer is then off),
+// onWarmingChanged the active and warming clusters and listeners, onInitFetchTimeout the
+// init_fetch_timeout counters. ENVOY_STANDIN_WITHHOLD (and POST /standin/xds/withhold|release) hold
+// EDS/RDS/ECDS resources back from warming.
 // Events go to ENVOY_STANDIN_RECORD ({"event":"ads",...}, {"event":"ads_stream",...}); what the
 // client holds is served at GET /standin/xds.
 // Without ENVOY_STANDIN_ADS=1, the ADS target is only logged and the server simulates xDS progress.
@@ -26,9 +29,10 @@
 // holds at GET /standin/secrets.
 
 import { resolve } from 'node:path';
-import { AdsClient, recordFields, type AdsUpdate, type ClusterSummary, type ListenerSummary } from './ads-client.js';
+import { AdsClient, recordFields, type AdsUpdate, type ClusterSummary, type InitFetchTimeout, type ListenerSummary } from './ads-client.js';
 import { Recorder } from './recorder.js';
 import { SdsClient } from './sds-client.js';
+import { DEFAULT_INITIAL_FETCH_TIMEOUT_MS, type DependencyType, type OwnerKind, type OwnerState } from './warming.js';
 
 export interface GrpcTarget {
   /** The static cluster's name (xds-grpc, sds-grpc). */
@@ -64,8 +68,11 @@ export interface XdsHooks {
   onXdsStreamFailure?(types: readonly ('cds' | 'lds')[]): void;
   /** The first CDS response was handled: Envoy's cluster manager is initialised (INITIALIZING). */
   onClustersInitialized?(): void;
-  /** The first CDS and LDS responses were handled: init is done, workers start (LIVE). */
+  /** The first CDS and LDS responses were handled and their clusters and listeners warmed: workers start (LIVE). */
   onInitialized?(): void;
+  /** A dynamic cluster or listener started or finished warming (read XdsConnections.warmingState). */
+  onWarmingChanged?(): void;
+  onInitFetchTimeout?(timeout: InitFetchTimeout): void;
   log(msg: string): void;
 }
 
@@ -76,6 +83,11 @@ export interface XdsConnections {
   secrets?(): unknown;
   /** What the ADS client holds, for GET /standin/xds (absent when ADS is off). */
   xds?(): unknown;
+  /** Dynamic clusters / listeners and their warming (absent when ADS is off). */
+  warmingState?(kind: OwnerKind): OwnerState[];
+  /** Test controls (absent when ADS is off): see AdsClient.withhold / release. */
+  withhold?(type: DependencyType, names: readonly string[]): void;
+  release?(type?: DependencyType, names?: readonly string[]): Partial<Record<DependencyType, string[]>>;
   close(): void;
 }
 
@@ -112,8 +124,15 @@ function targetFor(clusters: Json[], name: string): GrpcTarget | undefined {
 
 /** The bootstrap's node (sent on each stream's first request), kept beside the targets found in it. */
 const bootstrapNodes = new WeakMap<XdsTargets, Json>();
-/** Whether the bootstrap takes CDS / LDS over ADS, kept beside the targets. */
-const adsResources = new WeakMap<XdsTargets, { cds: boolean; lds: boolean }>();
+/** Whether the bootstrap takes CDS / LDS over ADS, and their initial_fetch_timeout (ms), kept beside the targets. */
+const adsResources = new WeakMap<XdsTargets, { cds: boolean; lds: boolean; cdsTimeoutMs: number; ldsTimeoutMs: number }>();
+
+/** A ConfigSource's initial_fetch_timeout in canonical JSON (`"0s"`, `"1.500s"`), in ms; Envoy's 15 s when absent. */
+function jsonFetchTimeoutMs(configSource: Json | undefined): number {
+  const raw = configSource?.initial_fetch_timeout;
+  const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)s$/.exec(raw) : null;
+  return m ? Math.round(Number(m[1]) * 1000) : DEFAULT_INITIAL_FETCH_TIMEOUT_MS;
+}
 
 /** Finds the ADS and SDS servers named by a bootstrap (canonical proto-name JSON). */
 export function findXdsTargets(bootstrap: Json): XdsTargets {
@@ -133,7 +152,9 @@ export function findXdsTargets(bootstrap: Json): XdsTargets {
   const node = obj(bootstrap.node);
   if (node) bootstrapNodes.set(targets, node);
   const dynamic = obj(bootstrap.dynamic_resources);
-  adsResources.set(targets, { cds: !!obj(obj(dynamic?.cds_config)?.ads), lds: !!obj(obj(dynamic?.lds_config)?.ads) });
+  const cds = obj(dynamic?.cds_config);
+  const lds = obj(dynamic?.lds_config);
+  adsResources.set(targets, { cds: !!obj(cds?.ads), lds: !!obj(lds?.ads), cdsTimeoutMs: jsonFetchTimeoutMs(cds), ldsTimeoutMs: jsonFetchTimeoutMs(lds) });
   return targets;
 }
 
@@ -171,7 +192,7 @@ function connectSds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
 }
 
 /** Starts the ADS client when ENVOY_STANDIN_ADS=1 and the bootstrap has an ADS target. */
-function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv): AdsClient | undefined {
+function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv, withhold: Partial<Record<DependencyType, readonly string[]>>): AdsClient | undefined {
   const ads = targets.ads;
   if (!ads || env.ENVOY_STANDIN_ADS !== '1') return undefined;
   let target: string;
@@ -187,7 +208,7 @@ function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
   }
   const recorder = new Recorder(env.ENVOY_STANDIN_RECORD);
   const node = bootstrapNodes.get(targets);
-  const uses = adsResources.get(targets) ?? { cds: true, lds: true };
+  const uses = adsResources.get(targets) ?? { cds: true, lds: true, cdsTimeoutMs: 0, ldsTimeoutMs: 0 };
   const info = (u: AdsUpdate): XdsUpdateInfo => ({
     version: u.version,
     resources: u.names.length,
@@ -195,7 +216,16 @@ function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
     ...(u.listeners ? { listeners: u.listeners } : {}),
   });
   const client = new AdsClient(
-    { target, apiType: ads.apiType, ...(node ? { node } : {}), cds: uses.cds, lds: uses.lds, strict: env.ENVOY_STANDIN_STRICT !== '0' && env.ENVOY_STANDIN_STRICT !== 'false' && env.ENVOY_STANDIN_STRICT !== 'no' },
+    {
+      target,
+      apiType: ads.apiType,
+      ...(node ? { node } : {}),
+      cds: uses.cds,
+      lds: uses.lds,
+      initialFetchTimeoutMs: { cds: uses.cdsTimeoutMs, lds: uses.ldsTimeoutMs },
+      withhold,
+      strict: env.ENVOY_STANDIN_STRICT !== '0' && env.ENVOY_STANDIN_STRICT !== 'false' && env.ENVOY_STANDIN_STRICT !== 'no',
+    },
     {
       onUpdate: (u) => {
         recorder.record({ event: 'ads', ...recordFields(u) });
@@ -204,6 +234,10 @@ function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
       },
       onClustersInitialized: () => hooks.onClustersInitialized?.(),
       onInitialized: () => hooks.onInitialized?.(),
+      onWarmingChanged: () => hooks.onWarmingChanged?.(),
+      onInitFetchTimeout: (t) => hooks.onInitFetchTimeout?.(t),
+      onWithheld: (type, names) => recorder.record({ event: 'ads_withheld', type, resources: names }),
+      onReleased: (type, names) => recorder.record({ event: 'ads_released', type, resources: names }),
       onStreamOpen: (stream) => recorder.record({ event: 'ads_stream', stream, state: 'open' }),
       onStreamClosed: (stream, reason, types, retryInMs) => {
         recorder.record({ event: 'ads_stream', stream, state: 'closed', reason, retryInMs });
@@ -222,14 +256,26 @@ function connectAds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
  * Connects the stand-in's ADS and SDS clients: ADS when ENVOY_STANDIN_ADS=1 (otherwise its target is
  * logged and the caller simulates xDS progress), SDS when ENVOY_STANDIN_SDS=1 (see the header comment).
  */
-export function connectXdsClients(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv = process.env): XdsConnections {
-  const ads = connectAds(targets, hooks, env);
+export function connectXdsClients(
+  targets: XdsTargets,
+  hooks: XdsHooks,
+  env: NodeJS.ProcessEnv = process.env,
+  options: { readonly withhold?: Partial<Record<DependencyType, readonly string[]>> } = {},
+): XdsConnections {
+  const ads = connectAds(targets, hooks, env, options.withhold ?? {});
   if (targets.ads && !ads) hooks.log(`ADS target ${targets.ads.cluster} (${targets.ads.apiType}) at ${targets.ads.pipePath ?? targets.ads.socketAddress ?? '?'}: not connecting (ENVOY_STANDIN_ADS is not 1)`);
   const sds = connectSds(targets, hooks, env);
   if (targets.sds && !sds) hooks.log(`SDS target ${targets.sds.cluster} at ${targets.sds.pipePath ?? targets.sds.socketAddress ?? '?'}: not connecting (ENVOY_STANDIN_SDS is not 1)`);
   return {
     active: !!ads,
-    ...(ads ? { xds: () => ads.snapshot() } : {}),
+    ...(ads
+      ? {
+          xds: () => ads.snapshot(),
+          warmingState: (kind: OwnerKind) => ads.warmingState(kind),
+          withhold: (type: DependencyType, names: readonly string[]) => ads.withhold(type, names),
+          release: (type?: DependencyType, names?: readonly string[]) => ads.release(type, names),
+        }
+      : {}),
     ...(sds
       ? {
           secrets: () => ({

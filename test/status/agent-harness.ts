@@ -16,7 +16,8 @@ export interface StatusAgentHarness {
   readonly adminPort: () => number;
   /** http://127.0.0.1:<status port> */
   readonly base: () => string;
-  start(opts?: { proxyConfig?: Record<string, unknown>; env?: Record<string, string> }): RunningProcess;
+  /** `args` are appended to the fixture's (e.g. `--profiling=false`). */
+  start(opts?: { proxyConfig?: Record<string, unknown>; env?: Record<string, string>; args?: readonly string[] }): RunningProcess;
   /** Waits for /healthz/ready to answer 200; fails at once if the agent exits. */
   waitReady(agent: RunningProcess): Promise<void>;
 }
@@ -47,7 +48,7 @@ export function useStatusAgent(fixture: string, cleanup: () => Promise<void> | v
     base,
     start(opts = {}) {
       const proxyConfig = { binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort, controlPlaneAuthPolicy: 'NONE', discoveryAddress: '127.0.0.1:1', ...opts.proxyConfig };
-      return runAgent(pod.args, {
+      return runAgent([...pod.args, ...(opts.args ?? [])], {
         cwd: work.path,
         // probes go to the pod IP: make it loopback, where the test's app listens
         env: { ...pod.env, INSTANCE_IP: '127.0.0.1', PROXY_CONFIG: JSON.stringify(proxyConfig), ENVOY_STANDIN_RECORD: record, ...opts.env },

@@ -78,7 +78,7 @@ describe('quit and drain', () => {
 
 describe('debug views', () => {
   it('serve the effective config without secrets, xDS sync state, certs, wasm and ndsz', async () => {
-    const config = helloConfig({ XDS_HEADER_AUTHORIZATION: 'Bearer xds-secret', CA_HEADER_X_TOKEN: 'ca-secret', ISTIO_META_MY_TOKEN: 'meta-secret' });
+    const config = helloConfig({ XDS_HEADER_AUTHORIZATION: 'Bearer xds-secret', CA_HEADER_X_TOKEN: 'ca-secret', ISTIO_META_MY_TOKEN: 'meta-secret', HTTPS_PROXY: 'http://proxy-user:proxy-secret@proxy.corp:3128' });
     const sync = new Map([['type.googleapis.com/envoy.config.cluster.v3.Cluster', { lastVersion: 'v1', lastNonce: 'n1', lastResources: 3, lastBytes: 120, responses: 1, lastAck: 'ACK' as const }]]);
     const opts = statusServerOptionsFrom(config, { onQuit: () => undefined, onDrain: () => undefined, xdsSyncState: () => sync });
     expect(opts).toMatchObject({ port: 15020, proxyType: 'sidecar', adminPort: 15000, localhost: '127.0.0.1', podIp: '10.244.1.17', envoyPrometheusPort: 15090, noEnvoy: false, mergeEnvoyStats: true });
@@ -94,7 +94,8 @@ describe('debug views', () => {
     expect(view.xdsHeaders).toEqual({ AUTHORIZATION: '<redacted>' });
     expect(view.caHeaders).toEqual({ X_TOKEN: '<redacted>' });
     expect(view.metadata.ISTIO_META_MY_TOKEN).toBe('<redacted>');
-    for (const secret of ['xds-secret', 'ca-secret', 'meta-secret']) expect(cfg.body).not.toContain(secret);
+    expect(view.env.HTTPS_PROXY).toBe('http://<redacted>@proxy.corp:3128');
+    for (const secret of ['xds-secret', 'ca-secret', 'meta-secret', 'proxy-secret']) expect(cfg.body).not.toContain(secret);
 
     for (const path of ['/debug/syncz', '/debug/xds']) {
       const s = JSON.parse((await call(`${base}${path}`)).body) as { types: Record<string, { lastVersion: string; lastAck: string }> };
@@ -220,6 +221,7 @@ describe('non-loopback callers (network namespace)', () => {
     try {
       const status = await startStatus({
         metricsLocalhostOnly: true,
+        profiling: true,
         noEnvoy: true,
         onQuit: () => void calls.push('quit'),
         onDrain: () => void calls.push('drain'),
@@ -231,6 +233,9 @@ describe('non-loopback callers (network namespace)', () => {
         ['POST', '/drain'],
         ['GET', '/debug/config'],
         ['GET', '/debug/syncz'],
+        ['GET', '/debug/pprof/'],
+        ['GET', '/debug/pprof/profile?seconds=1'],
+        ['GET', '/debug/pprof/heap'],
         ['GET', '/stats/prometheus'],
         ['GET', '/healthz/ready'],
         ['GET', '/app-health/a/livez'],
@@ -240,6 +245,9 @@ describe('non-loopback callers (network namespace)', () => {
         'POST /drain': 403,
         'GET /debug/config': 403,
         'GET /debug/syncz': 403,
+        'GET /debug/pprof/': 403,
+        'GET /debug/pprof/profile?seconds=1': 403,
+        'GET /debug/pprof/heap': 403,
         'GET /stats/prometheus': 403,
         'GET /healthz/ready': 200,
         'GET /app-health/a/livez': 200,
@@ -248,6 +256,7 @@ describe('non-loopback callers (network namespace)', () => {
       // the same calls from loopback are served
       expect((await call(`http://127.0.0.1:${status.port}/stats/prometheus`)).status).toBe(200);
       expect((await call(`http://127.0.0.1:${status.port}/debug/config`)).status).toBe(404); // no provider given
+      expect((await call(`http://127.0.0.1:${status.port}/debug/pprof/cmdline`)).status).toBe(200);
       // metrics are open to everyone without METRICS_LOCALHOST_ACCESS_ONLY
       const open = await startStatus({ noEnvoy: true });
       expect(await fromNamespace(open.port, [['GET', '/metrics']])).toEqual({ 'GET /metrics': 200 });

@@ -1,13 +1,14 @@
 // Test fixtures for Wasm fetching: module bytes, tar/gzip boxing, a test CA, an HTTPS file server
 // with fault modes, a real registry (Debian's docker-registry) with optional TLS, htpasswd or token
-// auth, OCI layouts pushed with skopeo, a throttling TCP proxy, and a name resolver that maps test
-// host names to loopback (so realm and host checks see names, as in a cluster).
+// auth, OCI layouts pushed with skopeo, a throttling TCP proxy, an HTTP forward proxy (CONNECT and
+// absolute-form, what HTTPS_PROXY points at), and a name resolver that maps test host names to
+// loopback (so realm and host checks see names, as in a cluster).
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createSign, randomBytes } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -127,6 +128,16 @@ export interface FileServer {
   close(): Promise<void>;
 }
 
+/** Listens on a free loopback port, keeping every open connection in `sockets` (close() destroys them); resolves with the port. */
+async function listenTracking(server: Server, sockets: Set<Socket>): Promise<number> {
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as { port: number }).port;
+}
+
 export async function startFileServer(opts: { tls?: { certPem: string; keyPem: string }; host?: string } = {}): Promise<FileServer> {
   const routes = new Map<string, Handler>();
   const hits = new Map<string, number>();
@@ -142,12 +153,7 @@ export async function startFileServer(opts: { tls?: { certPem: string; keyPem: s
     h(req, res);
   };
   const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.certPem, key: opts.tls.keyPem }, handler) : createHttpServer(handler);
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
+  const port = await listenTracking(server, sockets);
   return {
     port,
     origin: `${opts.tls ? 'https' : 'http'}://${opts.host ?? '127.0.0.1'}:${port}`,
@@ -403,6 +409,79 @@ export async function startThrottlingProxy(target: number, bytesPerTick: number,
   return {
     port: (server.address() as { port: number }).port,
     sent: () => sent,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// An HTTP forward proxy (what HTTPS_PROXY / HTTP_PROXY point at): CONNECT tunnels for https targets,
+// absolute-form requests for http ones, with the test's own name map (a proxy resolves names itself)
+
+export interface ForwardProxy {
+  readonly port: number;
+  /** http://127.0.0.1:<port> */
+  readonly url: string;
+  /** What was asked of it, in order: `CONNECT host:port` or `GET http://host:port/path`. */
+  readonly requests: string[];
+  close(): Promise<void>;
+}
+
+export async function startForwardProxy(names: Record<string, string> = {}): Promise<ForwardProxy> {
+  const requests: string[] = [];
+  const sockets = new Set<Socket>();
+  const resolveHost = (host: string): string => names[host] ?? host;
+  const server: Server = createHttpServer((req, res) => {
+    // absolute-form: GET http://host:port/path
+    requests.push(`${req.method} ${req.url}`);
+    let target: URL;
+    try {
+      target = new URL(req.url ?? '');
+    } catch {
+      res.writeHead(400).end('absolute-form request expected');
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['proxy-connection'];
+    const up = httpRequest({ host: resolveHost(target.hostname), port: Number(target.port || 80), method: req.method, path: `${target.pathname}${target.search}`, headers }, (upRes) => {
+      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+      upRes.pipe(res);
+    });
+    up.on('error', (err) => res.writeHead(502).end(err.message));
+    req.pipe(up);
+  });
+  server.on('connect', (req: IncomingMessage, down: Socket, head: Buffer) => {
+    requests.push(`CONNECT ${req.url}`);
+    sockets.add(down);
+    const idx = (req.url ?? '').lastIndexOf(':');
+    const host = (req.url ?? '').slice(0, idx).replace(/^\[|\]$/g, '');
+    const up = connect(Number((req.url ?? '').slice(idx + 1)), resolveHost(host), () => {
+      down.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) up.write(head);
+      up.pipe(down);
+      down.pipe(up);
+    });
+    sockets.add(up);
+    const end = (): void => {
+      up.destroy();
+      down.destroy();
+    };
+    up.on('error', () => {
+      if (!down.destroyed) down.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+      end();
+    });
+    down.on('error', end);
+    down.on('close', end);
+    up.on('close', end);
+  });
+  const port = await listenTracking(server, sockets);
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    requests,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

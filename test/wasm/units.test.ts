@@ -167,7 +167,22 @@ describe('options', () => {
       httpRequestMaxRetries: 5,
       maxBinarySizeBytes: 1048576,
       blockedCidrs: ['10.0.0.0/8', '192.168.0.0/16'],
+      proxy: { httpProxy: '', httpsProxy: '', noProxy: '' },
     });
+  });
+
+  it('take proxies as Go reads them: upper case first, host:port as http://, bad values named', () => {
+    const pod = { POD_NAME: 'p', POD_NAMESPACE: 'ns', INSTANCE_IP: '10.0.0.1' };
+    const proxyOf = (env: Record<string, string>) => wasmOptionsFromConfig(loadAgentConfig({ env: { ...pod, ...env }, cwd: '/', hostAddresses: ['10.0.0.1'] })).proxy;
+    expect(proxyOf({ HTTPS_PROXY: 'https://user:pw@proxy.corp:8443', https_proxy: 'http://lower:1', http_proxy: 'squid.corp:3128', no_proxy: '.svc,10.0.0.0/8' })).toEqual({
+      httpsProxy: 'https://user:pw@proxy.corp:8443',
+      httpProxy: 'http://squid.corp:3128',
+      noProxy: '.svc,10.0.0.0/8',
+    });
+    expect(proxyOf({ https_proxy: '10.1.2.3:3128', NO_PROXY: '*', no_proxy: 'ignored' })).toEqual({ httpsProxy: 'http://10.1.2.3:3128', httpProxy: '', noProxy: '*' });
+    expect(() => loadAgentConfig({ env: { ...pod, HTTPS_PROXY: 'socks5://proxy:1080', http_proxy: 'http://[bad' }, cwd: '/', hostAddresses: ['10.0.0.1'] })).toThrow(
+      /env HTTPS_PROXY: proxy scheme socks5 is not supported \(http or https\) \(value: "socks5:\/\/proxy:1080"\)\n\s*env http_proxy: expected a proxy URL such as http:\/\/proxy\.example:3128, or host:port \(value: "http:\/\/\[bad"\)/,
+    );
   });
 
   it('redacts credentials from URLs shown in logs and NACKs', () => {
