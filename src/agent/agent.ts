@@ -1,5 +1,6 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
-// in reverse. Start order: secret manager -> SDS server -> DNS proxy (when on) ->
+// in reverse. Start order: workload socket check (an external SDS server there?) -> secret
+// manager -> SDS server -> DNS proxy (when on) ->
 // xDS proxy (with the Wasm cache behind its ECDS interceptor) -> gRPC bootstrap -> Envoy
 // bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
@@ -21,6 +22,7 @@ import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
 import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
+import { resolveWorkloadSds, type WorkloadSds } from '../sds/workload-socket.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
@@ -63,6 +65,8 @@ export class Agent {
   /** GOMEMLIMIT or the cgroup limit: watched, and caches dropped under pressure. */
   readonly memory: MemoryGovernor;
   private bootstrapToRemove: string | undefined;
+  /** Who serves the workload certificate (decided at start). */
+  private workloadSds: WorkloadSds | undefined;
   private phase: AgentPhase = 'new';
   private stopRequested = false;
   private startup: Promise<void> | undefined;
@@ -114,7 +118,13 @@ export class Agent {
 
   private async startComponents(): Promise<void> {
     const { config } = this;
-    validateSecurityConfig(config);
+    // another SDS server (SPIRE's, say) may own the workload socket: then it serves default and
+    // ROOTCA, no CA is asked, and this agent serves file certificates only
+    const workloadSds = await resolveWorkloadSds(config);
+    this.workloadSds = workloadSds;
+    const sdsMode = workloadSds.external ? { externalWorkloadSds: workloadSds.workloadSocket } : {};
+    validateSecurityConfig(config, sdsMode);
+    this.checkpoint();
     this.memory.start();
     // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
     // before anything runs; started last, closed first
@@ -133,11 +143,11 @@ export class Agent {
         ndsz: () => this.dnsServer?.debugTable(),
       }),
     );
-    const secrets = new SecretManager(secretManagerOptionsFrom(config));
+    const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
     secrets.start(); // returns at once: default and ROOTCA warm up in the background
     if (!config.env.DISABLE_ENVOY) {
-      const sds = new SdsServer({ socketPath: config.paths.sdsSocket, secrets });
+      const sds = new SdsServer({ socketPath: workloadSds.listenPath, secrets, filesOnly: workloadSds.external });
       this.sdsServer = sds;
       await sds.start();
       this.checkpoint();
@@ -193,7 +203,12 @@ export class Agent {
 
   private async startEnvoy(): Promise<void> {
     const { config } = this;
-    const bootstrap = writeEnvoyBootstrap(config, { logAsJson: this.deps.logAsJson ?? false, warn: (m) => log.warn(m) });
+    const bootstrap = writeEnvoyBootstrap(config, {
+      logAsJson: this.deps.logAsJson ?? false,
+      // the node's file-credential metadata and the sds-files-grpc cluster (Istio's ServeOnlyFiles)
+      customCredentialsFileExists: this.workloadSds?.external ?? false,
+      warn: (m) => log.warn(m),
+    });
     if (bootstrap.generated) this.bootstrapToRemove = bootstrap.path;
     log.info(`Envoy bootstrap ${bootstrap.generated ? 'written to' : 'taken from customConfigFile'} ${bootstrap.path}`);
     const override = config.envoy.bootstrapOverride ? readBootstrapOverride(config.envoy.bootstrapOverride, config.env.HOST_IP) : '';

@@ -101,7 +101,7 @@ export const ENV = {
   ECC_SIGNATURE_ALGORITHM: def('ECC_SIGNATURE_ALGORITHM', '', oneOf(['', 'ECDSA']), 'Set to ECDSA to use elliptic-curve keys.'),
   ECC_CURVE: def('ECC_CURVE', 'P256', oneOf(['P256', 'P384']), 'Elliptic curve used with ECDSA.'),
   ISTIO_META_CERT_SIGNER: def('ISTIO_META_CERT_SIGNER', '', str, 'Cert signer requested for the workload certificate.'),
-  WORKLOAD_IDENTITY_SOCKET_FILE: def('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket', str, 'File name of the SDS socket under ./var/run/secrets/workload-spiffe-uds.'),
+  WORKLOAD_IDENTITY_SOCKET_FILE: def('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket', str, 'File name of the workload SDS socket under ./var/run/secrets/workload-spiffe-uds; a server already answering there (e.g. SPIRE) serves the workload certificate, and a name other than "socket" must be such a server.'),
   FILE_DEBOUNCE_DURATION: def('FILE_DEBOUNCE_DURATION', 100, duration, 'Delay before re-reading a changed certificate file.'),
   CREDENTIAL_FETCHER_TYPE: def('CREDENTIAL_FETCHER_TYPE', 'JWT', str, 'Type of credential fetcher.'),
   XDS_AUTH_PROVIDER: def('XDS_AUTH_PROVIDER', '', str, 'Provider for xDS auth; empty for none.'),

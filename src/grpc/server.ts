@@ -172,8 +172,6 @@ const MAX_SOCKET_PATH = 107;
 export interface GrpcUnixServerOptions {
   /** What the socket serves, in messages ("SDS", "xDS"). */
   readonly name: string;
-  /** Added to the error when another process already listens on the socket. */
-  readonly liveSocketNote?: string;
   /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
   readonly mode?: number;
   readonly log?: (message: string) => void;
@@ -220,7 +218,7 @@ export class GrpcUnixServer {
       sock.once('error', () => done(false));
       sock.setTimeout(1000, () => done(false));
     });
-    if (live) throw fail(`another ${this.options.name} server is listening there${this.options.liveSocketNote ? ` (${this.options.liveSocketNote})` : ''}`);
+    if (live) throw fail(`another ${this.options.name} server is listening there`);
     this.options.log?.(`removing stale ${this.options.name} socket ${path}`);
     rmSync(path, { force: true });
   }

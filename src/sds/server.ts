@@ -37,6 +37,8 @@ export interface SdsServerOptions {
   /** Absolute path of the unix socket. */
   readonly socketPath: string;
   readonly secrets: SecretProvider;
+  /** Another SDS server owns the workload socket: this one serves file certificates only. */
+  readonly filesOnly?: boolean;
 }
 
 export interface SdsStreamInfo {
@@ -108,12 +110,12 @@ export class SdsServer {
         [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
         [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
       ]),
-      { name: 'SDS', liveSocketNote: 'external SDS providers are not supported', log: (m) => log.info(m) },
+      { name: 'SDS', log: (m) => log.info(m) },
     );
     await server.start();
     this.server = server;
     this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
-    log.info(`Starting SDS server for workload certificates, will listen on "${path}"`);
+    log.info(`Starting SDS server for ${this.options.filesOnly ? 'file certificates only' : 'workload certificates'}, will listen on "${path}"`);
   }
 
   /** Open streams, for tests and debugging. */

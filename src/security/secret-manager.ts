@@ -209,12 +209,21 @@ export class SecretManager {
     }
     if (this.defaultSource === 'file') this.lookup(WORKLOAD_RESOURCE);
     if (this.rootSource === 'file') this.lookup(ROOT_RESOURCE);
-    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+    const external = o.externalWorkloadSds;
+    if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !external) {
       if (!this.ca) throw new Error('a CA client is needed for the workload certificate but none is configured');
       log.info(`CA endpoint ${this.ca.describe()}; ${describeKeySpec(o.keySpec)} keys for ${o.spiffeId}`);
       this.ensureRenewing('warm-up');
     }
-    log.info(`workload certificate from ${this.defaultSource === 'ca' ? 'the CA' : `files (${o.mounted.certChain})`}, root from ${this.rootSource === 'ca' ? 'the CA' : `${o.mounted.root}`}`);
+    const from = (source: SecretSource, file: string): string => (source === 'file' ? file : external ? `the SDS server at ${external}` : 'the CA');
+    log.info(`workload certificate from ${from(this.defaultSource, `files (${o.mounted.certChain})`)}, root from ${from(this.rootSource, o.mounted.root)}`);
+  }
+
+  /** `default` or ROOTCA would come from the CA, but another SDS server serves it: not ours to serve. */
+  private servedElsewhere(name: string): Lookup | undefined {
+    const external = this.options.externalWorkloadSds;
+    if (!external) return undefined;
+    return { status: 'unknown', reason: `${name} is served by the SDS server at ${external}; this agent serves file certificates only` };
   }
 
   /** Calls `fn(resourceName)` whenever a secret changes or becomes available. Returns an unsubscribe function. */
@@ -240,6 +249,8 @@ export class SecretManager {
   lookup(name: string): Lookup {
     if (name === WORKLOAD_RESOURCE) {
       if (this.defaultSource === 'file') return this.fileLookup(name, { kind: 'keycert', cert: this.options.mounted.certChain, key: this.options.mounted.key });
+      const elsewhere = this.servedElsewhere(name);
+      if (elsewhere) return elsewhere;
       const w = this.workload;
       if (w && w.item.expireTime! > this.now()) return { status: 'ready', item: w.item };
       if (!this.closed && this.started) this.ensureRenewing('request');
@@ -247,6 +258,8 @@ export class SecretManager {
     }
     if (name === ROOT_RESOURCE) {
       if (this.rootSource === 'file') return this.withTrustBundle(this.fileLookup(name, { kind: 'root', root: this.options.mounted.root }));
+      const elsewhere = this.servedElsewhere(name);
+      if (elsewhere) return elsewhere;
       const w = this.workload;
       if (w) return this.withTrustBundle({ status: 'ready', item: { resourceName: ROOT_RESOURCE, rootCert: w.rootPem, source: 'ca', createdTime: w.item.createdTime, generation: w.item.generation } });
       if (!this.closed && this.started) this.ensureRenewing('request');
@@ -552,7 +565,7 @@ export class SecretManager {
     const now = this.now();
     const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
     const opt = <T>(k: string, v: T | undefined): Record<string, T> => (v === undefined ? {} : { [k]: v });
-    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+    if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !this.options.externalWorkloadSds) {
       const w = this.workload;
       if (this.defaultSource === 'ca') {
         out.push({
