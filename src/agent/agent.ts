@@ -25,6 +25,7 @@ import { SdsServer } from '../sds/server.js';
 import { resolveWorkloadSds, type WorkloadSds } from '../sds/workload-socket.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
+import { proxyConfigTrustHandler } from '../security/proxy-config-trust.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { lazy } from '../util/lazy.js';
 import { MemoryGovernor, memoryLimitFrom } from './memory-governor.js';
@@ -178,6 +179,8 @@ export class Agent {
     });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
+    // PROXY_CONFIG_XDS_AGENT: istiod's ProxyConfig adds trust anchors to ROOTCA
+    if (config.env.PROXY_CONFIG_XDS_AGENT) xds.registerHandler(proxyConfigTrustHandler(secrets));
     // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
     // The Wasm machinery (protos, HTTP/OCI clients) loads with the first ECDS push, not at start.
     xds.registerInterceptor(TypeUrl.ExtensionConfig, {

@@ -21,7 +21,7 @@ export interface DiscoveryRequest {
 /** A secret as the SDS server sends it: key/certificate, or a root bundle. */
 export type SecretMessage =
   | { readonly name: string; readonly certificateChain: string; readonly privateKey: string }
-  | { readonly name: string; readonly trustedCa: string };
+  | { readonly name: string; readonly trustedCa: string; readonly crl?: string };
 
 interface SdsTypes {
   readonly request: protobuf.Type;
@@ -72,7 +72,7 @@ export function encodeSecret(s: SecretMessage): Uint8Array {
   const { secret } = sdsTypes();
   const obj =
     'trustedCa' in s
-      ? { name: s.name, validation_context: { trusted_ca: { inline_bytes: Buffer.from(s.trustedCa) } } }
+      ? { name: s.name, validation_context: { trusted_ca: { inline_bytes: Buffer.from(s.trustedCa) }, ...(s.crl !== undefined ? { crl: { inline_bytes: Buffer.from(s.crl) } } : {}) } }
       : { name: s.name, tls_certificate: { certificate_chain: { inline_bytes: Buffer.from(s.certificateChain) }, private_key: { inline_bytes: Buffer.from(s.privateKey) } } };
   return secret.encode(secret.fromObject(obj)).finish();
 }
@@ -96,10 +96,11 @@ export function decodeSecretResponse(buf: Uint8Array): { versionInfo: string; no
     const s = secret.toObject(secret.decode(any.value ?? new Uint8Array()), {}) as {
       name?: string;
       tls_certificate?: { certificate_chain?: { inline_bytes?: Uint8Array }; private_key?: { inline_bytes?: Uint8Array } };
-      validation_context?: { trusted_ca?: { inline_bytes?: Uint8Array } };
+      validation_context?: { trusted_ca?: { inline_bytes?: Uint8Array }; crl?: { inline_bytes?: Uint8Array } };
     };
     const text = (b: Uint8Array | undefined): string => Buffer.from(b ?? new Uint8Array()).toString('utf8');
-    if (s.validation_context) return { name: s.name ?? '', trustedCa: text(s.validation_context.trusted_ca?.inline_bytes) };
+    const vc = s.validation_context;
+    if (vc) return { name: s.name ?? '', trustedCa: text(vc.trusted_ca?.inline_bytes), ...(vc.crl ? { crl: text(vc.crl.inline_bytes) } : {}) };
     return { name: s.name ?? '', certificateChain: text(s.tls_certificate?.certificate_chain?.inline_bytes), privateKey: text(s.tls_certificate?.private_key?.inline_bytes) };
   });
   return { versionInfo: raw.version_info ?? '', nonce: raw.nonce ?? '', typeUrl: raw.type_url ?? '', secrets };

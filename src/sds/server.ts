@@ -80,7 +80,7 @@ function rfc3339(d: Date): string {
 }
 
 function toMessage(item: SecretItem, name: string): SecretMessage | undefined {
-  if (item.rootCert !== undefined) return { name, trustedCa: item.rootCert };
+  if (item.rootCert !== undefined) return { name, trustedCa: item.rootCert, ...(item.crl !== undefined ? { crl: item.crl } : {}) };
   if (item.certificateChain !== undefined && item.privateKey !== undefined) return { name, certificateChain: item.certificateChain, privateKey: item.privateKey };
   return undefined;
 }

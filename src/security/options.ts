@@ -16,6 +16,7 @@ import { basename, resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { discoveryServerName } from '../xds/upstream.js';
 import type { BackoffOptions } from '../util/backoff.js';
+import { CA_CRL_PATH } from './ca-crl.js';
 import { MINIMUM_RSA_KEY_SIZE, type KeySpec } from './keys.js';
 
 /** Resource names of the SDS API (pkg/security). */
@@ -116,6 +117,8 @@ export interface SecretManagerOptions {
    * serve, no CA is asked, and only file certificates are served here (Istio's ServeOnlyFiles).
    */
   readonly externalWorkloadSds?: string;
+  /** PILOT_ENABLE_CA_CRL: the CA's revocation list, added to root secrets when the file is there. */
+  readonly caCrlPath?: string;
 }
 
 export class SecurityConfigError extends Error {
@@ -277,6 +280,7 @@ export function secretManagerOptionsFrom(config: AgentConfig, mode: WorkloadSdsM
     // Istio's createCaClient: !FileMountedCerts && !ServeOnlyFiles
     ...(fileMountedCerts || mode.externalWorkloadSds ? {} : { ca: caClientOptionsFrom(config, osRootBundle) }),
     ...(mode.externalWorkloadSds ? { externalWorkloadSds: mode.externalWorkloadSds } : {}),
+    ...(env.PILOT_ENABLE_CA_CRL ? { caCrlPath: at(config, CA_CRL_PATH) } : {}),
     ...(env.PROXY_XDS_LAST_KNOWN_GOOD ? { lastKnownGoodDir: at(config, './var/lib/istio/data/workload') } : {}),
   };
 }

@@ -42,7 +42,7 @@ export interface RequestSummary {
  * Scans the top-level fields of a message, calling `onField` for the length-delimited ones we
  * care about; everything else is skipped without being decoded.
  */
-function scan(buf: Uint8Array, onLen: (field: number, start: number, end: number) => void, lenFields: ReadonlySet<number>): void {
+export function scan(buf: Uint8Array, onLen: (field: number, start: number, end: number) => void, lenFields: ReadonlySet<number>): void {
   const r = Reader.create(buf);
   while (r.pos < r.len) {
     const tag = r.uint32();

@@ -9,13 +9,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority, generateCsr, startControlPlane, type ControlPlane } from '../control-plane/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { CertificateAuthority, generateCsr } from '../control-plane/index.js';
 import { readRecord } from '../envoy-stand-in/recorder.js';
 import { startExternalSdsServer, type ExternalSdsServer } from '../support/external-sds-server.js';
-import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
-import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { stopAgent, type RunningProcess } from '../support/processes.js';
+import { useSdsPods } from '../support/sds-pod.js';
 
 const TOKEN = 'external-sds-token';
 const WORKLOAD_SOCKET = 'var/run/secrets/workload-spiffe-uds/socket';
@@ -27,45 +26,15 @@ interface SdsEvent {
   trustedCaPem?: string;
 }
 
-let cp: ControlPlane;
-let work: ReturnType<typeof tempDir>;
-let agent: RunningProcess | undefined;
+const pods = useSdsPods(TOKEN);
 let external: ExternalSdsServer | undefined;
 
-beforeAll(async () => {
-  cp = await startControlPlane({ token: TOKEN, log: () => undefined });
-});
-afterAll(async () => {
-  await cp.close();
-});
 afterEach(async () => {
-  await stopAgent(agent);
-  agent = undefined;
   await external?.close();
   external = undefined;
-  for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
-  killStarted();
-  work.cleanup();
 });
 
-async function startAgent(env: Record<string, string> = {}): Promise<RunningProcess> {
-  const pod = injectedProxy('hello.yaml.injected');
-  writeIstiodMounts(work.path, cp.rootCertPem, TOKEN);
-  return runAgent(pod.args, {
-    cwd: work.path,
-    env: {
-      ...pod.env,
-      CA_ADDR: cp.address,
-      ISTIOD_SAN: 'istiod.istio-system.svc',
-      ENVOY_STANDIN_SDS: '1',
-      ENVOY_STANDIN_RECORD: join(work.path, 'record.jsonl'),
-      PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: await freePort(), statusPort: 0, discoveryAddress: cp.address, terminationDrainDuration: '0s' }),
-      ...env,
-    },
-  });
-}
-
-const sdsEvents = (): SdsEvent[] => readRecord(join(work.path, 'record.jsonl')).filter((e) => e.event === 'sds') as unknown as SdsEvent[];
+const sdsEvents = (): SdsEvent[] => readRecord(join(pods.dir(), 'record.jsonl')).filter((e) => e.event === 'sds') as unknown as SdsEvent[];
 
 async function waitForSecrets(a: RunningProcess): Promise<{ leaf: SdsEvent; root: SdsEvent }> {
   await vi.waitFor(
@@ -81,79 +50,82 @@ async function waitForSecrets(a: RunningProcess): Promise<{ leaf: SdsEvent; root
 
 describe('an SDS server already on the workload socket', () => {
   it('serves Envoy; the agent neither binds it nor calls the CA, and serves files on files-socket', { timeout: 90_000 }, async () => {
-    work = tempDir('pa-external-sds-');
     // the provider's own CA and identity (SPIRE issues under its own root)
     const spire = await CertificateAuthority.create({ trustDomain: 'spire.example' });
     const csr = await generateCsr({ spiffeId: 'spiffe://spire.example/ns/default/sa/default' });
     const signed = await spire.sign(csr.csrPem, 3600);
     const chain = signed.certChain.slice(0, -1).join('');
-    external = await startExternalSdsServer(
-      join(work.path, WORKLOAD_SOCKET),
-      new Map([
-        ['default', { certificateChain: chain, privateKey: csr.keyPem }],
-        ['ROOTCA', { trustedCa: spire.rootCertPem }],
-      ]),
-    );
+    const cp = pods.cp();
     const callsBefore = cp.ca.calls;
-    agent = await startAgent();
+    const { agent } = await pods.start('pa-external-sds-', {}, async (dir) => {
+      external = await startExternalSdsServer(
+        join(dir, WORKLOAD_SOCKET),
+        new Map([
+          ['default', { certificateChain: chain, privateKey: csr.keyPem }],
+          ['ROOTCA', { trustedCa: spire.rootCertPem }],
+        ]),
+      );
+    });
+    const dir = pods.dir();
 
     const { leaf, root } = await waitForSecrets(agent);
     expect(leaf.certChainPem).toBe(chain);
     expect(root.trustedCaPem).toBe(spire.rootCertPem);
     // the stand-in's stream (its bootstrap node) reached the external server, not the agent
-    const bootstrap = JSON.parse(readFileSync(join(work.path, 'etc/istio/proxy/envoy-rev.json'), 'utf8')) as {
+    const bootstrap = JSON.parse(readFileSync(join(dir, 'etc/istio/proxy/envoy-rev.json'), 'utf8')) as {
       node: { id: string; metadata: Record<string, unknown> };
       static_resources: { clusters: { name: string; load_assignment?: { endpoints: { lb_endpoints: { endpoint: { address: { pipe?: { path: string } } } }[] }[] } }[] };
     };
-    expect(external.requests.some((r) => r.nodeId === bootstrap.node.id && r.names.includes('default'))).toBe(true);
+    expect(external!.requests.some((r) => r.nodeId === bootstrap.node.id && r.names.includes('default'))).toBe(true);
 
     const out = agent.output();
     expect(out).toContain(`Existing workload SDS socket found at ${WORKLOAD_SOCKET}. Default Istio SDS Server will only serve files`);
-    expect(out).toContain(`Starting SDS server for file certificates only, will listen on "${join(work.path, FILES_SOCKET)}"`);
+    expect(out).toContain(`Starting SDS server for file certificates only, will listen on "${join(dir, FILES_SOCKET)}"`);
     // Istio's ServeOnlyFiles bootstrap: file-credential metadata and the sds-files-grpc cluster
     expect(bootstrap.node.metadata['file-credential']).toBe('true');
     const pipeOf = (name: string) => bootstrap.static_resources.clusters.find((c) => c.name === name)?.load_assignment?.endpoints[0]?.lb_endpoints[0]?.endpoint.address.pipe?.path;
     expect(pipeOf('sds-grpc')).toBe(`./${WORKLOAD_SOCKET}`);
     expect(pipeOf('sds-files-grpc')).toBe(`./${FILES_SOCKET}`);
-    expect(lstatSync(join(work.path, FILES_SOCKET)).isSocket()).toBe(true);
+    expect(lstatSync(join(dir, FILES_SOCKET)).isSocket()).toBe(true);
     expect(cp.ca.calls).toBe(callsBefore);
 
     // the provider's socket outlives the agent: it was never the agent's to remove
     await stopAgent(agent);
     expect(agent.child.exitCode).toBe(0);
-    expect(lstatSync(join(work.path, WORKLOAD_SOCKET)).isSocket()).toBe(true);
-    expect(existsSync(join(work.path, FILES_SOCKET))).toBe(false);
+    expect(lstatSync(join(dir, WORKLOAD_SOCKET)).isSocket()).toBe(true);
+    expect(existsSync(join(dir, FILES_SOCKET))).toBe(false);
     expect(cp.ca.calls).toBe(callsBefore);
   });
 });
 
 describe('a socket nobody answers on', () => {
   it('is removed as a leftover, and the agent serves the workload certificate from the CA', { timeout: 90_000 }, async () => {
-    work = tempDir('pa-external-sds-stale-');
-    const socket = join(work.path, WORKLOAD_SOCKET);
-    mkdirSync(join(work.path, 'var/run/secrets/workload-spiffe-uds'), { recursive: true });
-    // a provider that crashed: its socket file stays, nothing listens
-    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`]);
-    expect(lstatSync(socket).isSocket()).toBe(true);
+    const cp = pods.cp();
     const callsBefore = cp.ca.calls;
-    agent = await startAgent();
+    let socket = '';
+    const { agent } = await pods.start('pa-external-sds-stale-', {}, (dir) => {
+      socket = join(dir, WORKLOAD_SOCKET);
+      mkdirSync(join(dir, 'var/run/secrets/workload-spiffe-uds'), { recursive: true });
+      // a provider that crashed: its socket file stays, nothing listens
+      spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+      expect(lstatSync(socket).isSocket()).toBe(true);
+    });
 
     const { root } = await waitForSecrets(agent);
     expect(root.trustedCaPem?.replace(/\s/g, '')).toBe(cp.rootCertPem.replace(/\s/g, ''));
     expect(cp.ca.calls).toBeGreaterThan(callsBefore);
     expect(agent.output()).not.toContain('Existing workload SDS socket found');
     expect(agent.output()).toContain(`Starting SDS server for workload certificates, will listen on "${socket}"`);
-    expect(existsSync(join(work.path, FILES_SOCKET))).toBe(false);
+    expect(existsSync(join(pods.dir(), FILES_SOCKET))).toBe(false);
   });
 });
 
 describe('WORKLOAD_IDENTITY_SOCKET_FILE naming a socket that is not there', () => {
   it('stops start-up with Istio’s error', { timeout: 30_000 }, async () => {
-    work = tempDir('pa-external-sds-missing-');
-    agent = await startAgent({ WORKLOAD_IDENTITY_SOCKET_FILE: 'spire-agent.sock' });
+    const { agent, record } = await pods.start('pa-external-sds-missing-', { WORKLOAD_IDENTITY_SOCKET_FILE: 'spire-agent.sock' });
     const { code } = await agent.exited;
     expect(code).not.toBe(0);
     expect(agent.output()).toContain('agent configured for non-default SDS socket path: var/run/secrets/workload-spiffe-uds/spire-agent.sock but no socket found');
-    expect(readRecord(join(work.path, 'record.jsonl')).filter((e) => e.event === 'start')).toEqual([]);
+    expect(readRecord(record).filter((e) => e.event === 'start')).toEqual([]);
   });
 });
