@@ -1,7 +1,7 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
 // in reverse. Start order: workload socket check (an external SDS server there?) -> secret
 // manager -> SDS server -> DNS proxy (when on) ->
-// xDS proxy (with the Wasm cache behind its ECDS interceptor) -> gRPC bootstrap -> Envoy
+// xDS proxy (with the Wasm cache behind its ECDS interceptor) -> xDS debug port -> gRPC bootstrap -> Envoy
 // bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
 //
@@ -34,6 +34,7 @@ import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import { lastKnownGoodStore } from '../xds/last-known-good.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
+import { XdsDebugPort } from '../xds/debug-port.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
 const log = logger('default');
@@ -58,6 +59,8 @@ export interface AgentDeps {
 export class Agent {
   private envoy: EnvoyProcess | undefined;
   private xdsProxy: XdsProxy | undefined;
+  /** PROXY_XDS_DEBUG_VIA_AGENT: istiod's debug API on localhost:15004. */
+  private xdsDebugPort: XdsDebugPort | undefined;
   private secretManager: SecretManager | undefined;
   private sdsServer: SdsServer | undefined;
   private statusServer: StatusServer | undefined;
@@ -188,6 +191,16 @@ export class Agent {
     });
     await xds.start();
     this.checkpoint();
+    if (config.env.PROXY_XDS_DEBUG_VIA_AGENT) {
+      const debugPort = new XdsDebugPort({ host: config.node.ipv6 ? '::1' : '127.0.0.1', port: config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT, proxy: xds });
+      try {
+        await debugPort.start();
+      } catch (err) {
+        throw new Error(`failed to start istio tap server: ${(err as Error).message}`, { cause: err });
+      }
+      this.xdsDebugPort = debugPort;
+      this.checkpoint();
+    }
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
     if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
@@ -329,6 +342,9 @@ export class Agent {
 
   /** Stops the non-Envoy components in reverse start order; one failing does not skip the others. */
   private async stopComponents(): Promise<void> {
+    const debugPort = this.xdsDebugPort;
+    this.xdsDebugPort = undefined;
+    await closeSafely('xDS debug port', () => debugPort?.close());
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
     await closeSafely('xDS proxy', () => xds?.close());

@@ -132,6 +132,9 @@ export const ENV = {
   // xDS proxy
   ISTIO_GPRC_MAXRECVMSGSIZE: def('ISTIO_GPRC_MAXRECVMSGSIZE', 64 * 1024 * 1024, int(1024), "Largest request message accepted from Envoy on the xDS socket, in bytes (Istio's default is gRPC's 4 MiB; 64 MiB here)."),
 
+  PROXY_XDS_DEBUG_VIA_AGENT: def('PROXY_XDS_DEBUG_VIA_AGENT', true, bool, "Serve istiod's xDS debug API (istio.io/debug/*: syncz, config_dump) on localhost:PROXY_XDS_DEBUG_VIA_AGENT_PORT, asked over the agent's connection to istiod (Istio 1.10-1.24; removed in Istio 1.25)."),
+  PROXY_XDS_DEBUG_VIA_AGENT_PORT: def('PROXY_XDS_DEBUG_VIA_AGENT_PORT', 15004, port, 'Port of the xDS debug API (loopback only; 0 picks a free port).'),
+
   PROXY_XDS_LAST_KNOWN_GOOD: def('PROXY_XDS_LAST_KNOWN_GOOD', false, bool, 'Save what Envoy ACKs (and the workload certificate) under ./var/lib/istio/data, and serve it when istiod or the CA is unreachable at start (not in Istio).'),
   PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES: def('PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES', 256 * 1024 * 1024, int(1024), 'Bound on the last-known-good xDS store, in bytes (not in Istio).'),
 

@@ -10,8 +10,8 @@ const { Reader, Writer } = protobuf;
 
 const WIRE_LEN = 2;
 
-/** Field numbers, per message. */
-const F = {
+/** Field numbers, per message (envoy.service.discovery.v3 and the few types inside). */
+export const XdsField = {
   DiscoveryRequest: { version_info: 1, node: 2, resource_names: 3, type_url: 4, response_nonce: 5, error_detail: 6 },
   DiscoveryResponse: { version_info: 1, resources: 2, canary: 3, type_url: 4, nonce: 5, control_plane: 6 },
   DeltaDiscoveryRequest: { node: 1, type_url: 2, resource_names_subscribe: 3, resource_names_unsubscribe: 4, initial_resource_versions: 5, response_nonce: 6, error_detail: 7 },
@@ -70,7 +70,7 @@ export function summarizeSotwResponse(buf: Uint8Array): ResponseSummary {
   let nonce = '';
   let version = '';
   let resourceCount = 0;
-  const f = F.DiscoveryResponse;
+  const f = XdsField.DiscoveryResponse;
   scan(
     buf,
     (field, s, e) => {
@@ -89,7 +89,7 @@ export function summarizeDeltaResponse(buf: Uint8Array): ResponseSummary {
   let nonce = '';
   let version = '';
   let resourceCount = 0;
-  const f = F.DeltaDiscoveryResponse;
+  const f = XdsField.DeltaDiscoveryResponse;
   scan(
     buf,
     (field, s, e) => {
@@ -109,7 +109,7 @@ export function summarizeSotwRequest(buf: Uint8Array): RequestSummary {
   let versionInfo = '';
   let isNack = false;
   let hasNode = false;
-  const f = F.DiscoveryRequest;
+  const f = XdsField.DiscoveryRequest;
   scan(
     buf,
     (field, s, e) => {
@@ -129,7 +129,7 @@ export function summarizeDeltaRequest(buf: Uint8Array): RequestSummary {
   let responseNonce = '';
   let isNack = false;
   let hasNode = false;
-  const f = F.DeltaDiscoveryRequest;
+  const f = XdsField.DeltaDiscoveryRequest;
   scan(
     buf,
     (field, s, e) => {
@@ -146,7 +146,7 @@ export function summarizeDeltaRequest(buf: Uint8Array): RequestSummary {
 /** The resources of a SotW response as raw Any messages (type_url + packed value). */
 export function sotwResources(buf: Uint8Array): { typeUrl: string; value: Uint8Array }[] {
   const out: { typeUrl: string; value: Uint8Array }[] = [];
-  scan(buf, (_f, s, e) => out.push(decodeAny(buf.subarray(s, e))), new Set([F.DiscoveryResponse.resources]));
+  scan(buf, (_f, s, e) => out.push(decodeAny(buf.subarray(s, e))), new Set([XdsField.DiscoveryResponse.resources]));
   return out;
 }
 
@@ -156,10 +156,10 @@ export function decodeAny(buf: Uint8Array): { typeUrl: string; value: Uint8Array
   scan(
     buf,
     (field, s, e) => {
-      if (field === F.Any.type_url) typeUrl = str(buf, s, e);
+      if (field === XdsField.Any.type_url) typeUrl = str(buf, s, e);
       else value = buf.subarray(s, e);
     },
-    new Set([F.Any.type_url, F.Any.value]),
+    new Set([XdsField.Any.type_url, XdsField.Any.value]),
   );
   return { typeUrl, value };
 }
@@ -175,14 +175,14 @@ export interface AckFields {
 
 function writeStatus(w: protobuf.Writer, field: number, err: { code: number; message: string }): void {
   w.uint32((field << 3) | WIRE_LEN).fork();
-  if (err.code !== 0) w.uint32((F.Status.code << 3) | 0).int32(err.code);
-  if (err.message) w.uint32((F.Status.message << 3) | WIRE_LEN).string(err.message);
+  if (err.code !== 0) w.uint32((XdsField.Status.code << 3) | 0).int32(err.code);
+  if (err.message) w.uint32((XdsField.Status.message << 3) | WIRE_LEN).string(err.message);
   w.ldelim();
 }
 
 /** Encodes a SotW DiscoveryRequest (ACK, NACK or an initial subscription with no nonce). */
 export function encodeSotwRequest(a: AckFields & { resourceNames?: readonly string[] }): Uint8Array {
-  const f = F.DiscoveryRequest;
+  const f = XdsField.DiscoveryRequest;
   const w = Writer.create();
   if (a.versionInfo) w.uint32((f.version_info << 3) | WIRE_LEN).string(a.versionInfo);
   for (const n of a.resourceNames ?? []) w.uint32((f.resource_names << 3) | WIRE_LEN).string(n);
@@ -194,7 +194,7 @@ export function encodeSotwRequest(a: AckFields & { resourceNames?: readonly stri
 
 /** Encodes a DeltaDiscoveryRequest (ACK, NACK or an initial wildcard subscription). */
 export function encodeDeltaRequest(a: AckFields & { subscribe?: readonly string[] }): Uint8Array {
-  const f = F.DeltaDiscoveryRequest;
+  const f = XdsField.DeltaDiscoveryRequest;
   const w = Writer.create();
   if (a.typeUrl) w.uint32((f.type_url << 3) | WIRE_LEN).string(a.typeUrl);
   for (const n of a.subscribe ?? []) w.uint32((f.resource_names_subscribe << 3) | WIRE_LEN).string(n);
@@ -216,15 +216,15 @@ export function deltaResources(buf: Uint8Array): { name: string; version: string
       scan(
         r,
         (field, rs, re) => {
-          if (field === F.Resource.name) name = str(r, rs, re);
-          else if (field === F.Resource.version) version = str(r, rs, re);
+          if (field === XdsField.Resource.name) name = str(r, rs, re);
+          else if (field === XdsField.Resource.version) version = str(r, rs, re);
           else resource = decodeAny(r.subarray(rs, re));
         },
-        new Set([F.Resource.name, F.Resource.version, F.Resource.resource]),
+        new Set([XdsField.Resource.name, XdsField.Resource.version, XdsField.Resource.resource]),
       );
       out.push({ name, version, resource });
     },
-    new Set([F.DeltaDiscoveryResponse.resources]),
+    new Set([XdsField.DeltaDiscoveryResponse.resources]),
   );
   return out;
 }
