@@ -171,6 +171,8 @@ export async function startProxylessAgent(o: ProxylessAgentOptions): Promise<Pro
       POD_NAMESPACE: 'default',
       INSTANCE_IP: '10.0.0.1',
       DISABLE_ENVOY: 'true',
+      // a free xDS debug port: 15004 may be taken by another agent on the machine
+      PROXY_XDS_DEBUG_VIA_AGENT_PORT: '0',
       PROXY_CONFIG: JSON.stringify({ ...(o.tls ? {} : { controlPlaneAuthPolicy: 'NONE' }), discoveryAddress: o.discoveryAddress, statusPort: 0 }),
       ...o.env,
     },

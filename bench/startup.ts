@@ -16,7 +16,8 @@ import { median, round, rssMiB, timeCommand, type Bench } from './harness.js';
 
 function helloEnv(overrides: Record<string, string>): Record<string, string> {
   const pod = injectedProxy('hello.yaml.injected');
-  return { PATH: process.env.PATH ?? '', ...pod.env, ...overrides };
+  // a free xDS debug port: 15004 may be taken by another agent on the machine
+  return { PATH: process.env.PATH ?? '', ...pod.env, PROXY_XDS_DEBUG_VIA_AGENT_PORT: '0', ...overrides };
 }
 
 /** One agent start: ms from spawn until the fake Envoy created its marker file. */

@@ -1,6 +1,7 @@
 // The Agent owns the lifecycle of the per-pod components: it starts them in order, and stops them
-// in reverse. Start order: secret manager -> SDS server -> DNS proxy (when on) ->
-// xDS proxy (with the Wasm cache behind its ECDS interceptor) -> gRPC bootstrap -> Envoy
+// in reverse. Start order: workload socket check (an external SDS server there?) -> secret
+// manager -> SDS server -> DNS proxy (when on) ->
+// xDS proxy (with the Wasm cache behind its ECDS interceptor) -> xDS debug port -> gRPC bootstrap -> Envoy
 // bootstrap -> Envoy -> status server.
 // `done` settles with the process exit code once everything has stopped.
 //
@@ -20,8 +21,10 @@ import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
 import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
+import { resolveWorkloadSds, type WorkloadSds } from '../sds/workload-socket.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
+import { proxyConfigTrustHandler } from '../security/proxy-config-trust.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { sleep } from '../util/backoff.js';
 import { lazy } from '../util/lazy.js';
@@ -31,6 +34,7 @@ import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import { lastKnownGoodStore } from '../xds/last-known-good.js';
 import { upstreamOptionsFrom } from '../xds/upstream.js';
+import { XdsDebugPort } from '../xds/debug-port.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
 const log = logger('default');
@@ -55,6 +59,8 @@ export interface AgentDeps {
 export class Agent {
   private envoy: EnvoyProcess | undefined;
   private xdsProxy: XdsProxy | undefined;
+  /** PROXY_XDS_DEBUG_VIA_AGENT: istiod's debug API on localhost:15004. */
+  private xdsDebugPort: XdsDebugPort | undefined;
   private secretManager: SecretManager | undefined;
   private sdsServer: SdsServer | undefined;
   private statusServer: StatusServer | undefined;
@@ -63,6 +69,8 @@ export class Agent {
   /** GOMEMLIMIT or the cgroup limit: watched, and caches dropped under pressure. */
   readonly memory: MemoryGovernor;
   private bootstrapToRemove: string | undefined;
+  /** Who serves the workload certificate (decided at start). */
+  private workloadSds: WorkloadSds | undefined;
   private phase: AgentPhase = 'new';
   private stopRequested = false;
   private startup: Promise<void> | undefined;
@@ -114,7 +122,13 @@ export class Agent {
 
   private async startComponents(): Promise<void> {
     const { config } = this;
-    validateSecurityConfig(config);
+    // another SDS server (SPIRE's, say) may own the workload socket: then it serves default and
+    // ROOTCA, no CA is asked, and this agent serves file certificates only
+    const workloadSds = await resolveWorkloadSds(config);
+    this.workloadSds = workloadSds;
+    const sdsMode = workloadSds.external ? { externalWorkloadSds: workloadSds.workloadSocket } : {};
+    validateSecurityConfig(config, sdsMode);
+    this.checkpoint();
     this.memory.start();
     // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
     // before anything runs; started last, closed first
@@ -133,11 +147,11 @@ export class Agent {
         ndsz: () => this.dnsServer?.debugTable(),
       }),
     );
-    const secrets = new SecretManager(secretManagerOptionsFrom(config));
+    const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
     secrets.start(); // returns at once: default and ROOTCA warm up in the background
     if (!config.env.DISABLE_ENVOY) {
-      const sds = new SdsServer({ socketPath: config.paths.sdsSocket, secrets });
+      const sds = new SdsServer({ socketPath: workloadSds.listenPath, secrets, filesOnly: workloadSds.external });
       this.sdsServer = sds;
       await sds.start();
       this.checkpoint();
@@ -168,6 +182,8 @@ export class Agent {
     });
     this.xdsProxy = xds;
     if (this.dnsServer) xds.registerHandler(this.dnsServer.nameTableHandler);
+    // PROXY_CONFIG_XDS_AGENT: istiod's ProxyConfig adds trust anchors to ROOTCA
+    if (config.env.PROXY_CONFIG_XDS_AGENT) xds.registerHandler(proxyConfigTrustHandler(secrets));
     // ECDS: remote Wasm modules are fetched into the cache and handed to Envoy as local files.
     // The Wasm machinery (protos, HTTP/OCI clients) loads with the first ECDS push, not at start.
     // With ISTIO_AGENT_ENABLE_WASM_REMOTE_LOAD_CONVERSION=false ECDS is relayed untouched, as Istio
@@ -181,6 +197,16 @@ export class Agent {
     }
     await xds.start();
     this.checkpoint();
+    if (config.env.PROXY_XDS_DEBUG_VIA_AGENT) {
+      const debugPort = new XdsDebugPort({ host: config.node.ipv6 ? '::1' : '127.0.0.1', port: config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT, proxy: xds });
+      try {
+        await debugPort.start();
+      } catch (err) {
+        throw new Error(`failed to start istio tap server: ${(err as Error).message}`, { cause: err });
+      }
+      this.xdsDebugPort = debugPort;
+      this.checkpoint();
+    }
     const grpcBootstrap = writeGrpcBootstrap(config);
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
     if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
@@ -199,7 +225,12 @@ export class Agent {
 
   private async startEnvoy(): Promise<void> {
     const { config } = this;
-    const bootstrap = writeEnvoyBootstrap(config, { logAsJson: this.deps.logAsJson ?? false, warn: (m) => log.warn(m) });
+    const bootstrap = writeEnvoyBootstrap(config, {
+      logAsJson: this.deps.logAsJson ?? false,
+      // the node's file-credential metadata and the sds-files-grpc cluster (Istio's ServeOnlyFiles)
+      customCredentialsFileExists: this.workloadSds?.external ?? false,
+      warn: (m) => log.warn(m),
+    });
     if (bootstrap.generated) this.bootstrapToRemove = bootstrap.path;
     log.info(`Envoy bootstrap ${bootstrap.generated ? 'written to' : 'taken from customConfigFile'} ${bootstrap.path}`);
     const override = config.envoy.bootstrapOverride ? readBootstrapOverride(config.envoy.bootstrapOverride, config.env.HOST_IP) : '';
@@ -317,6 +348,9 @@ export class Agent {
 
   /** Stops the non-Envoy components in reverse start order; one failing does not skip the others. */
   private async stopComponents(): Promise<void> {
+    const debugPort = this.xdsDebugPort;
+    this.xdsDebugPort = undefined;
+    await closeSafely('xDS debug port', () => debugPort?.close());
     const xds = this.xdsProxy;
     this.xdsProxy = undefined;
     await closeSafely('xDS proxy', () => xds?.close());

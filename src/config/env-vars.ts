@@ -124,7 +124,8 @@ export const ENV = {
   ECC_SIGNATURE_ALGORITHM: def('ECC_SIGNATURE_ALGORITHM', '', oneOf(['', 'ECDSA']), 'Set to ECDSA to use elliptic-curve keys.'),
   ECC_CURVE: def('ECC_CURVE', 'P256', oneOf(['P256', 'P384']), 'Elliptic curve used with ECDSA.'),
   ISTIO_META_CERT_SIGNER: def('ISTIO_META_CERT_SIGNER', '', str, 'Cert signer requested for the workload certificate.'),
-  WORKLOAD_IDENTITY_SOCKET_FILE: def('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket', str, 'File name of the SDS socket under ./var/run/secrets/workload-spiffe-uds.'),
+  WORKLOAD_IDENTITY_SOCKET_FILE: def('WORKLOAD_IDENTITY_SOCKET_FILE', 'socket', str, 'File name of the workload SDS socket under ./var/run/secrets/workload-spiffe-uds; a server already answering there (e.g. SPIRE) serves the workload certificate, and a name other than "socket" must be such a server.'),
+  PILOT_ENABLE_CA_CRL: def('PILOT_ENABLE_CA_CRL', true, bool, "Add the CA's revocation list (./var/run/secrets/istio/crl/ca-crl.pem, istiod's istio-ca-crl ConfigMap) to ROOTCA and file-root secrets; watched, and a file that does not parse never replaces a good list."),
   FILE_DEBOUNCE_DURATION: def('FILE_DEBOUNCE_DURATION', 100, duration, 'Delay before re-reading a changed certificate file.'),
   CREDENTIAL_FETCHER_TYPE: def('CREDENTIAL_FETCHER_TYPE', 'JWT', str, 'Type of credential fetcher.'),
   XDS_AUTH_PROVIDER: def('XDS_AUTH_PROVIDER', '', str, 'Provider for xDS auth; empty for none.'),
@@ -149,10 +150,13 @@ export const ENV = {
   ISTIO_DUAL_STACK: def('ISTIO_DUAL_STACK', false, bool, 'Configure Envoy for dual-stack (IPv4 and IPv6) addresses.'),
   ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL: def('ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL', false, bool, 'Accept the PROXY protocol on the Envoy status port.'),
   HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED: def('HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED', true, bool, 'Strip URI fragments from request paths (Envoy runtime flag).'),
-  PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, 'Receive dynamic ProxyConfig updates over xDS.'),
+  PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, "Subscribe to istiod's ProxyConfig over xDS (istio.mesh.v1alpha1.ProxyConfig) and merge its caCertificatesPem into ROOTCA."),
 
   // xDS proxy
   ISTIO_GPRC_MAXRECVMSGSIZE: def('ISTIO_GPRC_MAXRECVMSGSIZE', 64 * 1024 * 1024, int(1024), "Largest request message accepted from Envoy on the xDS socket, in bytes (Istio's default is gRPC's 4 MiB; 64 MiB here)."),
+
+  PROXY_XDS_DEBUG_VIA_AGENT: def('PROXY_XDS_DEBUG_VIA_AGENT', true, bool, "Serve istiod's xDS debug API (istio.io/debug/*: syncz, config_dump) on localhost:PROXY_XDS_DEBUG_VIA_AGENT_PORT, asked over the agent's connection to istiod (Istio 1.10-1.24; removed in Istio 1.25)."),
+  PROXY_XDS_DEBUG_VIA_AGENT_PORT: def('PROXY_XDS_DEBUG_VIA_AGENT_PORT', 15004, port, 'Port of the xDS debug API (loopback only; 0 picks a free port).'),
 
   PROXY_XDS_LAST_KNOWN_GOOD: def('PROXY_XDS_LAST_KNOWN_GOOD', false, bool, 'Save what Envoy ACKs (and the workload certificate) under ./var/lib/istio/data, and serve it when istiod or the CA is unreachable at start (not in Istio).'),
   PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES: def('PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES', 256 * 1024 * 1024, int(1024), 'Bound on the last-known-good xDS store, in bytes (not in Istio).'),

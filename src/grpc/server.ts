@@ -172,8 +172,6 @@ const MAX_SOCKET_PATH = 107;
 export interface GrpcUnixServerOptions {
   /** What the socket serves, in messages ("SDS", "xDS"). */
   readonly name: string;
-  /** Added to the error when another process already listens on the socket. */
-  readonly liveSocketNote?: string;
   /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
   readonly mode?: number;
   readonly log?: (message: string) => void;
@@ -220,7 +218,7 @@ export class GrpcUnixServer {
       sock.once('error', () => done(false));
       sock.setTimeout(1000, () => done(false));
     });
-    if (live) throw fail(`another ${this.options.name} server is listening there${this.options.liveSocketNote ? ` (${this.options.liveSocketNote})` : ''}`);
+    if (live) throw fail(`another ${this.options.name} server is listening there`);
     this.options.log?.(`removing stale ${this.options.name} socket ${path}`);
     rmSync(path, { force: true });
   }
@@ -249,27 +247,7 @@ export class GrpcUnixServer {
   }
 
   private accept(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => undefined);
-    const reject = (code: number, message: string): void =>
-      whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true }));
-    const path = String(headers[':path']);
-    const handler = this.methods.get(path);
-    if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
-    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-      whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true }));
-      return;
-    }
-    if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...this.methods.keys()].join(', ')}`);
-    const encoding = headers['grpc-encoding'];
-    if (encoding !== undefined && encoding !== 'identity') return reject(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
-    const call = new ServerStream(stream, path, this.options.maxRequestBytes);
-    try {
-      handler(call);
-    } catch (err) {
-      // one client's stream failing must not reach the process's last-resort handler
-      this.options.log?.(`${this.options.name} stream ${path} failed: ${(err as Error).stack ?? String(err)}`);
-      call.finish({ code: Status.INTERNAL, details: (err as Error).message });
-    }
+    acceptGrpcStream(stream, headers, this.methods, this.options);
   }
 
   /** Stops listening and closes every connection. Idempotent. */
@@ -280,5 +258,38 @@ export class GrpcUnixServer {
     for (const s of this.sessions) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.path, { force: true });
+  }
+}
+
+/**
+ * Serves one HTTP/2 stream as a gRPC call of one of `methods` (any other method: UNIMPLEMENTED), for
+ * servers other than GrpcUnixServer that speak gRPC on some of their streams.
+ */
+export function acceptGrpcStream(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  methods: ReadonlyMap<string, (stream: ServerStream) => void>,
+  options: Pick<GrpcUnixServerOptions, 'name' | 'log' | 'maxRequestBytes'>,
+): void {
+  stream.on('error', () => undefined);
+  const reject = (code: number, message: string): void =>
+    whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true }));
+  const path = String(headers[':path']);
+  const handler = methods.get(path);
+  if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
+  if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
+    whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true }));
+    return;
+  }
+  if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...methods.keys()].join(', ')}`);
+  const encoding = headers['grpc-encoding'];
+  if (encoding !== undefined && encoding !== 'identity') return reject(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
+  const call = new ServerStream(stream, path, options.maxRequestBytes);
+  try {
+    handler(call);
+  } catch (err) {
+    // one client's stream failing must not reach the process's last-resort handler
+    options.log?.(`${options.name} stream ${path} failed: ${(err as Error).stack ?? String(err)}`);
+    call.finish({ code: Status.INTERNAL, details: (err as Error).message });
   }
 }

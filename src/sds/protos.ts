@@ -18,7 +18,7 @@ export interface DiscoveryRequest {
 /** A secret as the SDS server sends it: key/certificate, or a root bundle. */
 export type SecretMessage =
   | { readonly name: string; readonly certificateChain: string; readonly privateKey: string }
-  | { readonly name: string; readonly trustedCa: string };
+  | { readonly name: string; readonly trustedCa: string; readonly crl?: string };
 
 export interface SdsCodec {
   decodeDiscoveryRequest(buf: Uint8Array): DiscoveryRequest;
@@ -46,7 +46,7 @@ export const sdsCodec = lazy(async (): Promise<SdsCodec> => {
     create(
       SecretSchema,
       'trustedCa' in s
-        ? { name: s.name, type: { case: 'validationContext', value: { trustedCa: inline(s.trustedCa) } } }
+        ? { name: s.name, type: { case: 'validationContext', value: { trustedCa: inline(s.trustedCa), ...(s.crl !== undefined ? { crl: inline(s.crl) } : {}) } } }
         : { name: s.name, type: { case: 'tlsCertificate', value: { certificateChain: inline(s.certificateChain), privateKey: inline(s.privateKey) } } },
     );
   return {
@@ -81,7 +81,10 @@ export const sdsCodec = lazy(async (): Promise<SdsCodec> => {
       const secrets = m.resources.map((any): SecretMessage => {
         const s = anyUnpack(any, SecretSchema);
         if (!s) throw new Error(`SDS response holds a resource of type ${JSON.stringify(any.typeUrl)}, not a Secret`);
-        if (s.type.case === 'validationContext') return { name: s.name, trustedCa: text(s.type.value.trustedCa) };
+        if (s.type.case === 'validationContext') {
+          const vc = s.type.value;
+          return { name: s.name, trustedCa: text(vc.trustedCa), ...(vc.crl ? { crl: text(vc.crl) } : {}) };
+        }
         const tls = s.type.case === 'tlsCertificate' ? s.type.value : undefined;
         return { name: s.name, certificateChain: text(tls?.certificateChain), privateKey: text(tls?.privateKey) };
       });

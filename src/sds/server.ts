@@ -37,6 +37,8 @@ export interface SdsServerOptions {
   /** Absolute path of the unix socket. */
   readonly socketPath: string;
   readonly secrets: SecretProvider;
+  /** Another SDS server owns the workload socket: this one serves file certificates only. */
+  readonly filesOnly?: boolean;
 }
 
 export interface SdsStreamInfo {
@@ -78,7 +80,7 @@ function rfc3339(d: Date): string {
 }
 
 function toMessage(item: SecretItem, name: string): SecretMessage | undefined {
-  if (item.rootCert !== undefined) return { name, trustedCa: item.rootCert };
+  if (item.rootCert !== undefined) return { name, trustedCa: item.rootCert, ...(item.crl !== undefined ? { crl: item.crl } : {}) };
   if (item.certificateChain !== undefined && item.privateKey !== undefined) return { name, certificateChain: item.certificateChain, privateKey: item.privateKey };
   return undefined;
 }
@@ -110,12 +112,12 @@ export class SdsServer {
         [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
         [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
       ]),
-      { name: 'SDS', liveSocketNote: 'external SDS providers are not supported', log: (m) => log.info(m) },
+      { name: 'SDS', log: (m) => log.info(m) },
     );
     await server.start();
     this.server = server;
     this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
-    log.info(`Starting SDS server for workload certificates, will listen on "${path}"`);
+    log.info(`Starting SDS server for ${this.options.filesOnly ? 'file certificates only' : 'workload certificates'}, will listen on "${path}"`);
   }
 
   /** Open streams, for tests and debugging. */

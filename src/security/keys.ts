@@ -43,7 +43,8 @@ const loadForge = lazy(async (): Promise<Forge> => {
   return ((m as { default?: Forge }).default ?? m) as Forge;
 });
 
-const loadX509 = lazy(async (): Promise<X509> => {
+/** @peculiar/x509, loaded on first use (also for CA CRLs). */
+export const loadX509 = lazy(async (): Promise<X509> => {
   await import('reflect-metadata'); // @peculiar/x509's ASN.1 schemas need it loaded first
   const x509 = await import('@peculiar/x509');
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

@@ -16,6 +16,7 @@ import { basename, resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { discoveryServerName } from '../config/istiod-address.js';
 import type { BackoffOptions } from '../util/backoff.js';
+import { CA_CRL_PATH } from './ca-crl.js';
 import { MINIMUM_RSA_KEY_SIZE, type KeySpec } from './keys.js';
 
 /** Resource names of the SDS API (pkg/security). */
@@ -111,6 +112,13 @@ export interface SecretManagerOptions {
   readonly filePollMs?: number;
   /** PROXY_XDS_LAST_KNOWN_GOOD: where issued certificates are saved for a CA outage at start. */
   readonly lastKnownGoodDir?: string;
+  /**
+   * Another SDS server owns the workload socket (this path): `default` and `ROOTCA` are its to
+   * serve, no CA is asked, and only file certificates are served here (Istio's ServeOnlyFiles).
+   */
+  readonly externalWorkloadSds?: string;
+  /** PILOT_ENABLE_CA_CRL: the CA's revocation list, added to root secrets when the file is there. */
+  readonly caCrlPath?: string;
 }
 
 export class SecurityConfigError extends Error {
@@ -160,8 +168,14 @@ export function caRootCaPath(config: AgentConfig): string | null {
   return at(config, './var/run/secrets/istio/root-cert.pem');
 }
 
+/** How the workload certificate is served, once the workload socket has been looked at. */
+export interface WorkloadSdsMode {
+  /** The workload socket belongs to another SDS server (its path): no CA is used. */
+  readonly externalWorkloadSds?: string;
+}
+
 /** Checks the settings this agent does not support or that contradict each other; throws them all at once. */
-export function validateSecurityConfig(config: AgentConfig): void {
+export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMode = {}): void {
   const problems: string[] = [];
   const env = config.env;
   let provider = env.CA_PROVIDER;
@@ -187,7 +201,7 @@ export function validateSecurityConfig(config: AgentConfig): void {
     problems.push(`SECRET_GRACE_PERIOD_RATIO_JITTER=${env.SECRET_GRACE_PERIOD_RATIO_JITTER}: must be between 0 and 1`);
   }
   if (env.WORKLOAD_RSA_KEY_SIZE < MINIMUM_RSA_KEY_SIZE) problems.push(`WORKLOAD_RSA_KEY_SIZE=${env.WORKLOAD_RSA_KEY_SIZE}: below the minimum of ${MINIMUM_RSA_KEY_SIZE}`);
-  const usesCa = !env.FILE_MOUNTED_CERTS && !workloadCredentialsMounted(at(config, './var/run/secrets/workload-spiffe-credentials'));
+  const usesCa = !env.FILE_MOUNTED_CERTS && !mode.externalWorkloadSds && !workloadCredentialsMounted(at(config, './var/run/secrets/workload-spiffe-credentials'));
   if (usesCa) {
     if (!caAddressOf(config)) problems.push('no CA address: set CA_ADDR or ProxyConfig discoveryAddress');
     if (!caIsPlaintext(config)) {
@@ -238,7 +252,7 @@ export function caClientOptionsFrom(config: AgentConfig, osRootBundle = findOsRo
 }
 
 /** The secret manager's settings for this agent (call validateSecurityConfig first). */
-export function secretManagerOptionsFrom(config: AgentConfig): SecretManagerOptions {
+export function secretManagerOptionsFrom(config: AgentConfig, mode: WorkloadSdsMode = {}): SecretManagerOptions {
   const env = config.env;
   const credentials = workloadCredentialsMounted(at(config, './var/run/secrets/workload-spiffe-credentials'));
   const mounted: MountedCertPaths = credentials ?? {
@@ -263,7 +277,10 @@ export function secretManagerOptionsFrom(config: AgentConfig): SecretManagerOpti
     mounted,
     fileMountedCerts,
     osRootBundle,
-    ...(fileMountedCerts ? {} : { ca: caClientOptionsFrom(config, osRootBundle) }),
+    // Istio's createCaClient: !FileMountedCerts && !ServeOnlyFiles
+    ...(fileMountedCerts || mode.externalWorkloadSds ? {} : { ca: caClientOptionsFrom(config, osRootBundle) }),
+    ...(mode.externalWorkloadSds ? { externalWorkloadSds: mode.externalWorkloadSds } : {}),
+    ...(env.PILOT_ENABLE_CA_CRL ? { caCrlPath: at(config, CA_CRL_PATH) } : {}),
     ...(env.PROXY_XDS_LAST_KNOWN_GOOD ? { lastKnownGoodDir: at(config, './var/lib/istio/data/workload') } : {}),
   };
 }

@@ -4,10 +4,16 @@
 //   default            the workload key + certificate chain: from the CA (a new key and CSR per
 //                      attempt), or from mounted files (./etc/certs/{cert-chain,key}.pem,
 //                      ./var/run/secrets/workload-spiffe-credentials/, FILE_MOUNTED_CERTS)
-//   ROOTCA             the root: the last entry of the CA's chain, or the mounted root-cert.pem
+//   ROOTCA             the root: the last entry of the CA's chain, or the mounted root-cert.pem,
+//                      plus the trust anchors of istiod's ProxyConfig (PROXY_CONFIG_XDS_AGENT)
 //   file-cert:<c>~<k>  a key/certificate pair read from files (DestinationRule / Gateway credentials)
 //   file-root:<ca>     a root bundle read from a file
 //   file-root:system   the OS CA bundle
+//
+// Root secrets (ROOTCA, file-root:*) also carry the CA's revocation list when PILOT_ENABLE_CA_CRL
+// is on and ./var/run/secrets/istio/crl/ca-crl.pem holds one (ca-crl.ts).
+// When another SDS server owns the workload socket (externalWorkloadSds), `default` and ROOTCA
+// are its to serve: no CA is asked and only the file-based names are served here.
 //
 // Differences from Istio, on purpose:
 //   - the CA certificate is renewed in the background: at `expiry - (ratio +/- jitter) x lifetime`
@@ -32,6 +38,7 @@ import { logger } from '../util/logger.js';
 import type { ClientCertificate } from '../grpc/client.js';
 import { AbortedError, Backoff, sleep } from '../util/backoff.js';
 import { CaClient, validateSignedChain } from './ca-client.js';
+import { CaCrlFile } from './ca-crl.js';
 import { FileWatchSet } from './file-watch.js';
 import { WorkloadCertificateStore } from './last-known-good.js';
 import { describeKeySpec, generateKeyAndCsr } from './keys.js';
@@ -58,6 +65,8 @@ export interface SecretItem {
   readonly privateKey?: string;
   /** PEM root bundle (validation-context secrets). */
   readonly rootCert?: string;
+  /** PEM revocation list(s) of the CA (validation-context secrets, PILOT_ENABLE_CA_CRL). */
+  readonly crl?: string;
   readonly source: SecretSource;
   /** When this content was obtained, epoch ms. */
   readonly createdTime: number;
@@ -108,6 +117,11 @@ export interface SecretManagerDeps {
   readonly caClient?: CaClient;
   readonly random?: () => number;
   readonly now?: () => number;
+}
+
+/** Names served as a validation context: ROOTCA and the file-root: ones. */
+function isRootResource(name: string): boolean {
+  return name === ROOT_RESOURCE || name.startsWith(FILE_ROOT_PREFIX);
 }
 
 /** Delay before rotating, as Istio's rotateTime: expiry - clamp(ratio +/- U(0, jitter), 0, 1) x lifetime. */
@@ -165,6 +179,10 @@ export class SecretManager {
   private generation = 0;
   private trustBundle: string[] = [];
   private trustBundleGeneration = 0;
+  /** PILOT_ENABLE_CA_CRL: the CA's revocation list, watched. */
+  private readonly crl: CaCrlFile | undefined;
+  private crlRead = false;
+  private crlGeneration = 0;
   private started = false;
   private closed = false;
   private defaultSource: SecretSource = 'ca';
@@ -184,6 +202,7 @@ export class SecretManager {
     this.ca = options.fileMountedCerts ? undefined : (deps.caClient ?? (options.ca ? new CaClient(options.ca) : undefined));
     this.lastKnownGood = options.lastKnownGoodDir ? new WorkloadCertificateStore(options.lastKnownGoodDir, options.spiffeId) : undefined;
     this.watcher = new FileWatchSet({ debounceMs: options.fileDebounceMs, pollMs: options.filePollMs ?? 10_000, onChange: (name) => this.reloadFile(name) });
+    this.crl = options.caCrlPath ? new CaCrlFile({ path: options.caCrlPath, debounceMs: options.fileDebounceMs, pollMs: options.filePollMs ?? 10_000, onChange: () => this.crlChanged() }) : undefined;
   }
 
   /** Where `default` and `ROOTCA` come from (decided at start()). */
@@ -199,6 +218,11 @@ export class SecretManager {
     if (this.started || this.closed) return;
     this.started = true;
     const o = this.options;
+    // root secrets wait for the first read of the CRL, so that none goes out without it
+    void this.crl?.start().then(() => {
+      this.crlRead = true;
+      this.crlChanged();
+    });
     const outputsToMounted = o.outputDir !== '' && sameDir(o.outputDir, dirname(o.mounted.certChain));
     if (o.fileMountedCerts) {
       this.defaultSource = 'file';
@@ -209,12 +233,21 @@ export class SecretManager {
     }
     if (this.defaultSource === 'file') this.lookup(WORKLOAD_RESOURCE);
     if (this.rootSource === 'file') this.lookup(ROOT_RESOURCE);
-    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+    const external = o.externalWorkloadSds;
+    if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !external) {
       if (!this.ca) throw new Error('a CA client is needed for the workload certificate but none is configured');
       log.info(`CA endpoint ${this.ca.describe()}; ${describeKeySpec(o.keySpec)} keys for ${o.spiffeId}`);
       this.ensureRenewing('warm-up');
     }
-    log.info(`workload certificate from ${this.defaultSource === 'ca' ? 'the CA' : `files (${o.mounted.certChain})`}, root from ${this.rootSource === 'ca' ? 'the CA' : `${o.mounted.root}`}`);
+    const from = (source: SecretSource, file: string): string => (source === 'file' ? file : external ? `the SDS server at ${external}` : 'the CA');
+    log.info(`workload certificate from ${from(this.defaultSource, `files (${o.mounted.certChain})`)}, root from ${from(this.rootSource, o.mounted.root)}`);
+  }
+
+  /** `default` or ROOTCA would come from the CA, but another SDS server serves it: not ours to serve. */
+  private servedElsewhere(name: string): Lookup | undefined {
+    const external = this.options.externalWorkloadSds;
+    if (!external) return undefined;
+    return { status: 'unknown', reason: `${name} is served by the SDS server at ${external}; this agent serves file certificates only` };
   }
 
   /** Calls `fn(resourceName)` whenever a secret changes or becomes available. Returns an unsubscribe function. */
@@ -238,17 +271,26 @@ export class SecretManager {
    * on their first lookup; `pending` means it will be announced through onUpdate() when ready.
    */
   lookup(name: string): Lookup {
+    const r = this.sourceLookup(name);
+    return isRootResource(name) ? this.withRootExtras(name, r) : r;
+  }
+
+  private sourceLookup(name: string): Lookup {
     if (name === WORKLOAD_RESOURCE) {
       if (this.defaultSource === 'file') return this.fileLookup(name, { kind: 'keycert', cert: this.options.mounted.certChain, key: this.options.mounted.key });
+      const elsewhere = this.servedElsewhere(name);
+      if (elsewhere) return elsewhere;
       const w = this.workload;
       if (w && w.item.expireTime! > this.now()) return { status: 'ready', item: w.item };
       if (!this.closed && this.started) this.ensureRenewing('request');
       return { status: 'pending', reason: w ? 'the workload certificate expired; renewing' : `waiting for the CA${this.lastCaError ? ` (last error: ${this.lastCaError})` : ''}` };
     }
     if (name === ROOT_RESOURCE) {
-      if (this.rootSource === 'file') return this.withTrustBundle(this.fileLookup(name, { kind: 'root', root: this.options.mounted.root }));
+      if (this.rootSource === 'file') return this.fileLookup(name, { kind: 'root', root: this.options.mounted.root });
+      const elsewhere = this.servedElsewhere(name);
+      if (elsewhere) return elsewhere;
       const w = this.workload;
-      if (w) return this.withTrustBundle({ status: 'ready', item: { resourceName: ROOT_RESOURCE, rootCert: w.rootPem, source: 'ca', createdTime: w.item.createdTime, generation: w.item.generation } });
+      if (w) return { status: 'ready', item: { resourceName: ROOT_RESOURCE, rootCert: w.rootPem, source: 'ca', createdTime: w.item.createdTime, generation: w.item.generation } };
       if (!this.closed && this.started) this.ensureRenewing('request');
       return { status: 'pending', reason: `waiting for the CA${this.lastCaError ? ` (last error: ${this.lastCaError})` : ''}` };
     }
@@ -284,10 +326,30 @@ export class SecretManager {
     if (this.defaultSource === 'ca' && this.started && !this.closed) this.ensureRenewing('trust bundle changed');
   }
 
-  private withTrustBundle(r: Lookup): Lookup {
-    if (r.status !== 'ready' || this.trustBundle.length === 0) return r;
-    const merged = [...new Set([...this.trustBundle, ...splitPemCertificates(r.item.rootCert ?? '')])].sort();
-    return { status: 'ready', item: { ...r.item, rootCert: merged.join(''), generation: Math.max(r.item.generation, this.trustBundleGeneration) } };
+  /**
+   * What root secrets carry besides their certificates: ROOTCA the ProxyConfig trust bundle, and
+   * every root the CA's revocation list (Istio's toEnvoySecret). A change to either makes the
+   * generation move, so the SDS server pushes again.
+   */
+  private withRootExtras(name: string, r: Lookup): Lookup {
+    if (r.status !== 'ready') return r;
+    let item = r.item;
+    if (name === ROOT_RESOURCE && this.trustBundle.length > 0) {
+      const merged = [...new Set([...this.trustBundle, ...splitPemCertificates(item.rootCert ?? '')])].sort();
+      item = { ...item, rootCert: merged.join(''), generation: Math.max(item.generation, this.trustBundleGeneration) };
+    }
+    const crl = this.crl;
+    if (crl) {
+      if (!this.crlRead) return { status: 'pending', reason: `reading the CA CRL ${crl.path}` };
+      item = { ...item, ...(crl.pem !== undefined ? { crl: crl.pem } : {}), generation: Math.max(item.generation, this.crlGeneration) };
+    }
+    return item === r.item ? r : { status: 'ready', item };
+  }
+
+  /** The CA CRL was read for the first time, or changed: every root secret is pushed again. */
+  private crlChanged(): void {
+    this.crlGeneration = ++this.generation;
+    for (const name of [ROOT_RESOURCE, ...[...this.files.keys()].filter((n) => n !== ROOT_RESOURCE && isRootResource(n))]) this.notify(name);
   }
 
   /** Resolves with the secret once it is ready; rejects for unknown names, on close, or when `signal` aborts. */
@@ -552,7 +614,7 @@ export class SecretManager {
     const now = this.now();
     const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
     const opt = <T>(k: string, v: T | undefined): Record<string, T> => (v === undefined ? {} : { [k]: v });
-    if (this.defaultSource === 'ca' || this.rootSource === 'ca') {
+    if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !this.options.externalWorkloadSds) {
       const w = this.workload;
       if (this.defaultSource === 'ca') {
         out.push({
@@ -610,6 +672,7 @@ export class SecretManager {
     if (this.rotationTimer) clearTimeout(this.rotationTimer);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.watcher.close();
+    this.crl?.close();
     this.ca?.close();
     setCertExpiry(WORKLOAD_RESOURCE, undefined);
     const renewing = this.renewing;

@@ -27,6 +27,21 @@ export function isRelayedToEnvoy(typeUrl: string): boolean {
   return typeUrl.startsWith('type.googleapis.com/envoy.') || typeUrl === TypeUrl.Workload;
 }
 
+/** istiod's debug types (istio.io/debug, istio.io/debug/syncz, ...): answered to the agent's debug port. */
+export const DEBUG_TYPE = 'istio.io/debug';
+
+export function isDebugType(typeUrl: string): boolean {
+  return typeUrl.startsWith(DEBUG_TYPE);
+}
+
+/**
+ * Resource types only istiod's debug responses carry (CSDS client status, admin config dumps).
+ * Envoy never subscribes to them, so a push of them is held whole and routed by its own type.
+ */
+export function isDebugPayloadType(typeUrl: string): boolean {
+  return typeUrl.startsWith('type.googleapis.com/envoy.admin.') || typeUrl.startsWith('type.googleapis.com/envoy.service.status.') || isDebugType(typeUrl);
+}
+
 export function shortType(typeUrl: string): string {
   const known: Record<string, string> = {
     [TypeUrl.Cluster]: 'CDS',

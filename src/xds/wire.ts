@@ -68,7 +68,7 @@ export interface RequestSummary {
  * Scans the top-level fields of a message, calling `onField` for the length-delimited ones we
  * care about; everything else is skipped without being decoded.
  */
-function scan(buf: Uint8Array, onLen: (field: number, start: number, end: number) => void, lenFields: ReadonlySet<number>): void {
+export function scan(buf: Uint8Array, onLen: (field: number, start: number, end: number) => void, lenFields: ReadonlySet<number>): void {
   forEachField(buf, (field, wire, _start, payload, end) => {
     if (wire === WIRE_LEN && lenFields.has(field)) onLen(field, payload, end);
   });
@@ -85,7 +85,7 @@ export function summarizeSotwResponse(buf: Uint8Array): ResponseSummary {
   let nonce = '';
   let version = '';
   let resourceCount = 0;
-  const f = F.DiscoveryResponse;
+  const f = XdsField.DiscoveryResponse;
   scan(
     buf,
     (field, s, e) => {
@@ -104,7 +104,7 @@ export function summarizeDeltaResponse(buf: Uint8Array): ResponseSummary {
   let nonce = '';
   let version = '';
   let resourceCount = 0;
-  const f = F.DeltaDiscoveryResponse;
+  const f = XdsField.DeltaDiscoveryResponse;
   scan(
     buf,
     (field, s, e) => {
@@ -124,7 +124,7 @@ export function summarizeSotwRequest(buf: Uint8Array): RequestSummary {
   let versionInfo = '';
   let isNack = false;
   let hasNode = false;
-  const f = F.DiscoveryRequest;
+  const f = XdsField.DiscoveryRequest;
   scan(
     buf,
     (field, s, e) => {
@@ -144,7 +144,7 @@ export function summarizeDeltaRequest(buf: Uint8Array): RequestSummary {
   let responseNonce = '';
   let isNack = false;
   let hasNode = false;
-  const f = F.DeltaDiscoveryRequest;
+  const f = XdsField.DeltaDiscoveryRequest;
   scan(
     buf,
     (field, s, e) => {
@@ -161,7 +161,7 @@ export function summarizeDeltaRequest(buf: Uint8Array): RequestSummary {
 /** The resources of a SotW response as raw Any messages (type_url + packed value). */
 export function sotwResources(buf: Uint8Array): { typeUrl: string; value: Uint8Array }[] {
   const out: { typeUrl: string; value: Uint8Array }[] = [];
-  scan(buf, (_f, s, e) => out.push(decodeAny(buf.subarray(s, e))), new Set([F.DiscoveryResponse.resources]));
+  scan(buf, (_f, s, e) => out.push(decodeAny(buf.subarray(s, e))), new Set([XdsField.DiscoveryResponse.resources]));
   return out;
 }
 
@@ -171,10 +171,10 @@ export function decodeAny(buf: Uint8Array): { typeUrl: string; value: Uint8Array
   scan(
     buf,
     (field, s, e) => {
-      if (field === F.Any.type_url) typeUrl = str(buf, s, e);
+      if (field === XdsField.Any.type_url) typeUrl = str(buf, s, e);
       else value = buf.subarray(s, e);
     },
-    new Set([F.Any.type_url, F.Any.value]),
+    new Set([XdsField.Any.type_url, XdsField.Any.value]),
   );
   return { typeUrl, value };
 }
@@ -231,15 +231,15 @@ export function deltaResources(buf: Uint8Array): { name: string; version: string
       scan(
         r,
         (field, rs, re) => {
-          if (field === F.Resource.name) name = str(r, rs, re);
-          else if (field === F.Resource.version) version = str(r, rs, re);
+          if (field === XdsField.Resource.name) name = str(r, rs, re);
+          else if (field === XdsField.Resource.version) version = str(r, rs, re);
           else resource = decodeAny(r.subarray(rs, re));
         },
-        new Set([F.Resource.name, F.Resource.version, F.Resource.resource]),
+        new Set([XdsField.Resource.name, XdsField.Resource.version, XdsField.Resource.resource]),
       );
       out.push({ name, version, resource });
     },
-    new Set([F.DeltaDiscoveryResponse.resources]),
+    new Set([XdsField.DeltaDiscoveryResponse.resources]),
   );
   return out;
 }

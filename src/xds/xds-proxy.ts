@@ -1,9 +1,10 @@
 // The xDS proxy: Envoy (or a proxyless gRPC app) talks ADS to us on a unix socket; each of its
 // streams gets a fresh upstream stream to istiod. Messages pass through as the bytes that came
 // in; only the type URL, nonce and version are read off the wire. Responses of a few types are
-// handled here instead: agent-consumed types (DNS name table) are ACKed/NACKed by the agent and
-// never reach Envoy, ECDS goes through an async rewrite (Wasm), and types Envoy does not know are
-// dropped.
+// handled here instead: agent-consumed types (DNS name table, ProxyConfig) are ACKed/NACKed by
+// the agent and never reach Envoy, ECDS goes through an async rewrite (Wasm), istiod's debug
+// answers (istio.io/debug/*) go to the request the debug port sent on this stream's upstream
+// (tapRequest), and types Envoy does not know are dropped.
 //
 // Streaming: a large push is forwarded piece by piece as it arrives, never assembled. Whether a
 // push may be streamed is decided from its first resource's type URL, read from the first bytes
@@ -25,11 +26,11 @@ import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js
 import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
-import { isRelayedToEnvoy, shortType, TypeUrl } from './type-urls.js';
+import { isDebugPayloadType, isDebugType, isRelayedToEnvoy, shortType, TypeUrl } from './type-urls.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream, type UpstreamOptions } from './upstream.js';
-import { deltaResources, sotwResources, type ResponseSummary } from './wire.js';
+import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, type ResponseSummary } from './wire.js';
 import type { LastKnownGood, LkgSpool } from './last-known-good.js';
 import { AckRecorder, CacheResponder } from './lkg-session.js';
 
@@ -49,6 +50,24 @@ export interface ResponseInterceptor {
 export interface AgentTypeHandler {
   readonly typeUrl: string;
   handle(resources: readonly { typeUrl: string; value: Uint8Array }[], version: string): void | Promise<void>;
+}
+
+/** A debug request from the debug port (istio.io/debug/...). */
+export interface TapRequest {
+  readonly typeUrl: string;
+  readonly resourceNames: readonly string[];
+  /** The client's own SotW request (gRPC tap), sent as it is to a SotW upstream. */
+  readonly sotwRequest?: Uint8Array;
+}
+
+/** istiod's answer to a TapRequest: the response message as it came, and its protocol. */
+export interface TapResult {
+  readonly message: Buffer;
+  readonly protocol: 'sotw' | 'delta';
+}
+
+export class TapNotConnectedError extends Error {
+  override readonly name = 'TapNotConnectedError';
 }
 
 export interface TypeSyncState {
@@ -140,6 +159,8 @@ class ProxyConnection implements FrameSink {
   private initialRequestsSent = false;
   /** Requests Envoy sent before the upstream stream was opened (the dial backing off). */
   private waitingRequests: Buffer[] = [];
+  /** The agent's own requests (the debug port's) waiting for the dial. */
+  private waitingAgentRequests: Uint8Array[] = [];
   private dialTimer: NodeJS.Timeout | undefined;
   private upstreamConnected = false;
   private readonly abort = new AbortController();
@@ -209,6 +230,22 @@ class ProxyConnection implements FrameSink {
     this.waitingRequests = [];
     for (const msg of waiting) this.forwardRequest(msg);
     if (waiting.length > 0) this.downstream.resume();
+    const own = this.waitingAgentRequests;
+    this.waitingAgentRequests = [];
+    for (const msg of own) this.sendUpstream(msg);
+  }
+
+  /**
+   * A request of the agent's own (the debug port's) on this stream's upstream; held until the dial
+   * when it is not open yet. False when it cannot be sent: the stream is closed or answered from
+   * the last-known-good store.
+   */
+  sendAgentRequest(msg: Uint8Array): boolean {
+    if (this.closed || this.cache) return false;
+    metrics.xdsProxyRequests.inc();
+    if (!this.upstream) this.waitingAgentRequests.push(msg);
+    else this.sendUpstream(msg);
+    return true;
   }
 
   // Envoy -> istiod
@@ -327,7 +364,7 @@ class ProxyConnection implements FrameSink {
   /** Streams the response on when it is an ordinary Envoy type; otherwise holds it whole. */
   private decide(m: InboundResponse): void {
     const t = m.scanner.firstResourceType;
-    if (!t || !isRelayedToEnvoy(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
+    if (!t || !isRelayedToEnvoy(t) || isDebugPayloadType(t) || this.proxy.handlerFor(t) || this.proxy.interceptorFor(t)) {
       m.mode = 'hold';
       return;
     }
@@ -367,6 +404,9 @@ class ProxyConnection implements FrameSink {
     const { typeUrl } = summary;
     this.proxy.noteResponse(summary, msg.length, 'held');
     log.debug(`connection ${this.id}: response ${shortType(typeUrl)} resources=${summary.resourceCount} nonce=${summary.nonce}`);
+
+    // istiod's answer to a request from the debug port: never Envoy's, never ACKed (as Istio)
+    if (isDebugType(typeUrl)) return this.proxy.forwardToTap(msg, this.protocol.kind, typeUrl);
 
     const handler = this.proxy.handlerFor(typeUrl);
     if (handler) {
@@ -544,6 +584,7 @@ class ProxyConnection implements FrameSink {
     this.abort.abort();
     if (this.dialTimer) clearTimeout(this.dialTimer);
     this.waitingRequests = [];
+    this.waitingAgentRequests = [];
     this.recorder?.close();
     this.current?.spool?.discard();
     if (this.cache) {
@@ -579,6 +620,9 @@ export class XdsProxy {
   istiodAnswered = false;
   /** Connections answered from the last-known-good store, and why. */
   private readonly servingCache = new Map<number, { since: string; reason: string }>();
+  /** The debug port's request waiting for istiod's answer (one at a time). */
+  private tapWaiter: { readonly typeUrl: string; readonly connection: ProxyConnection; readonly finish: (r: TapResult | undefined) => void } | undefined;
+  private tapQueue: Promise<unknown> = Promise.resolve();
 
   constructor(readonly options: XdsProxyOptions) {
     this.dialBackoff = new Backoff({ maxMs: 15_000, ...options.dialBackoff });
@@ -721,6 +765,45 @@ export class XdsProxy {
     this.openConnections--;
     this.open.delete(con);
     if (this.active === con) this.active = undefined;
+    // a debug request waiting on this stream gets no answer now (Istio: the stream's stop channel)
+    if (this.tapWaiter?.connection === con) this.tapWaiter.finish(undefined);
+  }
+
+  /**
+   * Istio's tapRequest: sends a debug request (istio.io/debug/...) to istiod on the current Envoy
+   * stream's upstream and resolves with istiod's answer of that type, or undefined when none comes
+   * within `timeoutMs` or the stream ends first. Requests go one at a time. Throws
+   * TapNotConnectedError when no client is connected (there is no upstream to ask).
+   */
+  tapRequest(request: TapRequest, timeoutMs: number): Promise<TapResult | undefined> {
+    const con = this.active;
+    if (!con) return Promise.reject(new TapNotConnectedError('proxy not connected to Istiod'));
+    const run = (): Promise<TapResult | undefined> =>
+      new Promise((resolve) => {
+        const finish = (r: TapResult | undefined): void => {
+          clearTimeout(timer);
+          if (this.tapWaiter?.finish === finish) this.tapWaiter = undefined;
+          resolve(r);
+        };
+        const timer = setTimeout(() => finish(undefined), timeoutMs);
+        this.tapWaiter = { typeUrl: request.typeUrl, connection: con, finish };
+        const msg = con.protocol.kind === 'sotw' ? (request.sotwRequest ?? encodeSotwRequest({ typeUrl: request.typeUrl, responseNonce: '', resourceNames: request.resourceNames })) : encodeDeltaRequest({ typeUrl: request.typeUrl, responseNonce: '', subscribe: request.resourceNames });
+        if (!con.sendAgentRequest(msg)) finish(undefined);
+      });
+    const result = this.tapQueue.then(run);
+    this.tapQueue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** istiod answered a debug type: to the waiting debug request if it asked for that type. */
+  forwardToTap(message: Buffer, protocol: 'sotw' | 'delta', typeUrl: string): void {
+    const waiter = this.tapWaiter;
+    if (!waiter) {
+      log.info(`tap response "${typeUrl}" arrived too late; discarding`);
+      return;
+    }
+    // an answer of another type is taken and dropped while the request keeps waiting, as in Istio
+    if (waiter.typeUrl === typeUrl) waiter.finish({ message, protocol });
   }
 
   noteRequest(typeUrl: string, isNack: boolean): void {

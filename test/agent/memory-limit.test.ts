@@ -108,7 +108,7 @@ describe('memory limit', () => {
       // the agent joins the cgroup before Node starts, as a container's process does
       const child = spawn('/bin/sh', ['-c', `echo $$ > ${join(cg, 'cgroup.procs')} && exec "$0" "$@"`, process.execPath, agentBin, ...pod.args], {
         cwd: work.path,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env(statusPort) },
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PROXY_XDS_DEBUG_VIA_AGENT_PORT: '0', ...env(statusPort) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';

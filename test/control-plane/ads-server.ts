@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { JsonValue } from '@bufbuild/protobuf';
+import { DEBUG_TYPE, SYNCZ, debugResources, type DebugStreamView } from './debug.js';
 import { emptyAnswer, type ChangeEvent, type ResourceStore, type StoredResource } from './resources.js';
 import {
   PUSH_ORDER,
@@ -71,7 +72,7 @@ export interface NackRecord {
   readonly at: number;
 }
 
-export type RequestOutcome = 'initial' | 'ack' | 'nack' | 'stale' | 'unsubscribe' | 'subscription-change' | 'invalid';
+export type RequestOutcome = 'initial' | 'ack' | 'nack' | 'stale' | 'unsubscribe' | 'subscription-change' | 'invalid' | 'debug';
 
 export interface RequestRecord {
   readonly at: number;
@@ -178,6 +179,8 @@ interface SotwTypeState {
   wildcard: boolean;
   nonceSent?: string;
   versionSent?: string;
+  sentAt?: number;
+  ackedNonce?: string;
   readonly sentVersions: Map<string, string>;
   ackedVersion?: string;
   nack?: { version: string; code: number; message: string };
@@ -190,6 +193,8 @@ interface DeltaTypeState {
   readonly sentVersions: Map<string, string>;
   nonceSent?: string;
   versionSent?: string;
+  sentAt?: number;
+  ackedNonce?: string;
   ackedVersion?: string;
   nack?: { version: string; code: number; message: string };
 }
@@ -259,6 +264,8 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
   readonly rejected: RejectedStream[] = [];
   private readonly pending = new Map<string, { changed: Set<string>; removed: Set<string> }>();
   private flushScheduled = false;
+  private debugAnswers = 0;
+  private debugDelayMs = 0;
   private holding = 0;
   private closed = false;
   private readonly unsubscribeStore: () => void;
@@ -534,6 +541,55 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Debug types (istio.io/debug/...)
+
+  private debugView(s: Stream): DebugStreamView {
+    const watched = [...s.types].map(([typeUrl, st]) => ({
+      typeUrl,
+      wildcard: st.wildcard,
+      names: [...('names' in st ? st.names : st.subscribed)],
+      ...(st.nonceSent !== undefined ? { nonceSent: st.nonceSent } : {}),
+      ...(st.ackedNonce !== undefined ? { nonceAcked: st.ackedNonce } : {}),
+      ...(st.sentAt !== undefined ? { lastSentAt: st.sentAt } : {}),
+      ...(st.nack ? { nack: st.nack } : {}),
+    }));
+    return { ...(s.node !== undefined ? { node: s.node } : {}), watched };
+  }
+
+  /** Delays the answers to debug requests (a slow istiod). */
+  setDebugDelay(ms: number): void {
+    this.debugDelayMs = ms;
+  }
+
+  private sendDebug(s: Stream, typeUrl: string, names: readonly string[]): void {
+    if (this.debugDelayMs > 0) {
+      setTimeout(() => this.answerDebug(s, typeUrl, names), this.debugDelayMs).unref();
+      return;
+    }
+    this.answerDebug(s, typeUrl, names);
+  }
+
+  private answerDebug(s: Stream, typeUrl: string, names: readonly string[]): void {
+    const found = debugResources(typeUrl, names, this.debugView(s), [...this.openStreams.values()].map((x) => this.debugView(x)), this.opts.store);
+    const version = `${new Date().toISOString().replace(/\.\d{3}Z$/, 'Z')}/${++this.debugAnswers}`;
+    const nonce = s.nextNonce();
+    // istiod names itself only in syncz answers (ControlPlane(typeURL))
+    const controlPlane = typeUrl === SYNCZ ? { controlPlane: this.controlPlane() } : {};
+    const packed = (a: AnyMsg) => createMessage<AnyMsg>(xdsSchemas().Any, a);
+    const resp =
+      s instanceof SotwStream
+        ? createMessage<DiscoveryResponse>(xdsSchemas().DiscoveryResponse, { versionInfo: version, resources: found.map((r) => packed(r.resource)), typeUrl, nonce, ...controlPlane })
+        : createMessage<DeltaDiscoveryResponse>(xdsSchemas().DeltaDiscoveryResponse, {
+            systemVersionInfo: version,
+            resources: found.map((r) => createMessage(xdsSchemas().Resource, { name: r.name, resource: packed(r.resource) })),
+            typeUrl,
+            nonce,
+            ...controlPlane,
+          });
+    if (this.write(s, resp)) this.opts.log(`ads: ${s.id} debug ${typeUrl}${names.length ? ` ${names.join(',')}` : ''}: ${found.length} resources`);
+  }
+
+  // ------------------------------------------------------------------------------------------
   // State of the world
 
   private handleSotw(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
@@ -565,6 +621,12 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     if (!typeUrl) {
       rec.outcome = 'invalid';
       this.opts.log(`ads: ${s.id}: request without type_url ignored`);
+      return;
+    }
+    // istiod answers debug requests at once and never opens a watch for them
+    if (typeUrl.startsWith(DEBUG_TYPE)) {
+      rec.outcome = 'debug';
+      this.sendDebug(s, typeUrl, req.resourceNames);
       return;
     }
     const wildcardType = this.opts.isWildcardType(typeUrl);
@@ -628,6 +690,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
   private recordAck(s: Stream, typeUrl: string, st: SotwTypeState | DeltaTypeState, nonce: string): void {
     const version = st.sentVersions.get(nonce) ?? '';
     st.ackedVersion = version;
+    st.ackedNonce = nonce;
     st.nack = undefined;
     this.ackLog.push({ streamId: s.id, kind: s.kind, typeUrl, version, nonce, at: Date.now() });
     if (this.ackLog.length > 100_000) this.ackLog.splice(0, 50_000);
@@ -653,6 +716,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     if (!this.write(s, resp)) return false;
     st.nonceSent = nonce;
     st.versionSent = version;
+    st.sentAt = Date.now();
     rememberNonce(st.sentVersions, nonce, version);
     this.recordResponse(s, { typeUrl, version, nonce, resources, forced });
     return true;
@@ -711,6 +775,11 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     s.record(rec);
     if (!typeUrl) {
       rec.outcome = 'invalid';
+      return;
+    }
+    if (typeUrl.startsWith(DEBUG_TYPE)) {
+      rec.outcome = 'debug';
+      this.sendDebug(s, typeUrl, req.resourceNamesSubscribe);
       return;
     }
     let st = s.types.get(typeUrl);
@@ -802,6 +871,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     for (const n of removed) st.known.delete(n);
     st.nonceSent = nonce;
     st.versionSent = version;
+    st.sentAt = Date.now();
     rememberNonce(st.sentVersions, nonce, version);
     this.recordResponse(s, { typeUrl, version, nonce, resources, removed, forced: o.forced });
     return true;

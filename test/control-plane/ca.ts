@@ -413,6 +413,26 @@ export class CertificateAuthority {
     return { certChainPem: certPem(cert), keyPem: await privateKeyToPem(keys.privateKey) };
   }
 
+  /**
+   * The signing CA's certificate revocation list (PEM), as a plugged-in CA publishes ca-crl.pem
+   * (istiod copies it into the istio-ca-crl ConfigMap that pods mount): the given serial numbers
+   * (hex) revoked now, next update in `nextUpdateSeconds` (default a day).
+   */
+  async crlPem(revokedSerials: readonly string[], o: { nextUpdateSeconds?: number } = {}): Promise<string> {
+    const signer = this.signer;
+    const now = Date.now();
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: new x509.Name(signer.cert.subjectName.toArrayBuffer()),
+      thisUpdate: new Date(now - CLOCK_SKEW_MS),
+      nextUpdate: new Date(now + (o.nextUpdateSeconds ?? 24 * 3600) * 1000),
+      entries: revokedSerials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(now - CLOCK_SKEW_MS), reason: x509.X509CrlReason.keyCompromise })),
+      signingKey: signer.key,
+      signingAlgorithm: signingAlgorithm(signer.key),
+    });
+    // OpenSSL (Envoy, openssl ca -gencrl) labels CRLs "X509 CRL"; @peculiar/x509 writes "CRL"
+    return pemWithNewline(crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----'));
+  }
+
   // -- gRPC --------------------------------------------------------------------------------------
 
   /** The CreateCertificate handler; `authorize` returns why a call is refused, or undefined. */

@@ -81,6 +81,8 @@ export interface ControlPlane {
   version(typeUrl: string): string;
   /** Re-sends the current state of every watched type (or the given ones) to every stream; returns responses sent. */
   pushNow(typeUrls?: readonly string[]): number;
+  /** Delays the answers to debug requests (istio.io/debug/...), to test a slow istiod; 0 to stop. */
+  setDebugDelay(ms: number): void;
 
   acks(typeUrl?: string): AckRecord[];
   nacks(typeUrl?: string): NackRecord[];
@@ -249,6 +251,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       resources: (typeUrl) => store.all(typeUrl),
       version: (typeUrl) => store.version(typeUrl),
       pushNow: (typeUrls) => ads.pushNow(typeUrls?.map(normalizeTypeUrl)),
+      setDebugDelay: (ms) => ads.setDebugDelay(ms),
       acks: (typeUrl) => ads.ackLog.filter((a) => !typeUrl || a.typeUrl === normalizeTypeUrl(typeUrl)),
       nacks: (typeUrl) => ads.nackLog.filter((a) => !typeUrl || a.typeUrl === normalizeTypeUrl(typeUrl)),
       waitForAck(typeUrl, version, opts) {

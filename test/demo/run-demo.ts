@@ -61,7 +61,10 @@ async function main(): Promise<void> {
     say('no envoy on PATH: running proxyless (DISABLE_ENVOY), a gRPC client resolves through the agent');
   }
   env.PROXY_CONFIG = JSON.stringify(proxyConfig);
+  // istiod's debug API through the agent (Istio's port 15004 may be taken on this machine)
+  env.PROXY_XDS_DEBUG_VIA_AGENT_PORT = String(await freePort());
   say(`working directory ${dir}`);
+  say(`xDS debug through the agent: curl http://127.0.0.1:${env.PROXY_XDS_DEBUG_VIA_AGENT_PORT}/debug/syncz`);
   say(`pilot-agent ${pod.args.join(' ')}`);
   // its own process group: Ctrl-C reaches the demo only, which then sends the one SIGTERM a pod gets
   const agent = spawn(process.execPath, [agentBin, ...pod.args], { cwd: dir, env, stdio: 'inherit', detached: true });

@@ -13,6 +13,8 @@
 // test/support/envoy-protos.ts, independently of the agent's own protobufjs encoder.
 
 import { X509Certificate, createHash, createPrivateKey, createPublicKey } from 'node:crypto';
+import 'reflect-metadata'; // @peculiar/x509's ASN.1 schemas need it loaded first
+import { X509Crl } from '@peculiar/x509';
 import { create, fromBinary, fromJson, toBinary, type JsonValue, type Message } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { envoyRegistry, messageSchema } from '../support/envoy-protos.js';
@@ -34,6 +36,8 @@ export interface ReceivedSecret {
   readonly privateKeyPem?: string;
   /** validation_context: the trusted CA bundle (PEM). */
   readonly trustedCaPem?: string;
+  /** validation_context: the certificate revocation list(s) (PEM), when sent. */
+  readonly crlPem?: string;
   readonly receivedAt: string;
 }
 
@@ -64,7 +68,7 @@ interface RequestFields {
 
 interface SecretMsg {
   name: string;
-  type: { case: 'tlsCertificate'; value: { certificateChain?: { specifier: { case: string | undefined; value?: unknown } }; privateKey?: { specifier: { case: string | undefined; value?: unknown } } } } | { case: 'validationContext'; value: { trustedCa?: { specifier: { case: string | undefined; value?: unknown } } } } | { case: undefined };
+  type: { case: 'tlsCertificate'; value: { certificateChain?: { specifier: { case: string | undefined; value?: unknown } }; privateKey?: { specifier: { case: string | undefined; value?: unknown } } } } | { case: 'validationContext'; value: { trustedCa?: { specifier: { case: string | undefined; value?: unknown } }; crl?: { specifier: { case: string | undefined; value?: unknown } } } } | { case: undefined };
 }
 
 function inlineText(ds: { specifier: { case: string | undefined; value?: unknown } } | undefined, what: string): string {
@@ -84,6 +88,19 @@ function checkTlsCertificate(chainPem: string, keyPem: string): void {
   const a = leaf.publicKey.export({ type: 'spki', format: 'der' });
   const b = createPublicKey(key).export({ type: 'spki', format: 'der' });
   if (!a.equals(b)) throw new Error('Failed to load private key from <inline>: the key does not match the certificate');
+}
+
+/** Envoy's check of a validation context's crl: at least one X509 CRL, and every one parses. */
+function checkCrl(pem: string): void {
+  const blocks = pem.match(/-----BEGIN X509 CRL-----[\s\S]*?-----END X509 CRL-----/g) ?? [];
+  if (blocks.length === 0) throw new Error('Failed to load CRL from <inline>');
+  for (const b of blocks) {
+    try {
+      new X509Crl(b);
+    } catch (err) {
+      throw new Error(`Failed to load CRL from <inline>: ${(err as Error).message}`);
+    }
+  }
 }
 
 function checkTrustedCa(pem: string): void {
@@ -193,7 +210,9 @@ export class SdsClient {
         } else if (s.type.case === 'validationContext') {
           const ca = inlineText(s.type.value.trustedCa, `${s.name}: trusted_ca`);
           checkTrustedCa(ca);
-          accepted.push({ name: s.name, version, nonce, kind: 'validation_context', trustedCaPem: ca, receivedAt });
+          const crl = s.type.value.crl ? inlineText(s.type.value.crl, `${s.name}: crl`) : undefined;
+          if (crl !== undefined) checkCrl(crl);
+          accepted.push({ name: s.name, version, nonce, kind: 'validation_context', trustedCaPem: ca, ...(crl !== undefined ? { crlPem: crl } : {}), receivedAt });
         } else {
           throw new Error(`${s.name}: unsupported secret type`);
         }

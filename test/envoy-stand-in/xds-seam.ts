@@ -181,6 +181,7 @@ function connectSds(targets: XdsTargets, hooks: XdsHooks, env: NodeJS.ProcessEnv
           kind: s.kind,
           ...(s.certChainPem !== undefined ? { certChainPem: s.certChainPem, privateKeySha256: s.privateKeySha256 } : {}),
           ...(s.trustedCaPem !== undefined ? { trustedCaPem: s.trustedCaPem } : {}),
+          ...(s.crlPem !== undefined ? { crlPem: s.crlPem } : {}),
         }),
       onNack: (version, nonce, reason) => recorder.record({ event: 'sds_nack', version, nonce, reason }),
       log: (m) => hooks.log(m),

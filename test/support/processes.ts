@@ -39,7 +39,9 @@ const started = new Set<ChildProcess>();
 export function runAgent(args: string[], opts: { cwd: string; env: Record<string, string>; bin?: string }): RunningProcess {
   const child = spawn(process.execPath, [opts.bin ?? agentBin, ...args], {
     cwd: opts.cwd,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+    // many agents run at once: each takes a free xDS debug port (Istio's default 15004 is fixed)
+    // unless the test names one, as Istio's own agent tests turn the fixed port off
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PROXY_XDS_DEBUG_VIA_AGENT_PORT: '0', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.add(child);
