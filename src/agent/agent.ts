@@ -22,6 +22,7 @@ import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
+import { envoyGrpcCipherSuites } from '../security/compliance-policy.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
 import { lazy } from '../util/lazy.js';
@@ -114,7 +115,7 @@ export class Agent {
 
   private async startComponents(): Promise<void> {
     const { config } = this;
-    validateSecurityConfig(config);
+    for (const w of validateSecurityConfig(config)) log.warn(w);
     this.memory.start();
     // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
     // before anything runs; started last, closed first
@@ -199,10 +200,9 @@ export class Agent {
     const override = config.envoy.bootstrapOverride ? readBootstrapOverride(config.envoy.bootstrapOverride, config.env.HOST_IP) : '';
     const args = buildEnvoyArgs({ launch: config.envoy, bootstrapPath: bootstrap.path, ipv6: config.node.ipv6, configOverrideJson: override });
     const env = { ...this.deps.processEnv };
-    if (config.env.COMPLIANCE_POLICY === 'fips-140-2' || config.env.COMPLIANCE_POLICY === 'fips-140-3') {
-      // limit the TLS 1.2 ciphers of Envoy's google_grpc client to compliant ones, as Istio does
-      env.GRPC_SSL_CIPHER_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
-    }
+    // limit the TLS 1.2 ciphers of Envoy's google_grpc client to compliant ones, as Istio does
+    const grpcCiphers = envoyGrpcCipherSuites(config.env.COMPLIANCE_POLICY);
+    if (grpcCiphers) env.GRPC_SSL_CIPHER_SUITES = grpcCiphers;
     const envoy = new EnvoyProcess({
       binaryPath: config.envoy.binaryPath,
       args,

@@ -116,7 +116,7 @@ export const ENV = {
   ENVOY_SECURE_MERGED_METRICS_PORT: def('ENVOY_SECURE_MERGED_METRICS_PORT', 0, port, 'Envoy mTLS merged metrics port.'),
   ISTIO_ENVOY_ENABLE_CORE_DUMP: def('ISTIO_ENVOY_ENABLE_CORE_DUMP', false, bool, 'Start Envoy with --enable-core-dump.'),
   ENVOY_SKIP_DEPRECATED_LOGS: def('ENVOY_SKIP_DEPRECATED_LOGS', true, bool, 'Start Envoy with --skip-deprecated-logs.'),
-  COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', oneOf(['', 'fips-140-2', 'fips-140-3', 'pqc']), 'TLS compliance policy.'),
+  COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', str, "TLS compliance policy (fips-140-2, fips-140-3, pqc): versions, cipher suites and curves of the agent's TLS to istiod, the CA and Wasm registries, and Envoy's google_grpc ciphers; an unknown value is logged and restricts nothing, as in Istio."),
   MINIMUM_DRAIN_DURATION: def('MINIMUM_DRAIN_DURATION', 5000, duration, 'With EXIT_ON_ZERO_ACTIVE_CONNECTIONS: wait this long before polling active connections.'),
   EXIT_ON_ZERO_ACTIVE_CONNECTIONS: def('EXIT_ON_ZERO_ACTIVE_CONNECTIONS', false, bool, 'Stop Envoy as soon as inbound connections reach zero while draining.'),
   DISABLE_ENVOY: def('DISABLE_ENVOY', false, bool, 'Run every agent feature but Envoy (proxyless gRPC).'),

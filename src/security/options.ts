@@ -16,6 +16,7 @@ import { basename, resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { discoveryServerName } from '../xds/upstream.js';
 import type { BackoffOptions } from '../util/backoff.js';
+import { checkCompliancePolicy, tlsRestrictions, type TlsRestrictions } from './compliance-policy.js';
 import { MINIMUM_RSA_KEY_SIZE, type KeySpec } from './keys.js';
 
 /** Resource names of the SDS API (pkg/security). */
@@ -59,6 +60,8 @@ export interface CaClientOptions {
     readonly serverName: string;
     /** Client certificate files (PROV_CERT), used when both exist. */
     readonly clientCert?: { readonly certChainPath: string; readonly keyPath: string };
+    /** COMPLIANCE_POLICY's versions, ciphers and curves. */
+    readonly restrictions?: TlsRestrictions;
   };
   /** Bearer token file, read for every call; missing or empty = no authorization header. */
   readonly tokenPath: string;
@@ -160,10 +163,15 @@ export function caRootCaPath(config: AgentConfig): string | null {
   return at(config, './var/run/secrets/istio/root-cert.pem');
 }
 
-/** Checks the settings this agent does not support or that contradict each other; throws them all at once. */
-export function validateSecurityConfig(config: AgentConfig): void {
+/**
+ * Checks the settings this agent does not support or that contradict each other; throws them all
+ * at once. Returns what is worth a warning (an unknown COMPLIANCE_POLICY, ...).
+ */
+export function validateSecurityConfig(config: AgentConfig): readonly string[] {
   const problems: string[] = [];
   const env = config.env;
+  const compliance = checkCompliancePolicy(env.COMPLIANCE_POLICY);
+  problems.push(...compliance.problems);
   let provider = env.CA_PROVIDER;
   if (caAddressOf(config).includes('googleapis.com')) provider = 'GoogleCA'; // Istio's defaulting
   if (!SUPPORTED_CA_PROVIDERS.includes(provider)) {
@@ -200,6 +208,7 @@ export function validateSecurityConfig(config: AgentConfig): void {
     }
   }
   if (problems.length > 0) throw new SecurityConfigError(problems);
+  return compliance.warnings;
 }
 
 export function keySpecFrom(config: AgentConfig): KeySpec {
@@ -225,6 +234,7 @@ export function caClientOptionsFrom(config: AgentConfig, osRootBundle = findOsRo
       // ISTIOD_SAN only names the discovery address (CAEndpointSAN is set only when CA_ADDR is not)
       serverName: discoveryServerName(address, env.CA_ADDR ? '' : env.ISTIOD_SAN),
       ...(clientCert ? { clientCert } : {}),
+      restrictions: tlsRestrictions(env.COMPLIANCE_POLICY),
     };
   }
   return {

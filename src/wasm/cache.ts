@@ -181,6 +181,7 @@ export class WasmModuleCache {
       policy,
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
       ...(this.options.extraCaCerts ? { extraCaCerts: this.options.extraCaCerts } : {}),
+      ...(this.options.tlsRestrictions ? { restrictions: this.options.tlsRestrictions } : {}),
     });
     this.scanDisk();
     wasmMetrics.cacheEntries.set(this.modules.size);

@@ -3,6 +3,7 @@
 // retries with exponential backoff on transport errors and retryable 5xx responses.
 
 import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import type { TlsRestrictions } from '../security/compliance-policy.js';
 import { AddressPolicy, guardedConnector, isBlockedAddressError, type LookupFunction } from './net-guard.js';
 
 export class WasmFetchError extends Error {}
@@ -25,6 +26,8 @@ export interface HttpClientOptions {
   readonly lookup?: LookupFunction;
   readonly extraCaCerts?: readonly (string | Buffer)[];
   readonly maxRedirections?: number;
+  /** Versions, ciphers and curves allowed (COMPLIANCE_POLICY), for verified and insecure registries alike. */
+  readonly restrictions?: TlsRestrictions;
 }
 
 /** Two pools (verified TLS, and unverified TLS for insecure registries), both guarded. */
@@ -36,7 +39,13 @@ export class WasmHttpClient {
   constructor(opts: HttpClientOptions) {
     const make = (insecure: boolean): Agent =>
       new Agent({
-        connect: guardedConnector({ policy: opts.policy, insecure, ...(opts.lookup ? { lookup: opts.lookup } : {}), ...(opts.extraCaCerts ? { extraCaCerts: opts.extraCaCerts } : {}) }),
+        connect: guardedConnector({
+          policy: opts.policy,
+          insecure,
+          ...(opts.lookup ? { lookup: opts.lookup } : {}),
+          ...(opts.extraCaCerts ? { extraCaCerts: opts.extraCaCerts } : {}),
+          ...(opts.restrictions ? { restrictions: opts.restrictions } : {}),
+        }),
         keepAliveTimeout: 4_000,
       });
     const secure = make(false);

@@ -2,6 +2,7 @@
 
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
+import { tlsRestrictions, type TlsRestrictions } from '../security/compliance-policy.js';
 import type { LookupFunction } from './net-guard.js';
 
 /** Istio's constants.IstioDataDir, relative to the agent's working directory (`/` in the container). */
@@ -36,6 +37,8 @@ export interface WasmOptions {
   readonly maxBinarySizeBytes: number;
   /** BLOCKED_CIDRS_IN_WASM_FETCH entries. */
   readonly blockedCidrs: readonly string[];
+  /** COMPLIANCE_POLICY's TLS versions, ciphers and curves; none when absent. */
+  readonly tlsRestrictions?: TlsRestrictions;
   /** First retry delay; doubles-ish (x1.5, +-50% jitter) per retry. */
   readonly initialBackoffMs?: number;
   /** Resolver used for every dial (tests map names to loopback). */
@@ -65,6 +68,7 @@ export function wasmOptionsFromConfig(config: AgentConfig, overrides: Partial<Wa
     httpRequestMaxRetries: env.WASM_HTTP_REQUEST_MAX_RETRIES,
     maxBinarySizeBytes: env.ISTIO_WASM_MAX_BINARY_SIZE_BYTES,
     blockedCidrs: splitList(env.BLOCKED_CIDRS_IN_WASM_FETCH),
+    tlsRestrictions: tlsRestrictions(env.COMPLIANCE_POLICY),
     ...overrides,
   });
 }

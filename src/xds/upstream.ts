@@ -1,7 +1,7 @@
 // Dials istiod (or any xDS server) for one downstream stream (src/grpc/client.ts): a fresh
 // connection each time, so the token file is re-read, a rotated client certificate is used, and
 // nothing outlives the stream.
-// TLS follows Istio: min TLS 1.2 (Node's floor), SNI/verification name = host of the discovery
+// TLS follows Istio: min TLS 1.2 (Node's floor) or COMPLIANCE_POLICY's versions, ciphers and curves, SNI/verification name = host of the discovery
 // address, "localhost" mapped to istiod.istio-system.svc, ISTIOD_SAN overriding; root CA from
 // XDS_ROOT_CA (SYSTEM = OS bundle), else ./etc/certs/root-cert.pem, else
 // ./var/run/secrets/istio/root-cert.pem. Plaintext when controlPlaneAuthPolicy is NONE.
@@ -12,6 +12,7 @@ import type { AgentConfig } from '../config/load.js';
 import { splitHostPort } from '../config/validate-proxy-config.js';
 import { openClientStream, type ClientStream, type ClientStreamHandlers, type GrpcTarget } from '../grpc/client.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
+import { tlsRestrictions, type TlsRestrictions } from '../security/compliance-policy.js';
 
 export interface ClientCertificate {
   readonly privateKey: Buffer;
@@ -27,6 +28,8 @@ export interface UpstreamOptions {
     readonly serverName: string;
     /** The workload certificate, once one is provisioned. */
     readonly clientCertificate?: () => ClientCertificate | undefined;
+    /** COMPLIANCE_POLICY's versions, ciphers and curves. */
+    readonly restrictions?: TlsRestrictions;
   };
   /** Re-read for every stream; absent file = no authorization header. */
   readonly tokenPath?: string;
@@ -62,7 +65,9 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
   const cert = opts.tls?.clientCertificate?.();
   const target: GrpcTarget = {
     address: opts.address,
-    ...(opts.tls ? { tls: { ca: opts.tls.rootCa(), serverName: opts.tls.serverName, ...(cert ? { clientCertificate: cert } : {}) } } : {}),
+    ...(opts.tls
+      ? { tls: { ca: opts.tls.rootCa(), serverName: opts.tls.serverName, ...(cert ? { clientCertificate: cert } : {}), ...(opts.tls.restrictions ? { restrictions: opts.tls.restrictions } : {}) } }
+      : {}),
   };
   return openClientStream(target, method, handlers, {
     metadata,
@@ -123,6 +128,7 @@ export function upstreamOptionsFrom(config: AgentConfig, clientCertificate?: () 
       rootCa,
       serverName: discoveryServerName(String(config.proxyConfig.discoveryAddress), config.env.ISTIOD_SAN),
       ...(clientCertificate ? { clientCertificate } : {}),
+      restrictions: tlsRestrictions(config.env.COMPLIANCE_POLICY),
     },
   };
 }

@@ -167,6 +167,7 @@ describe('options', () => {
       httpRequestMaxRetries: 5,
       maxBinarySizeBytes: 1048576,
       blockedCidrs: ['10.0.0.0/8', '192.168.0.0/16'],
+      tlsRestrictions: { minVersion: 'TLSv1.2' }, // no COMPLIANCE_POLICY
     });
   });
 
