@@ -22,6 +22,7 @@ import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
+import { grpcGoKeepalive } from '../grpc/keepalive.js';
 import { envoyGrpcCipherSuites } from '../security/compliance-policy.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { SecretManager } from '../security/secret-manager.js';
@@ -156,7 +157,8 @@ export class Agent {
     // once issued, when istiod is the CA: istiod asks for client certificates and checks them
     // against its own root, so it can identify the proxy by certificate as well as by token. A
     // certificate from another CA is not presented: istiod might not trust its root and would
-    // then refuse the connection.
+    // then refuse the connection. PROV_CERT's files, or those FILE_MOUNTED_CERTS' proxyMetadata
+    // names, take precedence, as in Istio (upstreamOptionsFrom).
     const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
     const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
     const lastKnownGood = config.env.PROXY_XDS_LAST_KNOWN_GOOD ? lastKnownGoodStore(config) : undefined;
@@ -165,6 +167,8 @@ export class Agent {
       socketPath: config.paths.xdsSocket,
       upstream: upstreamOptionsFrom(config, clientCert),
       maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE,
+      serverKeepalive: grpcGoKeepalive(config.env.GRPC_KEEPALIVE_INTERVAL, config.env.GRPC_KEEPALIVE_TIMEOUT, 'server'),
+      maxConcurrentStreams: config.env.ISTIO_GPRC_MAXSTREAMS,
       ...(lastKnownGood ? { lastKnownGood } : {}),
     });
     this.xdsProxy = xds;

@@ -172,6 +172,9 @@ export function validateSecurityConfig(config: AgentConfig): readonly string[] {
   const env = config.env;
   const compliance = checkCompliancePolicy(env.COMPLIANCE_POLICY);
   problems.push(...compliance.problems);
+  const warnings = [...compliance.warnings];
+  // Istio reads the projected token whatever the policy says; only the deprecated value is worth a word
+  if (env.JWT_POLICY === 'first-party-jwt') warnings.push("Using deprecated JWT policy 'first-party-jwt'; treating as 'third-party-jwt'");
   let provider = env.CA_PROVIDER;
   if (caAddressOf(config).includes('googleapis.com')) provider = 'GoogleCA'; // Istio's defaulting
   if (!SUPPORTED_CA_PROVIDERS.includes(provider)) {
@@ -208,7 +211,7 @@ export function validateSecurityConfig(config: AgentConfig): readonly string[] {
     }
   }
   if (problems.length > 0) throw new SecurityConfigError(problems);
-  return compliance.warnings;
+  return warnings;
 }
 
 export function keySpecFrom(config: AgentConfig): KeySpec {

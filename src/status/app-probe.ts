@@ -7,7 +7,8 @@
 // - tcpSocket: a connection that opens is success;
 // - grpc: grpc.health.v1.Health/Check must answer SERVING.
 // Connections come from 127.0.0.6 for IPv4 targets (Istio's UpstreamLocalAddress, which the
-// sidecar's iptables rules let through to the app without redirecting to Envoy). Failures are
+// sidecar's iptables rules let through to the app without redirecting to Envoy), one per probe
+// as kubelet (kept open with ENABLE_PROBE_KEEPALIVE_CONNECTIONS, Istio's older behaviour). Failures are
 // answered 500, as Istio does; details go to the `probes` log scope.
 
 import http from 'node:http';
@@ -37,6 +38,13 @@ export interface ProbeContext {
   readonly sourceAddress: string | undefined;
   /** The status port (the Host header's port is replaced by the app's when it is this one). */
   readonly statusPort: number;
+  /** ENABLE_PROBE_KEEPALIVE_CONNECTIONS: pools that keep httpGet connections open; absent: a connection per probe. */
+  readonly keepAlive?: { readonly http: http.Agent; readonly https: https.Agent };
+}
+
+/** Connection pools for ENABLE_PROBE_KEEPALIVE_CONNECTIONS (Istio's older behaviour; not kubelet's). */
+export function keepAliveProbeAgents(): { http: http.Agent; https: https.Agent } {
+  return { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true, rejectUnauthorized: false }) };
 }
 
 const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (ipFamily(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);
@@ -158,7 +166,8 @@ function get(url: URL, headers: Record<string, string | string[]>, ctx: ProbeCon
     const opts: https.RequestOptions = {
       method: 'GET',
       headers,
-      agent: false, // no keep-alive, as kubelet: idle connections never fail a probe
+      // no keep-alive unless asked, as kubelet: idle connections never fail a probe
+      agent: ctx.keepAlive ? (url.protocol === 'https:' ? ctx.keepAlive.https : ctx.keepAlive.http) : false,
       signal,
       localAddress: localAddressFor(ctx, url.hostname.replace(/^\[|\]$/g, '')),
     };
