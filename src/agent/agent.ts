@@ -23,6 +23,8 @@ import type { LocalDnsServer } from '../dns/server.js';
 import { SdsServer } from '../sds/server.js';
 import { resolveWorkloadSds, type WorkloadSds } from '../sds/workload-socket.js';
 import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
+import { grpcGoKeepalive } from '../grpc/keepalive.js';
+import { envoyGrpcCipherSuites } from '../security/compliance-policy.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
 import { proxyConfigTrustHandler } from '../security/proxy-config-trust.js';
 import { SecretManager } from '../security/secret-manager.js';
@@ -127,7 +129,7 @@ export class Agent {
     const workloadSds = await resolveWorkloadSds(config);
     this.workloadSds = workloadSds;
     const sdsMode = workloadSds.external ? { externalWorkloadSds: workloadSds.workloadSocket } : {};
-    validateSecurityConfig(config, sdsMode);
+    for (const w of validateSecurityConfig(config, sdsMode)) log.warn(w);
     this.checkpoint();
     this.memory.start();
     // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
@@ -169,7 +171,8 @@ export class Agent {
     // once issued, when istiod is the CA: istiod asks for client certificates and checks them
     // against its own root, so it can identify the proxy by certificate as well as by token. A
     // certificate from another CA is not presented: istiod might not trust its root and would
-    // then refuse the connection.
+    // then refuse the connection. PROV_CERT's files, or those FILE_MOUNTED_CERTS' proxyMetadata
+    // names, take precedence, as in Istio (upstreamOptionsFrom).
     const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
     const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
     const lastKnownGood = config.env.PROXY_XDS_LAST_KNOWN_GOOD ? lastKnownGoodStore(config) : undefined;
@@ -178,6 +181,8 @@ export class Agent {
       socketPath: config.paths.xdsSocket,
       upstream: upstreamOptionsFrom(config, clientCert),
       maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE,
+      serverKeepalive: grpcGoKeepalive(config.env.GRPC_KEEPALIVE_INTERVAL, config.env.GRPC_KEEPALIVE_TIMEOUT, 'server'),
+      maxConcurrentStreams: config.env.ISTIO_GPRC_MAXSTREAMS,
       ...(lastKnownGood ? { lastKnownGood } : {}),
     });
     this.xdsProxy = xds;
@@ -236,10 +241,9 @@ export class Agent {
     const override = config.envoy.bootstrapOverride ? readBootstrapOverride(config.envoy.bootstrapOverride, config.env.HOST_IP) : '';
     const args = buildEnvoyArgs({ launch: config.envoy, bootstrapPath: bootstrap.path, ipv6: config.node.ipv6, configOverrideJson: override });
     const env = { ...this.deps.processEnv };
-    if (config.env.COMPLIANCE_POLICY === 'fips-140-2' || config.env.COMPLIANCE_POLICY === 'fips-140-3') {
-      // limit the TLS 1.2 ciphers of Envoy's google_grpc client to compliant ones, as Istio does
-      env.GRPC_SSL_CIPHER_SUITES = 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384';
-    }
+    // limit the TLS 1.2 ciphers of Envoy's google_grpc client to compliant ones, as Istio does
+    const grpcCiphers = envoyGrpcCipherSuites(config.env.COMPLIANCE_POLICY);
+    if (grpcCiphers) env.GRPC_SSL_CIPHER_SUITES = grpcCiphers;
     const envoy = new EnvoyProcess({
       binaryPath: config.envoy.binaryPath,
       args,

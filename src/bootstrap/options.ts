@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import type { AgentConfig } from '../config/load.js';
 import { buildInfo } from '../version.js';
 import type { Locality } from './node-metadata.js';
+import { platformFacts } from './platform.js';
 
 export interface BootstrapOptions {
   /** Istio version written as ISTIO_VERSION (ISTIO_META_ISTIO_VERSION wins). */
@@ -80,6 +81,10 @@ export function resolveBootstrapOptions(config: AgentConfig, o: BootstrapOptions
   const pc = config.proxyConfig;
   const discoveryAddress = typeof pc.discoveryAddress === 'string' ? pc.discoveryAddress : '';
   const isSet = (name: (typeof config.envSet)[number]): boolean => config.envSet.includes(name);
+  const warn = o.warn ?? (() => {});
+  // the platform's facts unless the caller brings its own (tests, golden cases)
+  const platform = o.platformMetadata === undefined && o.platformLocality === undefined ? platformFacts(config.env) : undefined;
+  if (platform?.warning) warn(platform.warning);
   return {
     istioVersion: o.istioVersion ?? buildInfo.istioCompatVersion,
     nodeId: o.nodeId ?? config.node.serviceNode,
@@ -93,8 +98,8 @@ export function resolveBootstrapOptions(config: AgentConfig, o: BootstrapOptions
     envoySecureMergedMetricsPort: o.envoySecureMergedMetricsPort ?? config.env.ENVOY_SECURE_MERGED_METRICS_PORT,
     workloadIdentitySocketFile: o.workloadIdentitySocketFile ?? config.env.WORKLOAD_IDENTITY_SOCKET_FILE,
     compliancePolicy: o.compliancePolicy ?? config.env.COMPLIANCE_POLICY,
-    platformLocality: o.platformLocality,
-    platformMetadata: o.platformMetadata ?? {},
+    platformLocality: o.platformLocality ?? platform?.locality,
+    platformMetadata: o.platformMetadata ?? platform?.metadata ?? {},
     logAsJson: o.logAsJson ?? false,
     dualStack: o.dualStack ?? config.env.ISTIO_DUAL_STACK,
     envoyStatusPortProxyProtocol: o.envoyStatusPortProxyProtocol ?? config.env.ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL,
@@ -111,6 +116,6 @@ export function resolveBootstrapOptions(config: AgentConfig, o: BootstrapOptions
     exitOnZeroActiveConnections: o.exitOnZeroActiveConnections ?? config.env.EXIT_ON_ZERO_ACTIVE_CONNECTIONS,
     envoySkipDeprecatedLogs: o.envoySkipDeprecatedLogs ?? config.env.ENVOY_SKIP_DEPRECATED_LOGS,
     podLabelsFileExists: o.podLabelsFileExists ?? existsSync(config.paths.podLabels),
-    warn: o.warn ?? (() => {}),
+    warn,
   };
 }

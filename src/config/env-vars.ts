@@ -111,7 +111,7 @@ export const ENV = {
   XDS_ROOT_CA: def('XDS_ROOT_CA', '', str, 'Root CA file for the xDS connection; "SYSTEM" for the OS bundle.'),
   CA_ROOT_CA: def('CA_ROOT_CA', '', str, 'Root CA file for the CA connection; "SYSTEM" for the OS bundle.'),
   ISTIOD_SAN: def('ISTIOD_SAN', '', str, 'Overrides the server name used to verify istiod.'),
-  JWT_POLICY: def('JWT_POLICY', 'third-party-jwt', oneOf(['third-party-jwt', 'first-party-jwt']), 'The JWT validation policy.'),
+  JWT_POLICY: def('JWT_POLICY', 'third-party-jwt', str, "The JWT validation policy; as in Istio every value uses the projected token ./var/run/secrets/tokens/istio-token (first-party-jwt is deprecated and logged)."),
   PROV_CERT: def('PROV_CERT', '', str, 'Directory of provisioned certificates (VMs).'),
   OUTPUT_CERTS: def('OUTPUT_CERTS', '', str, 'Directory where the key and certificates are written; empty to not write them.'),
   KUBERNETES_SERVICE_HOST: def('KUBERNETES_SERVICE_HOST', '', str, 'Set by Kubernetes in every pod; when set, OUTPUT_CERTS files are written 0644 (readable by the other containers of the pod), else 0600.'),
@@ -140,7 +140,7 @@ export const ENV = {
   ENVOY_SECURE_MERGED_METRICS_PORT: def('ENVOY_SECURE_MERGED_METRICS_PORT', 0, port, 'Envoy mTLS merged metrics port.'),
   ISTIO_ENVOY_ENABLE_CORE_DUMP: def('ISTIO_ENVOY_ENABLE_CORE_DUMP', false, bool, 'Start Envoy with --enable-core-dump.'),
   ENVOY_SKIP_DEPRECATED_LOGS: def('ENVOY_SKIP_DEPRECATED_LOGS', true, bool, 'Start Envoy with --skip-deprecated-logs.'),
-  COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', oneOf(['', 'fips-140-2', 'fips-140-3', 'pqc']), 'TLS compliance policy.'),
+  COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', str, "TLS compliance policy (fips-140-2, fips-140-3, pqc): versions, cipher suites and curves of the agent's TLS to istiod, the CA and Wasm registries, and Envoy's google_grpc ciphers; an unknown value is logged and restricts nothing, as in Istio."),
   MINIMUM_DRAIN_DURATION: def('MINIMUM_DRAIN_DURATION', 5000, duration, 'With EXIT_ON_ZERO_ACTIVE_CONNECTIONS: wait this long before polling active connections.'),
   EXIT_ON_ZERO_ACTIVE_CONNECTIONS: def('EXIT_ON_ZERO_ACTIVE_CONNECTIONS', false, bool, 'Stop Envoy as soon as inbound connections reach zero while draining.'),
   DISABLE_ENVOY: def('DISABLE_ENVOY', false, bool, 'Run every agent feature but Envoy (proxyless gRPC).'),
@@ -150,9 +150,16 @@ export const ENV = {
   ISTIO_DUAL_STACK: def('ISTIO_DUAL_STACK', false, bool, 'Configure Envoy for dual-stack (IPv4 and IPv6) addresses.'),
   ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL: def('ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL', false, bool, 'Accept the PROXY protocol on the Envoy status port.'),
   HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED: def('HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED', true, bool, 'Strip URI fragments from request paths (Envoy runtime flag).'),
+  CLOUD_PLATFORM: def('CLOUD_PLATFORM', '', str, 'Cloud platform (gcp, aws, azure, none); empty: GCP when GCP_METADATA is set. Only GCP static metadata is used: no cloud metadata server is queried.'),
+  GCP_METADATA: def('GCP_METADATA', '', str, 'PROJECT_ID|PROJECT_NUMBER|CLUSTER_NAME|CLUSTER_LOCATION, put in the bootstrap as PLATFORM_METADATA.'),
+  GCP_QUOTA_PROJECT: def('GCP_QUOTA_PROJECT', '', str, 'GCP quota project (PLATFORM_METADATA gcp_quota_project), with GCP_METADATA.'),
+  GCP_ZONE: def('GCP_ZONE', '', str, "GCP zone of the workload: the bootstrap's locality when the pod has no locality label (else the zone in a GKE resolv.conf)."),
   PROXY_CONFIG_XDS_AGENT: def('PROXY_CONFIG_XDS_AGENT', false, bool, "Subscribe to istiod's ProxyConfig over xDS (istio.mesh.v1alpha1.ProxyConfig) and merge its caCertificatesPem into ROOTCA."),
 
   // xDS proxy
+  GRPC_KEEPALIVE_INTERVAL: def('GRPC_KEEPALIVE_INTERVAL', 30_000, duration, 'HTTP/2 keepalive ping interval on the connections to istiod (at least 10 s, as grpc-go clamps it) and on the xDS socket (at least 1 s).'),
+  GRPC_KEEPALIVE_TIMEOUT: def('GRPC_KEEPALIVE_TIMEOUT', 10_000, duration, 'How long a keepalive ping may go unanswered before the connection is closed (0: 20 s, as grpc-go).'),
+  ISTIO_GPRC_MAXSTREAMS: def('ISTIO_GPRC_MAXSTREAMS', 100_000, int(1, 2 ** 31 - 1), 'Concurrent streams one client may open on the xDS socket (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).'),
   ISTIO_GPRC_MAXRECVMSGSIZE: def('ISTIO_GPRC_MAXRECVMSGSIZE', 64 * 1024 * 1024, int(1024), "Largest request message accepted from Envoy on the xDS socket, in bytes (Istio's default is gRPC's 4 MiB; 64 MiB here)."),
 
   PROXY_XDS_DEBUG_VIA_AGENT: def('PROXY_XDS_DEBUG_VIA_AGENT', true, bool, "Serve istiod's xDS debug API (istio.io/debug/*: syncz, config_dump) on localhost:PROXY_XDS_DEBUG_VIA_AGENT_PORT, asked over the agent's connection to istiod (Istio 1.10-1.24; removed in Istio 1.25)."),
@@ -190,6 +197,7 @@ export const ENV = {
   ISTIO_PROMETHEUS_ANNOTATIONS: def('ISTIO_PROMETHEUS_ANNOTATIONS', '', str, 'JSON of the app metrics targets to merge.'),
   METRICS_LOCALHOST_ACCESS_ONLY: def('METRICS_LOCALHOST_ACCESS_ONLY', false, bool, 'Serve merged metrics to loopback callers only.'),
   PILOT_AGENT_MERGE_ENVOY_STATS: def('PILOT_AGENT_MERGE_ENVOY_STATS', true, bool, "Include Envoy's stats in the merged metrics."),
+  ENABLE_PROBE_KEEPALIVE_CONNECTIONS: def('ENABLE_PROBE_KEEPALIVE_CONNECTIONS', false, bool, "Keep httpGet probe connections to the app open between probes (older Istio's behaviour; kubelet opens one per probe)."),
   REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: def('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION', false, bool, "Send app probes to loopback instead of the pod IP (Istio's legacy behaviour)."),
 } as const;
 

@@ -3,7 +3,7 @@
 // fresh connection per call picks up a rotated token, root or client certificate and leaves
 // nothing behind when the call ends.
 //
-// TLS: minimum TLS 1.2; the server certificate is checked against `serverName` (also sent as SNI,
+// TLS: minimum TLS 1.2, or what the compliance policy allows; the server certificate is checked against `serverName` (also sent as SNI,
 // unless it is an IP address, which SNI cannot carry); a client certificate when given.
 
 import http2 from 'node:http2';
@@ -31,6 +31,8 @@ export interface GrpcTarget {
     readonly ca: Buffer | null;
     readonly serverName: string;
     readonly clientCertificate?: ClientCertificate;
+    /** Versions, ciphers and curves allowed (COMPLIANCE_POLICY); minimum TLS 1.2 otherwise. */
+    readonly restrictions?: Pick<tls.ConnectionOptions, 'minVersion' | 'maxVersion' | 'ciphers' | 'ecdhCurve'>;
   };
 }
 
@@ -135,6 +137,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       ...(t.ca ? { ca: t.ca } : {}),
       ...(cert ? { key: cert.privateKey, cert: cert.certChain } : {}),
       minVersion: 'TLSv1.2',
+      ...t.restrictions,
       ...(ipFamily(t.serverName) ? {} : { servername: t.serverName }),
       checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
       noDelay: true,

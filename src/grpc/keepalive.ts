@@ -13,6 +13,16 @@ export interface KeepaliveOptions {
 export const ISTIO_KEEPALIVE: KeepaliveOptions = Object.freeze({ intervalMs: 30_000, timeoutMs: 10_000 });
 
 /**
+ * GRPC_KEEPALIVE_INTERVAL / GRPC_KEEPALIVE_TIMEOUT as grpc-go applies them, which is what Istio's
+ * values become: a client pings at most every 10 s, a server at most every second (0 on a server:
+ * every 2 h); a timeout of 0 means 20 s.
+ */
+export function grpcGoKeepalive(intervalMs: number, timeoutMs: number, side: 'client' | 'server'): KeepaliveOptions {
+  const interval = side === 'client' ? Math.max(intervalMs, 10_000) : intervalMs === 0 ? 2 * 3_600_000 : Math.max(intervalMs, 1000);
+  return Object.freeze({ intervalMs: interval, timeoutMs: timeoutMs === 0 ? 20_000 : timeoutMs });
+}
+
+/**
  * Pings `session` until it closes; `onTimeout` runs (then the session is destroyed) when a ping
  * goes unanswered. Returns a function that stops the pings.
  */

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
-import { ISTIO_KEEPALIVE, keepSessionAlive } from './keepalive.js';
+import { ISTIO_KEEPALIVE, keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
@@ -177,6 +177,10 @@ export interface GrpcUnixServerOptions {
   readonly log?: (message: string) => void;
   /** Largest request message accepted (default DEFAULT_MAX_REQUEST_BYTES). */
   readonly maxRequestBytes?: number;
+  /** Keepalive pings to each client (default Istio's 30 s / 10 s). */
+  readonly keepalive?: KeepaliveOptions;
+  /** Streams one client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; default Node's, unbounded). */
+  readonly maxConcurrentStreams?: number;
 }
 
 /** Serves a set of methods, each a handler of streams, on a unix socket. */
@@ -225,11 +229,12 @@ export class GrpcUnixServer {
 
   async start(): Promise<void> {
     await this.clearPath();
-    const server = http2.createServer({ settings: { enablePush: false }, maxSessionMemory: 64 });
+    const settings: http2.Settings = { enablePush: false, ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}) };
+    const server = http2.createServer({ settings, maxSessionMemory: 64 });
     server.on('session', (session) => {
       this.sessions.add(session);
       // a hung Envoy (stopped, not dead) would otherwise keep its stream, and istiod's, forever
-      keepSessionAlive(session, ISTIO_KEEPALIVE);
+      keepSessionAlive(session, this.options.keepalive ?? ISTIO_KEEPALIVE);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', () => undefined); // the stream's own events report it
     });

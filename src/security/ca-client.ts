@@ -124,7 +124,10 @@ export class CaClient {
       const c = readOptional(tls.clientCert.certChainPath);
       if (k && c) clientCertificate = { privateKey: k, certChain: c };
     }
-    return { address: this.options.address, tls: { ca, serverName: tls.serverName, ...(clientCertificate ? { clientCertificate } : {}) } };
+    return {
+      address: this.options.address,
+      tls: { ca, serverName: tls.serverName, ...(clientCertificate ? { clientCertificate } : {}), ...(tls.restrictions ? { restrictions: tls.restrictions } : {}) },
+    };
   }
 
   private metadata(): Record<string, string> {

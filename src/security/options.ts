@@ -17,6 +17,7 @@ import type { AgentConfig } from '../config/load.js';
 import { discoveryServerName } from '../config/istiod-address.js';
 import type { BackoffOptions } from '../util/backoff.js';
 import { CA_CRL_PATH } from './ca-crl.js';
+import { checkCompliancePolicy, tlsRestrictions, type TlsRestrictions } from './compliance-policy.js';
 import { MINIMUM_RSA_KEY_SIZE, type KeySpec } from './keys.js';
 
 /** Resource names of the SDS API (pkg/security). */
@@ -60,6 +61,8 @@ export interface CaClientOptions {
     readonly serverName: string;
     /** Client certificate files (PROV_CERT), used when both exist. */
     readonly clientCert?: { readonly certChainPath: string; readonly keyPath: string };
+    /** COMPLIANCE_POLICY's versions, ciphers and curves. */
+    readonly restrictions?: TlsRestrictions;
   };
   /** Bearer token file, read for every call; missing or empty = no authorization header. */
   readonly tokenPath: string;
@@ -174,10 +177,18 @@ export interface WorkloadSdsMode {
   readonly externalWorkloadSds?: string;
 }
 
-/** Checks the settings this agent does not support or that contradict each other; throws them all at once. */
-export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMode = {}): void {
+/**
+ * Checks the settings this agent does not support or that contradict each other; throws them all
+ * at once. Returns what is worth a warning (an unknown COMPLIANCE_POLICY, ...).
+ */
+export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMode = {}): readonly string[] {
   const problems: string[] = [];
   const env = config.env;
+  const compliance = checkCompliancePolicy(env.COMPLIANCE_POLICY);
+  problems.push(...compliance.problems);
+  const warnings = [...compliance.warnings];
+  // Istio reads the projected token whatever the policy says; only the deprecated value is worth a word
+  if (env.JWT_POLICY === 'first-party-jwt') warnings.push("Using deprecated JWT policy 'first-party-jwt'; treating as 'third-party-jwt'");
   let provider = env.CA_PROVIDER;
   if (caAddressOf(config).includes('googleapis.com')) provider = 'GoogleCA'; // Istio's defaulting
   if (!SUPPORTED_CA_PROVIDERS.includes(provider)) {
@@ -214,6 +225,7 @@ export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMod
     }
   }
   if (problems.length > 0) throw new SecurityConfigError(problems);
+  return warnings;
 }
 
 export function keySpecFrom(config: AgentConfig): KeySpec {
@@ -239,6 +251,7 @@ export function caClientOptionsFrom(config: AgentConfig, osRootBundle = findOsRo
       // ISTIOD_SAN only names the discovery address (CAEndpointSAN is set only when CA_ADDR is not)
       serverName: discoveryServerName(address, env.CA_ADDR ? '' : env.ISTIOD_SAN),
       ...(clientCert ? { clientCert } : {}),
+      restrictions: tlsRestrictions(env.COMPLIANCE_POLICY),
     };
   }
   return {

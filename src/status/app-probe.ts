@@ -7,7 +7,8 @@
 // - tcpSocket: a connection that opens is success;
 // - grpc: grpc.health.v1.Health/Check must answer SERVING.
 // Connections come from 127.0.0.6 for IPv4 targets (Istio's UpstreamLocalAddress, which the
-// sidecar's iptables rules let through to the app without redirecting to Envoy). Failures are
+// sidecar's iptables rules let through to the app without redirecting to Envoy), one per probe
+// as kubelet (kept open with ENABLE_PROBE_KEEPALIVE_CONNECTIONS, Istio's older behaviour). Failures are
 // answered 500, as Istio does; details go to the `probes` log scope.
 
 import http from 'node:http';
@@ -36,6 +37,13 @@ export interface ProbeContext {
   readonly sourceAddress: string | undefined;
   /** The status port (the Host header's port is replaced by the app's when it is this one). */
   readonly statusPort: number;
+  /** ENABLE_PROBE_KEEPALIVE_CONNECTIONS: pools that keep httpGet connections open; absent: a connection per probe. */
+  readonly keepAlive?: { readonly http: http.Agent; readonly https: https.Agent };
+}
+
+/** Connection pools for ENABLE_PROBE_KEEPALIVE_CONNECTIONS (Istio's older behaviour; not kubelet's). */
+export function keepAliveProbeAgents(): { http: http.Agent; https: https.Agent } {
+  return { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true, rejectUnauthorized: false }) };
 }
 
 const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (ipFamily(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);
@@ -106,6 +114,8 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
         signal: all,
         localAddress: localAddressFor(ctx, url.hostname.replace(/^\[|\]$/g, '')),
         insecure: true,
+        // no keep-alive unless asked, as kubelet: idle connections never fail a probe
+        ...(ctx.keepAlive ? { agent: url.protocol === 'https:' ? ctx.keepAlive.https : ctx.keepAlive.http } : {}),
         maxBytes: MAX_PROBE_BODY,
         overLimit: 'truncate',
       });

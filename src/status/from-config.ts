@@ -40,6 +40,7 @@ export function statusServerOptionsFrom(config: AgentConfig, deps: StatusServerD
     localhost: ipv6 ? '::1' : '127.0.0.1',
     podIp,
     probeLocalhost: config.env.REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION,
+    probeKeepalive: config.env.ENABLE_PROBE_KEEPALIVE_CONNECTIONS,
     kubeAppProbers: config.env.ISTIO_KUBE_APP_PROBERS,
     prometheusAnnotations: config.env.ISTIO_PROMETHEUS_ANNOTATIONS,
     envoyPrometheusPort: config.env.ENVOY_PROMETHEUS_PORT,

@@ -20,7 +20,7 @@ import type { ProxyType } from '../config/load.js';
 import { enableProcessMetrics } from '../metrics/process.js';
 import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
-import { runAppProbe, type ProbeContext } from './app-probe.js';
+import { keepAliveProbeAgents, runAppProbe, type ProbeContext } from './app-probe.js';
 import { parseAppProbers, type AppProbe } from './app-probers.js';
 import { ConnectionGuard } from './connections.js';
 import { MetricsMerger } from './metrics-merge.js';
@@ -52,6 +52,8 @@ export interface StatusServerOptions {
   readonly probeLocalhost?: boolean;
   /** Source address of probe connections to IPv4 targets; Istio's 127.0.0.6 by default, null for none. */
   readonly probeSourceAddress?: string | null;
+  /** ENABLE_PROBE_KEEPALIVE_CONNECTIONS: keep probe connections to the app open between probes (default: one per probe, as kubelet). */
+  readonly probeKeepalive?: boolean;
   /** ISTIO_KUBE_APP_PROBERS (raw JSON; '' for none). */
   readonly kubeAppProbers?: string;
   /** ISTIO_PROMETHEUS_ANNOTATIONS (raw JSON; '' when unset). */
@@ -189,6 +191,7 @@ export class StatusServer {
       destination,
       sourceAddress: opts.probeSourceAddress === null ? undefined : (opts.probeSourceAddress ?? '127.0.0.6'),
       statusPort,
+      ...(opts.probeKeepalive ? { keepAlive: keepAliveProbeAgents() } : {}),
     };
   }
 
@@ -254,6 +257,8 @@ export class StatusServer {
       this.closing.abort();
       const server = this.server;
       this.merger.close();
+      this.probeContext.keepAlive?.http.destroy();
+      this.probeContext.keepAlive?.https.destroy();
       if (!server) return;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -5,7 +5,7 @@
 // its connector and interceptors): undici costs ~100 ms and several MB of resident memory to
 // load, and these calls run in every pod from the first readiness probe on, and in the postStart
 // hook that holds the application's start (bench `http-clients` measures both clients).
-// No keep-alive: a call leaves no socket behind.
+// No keep-alive unless the caller passes an agent: a call leaves no socket behind.
 
 import http from 'node:http';
 import https from 'node:https';
@@ -30,6 +30,8 @@ export interface LocalRequestOptions {
   /** https: accept any server certificate (the kubelet does not verify an app's probe endpoint). */
   readonly insecure?: boolean;
   readonly signal?: AbortSignal;
+  /** A keep-alive agent to reuse connections (the probes' ENABLE_PROBE_KEEPALIVE_CONNECTIONS); none by default. */
+  readonly agent?: http.Agent;
 }
 
 export interface LocalResponse {
@@ -52,7 +54,7 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
     const tls = url.startsWith('https:');
     const options: https.RequestOptions = {
       method,
-      agent: false,
+      agent: opts.agent ?? false,
       signal,
       ...(opts.headers ? { headers: opts.headers } : {}),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),

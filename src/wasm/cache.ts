@@ -182,6 +182,7 @@ export class WasmModuleCache {
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
       ...(this.options.extraCaCerts ? { extraCaCerts: this.options.extraCaCerts } : {}),
       ...(this.options.proxy ? { proxy: this.options.proxy } : {}),
+      ...(this.options.tlsRestrictions ? { restrictions: this.options.tlsRestrictions } : {}),
     });
     const proxy = this.options.proxy;
     if (proxy && (proxy.httpProxy || proxy.httpsProxy)) {

@@ -6,6 +6,7 @@
 import { rootCertificates } from 'node:tls';
 import { Agent, interceptors, Pool, ProxyAgent, request, type Dispatcher } from 'undici';
 import { Backoff, sleep } from '../util/backoff.js';
+import type { TlsRestrictions } from '../security/compliance-policy.js';
 import { AddressPolicy, guardedConnector, isBlockedAddressError, type LookupFunction } from './net-guard.js';
 import { proxiedTargetGuard, ProxyRules, type ProxySettings } from './proxy.js';
 
@@ -36,6 +37,8 @@ export interface HttpClientOptions {
   readonly maxRedirections?: number;
   /** HTTP(S)_PROXY / NO_PROXY; no proxy when absent or empty. */
   readonly proxy?: ProxySettings;
+  /** Versions, ciphers and curves allowed (COMPLIANCE_POLICY), for verified and insecure registries alike. */
+  readonly restrictions?: TlsRestrictions;
 }
 
 const KEEP_ALIVE_MS = 4_000;
@@ -64,7 +67,7 @@ export class WasmHttpClient {
 
   private connector(insecure: boolean): ReturnType<typeof guardedConnector> {
     const o = this.opts;
-    return guardedConnector({ policy: o.policy, insecure, ...(o.lookup ? { lookup: o.lookup } : {}), ...(o.extraCaCerts ? { extraCaCerts: o.extraCaCerts } : {}) });
+    return guardedConnector({ policy: o.policy, insecure, ...(o.lookup ? { lookup: o.lookup } : {}), ...(o.extraCaCerts ? { extraCaCerts: o.extraCaCerts } : {}), ...(o.restrictions ? { restrictions: o.restrictions } : {}) });
   }
 
   /**
@@ -86,7 +89,7 @@ export class WasmHttpClient {
     agent = new ProxyAgent({
       uri: proxyUrl,
       proxyTunnel: false,
-      requestTls: { rejectUnauthorized: !insecure, ...(extra?.length ? { ca: [...rootCertificates, ...extra] } : {}) },
+      requestTls: { ...this.opts.restrictions, rejectUnauthorized: !insecure, ...(extra?.length ? { ca: [...rootCertificates, ...extra] } : {}) },
       clientFactory: (origin, options) => pool(origin, options),
       factory: (origin, options) => pool(origin, options),
       keepAliveTimeout: KEEP_ALIVE_MS,

@@ -12,6 +12,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions, type Lo
 import { BlockList, type Socket } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { buildConnector } from 'undici';
+import type { TlsRestrictions } from '../security/compliance-policy.js';
 import { ipFamily } from '../util/ip.js';
 
 export const BLOCKED_ADDRESS_CODE = 'ERR_WASM_BLOCKED_ADDRESS';
@@ -118,11 +119,13 @@ export interface ConnectorOptions {
   /** Trust these roots in addition to the system ones (tests). */
   readonly extraCaCerts?: readonly (string | Buffer)[];
   readonly connectTimeoutMs?: number;
+  /** Versions, ciphers and curves allowed (COMPLIANCE_POLICY). */
+  readonly restrictions?: TlsRestrictions;
 }
 
 /** An undici connector that refuses blocked addresses before any byte is sent. */
 export function guardedConnector(opts: ConnectorOptions): buildConnector.connector {
-  const tlsOpts: Record<string, unknown> = { rejectUnauthorized: !opts.insecure };
+  const tlsOpts: Record<string, unknown> = { rejectUnauthorized: !opts.insecure, ...opts.restrictions };
   if (opts.extraCaCerts?.length) {
     // `ca` replaces the default trust store: keep the system roots alongside the extra ones
     tlsOpts.ca = [...rootCertificates, ...opts.extraCaCerts];

@@ -2,6 +2,7 @@
 
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
+import { tlsRestrictions, type TlsRestrictions } from '../security/compliance-policy.js';
 import type { LookupFunction } from './net-guard.js';
 import type { ProxySettings } from './proxy.js';
 
@@ -37,6 +38,8 @@ export interface WasmOptions {
   readonly maxBinarySizeBytes: number;
   /** BLOCKED_CIDRS_IN_WASM_FETCH entries. */
   readonly blockedCidrs: readonly string[];
+  /** COMPLIANCE_POLICY's TLS versions, ciphers and curves; none when absent. */
+  readonly tlsRestrictions?: TlsRestrictions;
   /** First retry delay; doubles-ish (x1.5, +-50% jitter) per retry. */
   readonly initialBackoffMs?: number;
   /** HTTP(S)_PROXY and NO_PROXY (upper case, else lower case, as Go reads them); no proxy when absent. */
@@ -73,6 +76,7 @@ export function wasmOptionsFromConfig(config: AgentConfig, overrides: Partial<Wa
       httpsProxy: env.HTTPS_PROXY || env.https_proxy,
       noProxy: env.NO_PROXY || env.no_proxy,
     },
+    tlsRestrictions: tlsRestrictions(env.COMPLIANCE_POLICY),
     ...overrides,
   });
 }

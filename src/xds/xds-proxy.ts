@@ -94,6 +94,10 @@ export interface XdsProxyOptions {
   readonly dialBackoff?: BackoffOptions;
   /** Largest request message accepted from Envoy (default 64 MiB); larger: RESOURCE_EXHAUSTED. */
   readonly maxRequestBytes?: number;
+  /** Keepalive pings to Envoy on the xDS socket (GRPC_KEEPALIVE_*; default Istio's 30 s / 10 s). */
+  readonly serverKeepalive?: KeepaliveOptions;
+  /** Streams one client may open at once on the xDS socket (ISTIO_GPRC_MAXSTREAMS). */
+  readonly maxConcurrentStreams?: number;
   /**
    * PROXY_XDS_LAST_KNOWN_GOOD: what the client ACKs is saved here, and served from here when
    * istiod cannot be reached at start.
@@ -741,7 +745,13 @@ export class XdsProxy {
         [SOTW.method, (stream: ServerStream) => this.accept(stream, SOTW)],
         [DELTA.method, (stream: ServerStream) => this.accept(stream, DELTA)],
       ]),
-      { name: 'xDS', log: (m) => log.info(m), ...(this.options.maxRequestBytes !== undefined ? { maxRequestBytes: this.options.maxRequestBytes } : {}) },
+      {
+        name: 'xDS',
+        log: (m) => log.info(m),
+        ...(this.options.maxRequestBytes !== undefined ? { maxRequestBytes: this.options.maxRequestBytes } : {}),
+        ...(this.options.serverKeepalive ? { keepalive: this.options.serverKeepalive } : {}),
+        ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}),
+      },
     );
     await server.start();
     this.server = server;

@@ -15,6 +15,8 @@ import {
   spiffeIdOf,
   validateSecurityConfig,
 } from '../../src/security/options.js';
+import { clientCertificateFromFiles, upstreamOptionsFrom, xdsClientCertificateFiles, xdsRootCaPath } from '../../src/xds/upstream.js';
+import { CertificateAuthority } from '../control-plane/index.js';
 import { workDir, type Work } from './support.js';
 
 let work: Work;
@@ -86,6 +88,44 @@ describe('CA client options', () => {
   });
 });
 
+describe('xDS root CA', () => {
+  it("is picked as Istio's FindRootCAForXDS: XDS_ROOT_CA, ./etc/certs, PROV_CERT, FILE_MOUNTED_CERTS metadata, PILOT_CERT_PROVIDER=none, the istiod root", () => {
+    expect(xdsRootCaPath(config({ XDS_ROOT_CA: 'SYSTEM' }))).toBeNull();
+    expect(xdsRootCaPath(config({ XDS_ROOT_CA: 'certs/x.pem' }))).toBe(join(work.dir, 'certs/x.pem'));
+    expect(xdsRootCaPath(config({ PROV_CERT: 'etc/prov' }))).toBe(join(work.dir, 'etc/prov/root-cert.pem'));
+    expect(xdsRootCaPath(config({ FILE_MOUNTED_CERTS: 'true' }, { proxyMetadata: { ISTIO_META_TLS_CLIENT_ROOT_CERT: 'mnt/root.pem' } }))).toBe(join(work.dir, 'mnt/root.pem'));
+    expect(() => xdsRootCaPath(config({ FILE_MOUNTED_CERTS: 'true' }))).toThrow(/FILE_MOUNTED_CERTS is set but ProxyConfig proxyMetadata ISTIO_META_TLS_CLIENT_ROOT_CERT names no file/);
+    expect(() => xdsRootCaPath(config({ PILOT_CERT_PROVIDER: 'none' }))).toThrow(/root CA file for XDS required but configured provider as none/);
+    expect(xdsRootCaPath(config())).toBe(work.rootCertPath);
+    // the old mounted root wins over everything but XDS_ROOT_CA, as in Istio
+    const legacy = work.write('etc/certs/root-cert.pem', 'x');
+    expect(xdsRootCaPath(config({ PILOT_CERT_PROVIDER: 'none', FILE_MOUNTED_CERTS: 'true' }))).toBe(legacy);
+  });
+
+  it("presents the client certificate Istio's GetKeyCertsForXDS names (PROV_CERT, FILE_MOUNTED_CERTS metadata), read per connection, none once expired", async () => {
+    expect(xdsClientCertificateFiles(config())).toBeUndefined();
+    expect(xdsClientCertificateFiles(config({ FILE_MOUNTED_CERTS: 'true' }))).toBeUndefined();
+    expect(xdsClientCertificateFiles(config({ PROV_CERT: 'etc/prov' }))).toEqual({ key: join(work.dir, 'etc/prov/key.pem'), certChain: join(work.dir, 'etc/prov/cert-chain.pem') });
+    const mounted = config({ FILE_MOUNTED_CERTS: 'true' }, { proxyMetadata: { ISTIO_META_TLS_CLIENT_KEY: 'mnt/key.pem', ISTIO_META_TLS_CLIENT_CERT_CHAIN: 'mnt/chain.pem', ISTIO_META_TLS_CLIENT_ROOT_CERT: 'mnt/root.pem' } });
+    const files = xdsClientCertificateFiles(mounted)!;
+    expect(files).toEqual({ key: join(work.dir, 'mnt/key.pem'), certChain: join(work.dir, 'mnt/chain.pem') });
+
+    const read = clientCertificateFromFiles(files);
+    expect(read()).toBeUndefined(); // not there yet: the token alone
+    const ca = await CertificateAuthority.create();
+    const issued = await ca.issueServingCert(['vm-1.example']);
+    work.write('mnt/key.pem', issued.keyPem);
+    work.write('mnt/chain.pem', issued.certChainPem);
+    expect(read()?.certChain.toString()).toBe(issued.certChainPem); // picked up on the next connection
+    expect(clientCertificateFromFiles(files, () => Date.now() + 2 * 365 * 24 * 3600_000)()).toBeUndefined(); // expired: not presented
+
+    // the upstream options use these files rather than the workload certificate
+    work.write('mnt/root.pem', ca.rootCertPem);
+    const upstream = upstreamOptionsFrom(mounted, () => ({ privateKey: Buffer.from('workload'), certChain: Buffer.from('workload') }));
+    expect(upstream.tls?.clientCertificate?.()?.certChain.toString()).toBe(issued.certChainPem);
+  });
+});
+
 describe('secret manager options', () => {
   it('key spec, identity, TTL and rotation settings from env', () => {
     const c = config({ ECC_SIGNATURE_ALGORITHM: 'ECDSA', ECC_CURVE: 'P384', PKCS8_KEY: 'true', SECRET_TTL: '2h', SECRET_GRACE_PERIOD_RATIO: '0.4', OUTPUT_CERTS: 'out', TRUST_DOMAIN: 'td.example' });
@@ -111,6 +151,13 @@ describe('secret manager options', () => {
 });
 
 describe('validateSecurityConfig', () => {
+  it('JWT_POLICY as Istio: any value starts (the projected token is read either way); first-party-jwt is a deprecation warning', () => {
+    expect(validateSecurityConfig(config({ JWT_POLICY: 'third-party-jwt' }))).toEqual([]);
+    expect(validateSecurityConfig(config({ JWT_POLICY: 'first-party-jwt' }))).toEqual(["Using deprecated JWT policy 'first-party-jwt'; treating as 'third-party-jwt'"]);
+    expect(validateSecurityConfig(config({ JWT_POLICY: 'none' }))).toEqual([]);
+    expect(caClientOptionsFrom(config({ JWT_POLICY: 'first-party-jwt' })).tokenPath).toBe(join(work.dir, 'var/run/secrets/tokens/istio-token'));
+  });
+
   it('accepts the defaults and the supported providers', () => {
     expect(problems(config())).toEqual([]);
     expect(problems(config({ PILOT_CERT_PROVIDER: 'k8s.io/my-signer', CA_PROVIDER: 'Citadel' }))).toEqual([]);

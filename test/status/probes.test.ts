@@ -3,9 +3,12 @@
 // certificate, gRPC health, redirects, headers, timeouts, and start-up validation.
 
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
+import { loadAgentConfig } from '../../src/config/load.js';
 import { parseAppProbers } from '../../src/status/app-probers.js';
+import { statusServerOptionsFrom } from '../../src/status/from-config.js';
 import { StatusServer } from '../../src/status/server.js';
 import { configureLogging } from '../../src/util/logger.js';
 import {
@@ -145,6 +148,30 @@ describe('httpGet details', () => {
     const r = await call(`http://127.0.0.1:${status.port}/app-health/app/readyz`);
     expect(r.status).toBe(200);
     expect(r.body).toBe('tls /healthz');
+  });
+
+  it('opens a connection per probe, as kubelet; ENABLE_PROBE_KEEPALIVE_CONNECTIONS=true keeps one open (http and https)', async () => {
+    const plain = keep(await httpServer((_req, res) => res.end('ok')));
+    const tls = keep(await httpServer((_req, res) => res.end('ok'), { tls: selfSignedCert() }));
+    const probers = JSON.stringify({
+      '/app-health/plain/livez': { httpGet: { port: plain.port, path: '/p' } },
+      '/app-health/tls/livez': { httpGet: { port: tls.port, path: '/t', scheme: 'HTTPS' } },
+    });
+    const connectionsAfterThreeProbes = async (env: Record<string, string>): Promise<number[]> => {
+      const config = loadAgentConfig({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns', INSTANCE_IP: '127.0.0.1', ISTIO_KUBE_APP_PROBERS: probers, ...env }, cwd: tmpdir(), hostAddresses: ['127.0.0.1'] });
+      const { port: _configured, ...opts } = statusServerOptionsFrom(config, { onQuit: () => undefined, onDrain: () => undefined });
+      const status = await startStatus(opts);
+      const counts: number[] = [];
+      for (const [app, path] of [[plain, 'plain'], [tls, 'tls']] as const) {
+        const before = app.seen.length;
+        for (let i = 0; i < 3; i++) expect((await call(`http://127.0.0.1:${status.port}/app-health/${path}/livez`)).status).toBe(200);
+        counts.push(new Set(app.seen.slice(before).map((r) => r.remotePort)).size);
+      }
+      await status.close();
+      return counts;
+    };
+    expect(await connectionsAfterThreeProbes({})).toEqual([3, 3]);
+    expect(await connectionsAfterThreeProbes({ ENABLE_PROBE_KEEPALIVE_CONNECTIONS: 'true' })).toEqual([1, 1]);
   });
 
   it('follows redirects on the same host, answers 200 for a redirect elsewhere, fails after 10', async () => {

@@ -78,7 +78,7 @@ export function portsIn(json: string): number[] {
 export interface TestServer {
   readonly port: number;
   /** Requests seen: method, url, headers, remote address. */
-  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders; remoteAddress: string }[];
+  readonly seen: { method: string; url: string; headers: http.IncomingHttpHeaders; remoteAddress: string; remotePort?: number }[];
   close(): Promise<void>;
 }
 
@@ -104,7 +104,7 @@ function closer(server: net.Server, sockets: Set<net.Socket>): () => Promise<voi
 export async function httpServer(handler: Handler, opts: { port?: number; host?: string; tls?: { key: string; cert: string } } = {}): Promise<TestServer> {
   const seen: TestServer['seen'] = [];
   const wrapped: Handler = (req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '' });
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, remoteAddress: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0 });
     handler(req, res);
   };
   const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, wrapped) : http.createServer(wrapped);

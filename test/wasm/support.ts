@@ -13,6 +13,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createNetServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { SecureContextOptions } from 'node:tls';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { LookupFunction } from '../../src/wasm/net-guard.js';
@@ -138,7 +139,7 @@ async function listenTracking(server: Server, sockets: Set<Socket>): Promise<num
   return (server.address() as { port: number }).port;
 }
 
-export async function startFileServer(opts: { tls?: { certPem: string; keyPem: string }; host?: string } = {}): Promise<FileServer> {
+export async function startFileServer(opts: { tls?: { certPem: string; keyPem: string; offer?: Pick<SecureContextOptions, 'minVersion' | 'maxVersion' | 'ciphers' | 'ecdhCurve'> }; host?: string } = {}): Promise<FileServer> {
   const routes = new Map<string, Handler>();
   const hits = new Map<string, number>();
   const sockets = new Set<Socket>();
@@ -152,7 +153,7 @@ export async function startFileServer(opts: { tls?: { certPem: string; keyPem: s
     }
     h(req, res);
   };
-  const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.certPem, key: opts.tls.keyPem }, handler) : createHttpServer(handler);
+  const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, ...opts.tls.offer }, handler) : createHttpServer(handler);
   const port = await listenTracking(server, sockets);
   return {
     port,

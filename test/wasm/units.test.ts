@@ -168,6 +168,7 @@ describe('options', () => {
       maxBinarySizeBytes: 1048576,
       blockedCidrs: ['10.0.0.0/8', '192.168.0.0/16'],
       proxy: { httpProxy: '', httpsProxy: '', noProxy: '' },
+      tlsRestrictions: { minVersion: 'TLSv1.2' }, // no COMPLIANCE_POLICY
     });
   });
 
