@@ -12,6 +12,7 @@
 // answered 500, as Istio does; details go to the `probes` log scope.
 
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { localRequest } from '../util/local-http.js';
 import { logger } from '../util/logger.js';

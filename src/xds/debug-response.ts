@@ -10,7 +10,7 @@
 //     istio.io/debug payloads) are not types Istio's agent binary links, so they always take the
 //     second form there; the same types take it here.
 
-import protobuf from 'protobufjs/minimal.js';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { goQuoteJson } from '../bootstrap/go-json.js';
 import type { TapResult } from './xds-proxy.js';
 import { deltaResources, scan, sotwResources, XdsField } from './wire.js';
@@ -64,20 +64,21 @@ export function readDebugResponse(r: TapResult): DebugResponse {
 /** The SotW DiscoveryResponse bytes of a debug answer (the gRPC tap's reply). */
 export function encodeDebugResponse(r: DebugResponse): Uint8Array {
   const f = XdsField.DiscoveryResponse;
-  const w = protobuf.Writer.create();
-  if (r.versionInfo) w.uint32((f.version_info << 3) | 2).string(r.versionInfo);
+  const LEN = WireType.LengthDelimited;
+  const w = new BinaryWriter();
+  if (r.versionInfo) w.tag(f.version_info, LEN).string(r.versionInfo);
   for (const any of r.resources) {
-    w.uint32((f.resources << 3) | 2).fork();
-    if (any.typeUrl) w.uint32((XdsField.Any.type_url << 3) | 2).string(any.typeUrl);
-    if (any.value.length > 0) w.uint32((XdsField.Any.value << 3) | 2).bytes(any.value);
-    w.ldelim();
+    w.tag(f.resources, LEN).fork();
+    if (any.typeUrl) w.tag(XdsField.Any.type_url, LEN).string(any.typeUrl);
+    if (any.value.length > 0) w.tag(XdsField.Any.value, LEN).bytes(any.value);
+    w.join();
   }
-  if (r.typeUrl) w.uint32((f.type_url << 3) | 2).string(r.typeUrl);
-  if (r.nonce) w.uint32((f.nonce << 3) | 2).string(r.nonce);
+  if (r.typeUrl) w.tag(f.type_url, LEN).string(r.typeUrl);
+  if (r.nonce) w.tag(f.nonce, LEN).string(r.nonce);
   if (r.controlPlane !== undefined) {
-    w.uint32((f.control_plane << 3) | 2).fork();
-    if (r.controlPlane) w.uint32((1 << 3) | 2).string(r.controlPlane);
-    w.ldelim();
+    w.tag(f.control_plane, LEN).fork();
+    if (r.controlPlane) w.tag(1, LEN).string(r.controlPlane);
+    w.join();
   }
   return w.finish();
 }
