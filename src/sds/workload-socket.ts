@@ -38,6 +38,7 @@ export interface WorkloadSds {
 
 export class WorkloadSocketError extends Error {
   override readonly name = 'WorkloadSocketError';
+  readonly code = 'WORKLOAD_SOCKET';
 }
 
 /** The path as Istio prints it: relative to the working directory (the container's `/`). */

@@ -68,6 +68,7 @@ export interface TapResult {
 
 export class TapNotConnectedError extends Error {
   override readonly name = 'TapNotConnectedError';
+  readonly code = 'XDS_DEBUG_NOT_CONNECTED';
 }
 
 export interface TypeSyncState {

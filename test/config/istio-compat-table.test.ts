@@ -11,7 +11,7 @@ import { CAPTURE_FLAGS } from '../../src/iptables/flag-table.js';
 import { CAPTURE_ENV } from '../../src/iptables/flags.js';
 import { repoRoot } from '../support/paths.js';
 
-const STATES = ['honoured', 'partial', 'not', 'in progress', 'n/a', 'ours'] as const;
+const STATES = ['honoured', 'partial', 'not', 'n/a', 'ours'] as const;
 
 interface Row {
   readonly line: number;
@@ -25,7 +25,8 @@ function rows(markdown: string): Row[] {
   markdown.split('\n').forEach((text, i) => {
     if (!text.startsWith('| `')) return;
     const cells = text.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
-    const names = [...cells[0]!.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1]!.split(/\s+/)).filter((n) => /^([A-Z][A-Z0-9_]*(_\*)?|--[A-Za-z_-]+)$/.test(n));
+    // names: upper-case env vars (or a PREFIX_*), the lower-case proxy variables Go also reads, flags
+    const names = [...cells[0]!.matchAll(/`([^`]+)`/g)].flatMap((m) => m[1]!.split(/\s+/)).filter((n) => /^([A-Z][A-Z0-9_]*(_\*)?|(https?|no)_proxy|--[A-Za-z_-]+)$/.test(n));
     out.push({ line: i + 1, names, state: cells[2] ?? '' });
   });
   return out;

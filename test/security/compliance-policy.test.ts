@@ -66,7 +66,7 @@ async function call(server: TlsServer, policy: string): Promise<{ ok: true; prot
     return { ok: true, ...server.handshakes.at(-1)! };
   } catch (err) {
     expect(err).toBeInstanceOf(GrpcCallError);
-    expect((err as GrpcCallError).code).toBe(Status.UNAVAILABLE);
+    expect((err as GrpcCallError).status).toBe(Status.UNAVAILABLE);
     // the server saw the handshake fail too (not a refused or dropped connection)
     await vi.waitFor(() => expect(server.failures.length).toBeGreaterThan(before), { timeout: 5000, interval: 20 });
     return { ok: false, error: (err as GrpcCallError).details };
