@@ -20,21 +20,21 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
+COPY scripts/bundle.mjs ./scripts/bundle.mjs
 COPY src ./src
 RUN npm run build
 
-# Runtime stage: the production install only (npm ci --omit=dev: the runtime dependencies of
-# package.json, ~19 MB) and the compiled agent. test/packaging/production-install.test.ts builds
-# and runs exactly this layout.
+# Runtime stage: the bundled agent only (dist/bundle, ~3 MB: the agent and its runtime
+# dependencies, see scripts/bundle.mjs), no node_modules. test/packaging/production-install.test.ts
+# builds and runs exactly this layout.
 FROM node:${NODE_VERSION}-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd -g 1337 istio-proxy && useradd -u 1337 -g 1337 -m -d /home/istio-proxy -s /bin/sh istio-proxy
 COPY --from=istio-proxy /usr/local/bin/envoy /usr/local/bin/envoy
 WORKDIR /opt/pilot-agent
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
-COPY --from=build /src/dist ./dist
+COPY package.json ./
+COPY --from=build /src/dist/bundle ./dist/bundle
 COPY bin ./bin
 COPY bootstrap-templates ./bootstrap-templates
 COPY bootstrap-templates /var/lib/istio/envoy

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Thin launcher: the compiled CLI lives in dist/ (run `npm run build` once after cloning).
+// Thin launcher: the bundled CLI lives in dist/bundle/ (run `npm run build` once after cloning).
 // A SIGTERM or SIGINT that arrives while the CLI loads is held for it, so that a pod stopped at
 // that moment ends cleanly instead of dying by signal mid-load; the CLI releases the hold once its
 // own handlers are in place (or at once for commands that keep the default action).
@@ -15,5 +15,5 @@ function hold(signal) {
 }
 process.on('SIGTERM', hold);
 process.on('SIGINT', hold);
-const { main } = await import('../dist/cli/main.js');
+const { main } = await import('../dist/bundle/main.js');
 main(process.argv, early);

@@ -11,10 +11,10 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 import { BootstrapTemplateError } from './errors.js';
 import type { BootstrapOptions } from './options.js';
 import { istioBootstrapFuncs, parseTemplate, TemplateError, type Template } from './template/index.js';
@@ -22,17 +22,8 @@ import { buildTemplateData, type BootstrapInputs, type SideFile } from './templa
 
 const log = logger('default');
 
-/**
- * The default template shipped with this project: `bootstrap-templates/` at the package root,
- * found upward from this module (it runs from src/, dist/ or a test build nested one deeper).
- */
-export const DEFAULT_TEMPLATE_PATH = ((): string => {
-  for (const up of ['../../', '../../../']) {
-    const candidate = fileURLToPath(new URL(`${up}bootstrap-templates/envoy_bootstrap.json`, import.meta.url));
-    if (existsSync(candidate)) return candidate;
-  }
-  return fileURLToPath(new URL('../../bootstrap-templates/envoy_bootstrap.json', import.meta.url));
-})();
+/** The default template shipped with this project, under the package root. */
+export const DEFAULT_TEMPLATE_PATH = join(PACKAGE_ROOT, 'bootstrap-templates', 'envoy_bootstrap.json');
 
 /** Where the credential-fetcher SDS socket lives (Istio's security.CredentialNameSocketPath). */
 const CREDENTIAL_SOCKET = './var/run/secrets/credential-uds/socket';

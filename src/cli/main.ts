@@ -127,11 +127,10 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   log.info(`Version ${buildInfo.version} (Istio ${buildInfo.istioCompatVersion} compatible, node ${buildInfo.nodeVersion})`);
   const proxyType = type ?? operands[0];
   const flags = proxyFlagsOf(cmd);
-  const [{ Agent }, { loadAgentConfig }, { stringify: toYaml }] = await Promise.all([import('../agent/agent.js'), import('../config/load.js'), import('yaml')]);
+  const [{ Agent }, { loadAgentConfig }, { toYaml }] = await Promise.all([import('../agent/agent.js'), import('../config/load.js'), import('../util/yaml.js')]);
   const config = loadAgentConfig({ proxyType, flags, env: process.env });
   for (const w of config.warnings) log.warn(w);
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
-  log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
   if (stopBeforeStart) {
     log.info('Stopped before start-up: nothing was started');
     return 0;
@@ -139,7 +138,12 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
 
   const agent = new Agent(config, { processEnv: process.env, logAsJson: cmd.optsWithGlobals<GlobalOpts>().log_as_json });
   running.agent = agent;
-  await agent.start();
+  try {
+    await agent.start();
+  } finally {
+    // after Envoy is spawned: writing YAML loads the YAML library, which Envoy need not wait for
+    log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
+  }
   return agent.done;
 }
 
@@ -224,7 +228,7 @@ export function buildProgram(): Command {
     .option('-s, --short', 'Use --short=false to generate full version information', false)
     .addOption(new Option('-o, --output <format>', "One of 'yaml' or 'json'.").choices(['', 'yaml', 'json']).default(''))
     .action(async (o: { short: boolean; output: string }) => {
-      const toYaml = o.output === 'yaml' ? (await import('yaml')).stringify : undefined;
+      const toYaml = o.output === 'yaml' ? (await import('../util/yaml.js')).toYaml : undefined;
       const info = { version: buildInfo.version, istioCompatVersion: buildInfo.istioCompatVersion, nodeVersion: buildInfo.nodeVersion, buildStatus: 'Clean' };
       if (o.output === 'json') process.stdout.write(JSON.stringify({ clientVersion: info }, null, 2) + '\n');
       else if (toYaml) process.stdout.write(toYaml({ clientVersion: info }));

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../util/yaml.js';
 import { declaredEnvSet, ENV, ENV_PREFIXES, envWithPrefix, readEnvSettings, type EnvName, type EnvSettings } from './env-vars.js';
 import { IssueList } from './errors.js';
 import { readDownwardApiFile } from './pod-info.js';

@@ -6,7 +6,7 @@
 // (snake_case keys, numbers in strings, Go-style durations) and keeps fields it does not know
 // (with a warning), as Istio's lenient parse does.
 
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../util/yaml.js';
 import { formatProtoDuration, parseAnyDuration } from './duration.js';
 import type { IssueList } from './errors.js';
 

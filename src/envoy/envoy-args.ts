@@ -1,7 +1,7 @@
 // Envoy's command line exactly as Istio's pkg/envoy builds it (TestEnvoyArgs is the reference).
 
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../util/yaml.js';
 import type { EnvoyLaunch } from '../config/load.js';
 
 export interface EnvoyArgsInput {

@@ -5,8 +5,7 @@
 // three Go families prom-client lacks are read from /proc here as client_golang reads them.
 
 import { readFileSync } from 'node:fs';
-import { collectDefaultMetrics } from 'prom-client';
-import { counter, gauge, METRIC_PREFIX, registry } from './registry.js';
+import { counter, gauge, METRIC_PREFIX, promClient, registry } from './registry.js';
 
 let enabled = false;
 
@@ -16,7 +15,7 @@ export function enableProcessMetrics(): void {
   enabled = true;
   // prom-client samples event-loop delay every 10 ms by default, which wakes an idle agent 100
   // times a second (~0.8 % of a core); once a second still catches any loop blocked for long
-  collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 1000 });
+  promClient().collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 1000 });
   const limit = addressSpaceLimit();
   if (limit !== undefined) gauge('process_virtual_memory_max_bytes', 'Maximum amount of virtual memory available in bytes.', [], (g) => g.set(limit));
   counter('process_network_receive_bytes_total', 'Number of bytes received by the process over the network.', [], (c) => setCounter(c, netOctets()?.in));

@@ -12,59 +12,132 @@
 // Families whose labels have no value yet are listed (HELP and TYPE, no samples), where Istio's
 // exporter lists a family only once it has been recorded; unlabelled counters show 0 from the start.
 
-import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
+//
+// prom-client is loaded and every metric built on the first use of any metric or of the registry
+// (in practice the first scrape, or the first count after Envoy is running), not when a module
+// declares its metrics: evaluating prom-client costs ~25 ms of CPU, which Envoy's spawn should
+// not wait for. The literal `require('prom-client')` is for the bundler, as in util/yaml.ts.
 
-export const registry = new Registry();
+import { createRequire } from 'node:module';
+import type { Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';
+
+type PromClient = typeof import('prom-client');
+
+/** A metric or the registry, declared now and built with prom-client when first used. */
+interface Deferred {
+  real: object | undefined;
+  readonly build: (client: PromClient) => object;
+}
+
+const declared: Deferred[] = [];
+let client: PromClient | undefined;
+
+/** Loads prom-client and builds the registry, then every metric declared so far, in order. */
+function buildAll(): PromClient {
+  if (client) return client;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy and bundleable, see above
+  const loaded = (typeof require === 'function' ? require('prom-client') : createRequire(import.meta.url)('prom-client')) as PromClient;
+  client = loaded;
+  for (const d of declared) d.real ??= d.build(loaded);
+  return loaded;
+}
+
+/**
+ * Stands for the object `build` makes, building it (and everything declared) on first touch.
+ * Methods are bound once per name, so a hot counter costs a map lookup, not an allocation.
+ */
+function deferred<T extends object>(build: (client: PromClient) => T): T {
+  const d: Deferred = { real: undefined, build };
+  declared.push(d);
+  if (client) d.real = build(client);
+  const real = (): T => {
+    if (!d.real) {
+      const c = buildAll();
+      d.real ??= build(c); // built by buildAll, unless this runs from within buildAll
+    }
+    return d.real as T;
+  };
+  const bound = new Map<PropertyKey, unknown>();
+  return new Proxy({} as T, {
+    get(_target, key) {
+      const target = real();
+      const value = Reflect.get(target, key, target) as unknown;
+      if (typeof value !== 'function') return value;
+      let fn = bound.get(key);
+      if (fn === undefined) bound.set(key, (fn = (value as (...a: unknown[]) => unknown).bind(target)));
+      return fn;
+    },
+    set: (_target, key, value) => Reflect.set(real(), key, value),
+    has: (_target, key) => Reflect.has(real(), key),
+    getPrototypeOf: () => Reflect.getPrototypeOf(real()),
+  });
+}
+
+/** prom-client itself (for the default process metrics), loading it if needed. */
+export function promClient(): PromClient {
+  return buildAll();
+}
+
+export const registry: Registry = deferred((c) => new c.Registry());
 
 /** The prefix Istio's status server wraps the agent's registry with. */
 export const METRIC_PREFIX = 'istio_agent_';
 
 /** An Istio Sum: a counter named exactly `name` under the prefix; `compute` sets it at scrape time. */
 export function counter<L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], compute?: (c: Counter<L>) => void): Counter<L> {
-  return new Counter<L>({
-    name: METRIC_PREFIX + name,
-    help,
-    labelNames,
-    registers: [registry],
-    ...(compute ? { collect(this: Counter<L>) { compute(this); } } : {}),
-  });
+  return deferred(
+    (c) =>
+      new c.Counter<L>({
+        name: METRIC_PREFIX + name,
+        help,
+        labelNames,
+        registers: [registry],
+        ...(compute ? { collect(this: Counter<L>) { compute(this); } } : {}),
+      }),
+  );
 }
 
 /** An Istio Gauge (LastValue); `compute` sets it at scrape time (Istio's DerivedGauge). */
 export function gauge<L extends string = never>(name: string, help: string, labelNames: readonly L[] = [], compute?: (g: Gauge<L>) => void): Gauge<L> {
-  return new Gauge<L>({
-    name: METRIC_PREFIX + name,
-    help,
-    labelNames,
-    registers: [registry],
-    ...(compute ? { collect(this: Gauge<L>) { compute(this); } } : {}),
-  });
+  return deferred(
+    (c) =>
+      new c.Gauge<L>({
+        name: METRIC_PREFIX + name,
+        help,
+        labelNames,
+        registers: [registry],
+        ...(compute ? { collect(this: Gauge<L>) { compute(this); } } : {}),
+      }),
+  );
 }
 
 /** An unlabelled gauge exported only once set (as Istio's exporter exports any family): for a value whose 0 would be false. */
-class OnceSetGauge extends Gauge {
-  private recorded = false;
+function onceSetGauge(c: PromClient, name: string, help: string): Gauge {
+  class OnceSetGauge extends c.Gauge {
+    private recorded = false;
 
-  override set(labelsOrValue: LabelValues<string> | number, value?: number): void {
-    this.recorded = true;
-    if (typeof labelsOrValue === 'number') super.set(labelsOrValue);
-    else super.set(labelsOrValue, value!);
-  }
+    override set(labelsOrValue: LabelValues<string> | number, value?: number): void {
+      this.recorded = true;
+      if (typeof labelsOrValue === 'number') super.set(labelsOrValue);
+      else super.set(labelsOrValue, value!);
+    }
 
-  override async get(): ReturnType<Gauge['get']> {
-    const m = await super.get();
-    return this.recorded ? m : { ...m, values: [] };
+    override async get(): ReturnType<Gauge['get']> {
+      const m = await super.get();
+      return this.recorded ? m : { ...m, values: [] };
+    }
   }
+  return new OnceSetGauge({ name, help, registers: [registry] });
 }
 
 /** A gauge without a value (not exported) until it is first set, e.g. a start-up time not measured yet. */
 export function gaugeOnceSet(name: string, help: string): Gauge {
-  return new OnceSetGauge({ name: METRIC_PREFIX + name, help, registers: [registry] });
+  return deferred((c) => onceSetGauge(c, METRIC_PREFIX + name, help));
 }
 
 /** An Istio Distribution: a histogram with the bounds Istio declares. */
 export function histogram(name: string, help: string, buckets: readonly number[]): Histogram {
-  return new Histogram({ name: METRIC_PREFIX + name, help, buckets: [...buckets], registers: [registry] });
+  return deferred((c) => new c.Histogram({ name: METRIC_PREFIX + name, help, buckets: [...buckets], registers: [registry] }));
 }
 
 /** `type` of istiod_connection_terminations and envoy_connection_terminations (Istio's Cancel and Error). */

@@ -40,13 +40,16 @@ type X509 = typeof import('@peculiar/x509');
 
 const loadForge = lazy(async (): Promise<Forge> => {
   const m = await import('node-forge');
+  // bundled, a CommonJS package imported dynamically exposes only `default`
   return ((m as { default?: Forge }).default ?? m) as Forge;
 });
 
 /** @peculiar/x509, loaded on first use (also for CA CRLs). */
 export const loadX509 = lazy(async (): Promise<X509> => {
   await import('reflect-metadata'); // @peculiar/x509's ASN.1 schemas need it loaded first
-  const x509 = await import('@peculiar/x509');
+  const m = await import('@peculiar/x509');
+  // bundled, a CommonJS package imported dynamically exposes only `default`
+  const x509 = ((m as { default?: X509 }).default ?? m) as X509;
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   return x509;
 });

@@ -1,13 +1,17 @@
-// What the Dockerfile ships, built the same way: the agent compiled from src/ into a fresh dir with
-// the repository's package.json, lockfile, launcher and bootstrap templates, then
-// `npm ci --omit=dev`. The install must stay small (node_modules <= 25 MB on disk), hold no
-// development package, resolve every package the compiled agent imports (dynamic imports
-// included), and run: `pilot-agent version`, then `pilot-agent proxy sidecar` (the hello pod)
-// with the Envoy stand-in as its Envoy, through workload certificate (CA client), SDS, the xDS
-// proxy and a gRPC health probe of the app, to readiness and a clean stop.
+// What the Dockerfile ships, built the same way: the agent compiled from src/ and bundled
+// (scripts/bundle.mjs) into a fresh dir with the repository's package.json, launcher and bootstrap
+// templates, and no node_modules at all: the bundle carries its runtime dependencies. It must run:
+// `pilot-agent version`, then `pilot-agent proxy sidecar` (the hello pod) with the Envoy stand-in
+// as its Envoy, through workload certificate (CA client), SDS, the xDS proxy and a gRPC health
+// probe of the app, to readiness and a clean stop.
+//
+// Also the production install (`npm ci --omit=dev`), for running the unbundled build: it must stay
+// small (node_modules <= 25 MB on disk), hold no development package and resolve every package
+// the compiled agent imports (dynamic imports included).
 
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -20,6 +24,11 @@ import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess 
 import { grpcHealthServer, type GrpcHealthServer } from '../status/support.js';
 
 const run = promisify(execFile);
+
+/** The part of esbuild's metafile read here: each output file's imports. */
+interface Metafile {
+  outputs: Record<string, { imports: { path: string; kind: string; external?: boolean }[] }>;
+}
 const MAX_NODE_MODULES_BYTES = 25_000_000;
 const TOKEN = 'production-install-token';
 
@@ -50,38 +59,58 @@ function importedPackages(dir: string): Set<string> {
   return specs;
 }
 
-describe('production install (npm ci --omit=dev), as the Dockerfile ships it', () => {
+describe('the shipped agent (bundled, as the Dockerfile ships it) and the production install (npm ci --omit=dev)', () => {
   const work = tempDir('pa-prod-install-');
   const app = path.join(work.path, 'opt', 'pilot-agent');
+  const prod = path.join(work.path, 'production-install');
+  let metafile: Metafile;
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
 
   beforeAll(async () => {
     fs.mkdirSync(app, { recursive: true });
-    for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(app, f));
+    fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(app, 'package.json'));
     for (const d of ['bin', 'bootstrap-templates']) fs.cpSync(path.join(repoRoot, d), path.join(app, d), { recursive: true });
-    // the build stage: compiled from the sources, so nothing stale in the repository's dist/ is shipped
-    await run(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.json'), '--outDir', path.join(app, 'dist')], { cwd: repoRoot, timeout: 240_000 });
-    await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: app, env: cleanEnv(), timeout: 240_000 });
+    // the build stage: compiled from the sources, so nothing stale in the repository's dist/ is
+    // shipped, then bundled; only the bundle is copied into the shipped layout
+    const build = path.join(work.path, 'build');
+    await run(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.json'), '--outDir', path.join(build, 'dist')], { cwd: repoRoot, timeout: 240_000 });
+    const { bundleModules } = (await import(path.join(repoRoot, 'scripts', 'bundle.mjs'))) as { bundleModules: (entries: Record<string, string>, outdir: string) => Promise<Metafile> };
+    metafile = await bundleModules({ main: path.join(build, 'dist', 'cli', 'main.js') }, path.join(app, 'dist', 'bundle'));
+    fs.mkdirSync(prod);
+    for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(prod, f));
+    fs.cpSync(path.join(build, 'dist'), path.join(prod, 'dist'), { recursive: true });
+    await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: prod, env: cleanEnv(), timeout: 240_000 });
   }, 600_000);
 
   afterAll(() => work.cleanup());
 
-  it(`keeps node_modules within ${MAX_NODE_MODULES_BYTES / 1e6} MB and free of development packages`, async () => {
-    const { stdout } = await run('du', ['-s', '--block-size=1', path.join(app, 'node_modules')]);
+  it('ships no node_modules: the bundle imports nothing but Node built-ins and its own chunks', () => {
+    expect(fs.existsSync(path.join(app, 'node_modules'))).toBe(false);
+    const outputs = Object.values(metafile.outputs);
+    expect(outputs.length).toBeGreaterThan(1);
+    const external = outputs.flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path));
+    expect(external).toContain('node:http2');
+    // `node:` names never resolve to a package (undici names node:sqlite, newer than Node 20, for
+    // a cache store the agent does not use)
+    expect([...new Set(external.filter((spec) => !spec.startsWith('node:') && !isBuiltin(spec)))]).toEqual([]);
+  });
+
+  it(`keeps the production install's node_modules within ${MAX_NODE_MODULES_BYTES / 1e6} MB and free of development packages`, async () => {
+    const { stdout } = await run('du', ['-s', '--block-size=1', path.join(prod, 'node_modules')]);
     const bytes = Number(stdout.split(/\s+/)[0]);
     expect(bytes).toBeGreaterThan(0);
     expect(bytes, `node_modules takes ${bytes} bytes`).toBeLessThanOrEqual(MAX_NODE_MODULES_BYTES);
-    for (const name of Object.keys(pkg.devDependencies)) expect(fs.existsSync(path.join(app, 'node_modules', name)), `${name} is a development dependency`).toBe(false);
-    for (const name of Object.keys(pkg.dependencies)) expect(fs.existsSync(path.join(app, 'node_modules', name, 'package.json')), `${name} is a runtime dependency`).toBe(true);
+    for (const name of Object.keys(pkg.devDependencies)) expect(fs.existsSync(path.join(prod, 'node_modules', name)), `${name} is a development dependency`).toBe(false);
+    for (const name of Object.keys(pkg.dependencies)) expect(fs.existsSync(path.join(prod, 'node_modules', name, 'package.json')), `${name} is a runtime dependency`).toBe(true);
   });
 
-  it('resolves every package the compiled agent imports, and each is a declared runtime dependency', async () => {
-    const specs = [...importedPackages(path.join(app, 'dist'))].sort();
+  it('resolves every package the unbundled agent imports from the production install, and each is a declared runtime dependency', async () => {
+    const specs = [...importedPackages(path.join(prod, 'dist'))].sort();
     expect(specs.length).toBeGreaterThan(0);
     const packageOf = (s: string): string => s.split('/').slice(0, s.startsWith('@') ? 2 : 1).join('/');
     expect([...new Set(specs.map(packageOf))].filter((p) => !(p in pkg.dependencies))).toEqual([]);
     const script = `for (const s of ${JSON.stringify(specs)}) { try { import.meta.resolve(s); } catch (e) { console.log(s + ': ' + e.message); } }`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: path.join(app, 'dist') });
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: path.join(prod, 'dist') });
     expect(stdout.trim()).toBe('');
   });
 

@@ -1,0 +1,79 @@
+// The one home of YAML (the maintained `yaml` package: YAML 1.2, precise errors, duplicate-key
+// detection), loaded only when a text is not JSON or YAML is written. Istio's own inputs are
+// mostly JSON (the injector writes PROXY_CONFIG as JSON), and evaluating the YAML library costs
+// ~25 ms of CPU before Envoy can be spawned, so JSON takes JSON.parse's path and the library is
+// loaded synchronously on first real use.
+//
+// Why the literal `require('yaml')`: bundled (scripts/bundle.mjs), esbuild inlines a required
+// CommonJS package as a wrapper that runs on the first call, not when the chunk loads; unbundled
+// (tsc output, tests), an ES module has no `require` and Node's createRequire does the same job.
+
+import { createRequire } from 'node:module';
+import type { ParseOptions, DocumentOptions, SchemaOptions, ToJSOptions, ToStringOptions, CreateNodeOptions } from 'yaml';
+
+type Yaml = typeof import('yaml');
+
+let loaded: Yaml | undefined;
+
+function yamlLibrary(): Yaml {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see the header: lazy and bundleable
+  loaded ??= (typeof require === 'function' ? require('yaml') : createRequire(import.meta.url)('yaml')) as Yaml;
+  return loaded;
+}
+
+type YamlParseOptions = ParseOptions & DocumentOptions & SchemaOptions & ToJSOptions;
+
+/** A JSON text is its own YAML document: skip the YAML parser for anything that looks like JSON. */
+function looksLikeJson(text: string): boolean {
+  const first = /\S/.exec(text)?.[0];
+  return first === '{' || first === '[' || first === '"';
+}
+
+/**
+ * Whether a valid JSON text repeats a key within one object. JSON.parse keeps the last value
+ * silently; the YAML parser rejects the repeat (its `uniqueKeys` default), and so does Istio,
+ * whose protojson refuses a field given twice. A text with a repeat goes to the YAML parser.
+ */
+function hasRepeatedKey(json: string): boolean {
+  const open: Set<string>[] = [];
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i];
+    if (c === '{') open.push(new Set());
+    else if (c === '}') open.pop();
+    else if (c === '"') {
+      const start = i;
+      for (i++; json[i] !== '"'; i++) if (json[i] === '\\') i++;
+      let j = i + 1;
+      while (j < json.length && /\s/.test(json[j]!)) j++;
+      if (json[j] !== ':') continue;
+      // decoded, so that "a" and "\u0061" are the same key
+      const key = JSON.parse(json.slice(start, i + 1)) as string;
+      const keys = open[open.length - 1]!;
+      if (keys.has(key)) return true;
+      keys.add(key);
+    }
+  }
+  return false;
+}
+
+/**
+ * Parses YAML (JSON included) to plain values. JSON goes through JSON.parse unless a key repeats;
+ * anything else goes to the YAML parser, whose errors are the precise ones.
+ */
+export function parseYaml(text: string, options?: YamlParseOptions): unknown {
+  if (looksLikeJson(text)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch {
+      value = undefined; // not JSON after all (flow-style YAML, a typo): the YAML parser decides and explains
+    }
+    if (value !== undefined && (options?.uniqueKeys === false || !hasRepeatedKey(text))) return value;
+  }
+  return yamlLibrary().parse(text, options);
+}
+
+/** Writes a value as YAML (the effective-config log line, `version -o yaml`). */
+export function toYaml(value: unknown, options?: DocumentOptions & SchemaOptions & ParseOptions & CreateNodeOptions & ToStringOptions): string {
+  return yamlLibrary().stringify(value, options);
+}
