@@ -6,22 +6,53 @@
 // minified (less for V8 to scan) while names are kept (stack traces stay readable), and
 // dependencies are inlined, so the bundle needs no node_modules at run time.
 //
+// Two CommonJS libraries the agent loads on first use through a literal `require()` (yaml, in
+// util/yaml.ts; prom-client, in metrics/registry.ts) stay out of the chunks: each is built into
+// one file under dist/bundle/node_modules/, where Node's own lookup finds it from any chunk.
+// Inlined, V8 would still scan their ~430 KB with the chunk that needs them before Envoy's spawn.
+//
 // `node scripts/bundle.mjs` builds the agent; benches import bundleModules() to measure other
 // entry points bundled exactly as the agent is.
 
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Loaded with require() on first use; shipped as one file each beside the chunks. */
+const ON_FIRST_USE = ['yaml', 'prom-client'];
+
+const minify = { minifyWhitespace: true, minifySyntax: true };
+
+/** Leaves `require('<lib>')` of the ON_FIRST_USE libraries to Node at run time. */
+const requiredOnFirstUse = {
+  name: 'required-on-first-use',
+  setup(b) {
+    const filter = new RegExp(`^(${ON_FIRST_USE.join('|')})$`);
+    b.onResolve({ filter }, (args) => (args.kind === 'require-call' ? { path: args.path, external: true } : undefined));
+  },
+};
+
+/** Builds each ON_FIRST_USE library into `<outdir>/node_modules/<lib>/index.js` (CommonJS, one file). */
+async function bundleLibraries(outdir) {
+  for (const lib of ON_FIRST_USE) {
+    const dir = join(outdir, 'node_modules', lib);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: lib, main: 'index.js', private: true })}\n`);
+    await build({ absWorkingDir: root, nodePaths: [join(root, 'node_modules')], stdin: { contents: `module.exports = require(${JSON.stringify(lib)});`, resolveDir: root }, outfile: join(dir, 'index.js'), bundle: true, format: 'cjs', platform: 'node', target: 'node20', ...minify, legalComments: 'linked', logLevel: 'warning' });
+  }
+}
 
 /**
  * Bundles `entryPoints` (name -> compiled .js path, relative to the package root or absolute) into
  * `outdir`; returns esbuild's metafile (what each output imports, bundled or external).
  */
 export async function bundleModules(entryPoints, outdir) {
-  rmSync(new URL(outdir, `file://${root}/`), { recursive: true, force: true });
+  const out = fileURLToPath(new URL(outdir, `file://${root}/`));
+  rmSync(out, { recursive: true, force: true });
+  await bundleLibraries(out);
   const result = await build({
     absWorkingDir: root,
     // packages come from this checkout's install, also for compiled files built elsewhere
@@ -37,8 +68,8 @@ export async function bundleModules(entryPoints, outdir) {
     // module does not have: give each chunk one
     banner: { js: "import { createRequire as __paCreateRequire } from 'node:module'; const require = __paCreateRequire(import.meta.url);" },
     chunkNames: 'chunks/[name]-[hash]',
-    minifyWhitespace: true,
-    minifySyntax: true,
+    plugins: [requiredOnFirstUse],
+    ...minify,
     legalComments: 'linked',
     metafile: true,
     logLevel: 'warning',

@@ -16,7 +16,7 @@
 // prom-client is loaded and every metric built on the first use of any metric or of the registry
 // (in practice the first scrape, or the first count after Envoy is running), not when a module
 // declares its metrics: evaluating prom-client costs ~25 ms of CPU, which Envoy's spawn should
-// not wait for. The literal `require('prom-client')` is for the bundler, as in util/yaml.ts.
+// not wait for. It is loaded by a literal `require('prom-client')`, as util/yaml.ts loads yaml.
 
 import { createRequire } from 'node:module';
 import type { Counter, Gauge, Histogram, LabelValues, Registry } from 'prom-client';

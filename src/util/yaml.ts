@@ -4,9 +4,10 @@
 // ~25 ms of CPU before Envoy can be spawned, so JSON takes JSON.parse's path and the library is
 // loaded synchronously on first real use.
 //
-// Why the literal `require('yaml')`: bundled (scripts/bundle.mjs), esbuild inlines a required
-// CommonJS package as a wrapper that runs on the first call, not when the chunk loads; unbundled
-// (tsc output, tests), an ES module has no `require` and Node's createRequire does the same job.
+// Why the literal `require('yaml')`: it is synchronous, so the parse functions stay synchronous,
+// and it runs on first call. Bundled (scripts/bundle.mjs), the bundle's `require` finds the
+// library's one-file build in dist/bundle/node_modules/; unbundled (tsc output, tests), an ES
+// module has no `require` and Node's createRequire finds the installed package.
 
 import { createRequire } from 'node:module';
 import type { ParseOptions, DocumentOptions, SchemaOptions, ToJSOptions, ToStringOptions, CreateNodeOptions } from 'yaml';

@@ -84,7 +84,7 @@ describe('the shipped agent (bundled, as the Dockerfile ships it) and the produc
 
   afterAll(() => work.cleanup());
 
-  it('ships no node_modules: the bundle imports nothing but Node built-ins and its own chunks', () => {
+  it('ships no installed packages: the bundle imports Node built-ins, its chunks and its two libraries loaded on first use', async () => {
     expect(fs.existsSync(path.join(app, 'node_modules'))).toBe(false);
     const outputs = Object.values(metafile.outputs);
     expect(outputs.length).toBeGreaterThan(1);
@@ -92,7 +92,22 @@ describe('the shipped agent (bundled, as the Dockerfile ships it) and the produc
     expect(external).toContain('node:http2');
     // `node:` names never resolve to a package (undici names node:sqlite, newer than Node 20, for
     // a cache store the agent does not use)
-    expect([...new Set(external.filter((spec) => !spec.startsWith('node:') && !isBuiltin(spec)))]).toEqual([]);
+    expect([...new Set(external.filter((spec) => !spec.startsWith('node:') && !isBuiltin(spec)))].sort()).toEqual(['prom-client', 'yaml']);
+    // both resolve to their one-file builds inside the bundle, from the chunks as from main.js
+    const bundle = path.join(app, 'dist', 'bundle');
+    const script = `import { createRequire } from 'node:module'; for (const from of ['./main.js', './chunks/x.js']) for (const lib of ['yaml', 'prom-client']) console.log(createRequire(new URL(from, import.meta.url)).resolve(lib));`;
+    fs.writeFileSync(path.join(bundle, 'resolve-check.mjs'), script);
+    try {
+      const { stdout } = await run(process.execPath, [path.join(bundle, 'resolve-check.mjs')], { cwd: work.path });
+      const resolved = stdout.trim().split('\n');
+      expect(resolved).toHaveLength(4);
+      for (const r of resolved) {
+        expect(r.startsWith(`${path.join(bundle, 'node_modules')}/`), r).toBe(true);
+        expect(r).toMatch(/\/node_modules\/(yaml|prom-client)\/index\.js$/);
+      }
+    } finally {
+      fs.rmSync(path.join(bundle, 'resolve-check.mjs'));
+    }
   });
 
   it(`keeps the production install's node_modules within ${MAX_NODE_MODULES_BYTES / 1e6} MB and free of development packages`, async () => {
