@@ -47,6 +47,13 @@ export class GrpcDeframer {
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
+    if (!this.held && this.pending.length === 0 && this.remaining >= chunk.length) {
+      // the common case while a large message streams: the whole chunk is more of its body
+      this.remaining -= chunk.length;
+      this.sink.messageData(chunk);
+      if (this.remaining === 0) this.endMessage();
+      return;
+    }
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.drain();

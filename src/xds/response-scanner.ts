@@ -15,6 +15,8 @@ const F_VERSION = XdsField.DiscoveryResponse.version_info; // DeltaDiscoveryResp
 const F_RESOURCES = XdsField.DiscoveryResponse.resources;
 const F_TYPE_URL = XdsField.DiscoveryResponse.type_url;
 const F_NONCE = XdsField.DiscoveryResponse.nonce;
+/** The one-byte tag of a resource (field 2, length-delimited). */
+const RESOURCES_TAG = (F_RESOURCES << 3) | 2;
 /** Enough of the first resource to find its type URL, which an encoder writes first. */
 const FIRST_RESOURCE_PREFIX_BYTES = 4096;
 /** Cap on one kept string field: a larger "type URL" or nonce is malformed. */
@@ -63,6 +65,22 @@ export class ResponseScanner {
   push(chunk: Buffer): void {
     let i = 0;
     while (i < chunk.length && this.error === undefined) {
+      // Fast path: a field's tag (and length) lying whole in this chunk is read in one go; the
+      // byte-by-byte state machine below is for varints cut by a chunk boundary.
+      if ((this.state === State.Tag || this.state === State.Length) && this.varintBytes === 0) {
+        if (this.state === State.Tag && this.resources > 0) {
+          i = this.skipResources(chunk, i);
+          if (i >= chunk.length || this.state !== State.Tag) continue;
+        }
+        const end = varintEnd(chunk, i);
+        if (end !== -1) {
+          const value = varintValue(chunk, i, end);
+          i = end;
+          if (this.state === State.Tag) this.onTag(value);
+          else this.onLength(value);
+          continue;
+        }
+      }
       switch (this.state) {
         case State.Tag:
         case State.Length:
@@ -101,6 +119,39 @@ export class ResponseScanner {
         }
       }
     }
+  }
+
+  /**
+   * Skips the resources after the first one in a tight loop (a push is thousands of them, each a
+   * tag byte, a length and a body nobody here reads), from `i` where a field starts. Returns where
+   * it stopped: at another field, a field header cut by the chunk's end, or the chunk's end (in the
+   * middle of a resource: then in the Skip state). What it does is what the general path would.
+   */
+  private skipResources(chunk: Buffer, i: number): number {
+    const len = chunk.length;
+    while (i < len && chunk[i] === RESOURCES_TAG) {
+      // the length varint, inline: this loop runs once per resource, often before it is optimized
+      let end = i + 1;
+      let size = 0;
+      let scale = 1;
+      let byte = 0x80;
+      while (byte >= 0x80) {
+        if (end === len || end - i > 10) return i; // cut by the chunk's end: the general path reads it
+        byte = chunk[end++]!;
+        size += (byte & 0x7f) * scale;
+        scale *= 128;
+      }
+      this.field = F_RESOURCES;
+      this.resources++;
+      if (end + size <= len) {
+        i = end + size;
+        continue;
+      }
+      this.remaining = size - (len - end);
+      this.state = State.Skip;
+      return len;
+    }
+    return i;
   }
 
   /** The summary, once the whole message has been pushed; throws if it was not a valid message. */
@@ -170,6 +221,24 @@ export class ResponseScanner {
   private fail(reason: string): void {
     this.error = reason;
   }
+}
+
+/** Where the varint at `i` ends (the index after its last byte), or -1 if it runs past `b` or 10 bytes. */
+function varintEnd(b: Uint8Array, i: number): number {
+  const last = Math.min(b.length, i + 10);
+  for (let j = i; j < last; j++) if (b[j]! < 0x80) return j + 1;
+  return -1;
+}
+
+/** The value of the varint in `b[i, end)`, computed as the byte-wise path does (exact up to 2^53). */
+function varintValue(b: Uint8Array, i: number, end: number): number {
+  let v = 0;
+  let scale = 1;
+  for (let j = i; j < end; j++) {
+    v += (b[j]! & 0x7f) * scale;
+    scale *= 128;
+  }
+  return v;
 }
 
 /**

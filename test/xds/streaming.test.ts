@@ -110,6 +110,27 @@ describe('gRPC deframing', () => {
     expect(d.atMessageBoundary).toBe(true);
   });
 
+  it('holds from inside a piece of a message body, keeping the rest of the body for release', () => {
+    const wire = frameMessage(Buffer.alloc(300, 9));
+    const pieces: number[] = [];
+    const d: GrpcDeframer = new GrpcDeframer({
+      messageStart: () => undefined,
+      messageData: (p) => {
+        pieces.push(p.length);
+        if (pieces.length === 1) d.hold();
+      },
+      messageEnd: () => pieces.push(-1),
+    });
+    d.push(wire.subarray(0, 105));
+    d.push(wire.subarray(105, 205));
+    d.push(wire.subarray(205));
+    expect(pieces).toEqual([100]);
+    expect(d.bufferedBytes).toBe(200);
+    d.release();
+    expect(pieces).toEqual([100, 100, 100, -1]);
+    expect(d.atMessageBoundary).toBe(true);
+  });
+
   it('reports a stream cut inside a message', () => {
     const d = new GrpcDeframer({ messageStart: () => undefined, messageData: () => undefined, messageEnd: () => undefined });
     d.push(frameMessage(Buffer.alloc(10)).subarray(0, 9));
@@ -138,6 +159,40 @@ describe('response scanning', () => {
         for (const p of randomPieces(message, max, seed)) s.push(p);
         expect(s.firstResourceType).toBe(CDS);
         expect(s.finish()).toEqual(summarize(message));
+      }
+    }
+  });
+
+  it('reads the same summary wherever the message is cut, for resources of every length size', () => {
+    // lengths whose varints take one, two and three bytes, and empty resources, after a first
+    // resource that is a real Any
+    const resource = (n: number): Uint8Array => Buffer.alloc(n, n % 251);
+    const sotw = protobuf.Writer.create().uint32((1 << 3) | LEN).string('v9');
+    sotw.uint32((2 << 3) | LEN).bytes(anyOf(CDS, resource(40)));
+    for (const n of [0, 1, 2, 127, 128, 129, 300, 0, 16383, 16384, 1]) sotw.uint32((2 << 3) | LEN).bytes(resource(n));
+    sotw.uint32((4 << 3) | LEN).string(CDS).uint32((5 << 3) | LEN).string('n9');
+    const message = Buffer.from(sotw.finish());
+    const want = summarizeSotwResponse(message);
+    expect(want.resourceCount).toBe(12);
+    for (let cut = 0; cut <= message.length; cut++) {
+      const s = new ResponseScanner('sotw');
+      s.push(message.subarray(0, cut));
+      s.push(message.subarray(cut));
+      expect(s.finish()).toEqual(want);
+      expect(s.firstResourceType).toBe(CDS);
+    }
+  });
+
+  it('rejects a resource longer than the message and a length varint of more than ten bytes, however cut', () => {
+    const head = protobuf.Writer.create().uint32((2 << 3) | LEN).bytes(anyOf(CDS, Buffer.alloc(8))).finish();
+    const tooLong = Buffer.concat([head, Buffer.from([(2 << 3) | LEN, 0x90, 0x03]), Buffer.alloc(100)]); // declares 400 bytes
+    const longVarint = Buffer.concat([head, Buffer.from([(2 << 3) | LEN]), Buffer.alloc(10, 0x80), Buffer.from([1])]);
+    for (const [message, error] of [[tooLong, /message ends inside a field/], [longVarint, /varint longer than 10 bytes/]] as const) {
+      for (let cut = 0; cut <= message.length; cut++) {
+        const s = new ResponseScanner('sotw');
+        s.push(message.subarray(0, cut));
+        s.push(message.subarray(cut));
+        expect(() => s.finish()).toThrow(error);
       }
     }
   });
