@@ -130,17 +130,10 @@ export class ResponseScanner {
   private skipResources(chunk: Buffer, i: number): number {
     const len = chunk.length;
     while (i < len && chunk[i] === RESOURCES_TAG) {
-      // the length varint, inline: this loop runs once per resource, often before it is optimized
-      let end = i + 1;
-      let size = 0;
-      let scale = 1;
-      let byte = 0x80;
-      while (byte >= 0x80) {
-        if (end === len || end - i > 10) return i; // cut by the chunk's end: the general path reads it
-        byte = chunk[end++]!;
-        size += (byte & 0x7f) * scale;
-        scale *= 128;
-      }
+      // the length; cut by the chunk's end (or too long), the general path reads it
+      const end = varintEnd(chunk, i + 1);
+      if (end === -1) return i;
+      const size = varintValue(chunk, i + 1, end);
       this.field = F_RESOURCES;
       this.resources++;
       if (end + size <= len) {
