@@ -64,7 +64,7 @@ export async function bundleModules(entryPoints, outdir) {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    // CommonJS dependencies (node-forge, ...) call require() for Node's built-ins, which an ES
+    // CommonJS dependencies (undici, ...) call require() for Node's built-ins, which an ES
     // module does not have: give each chunk one
     banner: { js: "import { createRequire as __paCreateRequire } from 'node:module'; const require = __paCreateRequire(import.meta.url);" },
     chunkNames: 'chunks/[name]-[hash]',

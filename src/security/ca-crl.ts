@@ -11,11 +11,24 @@
 // pushed at once; a bad one is logged with the file and the reason and never replaces the last good
 // list; a removed file removes the list.
 
+import { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { logger } from '../util/logger.js';
 import { FileWatchSet } from './file-watch.js';
-import { loadX509 } from './keys.js';
+import { lazy } from '../util/lazy.js';
 import { securityMetrics } from './metrics.js';
+
+type X509 = typeof import('@peculiar/x509');
+
+/** @peculiar/x509 (CRL parsing and signature checks), loaded with the first CRL. */
+const loadX509 = lazy(async (): Promise<X509> => {
+  await import('reflect-metadata'); // @peculiar/x509's ASN.1 schemas need it loaded first
+  const m = await import('@peculiar/x509');
+  // bundled, a CommonJS package imported dynamically exposes only `default`
+  const x509 = ((m as { default?: X509 }).default ?? m) as X509;
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  return x509;
+});
 
 const log = logger('cache');
 

@@ -36,6 +36,19 @@ describe('generateKeyAndCsr', () => {
     });
   }
 
+  it('long identities (multi-byte DER lengths) still verify and carry the whole URI', async () => {
+    // 300+ characters: the SAN's octet string and the URI itself need the 0x82 long length form
+    const longId = `spiffe://${'td.'.repeat(40)}example/ns/${'n'.repeat(63)}/sa/${'s'.repeat(120)}`;
+    const { csrPem } = await generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, longId);
+    const r = opensslStatus(['req', '-verify', '-noout', '-text'], csrPem);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output.replace(/\s+/g, '')).toContain(`URI:${longId}`);
+  });
+
+  it('refuses an identity that is not printable ASCII, naming it', async () => {
+    await expect(generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, 'spiffe://cluster.local/ns/d\u00e9faut/sa/x')).rejects.toThrow(/IA5String.*d\u00e9faut/);
+  });
+
   it('refuses RSA keys below 2048 bits, as Istio does', async () => {
     await expect(generateKeyAndCsr({ type: 'rsa', bits: 1024, pkcs8: false }, SPIFFE_ID)).rejects.toThrow(/minimum required size of 2048/);
   });
