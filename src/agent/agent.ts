@@ -2,7 +2,7 @@
 // in reverse. Start order: workload socket check (an external SDS server there?) -> secret
 // manager -> SDS server -> DNS proxy (when on) ->
 // xDS proxy (with the Wasm cache behind its ECDS interceptor) -> xDS debug port -> gRPC bootstrap -> Envoy
-// bootstrap -> Envoy -> status server.
+// bootstrap -> Envoy -> certificate warm-up (the CA fetch, unless Envoy asked first) -> status server.
 // `done` settles with the process exit code once everything has stopped.
 //
 // Lifecycle: new -> starting -> running -> stopping -> stopped. Every way down (a requested stop,
@@ -151,7 +151,9 @@ export class Agent {
     );
     const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
-    secrets.start(); // returns at once: default and ROOTCA warm up in the background
+    // the certificate warm-up waits for Envoy's spawn (secrets.warmUp() below): an SDS request that
+    // comes first starts the fetch itself
+    secrets.start({ warmUp: false });
     if (!config.env.DISABLE_ENVOY) {
       const sds = new SdsServer({ socketPath: workloadSds.listenPath, secrets, filesOnly: workloadSds.external });
       this.sdsServer = sds;
@@ -219,6 +221,7 @@ export class Agent {
       await this.startEnvoy();
       this.checkpoint();
     }
+    secrets.warmUp();
     await status.start();
     if (this.stopRequested || this.shuttingDown) {
       // the shutdown that began meanwhile did not know this server yet

@@ -185,6 +185,8 @@ export class SecretManager {
   private crlGeneration = 0;
   private started = false;
   private closed = false;
+  /** The workload certificate or the root comes from the CA (decided at start()). */
+  private fromCa = false;
   private defaultSource: SecretSource = 'ca';
   private rootSource: SecretSource = 'ca';
   private readonly now: () => number;
@@ -211,10 +213,11 @@ export class SecretManager {
   }
 
   /**
-   * Decides the sources of `default` and ROOTCA, reads mounted files, and starts fetching the workload
-   * certificate from the CA in the background (warm-up). Returns at once; see waitFor().
+   * Decides the sources of `default` and ROOTCA, reads mounted files, and (unless `warmUp` is false)
+   * starts fetching the workload certificate from the CA in the background: see warmUp(). Returns
+   * at once; see waitFor().
    */
-  start(): void {
+  start({ warmUp = true }: { readonly warmUp?: boolean } = {}): void {
     if (this.started || this.closed) return;
     this.started = true;
     const o = this.options;
@@ -237,10 +240,23 @@ export class SecretManager {
     if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !external) {
       if (!this.ca) throw new Error('a CA client is needed for the workload certificate but none is configured');
       log.info(`CA endpoint ${this.ca.describe()}; ${describeKeySpec(o.keySpec)} keys for ${o.spiffeId}`);
-      this.ensureRenewing('warm-up');
+      this.fromCa = true;
     }
     const from = (source: SecretSource, file: string): string => (source === 'file' ? file : external ? `the SDS server at ${external}` : 'the CA');
     log.info(`workload certificate from ${from(this.defaultSource, `files (${o.mounted.certChain})`)}, root from ${from(this.rootSource, o.mounted.root)}`);
+    if (warmUp) this.warmUp();
+  }
+
+  /**
+   * Starts fetching the workload certificate from the CA in the background, before anyone asks,
+   * when it comes from the CA (Istio waits for Envoy's first SDS request). The agent calls it once
+   * Envoy is spawned: the key generation, the CA connection and the CSR then overlap Envoy's own
+   * start instead of delaying its spawn (~15 ms of main-thread work on the way, bench `startup`).
+   * A request that comes first starts the fetch itself; later calls do nothing.
+   */
+  warmUp(): void {
+    if (!this.started || this.closed || !this.fromCa || this.workload !== undefined) return;
+    this.ensureRenewing('warm-up');
   }
 
   /** `default` or ROOTCA would come from the CA, but another SDS server serves it: not ours to serve. */

@@ -53,6 +53,29 @@ async function issued(ttlSeconds = 3600, spiffeId = SPIFFE_ID): Promise<{ chain:
 }
 
 describe('workload certificate from the CA', () => {
+  it('start({ warmUp: false }) leaves the CA alone until warmUp() or a request; warmUp() once issued asks nothing', async () => {
+    const keySpec = { type: 'ecdsa', curve: 'P256', pkcs8: false } as const;
+    const before = cp.ca.requests().length;
+    const m = manager({ keySpec });
+    m.start({ warmUp: false });
+    // an ECDSA key and a loopback CA take a few ms: a warm-up would have reached the CA by now
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp.ca.requests().length).toBe(before);
+    m.warmUp();
+    await m.waitFor('default');
+    expect(cp.ca.requests().length).toBe(before + 1);
+    m.warmUp(); // already issued: no second request
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cp.ca.requests().length).toBe(before + 1);
+
+    // without warmUp(), Envoy's first request starts the fetch
+    const n = manager({ keySpec });
+    n.start({ warmUp: false });
+    expect(n.lookup('default').status).toBe('pending');
+    await n.waitFor('default');
+    expect(cp.ca.requests().length).toBe(before + 2);
+  });
+
   for (const keySpec of [{ type: 'rsa', bits: 2048, pkcs8: false }, { type: 'ecdsa', curve: 'P256', pkcs8: false }] as const) {
     it(`${keySpec.type.toUpperCase()}: default and ROOTCA at start; openssl verifies the chain; critical SPIFFE SAN; requested lifetime; OUTPUT_CERTS 0600`, async () => {
       const out = join(work.dir, 'out');
