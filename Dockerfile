@@ -22,6 +22,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY scripts/bundle.mjs ./scripts/bundle.mjs
 COPY src ./src
+# the build saves the templates' parse trees beside the bundle (template-parse-cache.json)
+COPY bootstrap-templates ./bootstrap-templates
 RUN npm run build
 
 # Runtime stage: the bundled agent only (dist/bundle, ~3 MB: the agent and its runtime

@@ -15,9 +15,9 @@
 // entry points bundled exactly as the agent is.
 
 import { build } from 'esbuild';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -77,4 +77,24 @@ export async function bundleModules(entryPoints, outdir) {
   return result.metafile;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await bundleModules({ main: 'dist/cli/main.js' }, 'dist/bundle');
+/**
+ * Saves the parse trees of the shipped bootstrap templates to `<outdir>/template-parse-cache.json`
+ * (src/bootstrap/template/parse-cache.ts), parsed by the compiled code under `compiledDist` with the
+ * functions the agent renders with, so the agent does not parse them at every start.
+ */
+export async function writeTemplateParseCache(outdir, compiledDist = 'dist') {
+  const { istioBootstrapFuncs, parseTemplate, saveTrees, stringifyParseCache, templateTextKey } = await import(pathToFileURL(resolve(root, compiledDist, 'bootstrap/template/index.js')).href);
+  const entries = {};
+  const dir = join(root, 'bootstrap-templates');
+  for (const file of readdirSync(dir).filter((f) => /\.(json|yaml|tmpl)$/.test(f)).sort()) {
+    const text = readFileSync(join(dir, file), 'utf8');
+    const template = parseTemplate(file, text, istioBootstrapFuncs());
+    entries[templateTextKey(text)] = saveTrees(template.parsedTrees(), file);
+  }
+  writeFileSync(resolve(root, outdir, 'template-parse-cache.json'), stringifyParseCache(entries));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await bundleModules({ main: 'dist/cli/main.js' }, 'dist/bundle');
+  await writeTemplateParseCache('dist/bundle');
+}

@@ -17,7 +17,8 @@ import { logger } from '../util/logger.js';
 import { PACKAGE_ROOT } from '../util/package-root.js';
 import { BootstrapTemplateError } from './errors.js';
 import type { BootstrapOptions } from './options.js';
-import { istioBootstrapFuncs, parseTemplate, TemplateError, type Template } from './template/index.js';
+import { istioBootstrapFuncs, parseParseCache, parseTemplate, templateFromTrees, templateTextKey, treesFromEntry, TemplateError, type Template } from './template/index.js';
+import type { Tree } from './template/ast.js';
 import { buildTemplateData, type BootstrapInputs, type SideFile } from './template-data.js';
 
 const log = logger('default');
@@ -68,6 +69,27 @@ export function bootstrapOutputPath(config: AgentConfig, templatePath: string): 
 
 const templateCache = new Map<string, { text: string; template: Template }>();
 
+/**
+ * Where the build saves the parse trees of the shipped templates (scripts/bundle.mjs), beside the
+ * bundle so that the Docker image carries it. Absent (a build without it, a source checkout) or
+ * unreadable, templates are parsed as usual.
+ */
+export const PARSE_CACHE_PATH = join(PACKAGE_ROOT, 'dist', 'bundle', 'template-parse-cache.json');
+
+let parseCache: Record<string, unknown> | undefined;
+
+function savedTrees(path: string, text: string): Map<string, Tree> | undefined {
+  if (parseCache === undefined) {
+    parseCache = {};
+    try {
+      parseCache = parseParseCache(readFileSync(PARSE_CACHE_PATH, 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.debug(`template parse cache ${PARSE_CACHE_PATH} not used: ${(err as Error).message}`);
+    }
+  }
+  return treesFromEntry(parseCache[templateTextKey(text)], path, text);
+}
+
 /** Reads and parses a template file; errors name the file, line and column. */
 export function loadBootstrapTemplate(path: string): Template {
   let text: string;
@@ -79,7 +101,8 @@ export function loadBootstrapTemplate(path: string): Template {
   const cached = templateCache.get(path);
   if (cached && cached.text === text) return cached.template;
   try {
-    const template = parseTemplate(path, text, istioBootstrapFuncs());
+    const trees = savedTrees(path, text);
+    const template = trees ? templateFromTrees(path, trees, istioBootstrapFuncs()) : parseTemplate(path, text, istioBootstrapFuncs());
     templateCache.set(path, { text, template });
     return template;
   } catch (err) {
@@ -123,7 +146,8 @@ export function renderEnvoyBootstrap(config: AgentConfig, options: RenderOptions
 export function generateEnvoyBootstrap(config: AgentConfig, options: RenderOptions = {}): RenderedBootstrap {
   const rendered = renderEnvoyBootstrap(config, options);
   mkdirSync(config.paths.configDir, { recursive: true, mode: 0o700 });
-  for (const f of rendered.sideFiles) writeFileAtomicSync(f.path, f.content, f.mode);
+  // rewritten at every start: no fsync (util/atomic-write.ts)
+  for (const f of rendered.sideFiles) writeFileAtomicSync(f.path, f.content, f.mode, { durable: false });
   if (rendered.outputPath.endsWith('.json')) {
     try {
       JSON.parse(rendered.text);
@@ -131,7 +155,7 @@ export function generateEnvoyBootstrap(config: AgentConfig, options: RenderOptio
       log.warn(`bootstrap rendered from ${rendered.templatePath} is not valid JSON: ${(err as Error).message}`);
     }
   }
-  writeFileAtomicSync(rendered.outputPath, rendered.text);
+  writeFileAtomicSync(rendered.outputPath, rendered.text, 0o644, { durable: false });
   return rendered;
 }
 

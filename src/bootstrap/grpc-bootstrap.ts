@@ -89,6 +89,7 @@ export function writeGrpcBootstrap(config: AgentConfig, options: BootstrapOption
   const bootstrap = buildGrpcBootstrap(config, options);
   const path = config.paths.grpcBootstrap;
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileAtomicSync(path, JSON.stringify(bootstrap, null, 2), 0o644);
+  // rewritten at every start: no fsync (util/atomic-write.ts)
+  writeFileAtomicSync(path, JSON.stringify(bootstrap, null, 2), 0o644, { durable: false });
   return { path, bootstrap };
 }

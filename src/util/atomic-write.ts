@@ -1,11 +1,15 @@
 // Writes a file so that readers see the old content or the new, never a partial one: the bytes go
 // to a temp file in the same directory (same filesystem), are fsynced, then renamed over the target.
+// The fsync is what makes the new content survive a power loss or a node crash, not only a process
+// crash (the rename alone covers that); files the agent writes anew at every start (the Envoy and
+// gRPC bootstraps) skip it with `durable: false`: nothing would read a stale copy after a reboot,
+// and on a disk-backed emptyDir an fsync can cost milliseconds on the way to Envoy's spawn.
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644, { durable = true }: { readonly durable?: boolean } = {}): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -14,7 +18,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, mod
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
     rmSync(tmp, { force: true });

@@ -74,8 +74,12 @@ describe('the shipped agent (bundled, as the Dockerfile ships it) and the produc
     // shipped, then bundled; only the bundle is copied into the shipped layout
     const build = path.join(work.path, 'build');
     await run(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.json'), '--outDir', path.join(build, 'dist')], { cwd: repoRoot, timeout: 240_000 });
-    const { bundleModules } = (await import(path.join(repoRoot, 'scripts', 'bundle.mjs'))) as { bundleModules: (entries: Record<string, string>, outdir: string) => Promise<Metafile> };
+    const { bundleModules, writeTemplateParseCache } = (await import(path.join(repoRoot, 'scripts', 'bundle.mjs'))) as {
+      bundleModules: (entries: Record<string, string>, outdir: string) => Promise<Metafile>;
+      writeTemplateParseCache: (outdir: string, compiledDist: string) => Promise<void>;
+    };
     metafile = await bundleModules({ main: path.join(build, 'dist', 'cli', 'main.js') }, path.join(app, 'dist', 'bundle'));
+    await writeTemplateParseCache(path.join(app, 'dist', 'bundle'), path.join(build, 'dist'));
     fs.mkdirSync(prod);
     for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(prod, f));
     fs.cpSync(path.join(build, 'dist'), path.join(prod, 'dist'), { recursive: true });

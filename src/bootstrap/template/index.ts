@@ -4,7 +4,8 @@
  *   const t = parseTemplate('envoy_bootstrap.json', text, istioBootstrapFuncs());
  *   const json = t.execute(params);
  */
-export { parseTemplate, Template, type TemplateOptions } from './template.js';
+export { parseTemplate, Template, templateFromTrees, type TemplateOptions } from './template.js';
+export { parseParseCache, saveTrees, stringifyParseCache, templateTextKey, treesFromEntry } from './parse-cache.js';
 export { TemplateError, type TemplateErrorPhase } from './errors.js';
 export { defineFunc, type FuncMap, type FuncSpec, type GoFunction, type ParamType } from './funcs.js';
 export { builtinNames } from './builtins.js';

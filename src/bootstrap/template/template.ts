@@ -27,21 +27,24 @@ export class Template {
   private readonly missingKey: MissingKeyMode;
   private readonly maxDepth: number;
 
-  /** Use {@link parseTemplate}. */
+  /** Use {@link parseTemplate} (or {@link templateFromTrees} with trees parsed before). */
   constructor(
     readonly name: string,
     text: string,
     funcs: FuncMap | undefined,
     options: TemplateOptions = {},
+    parsed?: Map<string, Tree>,
   ) {
     this.funcs = resolveFuncMap(funcs);
     const mk = options.missingKey ?? 'default';
     this.missingKey = mk === 'invalid' ? 'default' : mk;
     this.maxDepth = options.maxDepth ?? 1000;
     const userFuncs = this.funcs;
-    this.trees = parseTrees(name, text, {
-      hasFunction: (n) => userFuncs.has(n) || builtinFuncs.has(n),
-    });
+    this.trees =
+      parsed ??
+      parseTrees(name, text, {
+        hasFunction: (n) => userFuncs.has(n) || builtinFuncs.has(n),
+      });
   }
 
   private readonly lookupFunc = (n: string): ResolvedFunc | undefined => this.funcs.get(n) ?? builtinFuncs.get(n);
@@ -66,6 +69,11 @@ export class Template {
     return state.run(data);
   }
 
+  /** The parse trees (this template's and those it defines), for parse-cache.ts. */
+  parsedTrees(): ReadonlyMap<string, Tree> {
+    return this.trees;
+  }
+
   /** Names of this template and every template it defines. */
   templateNames(): string[] {
     return [...this.trees.keys()];
@@ -84,4 +92,12 @@ export class Template {
  */
 export function parseTemplate(name: string, text: string, funcs?: FuncMap, options?: TemplateOptions): Template {
   return new Template(name, text, funcs, options);
+}
+
+/**
+ * A template from trees parseTrees made earlier for the same name, text and functions (see
+ * parse-cache.ts): what parseTemplate would return, without parsing.
+ */
+export function templateFromTrees(name: string, trees: Map<string, Tree>, funcs?: FuncMap, options?: TemplateOptions): Template {
+  return new Template(name, trees.get(name)?.text ?? '', funcs, options, trees);
 }

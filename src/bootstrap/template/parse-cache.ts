@@ -1,0 +1,93 @@
+// Parse trees saved as JSON, so that a template known at build time (the shipped Istio bootstrap
+// template) is not lexed and parsed again at every agent start. Why: the first parse of the 25 KB
+// template runs in V8's interpreter, before anything is optimised, and cost 6-8 ms on the way to
+// Envoy's spawn; reading its trees back from JSON is native JSON.parse plus a walk.
+//
+// Entries are keyed by the SHA-256 of the template text, so a template that differs in any byte (a
+// user's template, an edited file) is never served a stale tree: it is parsed as before. The
+// trees hold no template name or text (the runtime path may differ from the build's); they are
+// filled in on reading. Values JSON cannot carry (bigint, GoFloat, non-finite numbers, -0) are
+// tagged. The writer is the build (scripts/bundle.mjs); a test checks that what is read back equals
+// a fresh parse.
+
+import { createHash } from 'node:crypto';
+import type { ListNode, Tree } from './ast.js';
+import { GoFloat } from './values.js';
+
+/** Bumped when the tree shape changes: entries of another version are ignored (parsed afresh). */
+export const PARSE_CACHE_VERSION = 1;
+
+interface SavedTree {
+  /** null for the top-level template, whose name is the one it is parsed under. */
+  readonly name: string | null;
+  readonly root: ListNode;
+}
+
+interface SavedEntry {
+  readonly version: number;
+  readonly trees: readonly SavedTree[];
+}
+
+/** Cache key of a template text. */
+export function templateTextKey(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+const TAG = '$pa';
+
+function replacer(this: unknown, _key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return { [TAG]: 'bigint', v: value.toString() };
+  if (value instanceof GoFloat) return { [TAG]: 'gofloat', v: replacer.call(undefined, '', value.value) };
+  if (typeof value === 'number' && (!Number.isFinite(value) || Object.is(value, -0))) return { [TAG]: 'number', v: String(Object.is(value, -0) ? '-0' : value) };
+  return value;
+}
+
+function reviver(_key: string, value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || !(TAG in value)) return value;
+  const t = value as { [TAG]: string; v: unknown };
+  switch (t[TAG]) {
+    case 'bigint':
+      return BigInt(t.v as string);
+    case 'gofloat':
+      return new GoFloat(t.v as number);
+    case 'number':
+      return t.v === '-0' ? -0 : Number(t.v);
+    default:
+      throw new Error(`unknown tag ${JSON.stringify(t[TAG])}`);
+  }
+}
+
+/** The trees of one parse (parseTrees' result for `topName`), as a cache entry. */
+export function saveTrees(trees: ReadonlyMap<string, Tree>, topName: string): SavedEntry {
+  return { version: PARSE_CACHE_VERSION, trees: [...trees].map(([name, tree]) => ({ name: name === topName ? null : name, root: tree.root })) };
+}
+
+/** Serialises entries (text key -> entry) as the cache file's JSON. */
+export function stringifyParseCache(entries: Readonly<Record<string, SavedEntry>>): string {
+  return JSON.stringify(entries, replacer);
+}
+
+/** Parses a cache file's JSON; throws on malformed input. */
+export function parseParseCache(json: string): Record<string, unknown> {
+  const parsed = JSON.parse(json, reviver) as unknown;
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * The trees of `text` parsed as `name` from a cache entry, or undefined when the entry is missing,
+ * of another version or not shaped like one (the caller then parses).
+ */
+export function treesFromEntry(entry: unknown, name: string, text: string): Map<string, Tree> | undefined {
+  if (entry === null || typeof entry !== 'object') return undefined;
+  const e = entry as Partial<SavedEntry>;
+  if (e.version !== PARSE_CACHE_VERSION || !Array.isArray(e.trees)) return undefined;
+  const trees = new Map<string, Tree>();
+  for (const t of e.trees as unknown[]) {
+    const saved = t as Partial<SavedTree> | null;
+    if (!saved || (saved.name !== null && typeof saved.name !== 'string') || saved.root?.type !== 'list') return undefined;
+    const treeName = saved.name ?? name;
+    trees.set(treeName, { name: treeName, parseName: name, text, root: saved.root });
+  }
+  return trees.has(name) ? trees : undefined;
+}
