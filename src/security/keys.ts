@@ -27,6 +27,12 @@ export interface KeyAndCsr {
   readonly key: KeyObject;
 }
 
+/** A key or CSR could not be made (the renewal then makes a new one on its next attempt). */
+export class KeyGenerationError extends Error {
+  override readonly name = 'KeyGenerationError';
+  readonly code = 'KEY_GENERATION_FAILED';
+}
+
 /** Istio's minimum (MinimumRsaKeySize). */
 export const MINIMUM_RSA_KEY_SIZE = 2048;
 

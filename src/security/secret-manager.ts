@@ -41,7 +41,7 @@ import { CaClient, validateSignedChain } from './ca-client.js';
 import { CaCrlFile } from './ca-crl.js';
 import { FileWatchSet } from './file-watch.js';
 import { WorkloadCertificateStore } from './last-known-good.js';
-import { describeKeySpec, generateKeyAndCsr } from './keys.js';
+import { describeKeySpec, generateKeyAndCsr, KeyGenerationError, type KeyAndCsr } from './keys.js';
 import { CSR, securityMetrics, setCertExpiry } from './metrics.js';
 import {
   FILE_CERT_PREFIX,
@@ -424,14 +424,20 @@ export class SecretManager {
 
   private async renewLoop(): Promise<void> {
     const backoff = new Backoff(this.options.backoff, this.random);
+    // One key and CSR for all the attempts of this renewal, as Istio's retries resend one CSR: an
+    // RSA key costs 50-300 ms of CPU, which a pod waiting out a CA outage (every pod of a rollout,
+    // at once) should not spend again on every retry.
+    let keyAndCsr: Promise<KeyAndCsr> | undefined;
     for (;;) {
       if (this.closed) return;
       try {
-        await this.fetchFromCa();
+        keyAndCsr ??= generateKeyAndCsr(this.options.keySpec, this.options.spiffeId);
+        await this.fetchFromCa(keyAndCsr);
         this.lastCaError = undefined;
         return;
       } catch (err) {
         if (this.closed || err instanceof AbortedError) return;
+        if (err instanceof KeyGenerationError) keyAndCsr = undefined;
         const wait = backoff.next();
         this.lastCaError = (err as Error).message;
         this.restoreLastKnownGood();
@@ -467,10 +473,15 @@ export class SecretManager {
     if (this.rootSource === 'ca') this.notify(ROOT_RESOURCE);
   }
 
-  private async fetchFromCa(): Promise<void> {
+  private async fetchFromCa(keyAndCsr: Promise<KeyAndCsr>): Promise<void> {
     const o = this.options;
     const t0 = performance.now();
-    const { keyPem, csrPem, key } = await generateKeyAndCsr(o.keySpec, o.spiffeId);
+    let keyPem: string, csrPem: string, key: KeyObject;
+    try {
+      ({ keyPem, csrPem, key } = await keyAndCsr);
+    } catch (err) {
+      throw new KeyGenerationError(`cannot make a ${describeKeySpec(o.keySpec)} key and CSR: ${(err as Error).message}`, { cause: err });
+    }
     if (this.closed) throw new AbortedError('closed');
     const chain = await this.ca!.csrSign(csrPem, Math.round(o.secretTtlMs / 1000), this.abort.signal);
     let validated;

@@ -185,6 +185,8 @@ describe('workload certificate from the CA', () => {
       const item = await m.waitFor('default');
       expect(keyMatches(item)).toBe(true);
       expect(cp.ca.calls - calls).toBe(3);
+      // the retries resend one CSR: no new key per attempt
+      expect(new Set(cp.ca.requests().slice(-3).map((r) => r.csr)).size).toBe(1);
       await m.close();
     }
     expect(logs.text()).toMatch(/rejected the CA response: CA response entry 0: no PEM certificate found/);
