@@ -6,8 +6,9 @@
 // Why hand-encoded: this is the only ASN.1 the agent writes, and its shape is fixed (RFC 2986 +
 // RFC 5280 §4.2.1.6). The libraries that build CSRs cost more than the whole rest of start-up's
 // certificate work: node-forge is 372 KB of bundled code and @peculiar/asn1-x509 276 KB, all of it
-// compiled by V8 while the agent is still getting to Envoy's spawn (the CSR for the warm-up is
-// built then). Every CSR is checked with `openssl req -verify` in test/security/keys.test.ts.
+// for V8 to compile in every pod at start (node-forge's compile raced Envoy's spawn while the
+// warm-up ran before it). Every CSR is checked with `openssl req -verify` in
+// test/security/keys.test.ts.
 
 import { sign, type KeyObject } from 'node:crypto';
 

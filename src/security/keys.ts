@@ -9,7 +9,7 @@
 
 import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { buildCsrPem } from './csr.js';
+import { buildCsrPem, type CsrSignature } from './csr.js';
 
 const generateKeyPair = promisify(generateKeyPairCb);
 
@@ -27,7 +27,7 @@ export interface KeyAndCsr {
   readonly key: KeyObject;
 }
 
-/** A key or CSR could not be made (the renewal then makes a new one on its next attempt). */
+/** A key or CSR could not be made (a renewal then makes a new one on its next attempt). */
 export class KeyGenerationError extends Error {
   override readonly name = 'KeyGenerationError';
   readonly code = 'KEY_GENERATION_FAILED';
@@ -45,23 +45,21 @@ function exportKey(key: KeyObject, spec: KeySpec): string {
   return key.export({ type, format: 'pem' }) as string;
 }
 
-async function rsaKeyAndCsr(spec: Extract<KeySpec, { type: 'rsa' }>, spiffeUri: string): Promise<KeyAndCsr> {
-  if (spec.bits < MINIMUM_RSA_KEY_SIZE) {
-    throw new Error(`requested key size does not meet the minimum required size of ${MINIMUM_RSA_KEY_SIZE} (requested: ${spec.bits})`);
+/** A new private key and a CSR for `spiffeUri` signed with it; failures are KeyGenerationError. */
+export async function generateKeyAndCsr(spec: KeySpec, spiffeUri: string): Promise<KeyAndCsr> {
+  try {
+    if (spec.type === 'rsa' && spec.bits < MINIMUM_RSA_KEY_SIZE) {
+      throw new Error(`requested key size does not meet the minimum required size of ${MINIMUM_RSA_KEY_SIZE} (requested: ${spec.bits})`);
+    }
+    const pair =
+      spec.type === 'rsa'
+        ? await generateKeyPair('rsa', { modulusLength: spec.bits, publicExponent: 0x10001 })
+        : await generateKeyPair('ec', { namedCurve: spec.curve === 'P384' ? 'P-384' : 'P-256' });
+    // Go's x509 signs with SHA-256, except SHA-384 on P-384
+    const signature: CsrSignature = spec.type === 'rsa' ? 'sha256WithRSAEncryption' : spec.curve === 'P384' ? 'ecdsaWithSha384' : 'ecdsaWithSha256';
+    const csrPem = buildCsrPem(pair.privateKey, pair.publicKey.export({ type: 'spki', format: 'der' }), spiffeUri, signature);
+    return { keyPem: exportKey(pair.privateKey, spec), csrPem, key: pair.privateKey };
+  } catch (err) {
+    throw new KeyGenerationError(`cannot make a ${describeKeySpec(spec)} key and CSR: ${(err as Error).message}`, { cause: err });
   }
-  const pair = await generateKeyPair('rsa', { modulusLength: spec.bits, publicExponent: 0x10001 });
-  const csrPem = buildCsrPem(pair.privateKey, pair.publicKey.export({ type: 'spki', format: 'der' }), spiffeUri, 'sha256WithRSAEncryption');
-  return { keyPem: exportKey(pair.privateKey, spec), csrPem, key: pair.privateKey };
-}
-
-async function ecdsaKeyAndCsr(spec: Extract<KeySpec, { type: 'ecdsa' }>, spiffeUri: string): Promise<KeyAndCsr> {
-  const pair = await generateKeyPair('ec', { namedCurve: spec.curve === 'P384' ? 'P-384' : 'P-256' });
-  // Go's x509 signs with SHA-384 on P-384 and SHA-256 on P-256
-  const csrPem = buildCsrPem(pair.privateKey, pair.publicKey.export({ type: 'spki', format: 'der' }), spiffeUri, spec.curve === 'P384' ? 'ecdsaWithSha384' : 'ecdsaWithSha256');
-  return { keyPem: exportKey(pair.privateKey, spec), csrPem, key: pair.privateKey };
-}
-
-/** A new private key and a CSR for `spiffeUri` signed with it. */
-export function generateKeyAndCsr(spec: KeySpec, spiffeUri: string): Promise<KeyAndCsr> {
-  return spec.type === 'rsa' ? rsaKeyAndCsr(spec, spiffeUri) : ecdsaKeyAndCsr(spec, spiffeUri);
 }

@@ -476,12 +476,7 @@ export class SecretManager {
   private async fetchFromCa(keyAndCsr: Promise<KeyAndCsr>): Promise<void> {
     const o = this.options;
     const t0 = performance.now();
-    let keyPem: string, csrPem: string, key: KeyObject;
-    try {
-      ({ keyPem, csrPem, key } = await keyAndCsr);
-    } catch (err) {
-      throw new KeyGenerationError(`cannot make a ${describeKeySpec(o.keySpec)} key and CSR: ${(err as Error).message}`, { cause: err });
-    }
+    const { keyPem, csrPem, key } = await keyAndCsr;
     if (this.closed) throw new AbortedError('closed');
     const chain = await this.ca!.csrSign(csrPem, Math.round(o.secretTtlMs / 1000), this.abort.signal);
     let validated;
