@@ -26,8 +26,8 @@ COPY src ./src
 COPY bootstrap-templates ./bootstrap-templates
 RUN npm run build
 
-# Runtime stage: the bundled agent only (dist/bundle, ~4 MB: the agent, its runtime
-# dependencies and source maps, see scripts/bundle.mjs), no node_modules. test/packaging/production-install.test.ts
+# Runtime stage: the bundled agent only (dist/bundle, ~3 MB: the agent and its runtime
+# dependencies, see scripts/bundle.mjs), no node_modules. test/packaging/production-install.test.ts
 # builds and runs exactly this layout.
 FROM node:${NODE_VERSION}-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates iptables iproute2 \

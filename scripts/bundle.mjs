@@ -24,7 +24,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 /** Loaded with require() on first use; shipped as one file each beside the chunks. */
 const ON_FIRST_USE = ['yaml', 'prom-client'];
 
-const minify = { minifyWhitespace: true, minifySyntax: true, minifyIdentifiers: true };
+const minify = { minifyWhitespace: true, minifySyntax: true };
 
 /** Leaves `require('<lib>')` of the ON_FIRST_USE libraries to Node at run time. */
 const requiredOnFirstUse = {
@@ -70,10 +70,6 @@ export async function bundleModules(entryPoints, outdir) {
     chunkNames: 'chunks/[name]-[hash]',
     plugins: [requiredOnFirstUse],
     ...minify,
-    // names are minified too (smaller heap and less to scan); the linked maps point stack traces
-    // at the files and lines of src/ under NODE_OPTIONS=--enable-source-maps
-    sourcemap: 'linked',
-    sourcesContent: false,
     legalComments: 'linked',
     metafile: true,
     logLevel: 'warning',
