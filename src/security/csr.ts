@@ -38,7 +38,7 @@ const OID = {
 const BOOLEAN_TRUE = Buffer.from([0x01, 0x01, 0xff]);
 const VERSION_1 = Buffer.from([TAG.integer, 0x01, 0x00]); // CSR version v1 is encoded as 0
 
-/** One DER TLV; lengths use the short form below 128 and the minimal long form above. */
+/** One DER TLV; lengths use the short form below 128 and the minimal long form above (up to 3 bytes). */
 function tlv(tag: number, ...content: Buffer[]): Buffer {
   const body = Buffer.concat(content);
   const n = body.length;
@@ -46,7 +46,8 @@ function tlv(tag: number, ...content: Buffer[]): Buffer {
   if (n < 0x80) header = Buffer.from([tag, n]);
   else if (n < 0x100) header = Buffer.from([tag, 0x81, n]);
   else if (n < 0x10000) header = Buffer.from([tag, 0x82, n >> 8, n & 0xff]);
-  else header = Buffer.from([tag, 0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
+  else if (n < 0x1000000) header = Buffer.from([tag, 0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
+  else throw new Error(`CSR field of ${n} bytes is larger than a CSR can reasonably be`);
   return Buffer.concat([header, body]);
 }
 

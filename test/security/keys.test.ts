@@ -45,6 +45,15 @@ describe('generateKeyAndCsr', () => {
     expect(r.output.replace(/\s+/g, '')).toContain(`URI:${longId}`);
   });
 
+  it('encodes the 3-byte DER length form, and refuses a field too large for any length form it writes', async () => {
+    const hugeId = `spiffe://cluster.local/ns/default/sa/${'s'.repeat(70_000)}`;
+    const { csrPem } = await generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, hugeId);
+    const r = opensslStatus(['req', '-verify', '-noout'], csrPem);
+    expect(r.status, r.output).toBe(0);
+    const oversized = `spiffe://cluster.local/ns/default/sa/${'s'.repeat(16 * 1024 * 1024)}`;
+    await expect(generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, oversized)).rejects.toThrow(/CSR field of \d+ bytes/);
+  });
+
   it('refuses an identity that is not printable ASCII, naming it', async () => {
     await expect(generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: false }, 'spiffe://cluster.local/ns/d\u00e9faut/sa/x')).rejects.toThrow(/IA5String.*d\u00e9faut/);
   });
