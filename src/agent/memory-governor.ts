@@ -5,8 +5,8 @@
 // memory and heap against the limit; under pressure, caches registered with onPressure() are
 // dropped and a full collection runs, and a warning says so (once per episode).
 
-import { setFlagsFromString, getHeapStatistics } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { getHeapStatistics } from 'node:v8';
+import { collectAll } from '../util/gc.js';
 import { logger } from '../util/logger.js';
 
 const log = logger('default');
@@ -51,7 +51,6 @@ export class MemoryGovernor {
   private readonly droppers = new Set<() => void>();
   private underPressure = false;
   private episodes = 0;
-  private gc: (() => void) | undefined;
 
   constructor(
     readonly limit: MemoryLimit,
@@ -103,17 +102,8 @@ export class MemoryGovernor {
         log.error(`dropping a cache under memory pressure failed: ${(err as Error).message}`);
       }
     }
-    this.collect();
+    collectAll();
     return true;
-  }
-
-  private collect(): void {
-    if (!this.gc) {
-      // a full collection on demand; V8 only exposes it behind this flag
-      setFlagsFromString('--expose-gc');
-      this.gc = runInNewContext('gc') as () => void;
-    }
-    this.gc();
   }
 
   view(): MemoryView {

@@ -23,6 +23,7 @@ import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc
 import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
 import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
 import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js';
+import { GcPacer } from '../util/gc.js';
 import { logger } from '../util/logger.js';
 import { DELTA, SOTW, type XdsProtocol } from './protocol.js';
 import { ResponseScanner } from './response-scanner.js';
@@ -122,6 +123,13 @@ let connectionIds = 0;
 
 /** How far "too_many_pings" may stretch the keepalive interval (a dead istiod is still noticed). */
 const MAX_KEEPALIVE_INTERVAL_MS = 30 * 60_000;
+
+/**
+ * A young-generation collection after every this many bytes of responses: the buffers Node's
+ * HTTP/2 layer read them into are freed while young and their pages reused (util/gc.ts).
+ */
+const COLLECT_EVERY_RESPONSE_BYTES = 1024 * 1024;
+const PACED_UP_TO_BYTES = 4 * 1024 * 1024;
 
 /** Responses from this size on may be streamed; smaller ones are always held whole (cheap). */
 const STREAM_FROM_BYTES = 64 * 1024;
@@ -326,6 +334,7 @@ class ProxyConnection implements FrameSink {
   messageEnd(): void {
     const m = this.current;
     this.current = undefined;
+    if (m && m.length < PACED_UP_TO_BYTES) this.proxy.gcPacer.note(m.length);
     if (!m || this.closed) return;
     let summary: ResponseSummary;
     try {
@@ -616,6 +625,7 @@ export class XdsProxy {
   private readonly droppedTypes = new Set<string>();
   private readonly sync = new Map<string, TypeSyncState>();
   private largestMessage = 0;
+  readonly gcPacer = new GcPacer(COLLECT_EVERY_RESPONSE_BYTES);
   private openConnections = 0;
   private readonly dialBackoff: Backoff;
   private failedDials = 0;

@@ -1,0 +1,49 @@
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
+import { describe, expect, it, vi } from 'vitest';
+import { collectYoung, GcPacer } from './gc.js';
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('GcPacer', () => {
+  it('asks for one collection per threshold crossed, on the next turn of the event loop, and counts again from zero', async () => {
+    let collections = 0;
+    const pacer = new GcPacer(1000, () => collections++);
+    pacer.note(600);
+    await nextTurn();
+    expect(collections).toBe(0);
+    pacer.note(400);
+    // not in the caller's turn: its buffers are still live there
+    expect(collections).toBe(0);
+    // more bytes before the collection runs do not ask for a second one
+    pacer.note(5000);
+    await nextTurn();
+    expect(collections).toBe(1);
+    pacer.note(999);
+    await nextTurn();
+    expect(collections).toBe(1);
+    pacer.note(1);
+    await nextTurn();
+    expect(collections).toBe(2);
+  });
+});
+
+describe('collectYoung', () => {
+  it('runs a young-generation collection in this process, inside the call', async () => {
+    collectYoung(); // the first call also sets up V8's gc function
+    const minor: { start: number; end: number }[] = [];
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) minor.push({ start: e.startTime, end: e.startTime + e.duration });
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    try {
+      const t0 = performance.now();
+      collectYoung();
+      const t1 = performance.now();
+      await vi.waitFor(() => expect(minor.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
+    } finally {
+      observer.disconnect();
+    }
+  });
+});
