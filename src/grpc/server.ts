@@ -11,6 +11,12 @@ import { whileOpen } from './guard.js';
 import { ISTIO_KEEPALIVE, keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
 
+/**
+ * respond() options that leave out the Date header: grpc-go sends none, and Node's would page in
+ * ICU's time-zone data (util/time.ts). `sendDate` is an option Node reads that @types/node does not list.
+ */
+export const WITHOUT_DATE = { sendDate: false } as http2.ServerStreamResponseOptions;
+
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
 
@@ -138,7 +144,7 @@ export class ServerStream {
       if (!this.headersSent) {
         // trailers-only response
         this.headersSent = true;
-        s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true });
+        s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true, ...WITHOUT_DATE });
       } else {
         s.end();
       }
@@ -158,7 +164,7 @@ export class ServerStream {
     if (this.headersSent) return;
     this.headersSent = true;
     const s = this.stream;
-    whileOpen(s, () => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true }));
+    whileOpen(s, () => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true, ...WITHOUT_DATE }));
     s.once('wantTrailers', () => {
       const st = this.pendingStatus;
       whileOpen(s, () => s.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) }));
@@ -278,12 +284,12 @@ export function acceptGrpcStream(
 ): void {
   stream.on('error', () => undefined);
   const reject = (code: number, message: string): void =>
-    whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true }));
+    whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true, ...WITHOUT_DATE }));
   const path = String(headers[':path']);
   const handler = methods.get(path);
   if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
   if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-    whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true }));
+    whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true, ...WITHOUT_DATE }));
     return;
   }
   if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...methods.keys()].join(', ')}`);

@@ -22,6 +22,7 @@ import type { Lookup, SecretItem } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
 import { SDS_METRIC_TYPE, sdsMetrics } from './metrics.js';
 import { sdsCodec, SECRET_TYPE_URL, type SdsCodec, type SecretMessage } from './protos.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('sds');
 
@@ -76,7 +77,7 @@ interface Stream {
 
 /** Go's time.RFC3339 (seconds, `Z`), which Istio uses in version_info. */
 function rfc3339(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return isoUtc(d.getTime()).replace(/\.\d{3}Z$/, 'Z');
 }
 
 function toMessage(item: SecretItem, name: string): SecretMessage | undefined {

@@ -17,6 +17,7 @@ import { logger } from '../util/logger.js';
 import { FileWatchSet } from './file-watch.js';
 import { lazy } from '../util/lazy.js';
 import { securityMetrics } from './metrics.js';
+import { isoUtc } from '../util/time.js';
 
 type X509 = typeof import('@peculiar/x509');
 
@@ -57,7 +58,7 @@ export async function parseCrlBundle(text: string): Promise<{ pem: string; summa
   const summaries = blocks.map((b, i) => {
     try {
       const crl = new x509.X509Crl(b);
-      return `issuer "${crl.issuer}", ${crl.entries.length} revoked, next update ${crl.nextUpdate?.toISOString() ?? 'none'}`;
+      return `issuer "${crl.issuer}", ${crl.entries.length} revoked, next update ${crl.nextUpdate ? isoUtc(crl.nextUpdate.getTime()) : 'none'}`;
     } catch (err) {
       throw new Error(`CRL ${i} does not parse: ${(err as Error).message}`, { cause: err });
     }

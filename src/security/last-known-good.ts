@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import { validateSignedChain } from './ca-client.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('cache');
 
@@ -49,7 +50,7 @@ export class WorkloadCertificateStore {
   }
 
   save(chainPem: string, keyPem: string, rootPem: string): void {
-    const saved: SavedWorkload = { format: FORMAT, spiffeId: this.spiffeId, chainPem, keyPem, rootPem, savedAt: new Date().toISOString() };
+    const saved: SavedWorkload = { format: FORMAT, spiffeId: this.spiffeId, chainPem, keyPem, rootPem, savedAt: isoUtc(Date.now()) };
     try {
       writeFileAtomicSync(this.path, JSON.stringify(saved), 0o600);
     } catch (err) {

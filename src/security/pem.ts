@@ -2,6 +2,7 @@
 // to a leaf, reading SPIFFE URIs. No ASN.1 is written here; parsing is crypto.X509Certificate's.
 
 import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { isoUtc } from '../util/time.js';
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
@@ -115,8 +116,8 @@ export function summarizeCertificate(cert: X509Certificate): CertificateSummary 
     subject: (cert.subject ?? '').replace(/\n/g, ', '),
     issuer: (cert.issuer ?? '').replace(/\n/g, ', '),
     subjectAltNames: cert.subjectAltName ?? '',
-    notBefore: new Date(cert.validFrom).toISOString(),
-    notAfter: new Date(cert.validTo).toISOString(),
+    notBefore: isoUtc(Date.parse(cert.validFrom)),
+    notAfter: isoUtc(Date.parse(cert.validTo)),
     fingerprintSha256: cert.fingerprint256,
     isCa: cert.ca,
   };

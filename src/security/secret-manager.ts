@@ -52,6 +52,7 @@ import {
   type SecretManagerOptions,
 } from './options.js';
 import { parseCertificates, parseRootBundle, splitPemCertificates, summarizeCertificate, validateKeyCertPair, type CertificateSummary } from './pem.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('cache');
 
@@ -442,7 +443,7 @@ export class SecretManager {
         this.lastCaError = (err as Error).message;
         this.restoreLastKnownGood();
         const w = this.workload;
-        const serving = w && w.item.expireTime! > this.now() ? `; still serving the current certificate (expires ${new Date(w.item.expireTime!).toISOString()})` : '';
+        const serving = w && w.item.expireTime! > this.now() ? `; still serving the current certificate (expires ${isoUtc(w.item.expireTime!)})` : '';
         log.error(`failed to get a workload certificate from the CA: ${(err as Error).message}; retrying in ${wait}ms${serving}`);
         try {
           await sleep(wait, this.abort.signal);
@@ -468,7 +469,7 @@ export class SecretManager {
     this.lastCaRoot = r.rootPem;
     setCertExpiry(WORKLOAD_RESOURCE, r.expireTime);
     this.scheduleExpiryWarning(r.expireTime);
-    log.warn(`the CA is unreachable at start: serving the last-known-good workload certificate saved ${r.savedAt} (expires ${new Date(r.expireTime).toISOString()}) until the CA answers`);
+    log.warn(`the CA is unreachable at start: serving the last-known-good workload certificate saved ${r.savedAt} (expires ${isoUtc(r.expireTime)}) until the CA answers`);
     this.notify(WORKLOAD_RESOURCE);
     if (this.rootSource === 'ca') this.notify(ROOT_RESOURCE);
   }
@@ -535,7 +536,7 @@ export class SecretManager {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = timerAt(expireTime + 1, this.now, (t) => (this.expiryTimer = t), () => {
       this.expiryTimer = undefined;
-      if (this.workload?.item.expireTime === expireTime) log.error(`the workload certificate expired at ${new Date(expireTime).toISOString()} and could not be renewed yet`);
+      if (this.workload?.item.expireTime === expireTime) log.error(`the workload certificate expired at ${isoUtc(expireTime)} and could not be renewed yet`);
     });
   }
 
@@ -551,7 +552,7 @@ export class SecretManager {
     }
     if (state.item) {
       const exp = state.item.expireTime;
-      if (name === WORKLOAD_RESOURCE && exp !== undefined && exp <= this.now()) return { status: 'pending', reason: `the mounted certificate expired at ${new Date(exp).toISOString()}` };
+      if (name === WORKLOAD_RESOURCE && exp !== undefined && exp <= this.now()) return { status: 'pending', reason: `the mounted certificate expired at ${isoUtc(exp)}` };
       return { status: 'ready', item: state.item };
     }
     return { status: 'pending', reason: state.lastError ?? 'waiting for the files' };
@@ -634,7 +635,7 @@ export class SecretManager {
   summaries(): SecretSummary[] {
     const out: SecretSummary[] = [];
     const now = this.now();
-    const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
+    const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : isoUtc(ms));
     const opt = <T>(k: string, v: T | undefined): Record<string, T> => (v === undefined ? {} : { [k]: v });
     if ((this.defaultSource === 'ca' || this.rootSource === 'ca') && !this.options.externalWorkloadSds) {
       const w = this.workload;

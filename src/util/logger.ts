@@ -2,6 +2,8 @@
 // or one JSON object per line with --log_as_json. Levels and scopes follow istio/pkg/log so that
 // `--log_output_level=ads:debug,default:info` means the same thing here as in Istio.
 
+import { isoUtc } from './time.js';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'none';
 
 const LEVEL_RANK: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4, none: 5 };
@@ -46,9 +48,8 @@ export function parseOutputLevels(spec: string): Map<string, Level> {
 
 function timestamp(): string {
   // Go's time.RFC3339Nano trimmed to microseconds, as Istio prints: 2026-11-22T00:00:00.123456Z
-  const now = new Date();
   const micros = String(Math.floor((performance.timeOrigin * 1000 + performance.now() * 1000) % 1000)).padStart(3, '0');
-  return `${now.toISOString().slice(0, 23)}${micros}Z`;
+  return `${isoUtc(Date.now()).slice(0, 23)}${micros}Z`;
 }
 
 export type Fields = Record<string, unknown>;

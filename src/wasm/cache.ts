@@ -28,6 +28,7 @@ import { AddressPolicy } from './net-guard.js';
 import { parseReference, prepareImageFetch, repositoryName, type ModuleFile, type PreparedImage } from './oci.js';
 import { DEFAULTS, sanitize, type WasmOptions } from './options.js';
 import { isWasmBinary } from './unbox.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('wasm');
 
@@ -522,7 +523,7 @@ export class WasmModuleCache {
   /** The cached modules, for /debug/wasm. */
   summaries(): WasmModuleSummary[] {
     return [...this.modules.values()]
-      .map((e) => ({ module: e.name, checksum: e.checksum, path: e.path, sizeBytes: e.size, lastUsed: new Date(e.last).toISOString(), urls: [...e.urls].sort() }))
+      .map((e) => ({ module: e.name, checksum: e.checksum, path: e.path, sizeBytes: e.size, lastUsed: isoUtc(e.last), urls: [...e.urls].sort() }))
       .sort((a, b) => a.module.localeCompare(b.module) || a.checksum.localeCompare(b.checksum));
   }
 

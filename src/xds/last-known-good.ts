@@ -23,6 +23,7 @@ import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import { forEachField, XdsField } from './wire.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('xdsproxy');
 
@@ -164,7 +165,7 @@ export class LastKnownGood {
 
   private write(protocol: LkgProtocol, typeUrl: string, version: string, payload: Buffer): void {
     const path = this.fileFor(protocol, typeUrl);
-    const header: Header = { format: FORMAT, nodeId: this.options.nodeId, typeUrl, protocol, version, bytes: payload.length, sha256: sha256(payload), savedAt: new Date().toISOString() };
+    const header: Header = { format: FORMAT, nodeId: this.options.nodeId, typeUrl, protocol, version, bytes: payload.length, sha256: sha256(payload), savedAt: isoUtc(Date.now()) };
     const head = Buffer.from(`${JSON.stringify(header)}\n`);
     if (this.usedBytesExcept(path) + head.length + payload.length > this.options.maxBytes) {
       this.warnOnce(`size:${typeUrl}`, `last-known-good xDS: ${typeUrl} version ${version} (${payload.length} bytes) is not saved: the store would exceed its ${this.options.maxBytes}-byte bound`);

@@ -34,6 +34,7 @@ import { openUpstream, type UpstreamOptions } from './upstream.js';
 import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, type ResponseSummary } from './wire.js';
 import type { LastKnownGood, LkgSpool } from './last-known-good.js';
 import { AckRecorder, CacheResponder } from './lkg-session.js';
+import { isoUtc } from '../util/time.js';
 
 const log = logger('xdsproxy');
 
@@ -706,7 +707,7 @@ export class XdsProxy {
   }
 
   servingFromCache(connectionId: number, reason: string, types: readonly string[]): void {
-    this.servingCache.set(connectionId, { since: new Date().toISOString(), reason });
+    this.servingCache.set(connectionId, { since: isoUtc(Date.now()), reason });
     metrics.xdsServingLastKnownGood.set(1);
     log.warn(`connection ${connectionId}: istiod is unreachable at start (${reason}): serving the last-known-good configuration (${types.map(shortType).join(', ')}) from ${this.options.lastKnownGood?.directory} while dialling istiod`);
   }

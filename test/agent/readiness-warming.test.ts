@@ -14,7 +14,7 @@ import { httpRequest } from '../support/envoy-stand-in-harness.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { outboundHttpListener } from '../support/sidecar-resources.js';
-import { freePort, isAlive, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
 
 const TOKEN = 'readiness-warming-token';
 const CDS = TypeUrl.Cluster;
@@ -39,7 +39,7 @@ let record = '';
 afterEach(async () => {
   await stopAgent(agent);
   agent = undefined;
-  for (const ev of readRecord(record)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(record);
   await cp?.close();
   cp = undefined;
   work?.cleanup();

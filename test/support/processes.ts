@@ -89,6 +89,11 @@ export function readRecord(file: string): StandInEvent[] {
     .map((l) => JSON.parse(l) as StandInEvent);
 }
 
+/** Kills the Envoy stand-ins an agent started (their PIDs from the record file) that still run. */
+export function killRecordedStandIns(file: string): void {
+  for (const ev of readRecord(file)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -5,10 +5,9 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy, writeIstiodMounts } from './hello-pod.js';
 import { envoyStandInPath } from './paths.js';
-import { freePort, isAlive, killStarted, runAgent, stopAgent, tempDir, type RunningProcess } from './processes.js';
+import { freePort, killRecordedStandIns, killStarted, runAgent, stopAgent, tempDir, type RunningProcess } from './processes.js';
 
 export interface SdsPod {
   readonly agent: RunningProcess;
@@ -17,8 +16,11 @@ export interface SdsPod {
   readonly record: string;
 }
 
-/** Starts `pilot-agent proxy sidecar` in `dir` (the container's `/`); `env` adds to or overrides the pod's. */
-export async function startSdsPod(o: { cp: ControlPlane; token: string; dir: string; env?: Record<string, string> }): Promise<SdsPod> {
+/**
+ * Starts `pilot-agent proxy sidecar` in `dir` (the container's `/`); `env` adds to or overrides the
+ * pod's, `proxyConfig` to the ProxyConfig's.
+ */
+export async function startSdsPod(o: { cp: ControlPlane; token: string; dir: string; env?: Record<string, string>; proxyConfig?: Record<string, unknown> }): Promise<SdsPod> {
   const pod = injectedProxy('hello.yaml.injected');
   writeIstiodMounts(o.dir, o.cp.rootCertPem, o.token);
   const adminPort = await freePort();
@@ -31,7 +33,7 @@ export async function startSdsPod(o: { cp: ControlPlane; token: string; dir: str
       ISTIOD_SAN: 'istiod.istio-system.svc',
       ENVOY_STANDIN_SDS: '1',
       ENVOY_STANDIN_RECORD: record,
-      PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, discoveryAddress: o.cp.address, terminationDrainDuration: '0s' }),
+      PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, discoveryAddress: o.cp.address, terminationDrainDuration: '0s', ...o.proxyConfig }),
       ...o.env,
     },
   });
@@ -42,7 +44,7 @@ export async function startSdsPod(o: { cp: ControlPlane; token: string; dir: str
 export async function stopSdsPod(pod: SdsPod | undefined): Promise<void> {
   if (!pod) return;
   await stopAgent(pod.agent);
-  for (const ev of readRecord(pod.record)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(pod.record);
   killStarted();
 }
 
@@ -52,7 +54,7 @@ export interface SdsPods {
   /** The working directory of the current test's pod. */
   readonly dir: () => string;
   /** Starts this test's pod in a fresh temp dir; stopped and removed after the test. */
-  start(prefix: string, env?: Record<string, string>, beforeStart?: (dir: string) => void | Promise<void>): Promise<SdsPod>;
+  start(prefix: string, env?: Record<string, string>, beforeStart?: (dir: string) => void | Promise<void>, proxyConfig?: Record<string, unknown>): Promise<SdsPod>;
 }
 
 /** Registers a suite's control plane (token `token`) and per-test pods with vitest's hooks. */
@@ -75,10 +77,10 @@ export function useSdsPods(token: string): SdsPods {
   return {
     cp: () => cp!,
     dir: () => work!.path,
-    async start(prefix, env = {}, beforeStart) {
+    async start(prefix, env = {}, beforeStart, proxyConfig) {
       work = tempDir(prefix);
       await beforeStart?.(work.path);
-      pod = await startSdsPod({ cp: cp!, token, dir: work.path, env });
+      pod = await startSdsPod({ cp: cp!, token, dir: work.path, env, ...(proxyConfig ? { proxyConfig } : {}) });
       return pod;
     },
   };
