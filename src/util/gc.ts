@@ -15,29 +15,35 @@ import { runInNewContext } from 'node:vm';
 
 type GcFunction = (options?: { type?: 'major' | 'minor' }) => void;
 
-let gcFunction: GcFunction | undefined;
+let gcFunction: GcFunction | null | undefined;
 
 /**
  * V8 offers collection on demand only behind --expose-gc, which takes effect in contexts created
  * after it is set: a new context hands the function over. Done once, on first need (~1.5 ms and
- * ~0.5 MiB), so that an agent that never needs it does not pay at start-up.
+ * ~0.5 MiB), so that an agent that never needs it does not pay at start-up. A runtime that refuses
+ * the flag leaves collection to V8: null, and every request a no-op, never an exception.
  */
-function gc(): GcFunction {
-  if (!gcFunction) {
-    setFlagsFromString('--expose-gc');
-    gcFunction = runInNewContext('gc') as GcFunction;
+function gc(): GcFunction | null {
+  if (gcFunction === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      const fn: unknown = runInNewContext('typeof gc === "function" ? gc : null');
+      gcFunction = typeof fn === 'function' ? (fn as GcFunction) : null;
+    } catch {
+      gcFunction = null;
+    }
   }
   return gcFunction;
 }
 
-/** A full collection, now. */
+/** A full collection, now (nothing where the runtime offers none). */
 export function collectAll(): void {
-  gc()({ type: 'major' });
+  gc()?.({ type: 'major' });
 }
 
-/** A young-generation collection, now. */
+/** A young-generation collection, now (nothing where the runtime offers none). */
 export function collectYoung(): void {
-  gc()({ type: 'minor' });
+  gc()?.({ type: 'minor' });
 }
 
 /** The largest buffer glibc's dynamic thresholds are raised to; see keepFreedPagesMapped(). */
