@@ -10,12 +10,7 @@ import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { ISTIO_KEEPALIVE, keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
-
-/**
- * respond() options that leave out the Date header: grpc-go sends none, and Node's would page in
- * ICU's time-zone data (util/time.ts). `sendDate` is an option Node reads that @types/node does not list.
- */
-export const WITHOUT_DATE = { sendDate: false } as http2.ServerStreamResponseOptions;
+import { WITHOUT_NODE_DATE } from '../util/time.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
@@ -144,7 +139,7 @@ export class ServerStream {
       if (!this.headersSent) {
         // trailers-only response
         this.headersSent = true;
-        s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true, ...WITHOUT_DATE });
+        s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true, ...WITHOUT_NODE_DATE });
       } else {
         s.end();
       }
@@ -164,7 +159,7 @@ export class ServerStream {
     if (this.headersSent) return;
     this.headersSent = true;
     const s = this.stream;
-    whileOpen(s, () => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true, ...WITHOUT_DATE }));
+    whileOpen(s, () => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' }, { waitForTrailers: true, ...WITHOUT_NODE_DATE }));
     s.once('wantTrailers', () => {
       const st = this.pendingStatus;
       whileOpen(s, () => s.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) }));
@@ -284,12 +279,12 @@ export function acceptGrpcStream(
 ): void {
   stream.on('error', () => undefined);
   const reject = (code: number, message: string): void =>
-    whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true, ...WITHOUT_DATE }));
+    whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true, ...WITHOUT_NODE_DATE }));
   const path = String(headers[':path']);
   const handler = methods.get(path);
   if (headers[':method'] !== 'POST') return reject(Status.UNIMPLEMENTED, `method ${String(headers[':method'])} is not supported`);
   if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-    whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true, ...WITHOUT_DATE }));
+    whileOpen(stream, () => stream.respond({ ':status': 415 }, { endStream: true, ...WITHOUT_NODE_DATE }));
     return;
   }
   if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...methods.keys()].join(', ')}`);

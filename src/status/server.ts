@@ -26,7 +26,7 @@ import { ConnectionGuard } from './connections.js';
 import { MetricsMerger } from './metrics-merge.js';
 import { isLoopbackAddress } from './net-util.js';
 import { joinHostPort } from '../util/ip.js';
-import { httpDate } from '../util/time.js';
+import { dateOwnHttp1 } from '../util/time.js';
 import { Readiness, type ReadinessResult } from './readiness.js';
 import { Pprof } from './pprof.js';
 import { parseScrapeConfig } from './scrape-config.js';
@@ -233,9 +233,7 @@ export class StatusServer {
         connectionsCheckingInterval: Math.max(10, Math.min(1000, l.headersTimeoutMs / 4)),
       },
       (req, res) => {
-        // as Go's net/http, every answer has a Date, written here: Node's own pages in ICU's time zones
-        res.sendDate = false;
-        res.setHeader('Date', httpDate(Date.now()));
+        dateOwnHttp1(res);
         this.connections.request(req.socket, res, () => this.dispatch(req, res));
       },
     );

@@ -5,8 +5,8 @@
 // Why the proxy paces collections: Node's HTTP/2 layer reads each chunk of istiod's stream into a
 // new buffer outside the JavaScript heap, and only a collection frees it. V8 barely counts that
 // memory, so it collects late: measured with 1.26 MB pushes, the agent's malloc heap grew by ~34 MB
-// before the first collection, every push landed on fresh pages (~200 page faults, ~2 ms of
-// kernel time each), and the memory stayed mapped afterwards. A young-generation collection after
+// before the first collection, every push landed on fresh pages (~200 page faults per push, about
+// 2 ms of kernel time), and the memory stayed mapped afterwards. A young-generation collection after
 // every MiB received frees those buffers while they are still young (~0.3-1 ms each, on a
 // young generation of a few MiB), and the next reads reuse the same pages.
 

@@ -19,10 +19,10 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { goQuoteJson } from '../bootstrap/go-json.js';
-import { acceptGrpcStream, WITHOUT_DATE, type ServerStream } from '../grpc/server.js';
+import { acceptGrpcStream, type ServerStream } from '../grpc/server.js';
 import { Status } from '../grpc/status.js';
 import { logger } from '../util/logger.js';
-import { httpDate } from '../util/time.js';
+import { dateOwnHttp1, httpDate, WITHOUT_NODE_DATE } from '../util/time.js';
 import { debugResponseJson, encodeDebugResponse, readDebugResponse } from './debug-response.js';
 import { DELTA, SOTW } from './protocol.js';
 import { DEBUG_TYPE } from './type-urls.js';
@@ -152,8 +152,8 @@ export class XdsDebugPort {
 
   private async serveHttp1(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const a = await this.safeAnswer(req.url ?? '/');
-    res.sendDate = false;
-    res.writeHead(a.status, { date: httpDate(Date.now()), ...a.headers });
+    dateOwnHttp1(res);
+    res.writeHead(a.status, a.headers);
     res.end(a.body);
   }
 
@@ -173,7 +173,7 @@ export class XdsDebugPort {
     stream.on('error', () => undefined);
     void this.safeAnswer(String(headers[':path'] ?? '/')).then((a) => {
       if (stream.destroyed) return;
-      stream.respond({ ':status': a.status, date: httpDate(Date.now()), ...a.headers }, WITHOUT_DATE);
+      stream.respond({ ':status': a.status, date: httpDate(Date.now()), ...a.headers }, WITHOUT_NODE_DATE);
       stream.end(a.body);
     });
   }
