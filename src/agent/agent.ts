@@ -20,9 +20,12 @@ import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
 import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
 import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
+import { HeldListener } from '../grpc/held-listener.js';
 import { SdsServer } from '../sds/server.js';
 import { resolveWorkloadSds, type WorkloadSds } from '../sds/workload-socket.js';
-import { StatusServer, statusServerOptionsFrom } from '../status/index.js';
+import { statusServerOptionsFrom } from '../status/from-config.js';
+import { parseStatusInputs } from '../status/inputs.js';
+import { StatusServer } from '../status/server.js';
 import { grpcGoKeepalive } from '../grpc/keepalive.js';
 import { envoyGrpcCipherSuites } from '../security/compliance-policy.js';
 import { caIsIstiod, secretManagerOptionsFrom, validateSecurityConfig } from '../security/options.js';
@@ -35,7 +38,7 @@ import { logger } from '../util/logger.js';
 import type { WasmRuntime } from '../wasm/index.js';
 import { TypeUrl } from '../xds/type-urls.js';
 import { lastKnownGoodStore } from '../xds/last-known-good.js';
-import { upstreamOptionsFrom } from '../xds/upstream.js';
+import { upstreamOptionsFrom } from '../xds/upstream-options.js';
 import { XdsDebugPort } from '../xds/debug-port.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
 
@@ -68,6 +71,10 @@ export class Agent {
   private statusServer: StatusServer | undefined;
   private wasm: WasmRuntime | undefined;
   private dnsServer: LocalDnsServer | undefined;
+  /** Sockets bound before Envoy's spawn, until their servers take them (then closed with those). */
+  private sdsListener: HeldListener | undefined;
+  private xdsListener: HeldListener | undefined;
+  private debugListener: HeldListener | undefined;
   /** GOMEMLIMIT or the cgroup limit: watched, and caches dropped under pressure. */
   readonly memory: MemoryGovernor;
   private bootstrapToRemove: string | undefined;
@@ -122,6 +129,12 @@ export class Agent {
     if (this.stopRequested || this.shuttingDown) throw new StartAborted('stop requested during start-up');
   }
 
+  /**
+   * Start-up, in Istio's order as Envoy sees it: everything Envoy connects to is listening before
+   * it is spawned. Configuration is checked and the sockets bound first; the servers behind them
+   * start after the spawn, while Envoy starts, and load node:http2 and the other built-ins they
+   * need then (util/builtin.ts); held-listener.ts holds what connects meanwhile.
+   */
   private async startComponents(): Promise<void> {
     const { config } = this;
     // another SDS server (SPIRE's, say) may own the workload socket: then it serves default and
@@ -132,32 +145,37 @@ export class Agent {
     for (const w of validateSecurityConfig(config, sdsMode)) log.warn(w);
     this.checkpoint();
     this.memory.start();
-    // built first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
-    // before anything runs; started last, closed first
-    const status = new StatusServer(
-      statusServerOptionsFrom(config, {
-        onQuit: () => this.quitNow(),
-        onDrain: () => this.drainNow(),
-        xdsSyncState: () => this.xdsProxy?.syncState(),
-        xdsLastKnownGood: () => this.xdsProxy?.lastKnownGoodView() ?? { enabled: false },
-        xdsConnections: () => this.xdsProxy?.connectionsView() ?? [],
-        memory: () => ({ ...this.memory.view() }),
-        certs: () => this.secretManager?.summaries() ?? [],
-        wasm: () => this.wasm?.debugView() ?? { modules: [] },
-        // Istio's readiness waits for the first name table while the DNS proxy is on
-        dnsReady: () => this.dnsServer?.ready() ?? true,
-        ndsz: () => this.dnsServer?.debugTable(),
-      }),
-    );
+    // parsed first so that bad ISTIO_KUBE_APP_PROBERS / ISTIO_PROMETHEUS_ANNOTATIONS stop start-up
+    // before anything runs; the server itself is started last and closed first
+    const statusOptions = statusServerOptionsFrom(config, {
+      onQuit: () => this.quitNow(),
+      onDrain: () => this.drainNow(),
+      xdsSyncState: () => this.xdsProxy?.syncState(),
+      xdsLastKnownGood: () => this.xdsProxy?.lastKnownGoodView() ?? { enabled: false },
+      xdsConnections: () => this.xdsProxy?.connectionsView() ?? [],
+      memory: () => ({ ...this.memory.view() }),
+      certs: () => this.secretManager?.summaries() ?? [],
+      wasm: () => this.wasm?.debugView() ?? { modules: [] },
+      // Istio's readiness waits for the first name table while the DNS proxy is on
+      dnsReady: () => this.dnsServer?.ready() ?? true,
+      ndsz: () => this.dnsServer?.debugTable(),
+    });
+    const statusInputs = parseStatusInputs(statusOptions);
     const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
     // the certificate warm-up waits for Envoy's spawn (secrets.warmUp() below): an SDS request that
     // comes first starts the fetch itself
     secrets.start({ warmUp: false });
+    // The workload certificate is presented to istiod for mounted certificates (Istio's rule) and,
+    // once issued, when istiod is the CA: istiod asks for client certificates and checks them
+    // against its own root, so it can identify the proxy by certificate as well as by token. A
+    // certificate from another CA is not presented: istiod might not trust its root and would
+    // then refuse the connection. PROV_CERT's files, or those FILE_MOUNTED_CERTS' proxyMetadata
+    // names, take precedence, as in Istio (upstreamOptionsFrom).
+    const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
+    const upstream = upstreamOptionsFrom(config, presentCertificate ? () => secrets.clientCertificate() : undefined);
     if (!config.env.DISABLE_ENVOY) {
-      const sds = new SdsServer({ socketPath: workloadSds.listenPath, secrets, filesOnly: workloadSds.external });
-      this.sdsServer = sds;
-      await sds.start();
+      this.sdsListener = await HeldListener.unix(workloadSds.listenPath, { name: 'SDS', log: (m) => log.info(m) });
       this.checkpoint();
     }
     // before the xDS proxy: it subscribes the name table on Envoy's first LDS request
@@ -169,19 +187,37 @@ export class Agent {
       this.memory.onPressure(() => dns.dropCaches());
       this.checkpoint();
     }
-    // The workload certificate is presented to istiod for mounted certificates (Istio's rule) and,
-    // once issued, when istiod is the CA: istiod asks for client certificates and checks them
-    // against its own root, so it can identify the proxy by certificate as well as by token. A
-    // certificate from another CA is not presented: istiod might not trust its root and would
-    // then refuse the connection. PROV_CERT's files, or those FILE_MOUNTED_CERTS' proxyMetadata
-    // names, take precedence, as in Istio (upstreamOptionsFrom).
-    const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
-    const clientCert = presentCertificate ? () => secrets.clientCertificate() : undefined;
+    this.xdsListener = await HeldListener.unix(config.paths.xdsSocket, { name: 'xDS', log: (m) => log.info(m) });
+    this.checkpoint();
+    const debugHost = config.node.ipv6 ? '::1' : '127.0.0.1';
+    if (config.env.PROXY_XDS_DEBUG_VIA_AGENT) {
+      try {
+        this.debugListener = await HeldListener.tcp(debugHost, config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT);
+      } catch (err) {
+        throw new Error(`failed to start istio tap server: ${(err as Error).message}`, { cause: err });
+      }
+      this.checkpoint();
+    }
+    const grpcBootstrap = writeGrpcBootstrap(config);
+    log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
+    if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
+    else {
+      await this.startEnvoy();
+      this.checkpoint();
+    }
+
+    if (this.sdsListener) {
+      const sds = new SdsServer({ socketPath: workloadSds.listenPath, secrets, filesOnly: workloadSds.external, listener: this.sdsListener });
+      this.sdsServer = sds;
+      await sds.start();
+      this.checkpoint();
+    }
     const lastKnownGood = config.env.PROXY_XDS_LAST_KNOWN_GOOD ? lastKnownGoodStore(config) : undefined;
     if (lastKnownGood) this.memory.onPressure(() => lastKnownGood.dropCaches());
     const xds = new XdsProxy({
       socketPath: config.paths.xdsSocket,
-      upstream: upstreamOptionsFrom(config, clientCert),
+      listener: this.xdsListener,
+      upstream,
       maxRequestBytes: config.env.ISTIO_GPRC_MAXRECVMSGSIZE,
       serverKeepalive: grpcGoKeepalive(config.env.GRPC_KEEPALIVE_INTERVAL, config.env.GRPC_KEEPALIVE_TIMEOUT, 'server'),
       maxConcurrentStreams: config.env.ISTIO_GPRC_MAXSTREAMS,
@@ -204,24 +240,14 @@ export class Agent {
     }
     await xds.start();
     this.checkpoint();
-    if (config.env.PROXY_XDS_DEBUG_VIA_AGENT) {
-      const debugPort = new XdsDebugPort({ host: config.node.ipv6 ? '::1' : '127.0.0.1', port: config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT, proxy: xds });
-      try {
-        await debugPort.start();
-      } catch (err) {
-        throw new Error(`failed to start istio tap server: ${(err as Error).message}`, { cause: err });
-      }
+    if (this.debugListener) {
+      const debugPort = new XdsDebugPort({ host: debugHost, port: config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT, listener: this.debugListener, proxy: xds });
       this.xdsDebugPort = debugPort;
-      this.checkpoint();
-    }
-    const grpcBootstrap = writeGrpcBootstrap(config);
-    log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
-    if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
-    else {
-      await this.startEnvoy();
+      await debugPort.start();
       this.checkpoint();
     }
     secrets.warmUp();
+    const status = new StatusServer(statusOptions, statusInputs);
     await status.start();
     if (this.stopRequested || this.shuttingDown) {
       // the shutdown that began meanwhile did not know this server yet
@@ -373,6 +399,10 @@ export class Agent {
     const secrets = this.secretManager;
     this.secretManager = undefined;
     await closeSafely('secret manager', () => secrets?.close());
+    // those no server took (a stop during start-up); closing a taken one again does nothing
+    const listeners = [this.debugListener, this.xdsListener, this.sdsListener];
+    this.debugListener = this.xdsListener = this.sdsListener = undefined;
+    for (const l of listeners) await closeSafely(`socket ${l?.path ?? 'listener'}`, () => l?.close());
   }
 
   private cleanup(): void {

@@ -6,13 +6,14 @@
 // TLS: minimum TLS 1.2, or what the compliance policy allows; the server certificate is checked against `serverName` (also sent as SNI,
 // unless it is an IP address, which SNI cannot carry); a client certificate when given.
 
-import http2 from 'node:http2';
-import tls from 'node:tls';
+import type http2 from 'node:http2';
+import type tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 import { ipFamily } from '../util/ip.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 /** A client certificate (PEM key and chain) to present in the TLS handshake. */
 export interface ClientCertificate {
@@ -132,19 +133,19 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   const t = target.tls;
   if (t) {
     const cert = t.clientCertificate;
-    session = http2.connect(`https://${target.address}`, {
+    session = lazyBuiltin.http2().connect(`https://${target.address}`, {
       settings,
       ...(t.ca ? { ca: t.ca } : {}),
       ...(cert ? { key: cert.privateKey, cert: cert.certChain } : {}),
       minVersion: 'TLSv1.2',
       ...t.restrictions,
       ...(ipFamily(t.serverName) ? {} : { servername: t.serverName }),
-      checkServerIdentity: (_host, certificate) => tls.checkServerIdentity(t.serverName, certificate),
+      checkServerIdentity: (_host, certificate) => lazyBuiltin.tls().checkServerIdentity(t.serverName, certificate),
       noDelay: true,
       ...(target.localAddress ? { localAddress: target.localAddress } : {}),
     } as http2.SecureClientSessionOptions);
   } else {
-    session = http2.connect(`http://${target.address}`, { settings, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) } as http2.ClientSessionOptions);
+    session = lazyBuiltin.http2().connect(`http://${target.address}`, { settings, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) } as http2.ClientSessionOptions);
   }
   // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
   // Istio's agent, disables it on every TCP connection)
@@ -175,7 +176,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     const said = debug && debug.length > 0 ? `: ${debug.toString('utf8', 0, Math.min(debug.length, 256))}` : '';
     transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code}${said})`;
     // the server's ping policy refused our keepalive (gRPC's "too_many_pings"): ping less
-    if (code === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM && said === ': too_many_pings') opts.onTooManyPings?.();
+    if (code === lazyBuiltin.http2().constants.NGHTTP2_ENHANCE_YOUR_CALM && said === ': too_many_pings') opts.onTooManyPings?.();
   });
 
   const headers: http2.OutgoingHttpHeaders = {
@@ -193,7 +194,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
-        whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
         end({ code: Status.DEADLINE_EXCEEDED, details: `no answer from ${peer} within ${opts.timeoutMs} ms` });
       }, opts.timeoutMs),
     );
@@ -201,7 +202,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.signal) {
     const signal = opts.signal;
     const onAbort = (): void => {
-      whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
       end({ code: Status.CANCELLED, details: 'call cancelled' });
     };
     if (signal.aborted) queueMicrotask(onAbort);
@@ -233,7 +234,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       return end({ code: Status.UNAVAILABLE, details: transportFailure ?? streamFailure ?? `connection to ${peer} closed` });
     }
     const rst = stream.rstCode;
-    if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
+    if (rst !== undefined && rst !== lazyBuiltin.http2().constants.NGHTTP2_NO_ERROR) {
       return end({ code: statusFromReset(rst), details: streamFailure ?? `stream reset by ${peer} (HTTP/2 code ${rst})` });
     }
     end({ code: Status.INTERNAL, details: streamFailure ?? `${peer} ended the stream without a gRPC status` });
@@ -253,7 +254,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       if (ended) return;
       ended = true;
       for (const timer of timers) clearTimeout(timer);
-      whileOpen(stream, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
       session.destroy();
     },
   };

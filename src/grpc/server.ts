@@ -2,15 +2,14 @@
 // agent's xDS and SDS sockets), for streaming methods: requests are handed over whole, responses
 // are written as whole messages or, for the xDS proxy, as pieces of one as they arrive.
 
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
-import http2 from 'node:http2';
-import net from 'node:net';
-import { dirname } from 'node:path';
+import type http2 from 'node:http2';
 import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { ISTIO_KEEPALIVE, keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
+import { HeldListener, type UnixListenerOptions } from './held-listener.js';
 import { WITHOUT_NODE_DATE } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 /** Outgoing bytes a slow Envoy may leave unread before the proxy stops reading istiod. */
 const DOWNSTREAM_BUFFER_BYTES = 1024 * 1024;
@@ -67,7 +66,7 @@ export class ServerStream {
           this.gone('error', reason);
           this.finish();
           // RST_STREAM after the status: the client must stop sending the rest
-          whileOpen(s, () => s.close(http2.constants.NGHTTP2_NO_ERROR));
+          whileOpen(s, () => s.close(lazyBuiltin.http2().constants.NGHTTP2_NO_ERROR));
           return;
         }
         whole.messageStart(length, compressed);
@@ -152,7 +151,7 @@ export class ServerStream {
   reset(): void {
     if (this.finished) return;
     this.finished = true;
-    whileOpen(this.stream, () => this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+    whileOpen(this.stream, () => this.stream.close(lazyBuiltin.http2().constants.NGHTTP2_INTERNAL_ERROR));
   }
 
   private sendHeaders(): void {
@@ -167,15 +166,7 @@ export class ServerStream {
   }
 }
 
-/** A unix socket path: at most 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
-
-export interface GrpcUnixServerOptions {
-  /** What the socket serves, in messages ("SDS", "xDS"). */
-  readonly name: string;
-  /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
-  readonly mode?: number;
-  readonly log?: (message: string) => void;
+export interface GrpcUnixServerOptions extends UnixListenerOptions {
   /** Largest request message accepted (default DEFAULT_MAX_REQUEST_BYTES). */
   readonly maxRequestBytes?: number;
   /** Keepalive pings to each client (default Istio's 30 s / 10 s). */
@@ -186,7 +177,7 @@ export interface GrpcUnixServerOptions {
 
 /** Serves a set of methods, each a handler of streams, on a unix socket. */
 export class GrpcUnixServer {
-  private server: http2.Http2Server | undefined;
+  private listener: HeldListener | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   constructor(
@@ -197,41 +188,14 @@ export class GrpcUnixServer {
   ) {}
 
   /**
-   * Makes the socket path usable: a socket file nobody listens on (left by a crash) is removed,
-   * as grpc servers and listen() never do; anything else there, or a live listener, is an error
-   * rather than something to delete.
+   * Serves on `listener` when given (bound earlier, see held-listener.ts; its path must be this
+   * server's), otherwise binds the socket itself.
    */
-  private async clearPath(): Promise<void> {
-    const { path } = this;
-    const fail = (why: string): Error => new Error(`cannot serve ${this.options.name} on ${path}: ${why}`);
-    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw fail(`a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
-    mkdirSync(dirname(path), { recursive: true });
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return;
-    }
-    if (!st.isSocket()) throw fail('the path exists and is not a socket');
-    const live = await new Promise<boolean>((resolve) => {
-      const sock = net.connect(path);
-      const done = (v: boolean): void => {
-        sock.destroy();
-        resolve(v);
-      };
-      sock.once('connect', () => done(true));
-      sock.once('error', () => done(false));
-      sock.setTimeout(1000, () => done(false));
-    });
-    if (live) throw fail(`another ${this.options.name} server is listening there`);
-    this.options.log?.(`removing stale ${this.options.name} socket ${path}`);
-    rmSync(path, { force: true });
-  }
-
-  async start(): Promise<void> {
-    await this.clearPath();
+  async start(listener?: HeldListener): Promise<void> {
+    if (listener && listener.path !== this.path) throw new Error(`${this.options.name} server for ${this.path} given the listener of ${listener.path}`);
+    const bound = listener ?? (await HeldListener.unix(this.path, this.options));
     const settings: http2.Settings = { enablePush: false, ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}) };
-    const server = http2.createServer({ settings, maxSessionMemory: 64 });
+    const server = lazyBuiltin.http2().createServer({ settings, maxSessionMemory: 64 });
     server.on('session', (session) => {
       this.sessions.add(session);
       // a hung Envoy (stopped, not dead) would otherwise keep its stream, and istiod's, forever
@@ -241,15 +205,8 @@ export class GrpcUnixServer {
     });
     server.on('stream', (stream, headers) => this.accept(stream, headers));
     server.on('error', (err: Error) => this.options.log?.(`${this.options.name} server on ${this.path}: ${err.message}`));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    chmodSync(this.path, this.options.mode ?? 0o666);
-    this.server = server;
+    bound.handTo(server);
+    this.listener = bound;
   }
 
   private accept(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -258,12 +215,12 @@ export class GrpcUnixServer {
 
   /** Stops listening and closes every connection. Idempotent. */
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
+    const listener = this.listener;
+    this.listener = undefined;
+    if (!listener) return;
+    const closing = listener.close();
     for (const s of this.sessions) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    rmSync(this.path, { force: true });
+    await closing;
   }
 }
 

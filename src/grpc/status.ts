@@ -3,7 +3,7 @@
 // statuses that HTTP errors and stream resets stand for (gRPC's PROTOCOL-HTTP2 and
 // http-grpc-status-mapping documents).
 
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 
 export const Status = {
   OK: 0,
@@ -58,17 +58,26 @@ export function statusFromHttp(httpStatus: number): number {
   }
 }
 
+/**
+ * HTTP/2 error codes (RFC 9113 section 7) that map to their own gRPC status. Written out rather
+ * than read from node:http2's constants: this module is loaded before Envoy's spawn (the CA
+ * client's statuses), node:http2 is not.
+ */
+const H2_REFUSED_STREAM = 0x7;
+const H2_CANCEL = 0x8;
+const H2_ENHANCE_YOUR_CALM = 0xb;
+const H2_INADEQUATE_SECURITY = 0xc;
+
 /** The gRPC status of a stream reset with an HTTP/2 error code (gRPC's PROTOCOL-HTTP2 rules). */
 export function statusFromReset(rstCode: number | undefined): number {
-  const c = http2.constants;
   switch (rstCode) {
-    case c.NGHTTP2_CANCEL:
+    case H2_CANCEL:
       return Status.CANCELLED;
-    case c.NGHTTP2_REFUSED_STREAM:
+    case H2_REFUSED_STREAM:
       return Status.UNAVAILABLE;
-    case c.NGHTTP2_ENHANCE_YOUR_CALM:
+    case H2_ENHANCE_YOUR_CALM:
       return Status.RESOURCE_EXHAUSTED;
-    case c.NGHTTP2_INADEQUATE_SECURITY:
+    case H2_INADEQUATE_SECURITY:
       return Status.PERMISSION_DENIED;
     default:
       return Status.INTERNAL;

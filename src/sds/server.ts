@@ -17,6 +17,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
+import type { HeldListener } from '../grpc/held-listener.js';
 import { Status, statusName } from '../grpc/status.js';
 import type { Lookup, SecretItem } from '../security/secret-manager.js';
 import { logger } from '../util/logger.js';
@@ -40,6 +41,8 @@ export interface SdsServerOptions {
   readonly secrets: SecretProvider;
   /** Another SDS server owns the workload socket: this one serves file certificates only. */
   readonly filesOnly?: boolean;
+  /** The socket, bound already (before Envoy's spawn); otherwise start() binds it. */
+  readonly listener?: HeldListener;
 }
 
 export interface SdsStreamInfo {
@@ -115,7 +118,7 @@ export class SdsServer {
       ]),
       { name: 'SDS', log: (m) => log.info(m) },
     );
-    await server.start();
+    await server.start(this.options.listener);
     this.server = server;
     this.unsubscribe = this.options.secrets.onUpdate((name) => this.onSecretUpdate(name));
     log.info(`Starting SDS server for ${this.options.filesOnly ? 'file certificates only' : 'workload certificates'}, will listen on "${path}"`);

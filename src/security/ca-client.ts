@@ -17,7 +17,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { GrpcCallError, unaryCall, type GrpcTarget } from '../grpc/client.js';
+import type { GrpcTarget } from '../grpc/client.js';
 import { Status, statusName } from '../grpc/status.js';
 import { lazy } from '../util/lazy.js';
 import { logger } from '../util/logger.js';
@@ -51,6 +51,9 @@ export class CaClientError extends Error {
     super(message);
   }
 }
+
+/** The gRPC client (node:http2, node:tls), loaded with the first call rather than before Envoy's spawn. */
+const loadGrpcClient = lazy(() => import('../grpc/client.js'));
 
 const loadCodec = lazy(async () => {
   const [{ create, fromBinary, toBinary }, ca] = await Promise.all([import('@bufbuild/protobuf'), import('../gen/security/v1alpha1/ca_pb.js')]);
@@ -142,6 +145,7 @@ export class CaClient {
 
   /** One CreateCertificate call on a fresh connection. */
   private async attempt(request: Buffer, signal?: AbortSignal): Promise<string[]> {
+    const { GrpcCallError, unaryCall } = await loadGrpcClient();
     const cancel = new AbortController();
     this.active.add(cancel);
     const onAbort = (): void => cancel.abort();

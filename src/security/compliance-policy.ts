@@ -11,7 +11,8 @@
 //    policy covers "all existing TLS settings, including external TLS".
 
 import { getFips } from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { lazyBuiltin } from '../util/builtin.js';
 
 export const COMPLIANCE_POLICY_ENV = 'COMPLIANCE_POLICY';
 
@@ -114,7 +115,7 @@ export function checkCompliancePolicy(policy: string, fipsProviderEnabled: () =>
   }
   const r = tlsRestrictions(policy);
   try {
-    tls.createSecureContext({ minVersion: r.minVersion, ...(r.maxVersion ? { maxVersion: r.maxVersion } : {}), ciphers: r.ciphers, ecdhCurve: r.ecdhCurve });
+    lazyBuiltin.tls().createSecureContext({ minVersion: r.minVersion, ...(r.maxVersion ? { maxVersion: r.maxVersion } : {}), ciphers: r.ciphers, ecdhCurve: r.ecdhCurve });
   } catch (err) {
     return {
       problems: [

@@ -11,13 +11,14 @@
 // as kubelet (kept open with ENABLE_PROBE_KEEPALIVE_CONNECTIONS, Istio's older behaviour). Failures are
 // answered 500, as Istio does; details go to the `probes` log scope.
 
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
 import net from 'node:net';
 import { localRequest } from '../util/local-http.js';
 import { logger } from '../util/logger.js';
 import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-probers.js';
 import { ipFamily, joinHostPort } from '../util/ip.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('probes');
 
@@ -44,7 +45,7 @@ export interface ProbeContext {
 
 /** Connection pools for ENABLE_PROBE_KEEPALIVE_CONNECTIONS (Istio's older behaviour; not kubelet's). */
 export function keepAliveProbeAgents(): { http: http.Agent; https: https.Agent } {
-  return { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true, rejectUnauthorized: false }) };
+  return { http: new (lazyBuiltin.http().Agent)({ keepAlive: true }), https: new (lazyBuiltin.https().Agent)({ keepAlive: true, rejectUnauthorized: false }) };
 }
 
 const localAddressFor = (ctx: ProbeContext, host: string): string | undefined => (ipFamily(host) === 6 || host.includes(':') ? undefined : ctx.sourceAddress);

@@ -23,7 +23,7 @@
 
 import type http from 'node:http';
 import type { Writable } from 'node:stream';
-import { constants as zlibConstants, createGzip } from 'node:zlib';
+
 import type { Registry } from 'prom-client';
 import { logger } from '../util/logger.js';
 import {
@@ -37,6 +37,7 @@ import {
 } from './accept.js';
 import { statusMetrics, type ScrapeType } from './metrics.js';
 import { ScrapeSource } from './scrape-client.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('default');
 
@@ -377,7 +378,7 @@ export class MetricsMerger {
       if (gzip) {
         res.setHeader('Content-Encoding', 'gzip');
         res.setHeader('Vary', 'Accept-Encoding');
-        const z = createGzip({ level: zlibConstants.Z_BEST_SPEED });
+        const z = lazyBuiltin.zlib().createGzip({ level: lazyBuiltin.zlib().constants.Z_BEST_SPEED });
         z.on('error', () => res.destroy());
         // a client that goes away must end the compressor too, or writes into it would wait forever
         res.on('close', () => {

@@ -9,11 +9,12 @@
 //   /debug/{config,syncz,xds,certs,wasm,ndsz}   loopback callers only
 //   /debug/pprof/{,profile,heap,cmdline}  with --profiling (Istio's default): V8 profiles (pprof.ts), loopback only
 //
-// Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by the
-// constructor and thrown as one ConfigError, so the agent can refuse to start before Envoy runs.
+// Configuration problems (ISTIO_KUBE_APP_PROBERS, ISTIO_PROMETHEUS_ANNOTATIONS) are found by
+// parseStatusInputs (inputs.ts) and thrown as a ConfigError; the agent calls it before Envoy's
+// spawn, so it can refuse to start before Envoy runs, and loads this server after the spawn.
 
 import { setMaxListeners } from 'node:events';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ProxyType } from '../config/load.js';
@@ -21,7 +22,7 @@ import { enableProcessMetrics } from '../metrics/process.js';
 import { registry as agentRegistry } from '../metrics/registry.js';
 import { logger } from '../util/logger.js';
 import { keepAliveProbeAgents, runAppProbe, type ProbeContext } from './app-probe.js';
-import { parseAppProbers, type AppProbe } from './app-probers.js';
+import type { AppProbe } from './app-probers.js';
 import { ConnectionGuard } from './connections.js';
 import { MetricsMerger } from './metrics-merge.js';
 import { isLoopbackAddress } from './net-util.js';
@@ -29,7 +30,8 @@ import { joinHostPort } from '../util/ip.js';
 import { dateOwnHttp1 } from '../util/time.js';
 import { Readiness, type ReadinessResult } from './readiness.js';
 import { Pprof } from './pprof.js';
-import { parseScrapeConfig } from './scrape-config.js';
+import { parseStatusInputs, type StatusInputs } from './inputs.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('default');
 
@@ -147,11 +149,12 @@ export class StatusServer {
   private boundPort = 0;
 
   /** Validates the probe and metrics configuration; throws a ConfigError naming every problem. */
-  constructor(private readonly opts: StatusServerOptions) {
+  /** `inputs`: parsed from `opts` unless the caller parsed them already (before Envoy's spawn). */
+  constructor(private readonly opts: StatusServerOptions, inputs: StatusInputs = parseStatusInputs(opts)) {
     const statusPort = opts.port;
-    this.probes = parseAppProbers(opts.kubeAppProbers ?? '', { statusPort });
+    this.probes = inputs.probes;
     const localhost = opts.localhost ?? '127.0.0.1';
-    const appTargets = opts.proxyType === 'sidecar' ? parseScrapeConfig(opts.prometheusAnnotations ?? '', { statusPort }) : undefined;
+    const { appTargets } = inputs;
     if (appTargets) log.info(`Prometheus scraping configuration: ${appTargets.map((t) => `${t.port}${t.path}`).join(', ')}`);
     const envoyUrl =
       opts.noEnvoy || opts.mergeEnvoyStats === false
@@ -225,7 +228,7 @@ export class StatusServer {
     // as Istio's status server sets up the agent registry's process collector
     if (!this.opts.registry) enableProcessMetrics();
     const l = this.limits;
-    const server = http.createServer(
+    const server = lazyBuiltin.http().createServer(
       {
         maxHeaderSize: l.maxHeaderBytes,
         // node checks the header and request timeouts on this interval (30 s by default, which

@@ -7,8 +7,9 @@
 // hook that holds the application's start (bench `http-clients` measures both clients).
 // No keep-alive unless the caller passes an agent: a call leaves no socket behind.
 
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
+import { lazyBuiltin } from './builtin.js';
 
 export class LocalHttpError extends Error {
   override readonly name = 'LocalHttpError';
@@ -62,7 +63,7 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
     };
     let req: http.ClientRequest;
     try {
-      req = (tls ? https : http).request(url, options, (res) => {
+      req = (tls ? lazyBuiltin.https() : lazyBuiltin.http()).request(url, options, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         const done = (): void => {

@@ -15,10 +15,11 @@
 // Loopback only. HTTP/1.1 and HTTP/2 share the port: a connection is told apart by its first
 // bytes (the HTTP/2 preface starts "PRI").
 
-import http from 'node:http';
-import http2 from 'node:http2';
-import net from 'node:net';
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type net from 'node:net';
 import { goQuoteJson } from '../bootstrap/go-json.js';
+import { HeldListener } from '../grpc/held-listener.js';
 import { acceptGrpcStream, type ServerStream } from '../grpc/server.js';
 import { Status } from '../grpc/status.js';
 import { logger } from '../util/logger.js';
@@ -28,6 +29,7 @@ import { DELTA, SOTW } from './protocol.js';
 import { DEBUG_TYPE } from './type-urls.js';
 import { scan, summarizeSotwRequest, XdsField } from './wire.js';
 import { TapNotConnectedError, type TapRequest, type TapResult } from './xds-proxy.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('default');
 const proxyLog = logger('xdsproxy');
@@ -41,6 +43,8 @@ export interface DebugPortOptions {
   readonly host: string;
   /** 15004 by default (PROXY_XDS_DEBUG_VIA_AGENT_PORT); 0 picks a free port. */
   readonly port: number;
+  /** The port, bound already (before Envoy's spawn); otherwise start() binds host and port. */
+  readonly listener?: HeldListener;
   readonly proxy: { tapRequest(request: TapRequest, timeoutMs: number): Promise<TapResult | undefined> };
 }
 
@@ -90,10 +94,10 @@ export function parseGoQuery(raw: string): { values: Map<string, string>; error?
 }
 
 export class XdsDebugPort {
-  private server: net.Server | undefined;
+  private listener: HeldListener | undefined;
   // Istio's server: ReadTimeout 30 s, IdleTimeout 90 s
-  private readonly h1 = http.createServer({ headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => void this.serveHttp1(req, res));
-  private readonly h2 = http2.createServer({ settings: { enablePush: false } });
+  private readonly h1 = lazyBuiltin.http().createServer({ headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => void this.serveHttp1(req, res));
+  private readonly h2 = lazyBuiltin.http2().createServer({ settings: { enablePush: false } });
   private readonly sockets = new Set<net.Socket>();
   private boundPort = 0;
 
@@ -111,17 +115,12 @@ export class XdsDebugPort {
     return this.boundPort;
   }
 
+  /** Serves on `options.listener` when given (bound before Envoy's spawn), otherwise binds the port. */
   async start(): Promise<void> {
-    const server = net.createServer((socket) => this.sniff(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.server = server;
-    this.boundPort = (server.address() as net.AddressInfo).port;
+    const listener = this.options.listener ?? (await HeldListener.tcp(this.options.host, this.options.port));
+    listener.handTo({ emit: (_event, socket) => (this.sniff(socket), true) });
+    this.listener = listener;
+    this.boundPort = listener.port;
     const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
     log.info(`starting Http service at ${host}:${this.boundPort}`);
   }
@@ -247,10 +246,11 @@ export class XdsDebugPort {
 
   /** Stops listening and closes every connection. Idempotent. */
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
+    const listener = this.listener;
+    this.listener = undefined;
+    if (!listener) return;
+    const closing = listener.close();
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closing;
   }
 }

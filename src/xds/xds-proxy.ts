@@ -21,6 +21,7 @@
 import type { ClientStream } from '../grpc/client.js';
 import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc/frames.js';
 import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
+import type { HeldListener } from '../grpc/held-listener.js';
 import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
 import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js';
 import { GcPacer } from '../util/gc.js';
@@ -30,7 +31,8 @@ import { ResponseScanner } from './response-scanner.js';
 import { isDebugPayloadType, isDebugType, isRelayedToEnvoy, shortType, TypeUrl } from './type-urls.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
-import { openUpstream, type UpstreamOptions } from './upstream.js';
+import { openUpstream } from './upstream.js';
+import type { UpstreamOptions } from './upstream-options.js';
 import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, type ResponseSummary } from './wire.js';
 import type { LastKnownGood, LkgSpool } from './last-known-good.js';
 import { AckRecorder, CacheResponder } from './lkg-session.js';
@@ -88,6 +90,8 @@ export interface TypeSyncState {
 
 export interface XdsProxyOptions {
   readonly socketPath: string;
+  /** The socket, bound already (before Envoy's spawn); otherwise start() binds it. */
+  readonly listener?: HeldListener;
   readonly upstream: UpstreamOptions;
   /**
    * Spacing of upstream dials after failures (jittered, capped; reset by a dial that reaches
@@ -769,7 +773,7 @@ export class XdsProxy {
         ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}),
       },
     );
-    await server.start();
+    await server.start(this.options.listener);
     this.server = server;
     log.info(`xDS proxy listening on ${this.options.socketPath}, upstream ${this.options.upstream.address}`);
   }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadAgentConfig } from '../../src/config/load.js';
 import { grpcGoKeepalive } from '../../src/grpc/keepalive.js';
-import { upstreamOptionsFrom } from '../../src/xds/upstream.js';
+import { upstreamOptionsFrom } from '../../src/xds/upstream-options.js';
 import { injectedProxy } from '../support/hello-pod.js';
 import { killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
 

@@ -15,7 +15,7 @@ import {
   spiffeIdOf,
   validateSecurityConfig,
 } from '../../src/security/options.js';
-import { clientCertificateFromFiles, upstreamOptionsFrom, xdsClientCertificateFiles, xdsRootCaPath } from '../../src/xds/upstream.js';
+import { clientCertificateFromFiles, upstreamOptionsFrom, xdsClientCertificateFiles, xdsRootCaPath } from '../../src/xds/upstream-options.js';
 import { CertificateAuthority } from '../control-plane/index.js';
 import { workDir, type Work } from './support.js';
 

@@ -17,7 +17,7 @@ import { decodeGrpcMessage, encodeGrpcMessage } from '../../src/grpc/status.js';
 import { DELTA, SOTW, type XdsProtocol } from '../../src/xds/protocol.js';
 import { ResponseScanner } from '../../src/xds/response-scanner.js';
 import { summarizeDeltaResponse, summarizeSotwResponse } from '../../src/xds/wire.js';
-import type { UpstreamOptions } from '../../src/xds/upstream.js';
+import type { UpstreamOptions } from '../../src/xds/upstream-options.js';
 import { XdsProxy } from '../../src/xds/xds-proxy.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';

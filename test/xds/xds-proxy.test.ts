@@ -14,7 +14,7 @@ import { repoRoot } from '../support/paths.js';
 import { SOTW } from '../../src/xds/protocol.js';
 import { registry } from '../../src/metrics/registry.js';
 import { XdsProxy, type AgentTypeHandler } from '../../src/xds/xds-proxy.js';
-import type { UpstreamOptions } from '../../src/xds/upstream.js';
+import type { UpstreamOptions } from '../../src/xds/upstream-options.js';
 
 const controlPlaneMain = join(repoRoot, 'dist-test/test/control-plane/main.js');
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
