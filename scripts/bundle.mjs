@@ -89,7 +89,7 @@ export async function writeTemplateParseCache(outdir, compiledDist = 'dist') {
   for (const file of readdirSync(dir).filter((f) => /\.(json|yaml|tmpl)$/.test(f)).sort()) {
     const text = readFileSync(join(dir, file), 'utf8');
     const template = parseTemplate(file, text, istioBootstrapFuncs());
-    entries[templateTextKey(text)] = saveTrees(template.parsedTrees(), file);
+    entries[templateTextKey(text)] = saveTrees(template.parsedTrees(), file, text);
   }
   writeFileSync(resolve(root, outdir, 'template-parse-cache.json'), stringifyParseCache(entries));
 }

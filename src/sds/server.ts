@@ -15,7 +15,6 @@
 // logged once per stream and never served; the stream carries on. Each stream remembers the
 // generation it last sent per name and never sends an older one.
 
-import { randomUUID } from 'node:crypto';
 import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
 import type { HeldListener } from '../grpc/held-listener.js';
 import { Status, statusName } from '../grpc/status.js';
@@ -24,6 +23,7 @@ import { logger } from '../util/logger.js';
 import { SDS_METRIC_TYPE, sdsMetrics } from './metrics.js';
 import { sdsCodec, SECRET_TYPE_URL, type SdsCodec, type SecretMessage } from './protos.js';
 import { isoUtc } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('sds');
 
@@ -302,7 +302,7 @@ export class SdsServer {
     }
     if (out.length === 0) return;
     const version = `${rfc3339(new Date())}/${++this.versionCounter}`;
-    const nonce = randomUUID();
+    const nonce = lazyBuiltin.crypto().randomUUID();
     let payload: Buffer;
     try {
       // a stream has subscribed, so its request was decoded: the codec is loaded

@@ -11,13 +11,13 @@
 // pushed at once; a bad one is logged with the file and the reason and never replaces the last good
 // list; a removed file removes the list.
 
-import { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { logger } from '../util/logger.js';
 import { FileWatchSet } from './file-watch.js';
 import { lazy } from '../util/lazy.js';
 import { securityMetrics } from './metrics.js';
 import { isoUtc } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 type X509 = typeof import('@peculiar/x509');
 
@@ -27,7 +27,7 @@ const loadX509 = lazy(async (): Promise<X509> => {
   const m = await import('@peculiar/x509');
   // bundled, a CommonJS package imported dynamically exposes only `default`
   const x509 = ((m as { default?: X509 }).default ?? m) as X509;
-  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  x509.cryptoProvider.set(lazyBuiltin.crypto().webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
   return x509;
 });
 

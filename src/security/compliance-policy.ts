@@ -10,7 +10,6 @@
 //  - Wasm and registry fetches are restricted too (Istio's fetchers use Go's defaults): the
 //    policy covers "all existing TLS settings, including external TLS".
 
-import { getFips } from 'node:crypto';
 import type tls from 'node:tls';
 import { lazyBuiltin } from '../util/builtin.js';
 
@@ -104,7 +103,7 @@ export interface PolicyCheck {
  * ML-KEM key exchange before OpenSSL 3.5) stops start-up: running unrestricted would silently
  * break the policy the operator asked for.
  */
-export function checkCompliancePolicy(policy: string, fipsProviderEnabled: () => boolean = () => getFips() === 1): PolicyCheck {
+export function checkCompliancePolicy(policy: string, fipsProviderEnabled: () => boolean = () => lazyBuiltin.crypto().getFips() === 1): PolicyCheck {
   if (policy === '') return { problems: [], warnings: [] };
   if (!isKnown(policy)) {
     const known = COMPLIANCE_POLICIES.map((p) => JSON.stringify(p)).join(', ');

@@ -10,7 +10,8 @@
 // warm-up ran before it). Every CSR is checked with `openssl req -verify` in
 // test/security/keys.test.ts.
 
-import { sign, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { lazyBuiltin } from '../util/builtin.js';
 
 /** DER tag bytes used here (X.690). */
 const TAG = {
@@ -73,7 +74,7 @@ export function buildCsrPem(privateKey: KeyObject, publicKeySpkiDer: Buffer, uri
   const emptySubject = tlv(TAG.sequence);
   const info = tlv(TAG.sequence, VERSION_1, emptySubject, publicKeySpkiDer, tlv(TAG.attributes, extensionRequest));
   const { digest, algorithm } = SIGNATURES[signature];
-  const sig = sign(digest, info, privateKey);
+  const sig = lazyBuiltin.crypto().sign(digest, info, privateKey);
   // BIT STRING content starts with the number of unused bits in the last byte: none
   const der = tlv(TAG.sequence, info, algorithm, tlv(TAG.bitString, Buffer.from([0x00]), sig));
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];

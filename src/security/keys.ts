@@ -7,11 +7,9 @@
 // Keys come from node:crypto (OpenSSL, generated off the main thread); the CSR is encoded in
 // security/csr.ts and signed with node:crypto, so no ASN.1 library loads on the way to a certificate.
 
-import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
+import type { KeyObject } from 'node:crypto';
 import { buildCsrPem, type CsrSignature } from './csr.js';
-
-const generateKeyPair = promisify(generateKeyPairCb);
+import { lazyBuiltin } from '../util/builtin.js';
 
 export type EccCurve = 'P256' | 'P384';
 
@@ -45,16 +43,23 @@ function exportKey(key: KeyObject, spec: KeySpec): string {
   return key.export({ type, format: 'pem' }) as string;
 }
 
+/** In node:crypto's thread pool, so start-up and the proxy are not held while the key is made. */
+function newKeyPair(spec: KeySpec): Promise<{ publicKey: KeyObject; privateKey: KeyObject }> {
+  const { generateKeyPair } = lazyBuiltin.crypto();
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, publicKey: KeyObject, privateKey: KeyObject): void => (err ? reject(err) : resolve({ publicKey, privateKey }));
+    if (spec.type === 'rsa') generateKeyPair('rsa', { modulusLength: spec.bits, publicExponent: 0x10001 }, done);
+    else generateKeyPair('ec', { namedCurve: spec.curve === 'P384' ? 'P-384' : 'P-256' }, done);
+  });
+}
+
 /** A new private key and a CSR for `spiffeUri` signed with it; failures are KeyGenerationError. */
 export async function generateKeyAndCsr(spec: KeySpec, spiffeUri: string): Promise<KeyAndCsr> {
   try {
     if (spec.type === 'rsa' && spec.bits < MINIMUM_RSA_KEY_SIZE) {
       throw new Error(`requested key size does not meet the minimum required size of ${MINIMUM_RSA_KEY_SIZE} (requested: ${spec.bits})`);
     }
-    const pair =
-      spec.type === 'rsa'
-        ? await generateKeyPair('rsa', { modulusLength: spec.bits, publicExponent: 0x10001 })
-        : await generateKeyPair('ec', { namedCurve: spec.curve === 'P384' ? 'P-384' : 'P-256' });
+    const pair = await newKeyPair(spec);
     // Go's x509 signs with SHA-256, except SHA-384 on P-384
     const signature: CsrSignature = spec.type === 'rsa' ? 'sha256WithRSAEncryption' : spec.curve === 'P384' ? 'ecdsaWithSha384' : 'ecdsaWithSha256';
     const csrPem = buildCsrPem(pair.privateKey, pair.publicKey.export({ type: 'spki', format: 'der' }), spiffeUri, signature);

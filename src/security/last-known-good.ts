@@ -4,13 +4,14 @@
 // expired certificate, never one for another identity, never one whose key does not match: each is
 // checked as a fresh CA answer is (validateSignedChain). Beyond Istio, and opt-in.
 
-import { createHash, createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import { validateSignedChain } from './ca-client.js';
 import { isoUtc } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('cache');
 
@@ -42,7 +43,7 @@ export class WorkloadCertificateStore {
     dir: string,
     private readonly spiffeId: string,
   ) {
-    this.path = join(dir, `workload-${createHash('sha256').update(spiffeId).digest('hex').slice(0, 16)}.json`);
+    this.path = join(dir, `workload-${lazyBuiltin.crypto().createHash('sha256').update(spiffeId).digest('hex').slice(0, 16)}.json`);
   }
 
   get file(): string {
@@ -79,7 +80,7 @@ export class WorkloadCertificateStore {
     if (s.format !== FORMAT) return refuse(`format ${String(s.format)} (expected ${FORMAT})`);
     if (s.spiffeId !== this.spiffeId) return refuse(`issued to ${s.spiffeId}, not ${this.spiffeId}`);
     try {
-      const key = createPrivateKey(s.keyPem);
+      const key = lazyBuiltin.crypto().createPrivateKey(s.keyPem);
       const chain = s.chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
       // the saved chain may have been issued without the root in it: check it against the saved root
       const full = chain.join('').includes(s.rootPem.trim()) ? chain : [...chain, s.rootPem];

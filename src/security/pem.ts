@@ -1,8 +1,9 @@
 // PEM and X.509 helpers over node:crypto: splitting bundles, parsing certificates, matching a key
 // to a leaf, reading SPIFFE URIs. No ASN.1 is written here; parsing is crypto.X509Certificate's.
 
-import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { isoUtc } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
@@ -27,7 +28,7 @@ export function parseCertificates(bundle: string, what = 'certificate chain'): X
   if (blocks.length === 0) throw new CertificateError(`${what}: no PEM certificate found`);
   return blocks.map((b, i) => {
     try {
-      return new X509Certificate(b);
+      return new (lazyBuiltin.crypto().X509Certificate)(b);
     } catch (err) {
       throw new CertificateError(`${what}: certificate ${i} does not parse: ${(err as Error).message}`);
     }
@@ -44,7 +45,7 @@ export function parseRootBundle(bundle: string, what = 'root bundle'): { pem: st
   const kept: string[] = [];
   for (const b of blocks) {
     try {
-      certs.push(new X509Certificate(b));
+      certs.push(new (lazyBuiltin.crypto().X509Certificate)(b));
       kept.push(b);
     } catch {
       // skipped below
@@ -56,7 +57,7 @@ export function parseRootBundle(bundle: string, what = 'root bundle'): { pem: st
 
 /** SubjectPublicKeyInfo DER of a key (private or public). */
 export function spkiDer(key: KeyObject): Buffer {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  const pub = key.type === 'private' ? lazyBuiltin.crypto().createPublicKey(key) : key;
   return pub.export({ type: 'spki', format: 'der' });
 }
 
@@ -82,7 +83,7 @@ export function uriSans(cert: X509Certificate): string[] {
 /** Parses a PEM private key (PKCS#1, PKCS#8 or SEC1); throws a CertificateError naming `what`. */
 export function parsePrivateKey(pem: string | Buffer, what = 'private key'): KeyObject {
   try {
-    return createPrivateKey(pem);
+    return lazyBuiltin.crypto().createPrivateKey(pem);
   } catch (err) {
     throw new CertificateError(`${what} does not parse: ${(err as Error).message}`);
   }

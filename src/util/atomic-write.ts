@@ -5,14 +5,15 @@
 // gRPC bootstraps) skip it with `durable: false`: nothing would read a stale copy after a reboot,
 // and on a disk-backed emptyDir an fsync can cost milliseconds on the way to Envoy's spawn.
 
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644, { durable = true }: { readonly durable?: boolean } = {}): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // unique enough among writers of one directory (the pid tells processes apart, the random part
+  // writes within one); not node:crypto's randomness, which costs ~8 ms to load before Envoy's spawn
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
   const fd = openSync(tmp, 'w', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;

@@ -15,7 +15,6 @@
 // total is bounded: a write that would take the store past `maxBytes` is skipped (logged once per
 // type).
 
-import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
@@ -24,6 +23,7 @@ import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import { forEachField, XdsField } from './wire.js';
 import { isoUtc } from '../util/time.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 const log = logger('xdsproxy');
 
@@ -55,7 +55,7 @@ interface Header {
   savedAt: string;
 }
 
-const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+const sha256 = (b: Uint8Array | string): string => lazyBuiltin.crypto().createHash('sha256').update(b).digest('hex');
 
 /** A response re-sent from the store gets a fresh nonce: a field written last wins in protobuf. */
 export function withNonce(payload: Buffer, nonce: string): Buffer {

@@ -7,7 +7,6 @@
 // ISTIO_META_TLS_CLIENT_ROOT_CERT, else (PILOT_CERT_PROVIDER=none: an error)
 // ./var/run/secrets/istio/root-cert.pem. Plaintext when controlPlaneAuthPolicy is NONE.
 
-import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
@@ -15,6 +14,7 @@ import { discoveryServerName } from '../config/istiod-address.js';
 import type { ClientCertificate } from '../grpc/client.js';
 import { grpcGoKeepalive, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { tlsRestrictions, type TlsRestrictions } from '../security/compliance-policy.js';
+import { lazyBuiltin } from '../util/builtin.js';
 
 export interface UpstreamOptions {
   readonly address: string;
@@ -86,7 +86,7 @@ export function clientCertificateFromFiles(files: { readonly key: string; readon
     try {
       const certChain = readFileSync(files.certChain);
       const privateKey = readFileSync(files.key);
-      if (Date.parse(new X509Certificate(certChain).validTo) <= now()) return undefined;
+      if (Date.parse(new (lazyBuiltin.crypto().X509Certificate)(certChain).validTo) <= now()) return undefined;
       return { privateKey, certChain };
     } catch {
       return undefined;

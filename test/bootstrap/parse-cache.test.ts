@@ -21,7 +21,7 @@ import { repoRoot } from '../support/paths.js';
 /** Saves `text`'s trees, writes and reads them as the cache file would, and revives them under `name`. */
 function roundTrip(text: string, name: string): ReturnType<typeof treesFromEntry> {
   const parsed = parseTemplate('build-time-name', text, istioBootstrapFuncs());
-  const json = stringifyParseCache({ [templateTextKey(text)]: saveTrees(parsed.parsedTrees(), 'build-time-name') });
+  const json = stringifyParseCache({ [templateTextKey(text)]: saveTrees(parsed.parsedTrees(), 'build-time-name', text) });
   return treesFromEntry(parseParseCache(json)[templateTextKey(text)], name, text);
 }
 
@@ -79,13 +79,16 @@ describe('template parse cache', () => {
     }
   });
 
-  it('entries of another version, of another shape or without the top-level tree are not used', () => {
+  it('entries of another version, of another text, of another shape or without the top-level tree are not used', () => {
     const text = '{{ .x }}';
-    const entry = saveTrees(parseTemplate('n', text, istioBootstrapFuncs()).parsedTrees(), 'n');
+    const entry = saveTrees(parseTemplate('n', text, istioBootstrapFuncs()).parsedTrees(), 'n', text);
     expect(treesFromEntry(entry, 'n', text)).toBeDefined();
     expect(treesFromEntry({ ...entry, version: entry.version + 1 }, 'n', text)).toBeUndefined();
-    expect(treesFromEntry({ version: entry.version, trees: [{ name: null, root: { type: 'text' } }] }, 'n', text)).toBeUndefined();
-    expect(treesFromEntry({ version: entry.version, trees: [{ name: 'other', root: entry.trees[0]!.root }] }, 'n', text)).toBeUndefined();
+    expect(treesFromEntry({ version: entry.version, text, trees: [{ name: null, root: { type: 'text' } }] }, 'n', text)).toBeUndefined();
+    expect(treesFromEntry({ version: entry.version, text, trees: [{ name: 'other', root: entry.trees[0]!.root }] }, 'n', text)).toBeUndefined();
+    // found under the same key (a hash collision, or a forged entry) but saved from another text
+    expect(treesFromEntry({ ...entry, text: '{{ .y }}' }, 'n', text)).toBeUndefined();
+    expect(treesFromEntry({ version: entry.version, trees: entry.trees }, 'n', text)).toBeUndefined();
     expect(treesFromEntry('garbage', 'n', text)).toBeUndefined();
     expect(treesFromEntry(undefined, 'n', text)).toBeUndefined();
     expect(() => parseParseCache('[1, 2]')).toThrow(/not a JSON object/);

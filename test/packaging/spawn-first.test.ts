@@ -1,7 +1,8 @@
 // Envoy's spawn waits only for what it needs: the configuration, the bootstrap and the sockets
-// Envoy connects to, bound (grpc/held-listener.ts). The servers behind those sockets, and the
-// Node built-ins they need (node:http2, node:http, node:https, node:tls, node:zlib), load after
-// the spawn, while Envoy starts: they cost tens of milliseconds in every pod start (bench
+// Envoy connects to, bound (grpc/held-listener.ts). The servers behind those sockets start after
+// the spawn, while Envoy starts, and the Node built-ins they need (node:http2, node:http,
+// node:https, node:tls, node:zlib, node:crypto) load then: they cost tens of milliseconds in
+// every pod start (bench
 // `startup`). Checked on the real agent, launched as in a pod, in a fresh working directory and
 // in one where a killed agent left its sockets behind (a container restart), where the check of
 // the old SDS socket must not load node:http2 either. A preload records which built-ins are
@@ -18,8 +19,8 @@ import { envoyStandInPath } from '../support/paths.js';
 import { freePort, killStarted, runAgent, tempDir } from '../support/processes.js';
 
 const pod = injectedProxy('hello.yaml.injected');
-/** Loaded by the servers; none of them is needed to spawn Envoy. */
-const AFTER_SPAWN = ['http2', 'http', 'https', 'tls', 'zlib', '_http_server', 'internal/http2/core'];
+/** Loaded by the servers and the certificate code; none of them is needed to spawn Envoy. */
+const AFTER_SPAWN = ['http2', 'http', 'https', 'tls', 'zlib', 'crypto', '_http_server', 'internal/http2/core'];
 
 let work: ReturnType<typeof tempDir>;
 beforeEach(() => {

@@ -3,19 +3,20 @@
 // template runs in V8's interpreter, before anything is optimised, and cost 6-8 ms on the way to
 // Envoy's spawn; reading its trees back from JSON is native JSON.parse plus a walk.
 //
-// Entries are keyed by the SHA-256 of the template text, so a template that differs in any byte (a
-// user's template, an edited file) is never served a stale tree: it is parsed as before. The
-// trees hold no template name or text (the runtime path may differ from the build's); they are
-// filled in on reading. Values JSON cannot carry (bigint, GoFloat, non-finite numbers, -0) are
+// Each entry holds the template text it was parsed from and is served only to that exact text, so
+// a template that differs in any byte (a user's template, an edited file) is never served a stale
+// tree: it is parsed as before. Entries are found by the text's length and FNV-1a hash, not a
+// SHA-256: node:crypto costs ~8 ms to load before Envoy's spawn, and the comparison, not the key,
+// is what guarantees the match. The trees hold no template name (the runtime path may differ
+// from the build's); it is filled in on reading. Values JSON cannot carry (bigint, GoFloat, non-finite numbers, -0) are
 // tagged. The writer is the build (scripts/bundle.mjs); a test checks that what is read back equals
 // a fresh parse.
 
-import { createHash } from 'node:crypto';
 import type { ListNode, Tree } from './ast.js';
 import { GoFloat } from './values.js';
 
 /** Bumped when the tree shape changes: entries of another version are ignored (parsed afresh). */
-export const PARSE_CACHE_VERSION = 1;
+export const PARSE_CACHE_VERSION = 2;
 
 interface SavedTree {
   /** null for the top-level template, whose name is the one it is parsed under. */
@@ -25,12 +26,19 @@ interface SavedTree {
 
 interface SavedEntry {
   readonly version: number;
+  /** The template text the trees were parsed from. */
+  readonly text: string;
   readonly trees: readonly SavedTree[];
 }
 
-/** Cache key of a template text. */
+/** Where a template text's entry is looked up: its length and 32-bit FNV-1a hash (UTF-16 units). */
 export function templateTextKey(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return `${text.length}-${(h >>> 0).toString(16)}`;
 }
 
 const TAG = '$pa';
@@ -72,9 +80,9 @@ function revive(value: unknown): unknown {
   return o;
 }
 
-/** The trees of one parse (parseTrees' result for `topName`), as a cache entry. */
-export function saveTrees(trees: ReadonlyMap<string, Tree>, topName: string): SavedEntry {
-  return { version: PARSE_CACHE_VERSION, trees: [...trees].map(([name, tree]) => ({ name: name === topName ? null : name, root: tree.root })) };
+/** The trees of one parse of `text` (parseTrees' result for `topName`), as a cache entry. */
+export function saveTrees(trees: ReadonlyMap<string, Tree>, topName: string, text: string): SavedEntry {
+  return { version: PARSE_CACHE_VERSION, text, trees: [...trees].map(([name, tree]) => ({ name: name === topName ? null : name, root: tree.root })) };
 }
 
 /** Serialises entries (text key -> entry) as the cache file's JSON. */
@@ -91,12 +99,12 @@ export function parseParseCache(json: string): Record<string, unknown> {
 
 /**
  * The trees of `text` parsed as `name` from a cache entry, or undefined when the entry is missing,
- * of another version or not shaped like one (the caller then parses).
+ * of another version, of another text or not shaped like one (the caller then parses).
  */
 export function treesFromEntry(entry: unknown, name: string, text: string): Map<string, Tree> | undefined {
   if (entry === null || typeof entry !== 'object') return undefined;
   const e = entry as Partial<SavedEntry>;
-  if (e.version !== PARSE_CACHE_VERSION || !Array.isArray(e.trees)) return undefined;
+  if (e.version !== PARSE_CACHE_VERSION || e.text !== text || !Array.isArray(e.trees)) return undefined;
   const trees = new Map<string, Tree>();
   for (const t of e.trees as unknown[]) {
     const saved = t as Partial<SavedTree> | null;

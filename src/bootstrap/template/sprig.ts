@@ -9,8 +9,8 @@
  * genPrivateKey, derivePassword, buildCustomCert, genCA*, genSelfSignedCert*,
  * genSignedCert*, encryptAES, decryptAES).
  */
-import { createHash, randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { posix as pathPosix } from 'node:path';
+import { lazyBuiltin } from '../../util/builtin.js';
 
 import { formatValue, quote as goQuote, sprint } from './fmt.js';
 import type { FuncMap, FuncSpec, ParamType } from './funcs.js';
@@ -426,7 +426,7 @@ function abbrevboth(left: number, right: number, s: string): string {
 function randomString(count: number, alphabet: string): string {
   if (count < 0) throw new Error(`count must be non-negative`);
   let out = '';
-  for (let i = 0; i < count; i++) out += alphabet[randomInt(alphabet.length)];
+  for (let i = 0; i < count; i++) out += alphabet[lazyBuiltin.crypto().randomInt(alphabet.length)];
   return out;
 }
 
@@ -1188,7 +1188,7 @@ export function sprigFuncs(options: SprigOptions = {}): FuncMap {
     shuffle: spec((s: string) => {
       const c = Array.from(s);
       for (let i = c.length - 1; i > 0; i--) {
-        const j = randomInt(i + 1);
+        const j = lazyBuiltin.crypto().randomInt(i + 1);
         [c[i], c[j]] = [c[j]!, c[i]!];
       }
       return c.join('');
@@ -1234,9 +1234,9 @@ export function sprigFuncs(options: SprigOptions = {}): FuncMap {
       'string',
     ]),
     plural: spec((one: string, many: string, count: number) => (count === 1 ? one : many), ['string', 'string', 'int']),
-    sha1sum: spec((s: string) => createHash('sha1').update(s, 'utf8').digest('hex'), ['string']),
-    sha256sum: spec((s: string) => createHash('sha256').update(s, 'utf8').digest('hex'), ['string']),
-    sha512sum: spec((s: string) => createHash('sha512').update(s, 'utf8').digest('hex'), ['string']),
+    sha1sum: spec((s: string) => lazyBuiltin.crypto().createHash('sha1').update(s, 'utf8').digest('hex'), ['string']),
+    sha256sum: spec((s: string) => lazyBuiltin.crypto().createHash('sha256').update(s, 'utf8').digest('hex'), ['string']),
+    sha512sum: spec((s: string) => lazyBuiltin.crypto().createHash('sha512').update(s, 'utf8').digest('hex'), ['string']),
     adler32sum: spec((s: string) => String(adler32(s)), ['string']),
     toString: spec(strval, ['any']),
 
@@ -1272,7 +1272,7 @@ export function sprigFuncs(options: SprigOptions = {}): FuncMap {
     ], 'any'),
     randInt: spec((min: number, max: number) => {
       if (max - min <= 0) throw new Error('invalid argument to Intn');
-      return min + randomInt(max - min);
+      return min + lazyBuiltin.crypto().randomInt(max - min);
     }, ['int', 'int']),
     add1f: spec((i: unknown) => decOp(i, [1], '+'), ['any']),
     addf: spec((...i: unknown[]) => decOp(0, i, '+'), [], 'any'),
@@ -1455,8 +1455,8 @@ export function sprigFuncs(options: SprigOptions = {}): FuncMap {
     }, ['any']),
 
     // misc
-    randBytes: spec((n: number) => randomBytes(n).toString('base64'), ['int']),
-    uuidv4: spec(() => randomUUID(), []),
+    randBytes: spec((n: number) => lazyBuiltin.crypto().randomBytes(n).toString('base64'), ['int']),
+    uuidv4: spec(() => lazyBuiltin.crypto().randomUUID(), []),
   };
   for (const name of unsupported) {
     m[name] = {
