@@ -11,7 +11,7 @@ import type tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
-import { Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
+import { H2Error, Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 import { ipFamily } from '../util/ip.js';
 import { lazyBuiltin } from '../util/builtin.js';
 
@@ -176,7 +176,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
     const said = debug && debug.length > 0 ? `: ${debug.toString('utf8', 0, Math.min(debug.length, 256))}` : '';
     transportFailure ??= `${peer} sent GOAWAY (HTTP/2 code ${code}${said})`;
     // the server's ping policy refused our keepalive (gRPC's "too_many_pings"): ping less
-    if (code === lazyBuiltin.http2().constants.NGHTTP2_ENHANCE_YOUR_CALM && said === ': too_many_pings') opts.onTooManyPings?.();
+    if (code === H2Error.ENHANCE_YOUR_CALM && said === ': too_many_pings') opts.onTooManyPings?.();
   });
 
   const headers: http2.OutgoingHttpHeaders = {
@@ -194,7 +194,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
-        whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
+        whileOpen(stream, () => stream.close(H2Error.CANCEL));
         end({ code: Status.DEADLINE_EXCEEDED, details: `no answer from ${peer} within ${opts.timeoutMs} ms` });
       }, opts.timeoutMs),
     );
@@ -202,7 +202,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   if (opts.signal) {
     const signal = opts.signal;
     const onAbort = (): void => {
-      whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
+      whileOpen(stream, () => stream.close(H2Error.CANCEL));
       end({ code: Status.CANCELLED, details: 'call cancelled' });
     };
     if (signal.aborted) queueMicrotask(onAbort);
@@ -234,7 +234,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       return end({ code: Status.UNAVAILABLE, details: transportFailure ?? streamFailure ?? `connection to ${peer} closed` });
     }
     const rst = stream.rstCode;
-    if (rst !== undefined && rst !== lazyBuiltin.http2().constants.NGHTTP2_NO_ERROR) {
+    if (rst !== undefined && rst !== H2Error.NO_ERROR) {
       return end({ code: statusFromReset(rst), details: streamFailure ?? `stream reset by ${peer} (HTTP/2 code ${rst})` });
     }
     end({ code: Status.INTERNAL, details: streamFailure ?? `${peer} ended the stream without a gRPC status` });
@@ -254,7 +254,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       if (ended) return;
       ended = true;
       for (const timer of timers) clearTimeout(timer);
-      whileOpen(stream, () => stream.close(lazyBuiltin.http2().constants.NGHTTP2_CANCEL));
+      whileOpen(stream, () => stream.close(H2Error.CANCEL));
       session.destroy();
     },
   };

@@ -6,7 +6,7 @@ import type http2 from 'node:http2';
 import { frameHeader, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { ISTIO_KEEPALIVE, keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
-import { encodeGrpcMessage, Status, type GrpcStatus } from './status.js';
+import { encodeGrpcMessage, H2Error, Status, type GrpcStatus } from './status.js';
 import { HeldListener, type UnixListenerOptions } from './held-listener.js';
 import { WITHOUT_NODE_DATE } from '../util/time.js';
 import { lazyBuiltin } from '../util/builtin.js';
@@ -66,7 +66,7 @@ export class ServerStream {
           this.gone('error', reason);
           this.finish();
           // RST_STREAM after the status: the client must stop sending the rest
-          whileOpen(s, () => s.close(lazyBuiltin.http2().constants.NGHTTP2_NO_ERROR));
+          whileOpen(s, () => s.close(H2Error.NO_ERROR));
           return;
         }
         whole.messageStart(length, compressed);
@@ -151,7 +151,7 @@ export class ServerStream {
   reset(): void {
     if (this.finished) return;
     this.finished = true;
-    whileOpen(this.stream, () => this.stream.close(lazyBuiltin.http2().constants.NGHTTP2_INTERNAL_ERROR));
+    whileOpen(this.stream, () => this.stream.close(H2Error.INTERNAL_ERROR));
   }
 
   private sendHeaders(): void {

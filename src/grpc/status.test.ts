@@ -1,9 +1,16 @@
-// The HTTP/2 reset codes statusFromReset maps are written out (the module loads before
-// node:http2 does); they must be the codes node:http2 (nghttp2) reports.
+// The HTTP/2 error codes the agent uses are written out (grpc/status.ts loads before node:http2
+// does); they must be the codes node:http2 (nghttp2) sends and reports.
 
 import http2 from 'node:http2';
 import { describe, expect, it } from 'vitest';
-import { Status, statusFromReset } from './status.js';
+import { H2Error, Status, statusFromReset } from './status.js';
+
+describe('H2Error', () => {
+  it("equals node:http2's constant of the same name, every one", () => {
+    const c = http2.constants as unknown as Record<string, number>;
+    for (const [name, code] of Object.entries(H2Error)) expect(code, name).toBe(c[`NGHTTP2_${name}`]);
+  });
+});
 
 describe('statusFromReset', () => {
   it("maps node:http2's reset codes as gRPC's PROTOCOL-HTTP2 says, anything else to INTERNAL", () => {

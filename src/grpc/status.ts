@@ -59,25 +59,29 @@ export function statusFromHttp(httpStatus: number): number {
 }
 
 /**
- * HTTP/2 error codes (RFC 9113 section 7) that map to their own gRPC status. Written out rather
- * than read from node:http2's constants: this module is loaded before Envoy's spawn (the CA
- * client's statuses), node:http2 is not.
+ * HTTP/2 error codes (RFC 9113 section 7) the agent sends and reads, the one table of them.
+ * Written out rather than read from node:http2's constants: this module is loaded before Envoy's
+ * spawn (the CA client's statuses), node:http2 is not. status.test.ts holds them to node:http2's.
  */
-const H2_REFUSED_STREAM = 0x7;
-const H2_CANCEL = 0x8;
-const H2_ENHANCE_YOUR_CALM = 0xb;
-const H2_INADEQUATE_SECURITY = 0xc;
+export const H2Error = {
+  NO_ERROR: 0x0,
+  INTERNAL_ERROR: 0x2,
+  REFUSED_STREAM: 0x7,
+  CANCEL: 0x8,
+  ENHANCE_YOUR_CALM: 0xb,
+  INADEQUATE_SECURITY: 0xc,
+} as const;
 
 /** The gRPC status of a stream reset with an HTTP/2 error code (gRPC's PROTOCOL-HTTP2 rules). */
 export function statusFromReset(rstCode: number | undefined): number {
   switch (rstCode) {
-    case H2_CANCEL:
+    case H2Error.CANCEL:
       return Status.CANCELLED;
-    case H2_REFUSED_STREAM:
+    case H2Error.REFUSED_STREAM:
       return Status.UNAVAILABLE;
-    case H2_ENHANCE_YOUR_CALM:
+    case H2Error.ENHANCE_YOUR_CALM:
       return Status.RESOURCE_EXHAUSTED;
-    case H2_INADEQUATE_SECURITY:
+    case H2Error.INADEQUATE_SECURITY:
       return Status.PERMISSION_DENIED;
     default:
       return Status.INTERNAL;

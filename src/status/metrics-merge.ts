@@ -23,7 +23,6 @@
 
 import type http from 'node:http';
 import type { Writable } from 'node:stream';
-
 import type { Registry } from 'prom-client';
 import { logger } from '../util/logger.js';
 import {
@@ -378,7 +377,8 @@ export class MetricsMerger {
       if (gzip) {
         res.setHeader('Content-Encoding', 'gzip');
         res.setHeader('Vary', 'Accept-Encoding');
-        const z = lazyBuiltin.zlib().createGzip({ level: lazyBuiltin.zlib().constants.Z_BEST_SPEED });
+        const zlib = lazyBuiltin.zlib();
+        const z = zlib.createGzip({ level: zlib.constants.Z_BEST_SPEED });
         z.on('error', () => res.destroy());
         // a client that goes away must end the compressor too, or writes into it would wait forever
         res.on('close', () => {
