@@ -3,6 +3,9 @@
 // same client connected straight to the upstream, in the same run; the agent's CPU time and peak
 // RSS per size; and the agent's idle RSS with one client connected.
 // The upstream replays pre-encoded responses (bench/xds-replay-server.ts), so transport is timed.
+// A third path goes through a Node byte relay (bench/byte-relay.ts) on a unix socket: the floor of
+// any Node process in the path on this machine, so that the agent's ratio can be read against
+// what is its own (`<size>_over_floor`) and what any relay would pay (`<size>_floor_ratio`).
 
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +30,8 @@ const identity = (b: Buffer): Buffer => b;
 const SMALL_PUSH_BYTES = 1024 * 1024;
 const SMALL_PUSH_SAMPLE_FACTOR = 6;
 const CLK_TCK = 100;
+/** Every order of the three paths (direct, via the agent, via the byte relay), taken in turn. */
+const ORDERS: readonly (readonly number[])[] = [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]];
 
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -74,6 +79,7 @@ export const xdsBench: Bench = async ({ runs }) => {
   const dir = mkdtempSync(join(tmpdir(), 'pa-bench-xds-'));
   const replay = spawnTracked('replay server', process.execPath, [fileURLToPath(new URL('./xds-replay-server.js', import.meta.url)), ...SIZES.map(([, s]) => String(s))], { echoStderr: true });
   let agent: ProxylessAgent | undefined;
+  let relay: ReturnType<typeof spawnTracked> | undefined;
   try {
     const m = await waitForLine(replay, /listening on (\d+) sizes (\S+)/, 120_000);
     const upstream = `127.0.0.1:${m[1]}`;
@@ -85,6 +91,9 @@ export const xdsBench: Bench = async ({ runs }) => {
     agent = await startProxylessAgent({ dir, discoveryAddress: upstream, logLevels: 'default:warn,xdsproxy:warn', env: { FILE_MOUNTED_CERTS: 'true' } });
     const socket = agent.socketPath;
     const pid = agent.pid;
+    const relaySocket = join(dir, 'relay.sock');
+    relay = spawnTracked('byte relay', process.execPath, [fileURLToPath(new URL('./byte-relay.js', import.meta.url)), relaySocket, upstream], { echoStderr: true });
+    await waitForLine(relay, /^relaying on /);
 
     const rows: [string, string][] = [];
     const figures: Record<string, number> = {};
@@ -92,8 +101,10 @@ export const xdsBench: Bench = async ({ runs }) => {
     for (const protocol of [SOTW, DELTA]) {
       const direct = new RawStream(upstream, protocol);
       const via = new RawStream(`unix:${socket}`, protocol);
+      const floor = new RawStream(`unix:${relaySocket}`, protocol);
       await direct.push(SIZES[0]![1]);
       await via.push(SIZES[0]![1]);
+      await floor.push(SIZES[0]![1]);
       if (protocol === SOTW) {
         await sleep(2000);
         idle = rssMiB(pid);
@@ -104,32 +115,41 @@ export const xdsBench: Bench = async ({ runs }) => {
         // path and protocol happen to go first
         await direct.push(size);
         await via.push(size);
+        await floor.push(size);
         const d: number[] = [];
         const v: number[] = [];
+        const f: number[] = [];
         const cpu0 = cpuSeconds(pid);
         // small pushes take a few ms, where one scheduling hiccup on a shared 2-core machine moves
         // a 7-sample median by 20-40%: they get more samples (cheap), large ones keep n
         const samples = size <= SMALL_PUSH_BYTES ? n * SMALL_PUSH_SAMPLE_FACTOR : n;
+        const paths: [RawStream, number[]][] = [[direct, d], [via, v], [floor, f]];
         for (let i = 0; i < samples; i++) {
-          // each path goes first half the time: what one push leaves behind (a collection, buffers
-          // to release in the shared client and server) falls on both alike
-          const paths: [RawStream, number[]][] = [[direct, d], [via, v]];
-          if (i % 2 === 1) paths.reverse();
-          for (const [stream, times] of paths) times.push(await stream.push(size));
+          // the paths take turns in every order: what one push leaves behind (a collection, buffers
+          // to release in the shared client and server) falls on each path after each other alike
+          for (const p of ORDERS[i % ORDERS.length]!) {
+            const [stream, into] = paths[p]!;
+            into.push(await stream.push(size));
+          }
         }
         const cpuPerPush = ((cpuSeconds(pid) - cpu0) / samples) * 1000;
         const ratio = median(v) / median(d);
+        const floorRatio = median(f) / median(d);
         const peak = peakRssMiB(pid);
         const key = `${protocol.kind}_${label}`;
         figures[`${key}_ratio`] = round(ratio);
         figures[`${key}_direct_ms`] = round(median(d));
         figures[`${key}_agent_ms`] = round(median(v));
+        figures[`${key}_floor_ms`] = round(median(f));
+        figures[`${key}_floor_ratio`] = round(floorRatio);
+        figures[`${key}_over_floor`] = round(median(v) / median(f));
         figures[`${key}_agent_cpu_ms`] = round(cpuPerPush);
         figures[`${key}_agent_peak_rss_mb`] = round(peak, 1);
-        rows.push([`${protocol.kind} ${label} (${(actualBytes.get(size)! / 1048576).toFixed(2)} MiB)`, `direct ${median(d).toFixed(1)} ms, via agent ${median(v).toFixed(1)} ms, ratio ${ratio.toFixed(2)}, agent CPU ${cpuPerPush.toFixed(0)} ms/push, agent peak RSS ${peak.toFixed(0)} MiB`]);
+        rows.push([`${protocol.kind} ${label} (${(actualBytes.get(size)! / 1048576).toFixed(2)} MiB)`, `direct ${median(d).toFixed(1)} ms, via agent ${median(v).toFixed(1)} ms, ratio ${ratio.toFixed(2)} (byte relay ${median(f).toFixed(1)} ms, ${floorRatio.toFixed(2)}), agent CPU ${cpuPerPush.toFixed(0)} ms/push, agent peak RSS ${peak.toFixed(0)} MiB`]);
       }
       direct.close();
       via.close();
+      floor.close();
     }
     const largest = Math.max(...actualBytes.values()) / 1048576;
     const growth = (peakRssMiB(pid) - idle) / largest;
@@ -141,6 +161,7 @@ export const xdsBench: Bench = async ({ runs }) => {
     return { rows, figures };
   } finally {
     await agent?.stop({ signal: 'SIGKILL' });
+    await relay?.stop({ signal: 'SIGKILL' });
     await replay.stop({ signal: 'SIGKILL' });
     rmSync(dir, { recursive: true, force: true });
   }
