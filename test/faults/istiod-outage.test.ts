@@ -109,6 +109,8 @@ async function expectHolds(s: Sidecar, v: number, n: number, timeout = 60_000): 
 }
 
 async function workloadCert(s: Sidecar): Promise<string | undefined> {
+  // a dead agent (and with it Envoy's admin port) is reported with its output, not as ECONNREFUSED
+  expectRunning(agent!);
   const view = await standIn<SecretsView>(s, '/standin/secrets');
   return view.secrets.find((x) => x.name === 'default')?.certChainPem;
 }

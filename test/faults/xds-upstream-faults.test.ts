@@ -14,6 +14,7 @@ import { openSotw, startControlPlane, type ControlPlane } from '../control-plane
 import { frameHeader } from '../../src/grpc/frames.js';
 import { SOTW } from '../../src/xds/protocol.js';
 import { XdsProxy, type XdsProxyOptions } from '../../src/xds/xds-proxy.js';
+import { freePort } from '../support/processes.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 
@@ -92,10 +93,7 @@ describe('upstream dials', () => {
 
   it("delivers requests sent while the dial waits, once istiod is back, and resets the backoff", { timeout: 30_000 }, async () => {
     // istiod down: a port nothing listens on, then a control plane on it
-    const placeholder = net.createServer();
-    await new Promise<void>((resolve) => placeholder.listen(0, '127.0.0.1', resolve));
-    const port = (placeholder.address() as AddressInfo).port;
-    await new Promise((r) => placeholder.close(r));
+    const port = await freePort();
     const socketPath = await startProxy(`127.0.0.1:${port}`, { dialBackoff: { initialMs: 400, randomization: 0 } });
     const target = { address: `unix:${socketPath}`, tls: false as const };
     const refused = openSotw(target);

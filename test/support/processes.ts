@@ -10,7 +10,35 @@ import { repoRoot } from './paths.js';
 
 export const agentBin = join(repoRoot, 'bin', 'pilot-agent.js');
 
-export async function freePort(): Promise<number> {
+/**
+ * Where freePort() looks: from 20000 (clear of Istio's 150xx ports, which some tests leave at their
+ * defaults) up to the kernel's ephemeral range. A port from `listen(0)` is ephemeral, and once it is
+ * released any outgoing connection on the machine may take it as its local port before the server
+ * meant for it binds (the likely cause of a CI failure: the Envoy stand-in's admin port, from
+ * freePort(), refused connections for the whole minute a test waited). Below the ephemeral range only another freePort() can pick the same
+ * number, and this process never hands one out twice.
+ */
+const PORTS_FROM = 20000;
+const handedOut = new Set<number>();
+
+function ephemeralRangeStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    return 32768; // Linux's default
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** The kernel's choice, for a machine whose ephemeral range leaves no room below it. */
+function kernelPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -19,6 +47,19 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
     });
   });
+}
+
+/** A loopback port that is free now, for a server a test configures by number before it starts. */
+export async function freePort(): Promise<number> {
+  const to = ephemeralRangeStart();
+  if (!(to - PORTS_FROM >= 1000)) return kernelPort();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = PORTS_FROM + Math.floor(Math.random() * (to - PORTS_FROM));
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free loopback port found in ${PORTS_FROM}-${to - 1} after 100 tries`);
 }
 
 export function tempDir(prefix: string): { path: string; cleanup: () => void } {
