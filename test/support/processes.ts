@@ -15,8 +15,8 @@ export const agentBin = join(repoRoot, 'bin', 'pilot-agent.js');
  * defaults) up to the kernel's ephemeral range. A port from `listen(0)` is ephemeral, and once it is
  * released any outgoing connection on the machine may take it as its local port before the server
  * meant for it binds (the likely cause of a CI failure: the Envoy stand-in's admin port, from
- * freePort(), refused connections for the whole minute a test waited). Below the ephemeral range only another freePort() can pick the same
- * number, and this process never hands one out twice.
+ * freePort(), refused connections for the whole minute a test waited). Below the ephemeral range
+ * only another freePort() can pick the same number, and this process never hands one out twice.
  */
 const PORTS_FROM = 20000;
 const handedOut = new Set<number>();
