@@ -43,6 +43,8 @@ export class ServerStream {
     /** The full method path, e.g. /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources. */
     readonly method: string,
     private readonly maxRequestBytes: number = DEFAULT_MAX_REQUEST_BYTES,
+    /** Where a handler's failure on one request is reported (the stream ends; the process goes on). */
+    private readonly report?: (message: string) => void,
   ) {}
 
   /** Starts delivering the client's requests and stream events. */
@@ -52,7 +54,7 @@ export class ServerStream {
     let refused = false;
     const whole = wholeMessages((message, compressed) => {
       if (compressed) this.gone('error', 'the client sent a compressed request; compression is not negotiated here');
-      else if (!this.finished && !this.clientGone) handlers.onRequest(message);
+      else if (!this.finished && !this.clientGone) this.deliver(handlers, message);
     });
     const deframer = new GrpcDeframer({
       messageStart: (length, compressed) => {
@@ -85,6 +87,25 @@ export class ServerStream {
     s.on('aborted', () => this.gone('cancel', 'the client cancelled the stream'));
     s.on('error', (err: Error) => this.gone('error', err.message));
     s.on('close', () => this.gone('cancel', 'stream closed'));
+  }
+
+  /**
+   * Hands a request to the handler. A handler that throws (a request no check foresaw) ends this
+   * stream with INTERNAL, as acceptGrpcStream does for a handler failing at the start: one client's
+   * input must not reach the process's last-resort handler, which stops Envoy with the agent.
+   */
+  private deliver(handlers: ServerStreamHandlers, message: Buffer): void {
+    try {
+      handlers.onRequest(message);
+    } catch (err) {
+      const reason = `handling a ${message.length}-byte request on ${this.method} failed: ${(err as Error).message}`;
+      this.report?.(`${reason}\n${(err as Error).stack ?? ''}`);
+      // the status is set before the handler hears of the end, so that however it ends the
+      // stream, the client is told why
+      this.pendingStatus = { code: Status.INTERNAL, details: reason };
+      this.gone('error', reason);
+      this.finish();
+    }
   }
 
   /** Reports the client's end once; the server side may still finish (e.g. answer a half-close). */
@@ -173,6 +194,8 @@ export interface GrpcUnixServerOptions extends UnixListenerOptions {
   readonly keepalive?: KeepaliveOptions;
   /** Streams one client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; default Node's, unbounded). */
   readonly maxConcurrentStreams?: number;
+  /** Where a handler failing on one stream is reported, with its stack (default `log`). */
+  readonly logError?: (message: string) => void;
 }
 
 /** Serves a set of methods, each a handler of streams, on a unix socket. */
@@ -232,8 +255,9 @@ export function acceptGrpcStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
   methods: ReadonlyMap<string, (stream: ServerStream) => void>,
-  options: Pick<GrpcUnixServerOptions, 'name' | 'log' | 'maxRequestBytes'>,
+  options: Pick<GrpcUnixServerOptions, 'name' | 'log' | 'logError' | 'maxRequestBytes'>,
 ): void {
+  const logError = options.logError ?? options.log;
   stream.on('error', () => undefined);
   const reject = (code: number, message: string): void =>
     whileOpen(stream, () => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) }, { endStream: true, ...WITHOUT_NODE_DATE }));
@@ -247,12 +271,12 @@ export function acceptGrpcStream(
   if (!handler) return reject(Status.UNIMPLEMENTED, `unknown method ${path}: this socket serves ${[...methods.keys()].join(', ')}`);
   const encoding = headers['grpc-encoding'];
   if (encoding !== undefined && encoding !== 'identity') return reject(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
-  const call = new ServerStream(stream, path, options.maxRequestBytes);
+  const call = new ServerStream(stream, path, options.maxRequestBytes, logError && ((m) => logError(`${options.name} stream: ${m}`)));
   try {
     handler(call);
   } catch (err) {
     // one client's stream failing must not reach the process's last-resort handler
-    options.log?.(`${options.name} stream ${path} failed: ${(err as Error).stack ?? String(err)}`);
+    logError?.(`${options.name} stream ${path} failed: ${(err as Error).stack ?? String(err)}`);
     call.finish({ code: Status.INTERNAL, details: (err as Error).message });
   }
 }

@@ -116,7 +116,7 @@ export class SdsServer {
         [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
         [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
       ]),
-      { name: 'SDS', log: (m) => log.info(m) },
+      { name: 'SDS', log: (m) => log.info(m), logError: (m) => log.error(m) },
     );
     await server.start(this.options.listener);
     this.server = server;

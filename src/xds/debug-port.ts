@@ -165,7 +165,7 @@ export class XdsDebugPort {
           [SOTW.method, (call: ServerStream) => this.grpcTap(call)],
           [DELTA.method, (call: ServerStream) => call.finish({ code: Status.UNKNOWN, details: 'not implemented' })],
         ]),
-        { name: 'xDS debug', log: (m) => log.warn(m) },
+        { name: 'xDS debug', log: (m) => log.warn(m), logError: (m) => log.error(m) },
       );
       return;
     }
@@ -224,10 +224,18 @@ export class XdsDebugPort {
       onRequest: (msg) => {
         if (asked) return;
         asked = true;
-        const { typeUrl } = summarizeSotwRequest(msg);
-        if (!typeUrl.startsWith(`${DEBUG_TYPE}/`)) return call.finish();
+        let typeUrl: string;
         const resourceNames: string[] = [];
-        scan(msg, (_f, s, e) => resourceNames.push(Buffer.from(msg.subarray(s, e)).toString('utf8')), new Set([XdsField.DiscoveryRequest.resource_names]));
+        try {
+          typeUrl = summarizeSotwRequest(msg).typeUrl;
+          scan(msg, (_f, s, e) => resourceNames.push(Buffer.from(msg.subarray(s, e)).toString('utf8')), new Set([XdsField.DiscoveryRequest.resource_names]));
+        } catch (err) {
+          // as grpc-go answers a request that does not unmarshal; the port and the agent go on
+          const details = `grpc: failed to unmarshal the received message: ${(err as Error).message}`;
+          log.warn(`xDS debug port: ${details}`);
+          return call.finish({ code: Status.INTERNAL, details });
+        }
+        if (!typeUrl.startsWith(`${DEBUG_TYPE}/`)) return call.finish();
         this.options.proxy.tapRequest({ typeUrl, resourceNames, sotwRequest: msg }, GRPC_TAP_TIMEOUT_MS).then(
           (result) => {
             if (!result) return call.finish({ code: Status.INTERNAL, details: `timed out waiting for Istiod to respond to ${goQuoteJson(typeUrl)}` });

@@ -33,7 +33,7 @@ import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { Backoff, type BackoffOptions } from '../util/backoff.js';
 import { openUpstream } from './upstream.js';
 import type { UpstreamOptions } from './upstream-options.js';
-import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, type ResponseSummary } from './wire.js';
+import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, type RequestSummary, type ResponseSummary } from './wire.js';
 import type { LastKnownGood, LkgSpool } from './last-known-good.js';
 import { AckRecorder, CacheResponder } from './lkg-session.js';
 import { isoUtc } from '../util/time.js';
@@ -273,18 +273,39 @@ class ProxyConnection implements FrameSink {
   // Envoy -> istiod
   private onDownstreamRequest(msg: Buffer): void {
     if (this.closed) return;
-    if (this.cache) return this.answerFromCache(msg);
+    // checked on arrival, so that what waits for the dial or is replayed later is known to parse
+    const req = this.summarize(msg);
+    if (!req) return;
+    if (this.cache) return this.answerFromCache(msg, req);
     if (!this.upstream) {
       // the dial is waiting: keep this one, and let HTTP/2 flow control hold the rest in Envoy
       this.waitingRequests.push(msg);
       this.downstream.pause();
       return;
     }
-    this.forwardRequest(msg);
+    this.forwardRequest(msg, req);
   }
 
-  private forwardRequest(msg: Buffer): void {
-    const req = this.protocol.summarizeRequest(msg);
+  /**
+   * A request's summary. One that does not parse (from a broken or hostile client: the socket is
+   * open to every process in the pod) ends its connection the way grpc-go ends Istio's, INTERNAL
+   * "grpc: failed to unmarshal the received message", counted and logged as an unexpected
+   * downstream end; the agent and its other connections go on.
+   */
+  private summarize(msg: Buffer): RequestSummary | undefined {
+    try {
+      return this.protocol.summarizeRequest(msg);
+    } catch (err) {
+      const details = `grpc: failed to unmarshal the received message: ${(err as Error).message}`;
+      metrics.envoyConnectionTerminations.inc({ type: TerminationType.error });
+      log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${details} (${msg.length}-byte ${this.protocol.kind} request)`);
+      this.close({ code: Status.INTERNAL, details });
+      return undefined;
+    }
+  }
+
+  private forwardRequest(msg: Buffer, req: RequestSummary = this.protocol.summarizeRequest(msg)): void {
+    if (this.closed) return;
     metrics.xdsProxyRequests.inc();
     recordRecvSize(msg.length);
     this.proxy.noteRequest(req.typeUrl, req.isNack);
@@ -545,10 +566,9 @@ class ProxyConnection implements FrameSink {
     return true;
   }
 
-  private answerFromCache(msg: Buffer): void {
+  private answerFromCache(msg: Buffer, req: RequestSummary = this.protocol.summarizeRequest(msg)): void {
     const cache = this.cache;
     if (!cache || this.closed) return;
-    const req = this.protocol.summarizeRequest(msg);
     this.proxy.noteRequest(req.typeUrl, req.isNack);
     for (const a of cache.answer(req, msg)) {
       const { resourceCount } = this.protocol.summarizeResponse(a.message);
@@ -768,6 +788,7 @@ export class XdsProxy {
       {
         name: 'xDS',
         log: (m) => log.info(m),
+        logError: (m) => log.error(m),
         ...(this.options.maxRequestBytes !== undefined ? { maxRequestBytes: this.options.maxRequestBytes } : {}),
         ...(this.options.serverKeepalive ? { keepalive: this.options.serverKeepalive } : {}),
         ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}),

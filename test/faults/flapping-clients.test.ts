@@ -7,8 +7,8 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openDelta, openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { killStarted, tempDir, type RunningProcess } from '../support/processes.js';
-import { expectRunning, startProxylessAgent, xdsSocketOf } from './support.js';
+import { tempDir, type RunningProcess } from '../support/processes.js';
+import { expectRunning, expectSotwPush, startProxylessAgent, stopSuite, xdsSocketOf } from './support.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const ADS_SOTW = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
@@ -41,26 +41,12 @@ describe.each([
     cp.setResources(CDS, [{ json: { '@type': CDS, name: 'c1', type: 'STATIC', connect_timeout: '1s' } }], { replace: true });
     agent = await startProxylessAgent({ root: work.path, discoveryAddress: cp.address, ...(plaintext ? {} : { rootCertPem: cp.rootCertPem, token: TOKEN }) });
   });
-  afterAll(async () => {
-    agent?.child.kill('SIGTERM');
-    await agent?.exited;
-    killStarted();
-    await cp?.close();
-    work?.cleanup();
-  });
+  afterAll(() => stopSuite(agent, cp, work));
 
   /** The agent is alive and serves a fresh client (which replaces whatever was left). */
   async function expectServing(): Promise<void> {
     expectRunning(agent);
-    const client = openSotw({ address: `unix:${xdsSocketOf(work.path)}`, tls: false });
-    try {
-      client.request({ type_url: CDS });
-      const res = await client.next(20_000);
-      expect(res.typeUrl).toBe(CDS);
-      expect(res.resources).toHaveLength(1);
-    } finally {
-      client.close();
-    }
+    await expectSotwPush(work.path, CDS, 1);
     await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0), { timeout: 10_000 });
     expectRunning(agent);
   }

@@ -5,8 +5,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, vi } from 'vitest';
+import { openSotw } from '../control-plane/index.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
-import { runAgent, type RunningProcess } from '../support/processes.js';
+import { killStarted, runAgent, type RunningProcess } from '../support/processes.js';
 
 export interface ProxylessAgentOptions {
   readonly root: string;
@@ -49,6 +50,28 @@ export async function startProxylessAgent(o: ProxylessAgentOptions): Promise<Run
 }
 
 export const xdsSocketOf = (root: string): string => join(root, 'etc/istio/proxy/XDS');
+
+/** A fresh SotW client on the agent's XDS socket asks for `typeUrl` and gets `count` resources. */
+export async function expectSotwPush(root: string, typeUrl: string, count: number): Promise<void> {
+  const client = openSotw({ address: `unix:${xdsSocketOf(root)}`, tls: false });
+  try {
+    client.request({ type_url: typeUrl });
+    const res = await client.next(20_000);
+    expect(res.typeUrl).toBe(typeUrl);
+    expect(res.resources).toHaveLength(count);
+  } finally {
+    client.close();
+  }
+}
+
+/** After a suite: the agent stopped as a pod stops it, then what else it started, the control plane, the scratch root. */
+export async function stopSuite(agent: RunningProcess | undefined, cp: { close(): Promise<void> } | undefined, work: { cleanup(): void } | undefined): Promise<void> {
+  agent?.child.kill('SIGTERM');
+  await agent?.exited;
+  killStarted();
+  await cp?.close();
+  work?.cleanup();
+}
 
 /** Fails with the agent's output when it is no longer running. */
 export function expectRunning(agent: RunningProcess): void {

@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import protobuf from 'protobufjs/minimal.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { openDelta, openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
+import { openDelta, openSotw, resourceNames, startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { repoRoot } from '../support/paths.js';
 import { SOTW } from '../../src/xds/protocol.js';
 import { registry } from '../../src/metrics/registry.js';
 import { XdsProxy, type AgentTypeHandler } from '../../src/xds/xds-proxy.js';
+import { XdsDebugPort } from '../../src/xds/debug-port.js';
 import type { UpstreamOptions } from '../../src/xds/upstream-options.js';
 
 const controlPlaneMain = join(repoRoot, 'dist-test/test/control-plane/main.js');
@@ -356,6 +357,98 @@ describe('xDS proxy (Delta)', () => {
       expect(nack.errorDetail?.message).toBe('table rejected');
     } finally {
       client.close();
+    }
+  });
+});
+
+describe('xDS proxy: requests that do not parse', () => {
+  const identity = (b: Buffer): Buffer => b;
+  /** One raw request on a stream of `method`; resolves with the status the stream ends with. */
+  function rawRequest(address: string, method: string, bytes: Buffer): Promise<grpc.StatusObject> {
+    const client = new grpc.Client(address, grpc.credentials.createInsecure());
+    const call = client.makeBidiStreamRequest(method, identity, identity);
+    call.on('data', () => undefined);
+    call.on('error', () => undefined);
+    call.write(bytes);
+    return new Promise((resolve) => call.on('status', (st: grpc.StatusObject) => {
+      client.close();
+      resolve(st);
+    }));
+  }
+  // field 1 with wire type 6, which protobuf does not have; and a length running past the end
+  const MALFORMED: [string, Buffer][] = [
+    ['wire type 6', Buffer.from([0x0e, 0x01, 0x02])],
+    ['truncated length', Buffer.from([0x0a, 0x7f, 0x61])],
+  ];
+
+  /** The names in the first CDS push a new, well-formed client gets. */
+  async function firstPushNames(protocol: 'SotW' | 'Delta', target: { address: string; tls: false }): Promise<string[]> {
+    if (protocol === 'SotW') {
+      const client = openSotw(target);
+      try {
+        client.request({ type_url: CDS });
+        return resourceNames(await client.next());
+      } finally {
+        client.close();
+      }
+    }
+    const client = openDelta(target);
+    try {
+      client.request({ type_url: CDS });
+      return (await client.next()).resources.map((r) => r.name);
+    } finally {
+      client.close();
+    }
+  }
+
+  for (const [protocol, method] of [
+    ['SotW', '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources'],
+    ['Delta', '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources'],
+  ] as const) {
+    it(`${protocol}: ends that stream with INTERNAL "failed to unmarshal", counts it, and serves the next client`, async () => {
+      const { target } = await startProxy();
+      cp.setResources(CDS, [cluster('after-bad-request')], { replace: true });
+      for (const [label, bytes] of MALFORMED) {
+        const before = await counter('istio_agent_envoy_connection_terminations');
+        const st = await rawRequest(target.address, method, bytes);
+        expect(st.code, label).toBe(grpc.status.INTERNAL);
+        expect(st.details, label).toMatch(/^grpc: failed to unmarshal the received message: ./);
+        expect(await counter('istio_agent_envoy_connection_terminations'), label).toBe(before + 1);
+      }
+      // the agent is unharmed: a well-formed client on the same socket gets its push
+      expect(await firstPushNames(protocol, target)).toEqual(['after-bad-request']);
+    });
+  }
+
+  it("the debug port's gRPC tap answers INTERNAL \"failed to unmarshal\" and keeps serving", async () => {
+    let taps = 0;
+    const port = new XdsDebugPort({
+      host: '127.0.0.1',
+      port: 0,
+      proxy: {
+        tapRequest: () => {
+          taps++;
+          return Promise.resolve(undefined);
+        },
+      },
+    });
+    await port.start();
+    try {
+      const address = `127.0.0.1:${port.port}`;
+      const method = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+      for (const [label, bytes] of MALFORMED) {
+        const st = await rawRequest(address, method, bytes);
+        expect(st.code, label).toBe(grpc.status.INTERNAL);
+        expect(st.details, label).toMatch(/^grpc: failed to unmarshal the received message: ./);
+      }
+      expect(taps).toBe(0);
+      // a well-formed debug request still reaches the proxy (which here never answers: Istio's timeout status)
+      const ok = new protobuf.Writer().uint32((4 << 3) | 2).string('istio.io/debug/syncz').finish();
+      const st = await rawRequest(address, method, Buffer.from(ok));
+      expect(taps).toBe(1);
+      expect(st.details).toContain('timed out waiting for Istiod to respond');
+    } finally {
+      await port.close();
     }
   });
 });
