@@ -2,7 +2,7 @@
 // pod's address and nameservers are read, the state comparison, cleanup commands, and the
 // --cleanup-only / --reconcile sequences of a dry run.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -63,13 +63,17 @@ describe('pod network', () => {
 
   it('the proxy uid comes from /etc/passwd, else 1337; the gid follows the uid', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pa-ipt-passwd-'));
-    writeFileSync(join(dir, 'passwd'), 'root:x:0:0::/root:/bin/sh\nistio-proxy:x:1234:1234::/home:/bin/sh\n');
-    expect(proxyUidOf('istio-proxy', join(dir, 'passwd'))).toBe('1234');
-    expect(proxyUidOf('nobody-here', join(dir, 'passwd'))).toBe('1337');
-    const cfg = withPodNetwork({ ...DEFAULT_CAPTURE_CONFIG, redirectDNS: true }, {
-      envoyUser: 'istio-proxy', passwdFile: join(dir, 'passwd'), addresses: () => ['10.0.0.5'], resolvConf: () => 'nameserver 10.96.0.10\n',
-    });
-    expect(cfg).toMatchObject({ proxyUID: '1234', proxyGID: '1234', hostIP: '10.0.0.5', enableIPv6: false, dnsServersV4: ['10.96.0.10'] });
+    try {
+      writeFileSync(join(dir, 'passwd'), 'root:x:0:0::/root:/bin/sh\nistio-proxy:x:1234:1234::/home:/bin/sh\n');
+      expect(proxyUidOf('istio-proxy', join(dir, 'passwd'))).toBe('1234');
+      expect(proxyUidOf('nobody-here', join(dir, 'passwd'))).toBe('1337');
+      const cfg = withPodNetwork({ ...DEFAULT_CAPTURE_CONFIG, redirectDNS: true }, {
+        envoyUser: 'istio-proxy', passwdFile: join(dir, 'passwd'), addresses: () => ['10.0.0.5'], resolvConf: () => 'nameserver 10.96.0.10\n',
+      });
+      expect(cfg).toMatchObject({ proxyUID: '1234', proxyGID: '1234', hostIP: '10.0.0.5', enableIPv6: false, dnsServersV4: ['10.96.0.10'] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
