@@ -37,6 +37,14 @@ export interface GrpcStatus {
   readonly details: string;
 }
 
+/**
+ * What grpc-go answers a streamed request that does not unmarshal with (its receive path), and so
+ * what Istio's agent answers: INTERNAL, "grpc: failed to unmarshal the received message: ...".
+ */
+export function unmarshalFailure(err: unknown): GrpcStatus {
+  return { code: Status.INTERNAL, details: `grpc: failed to unmarshal the received message: ${(err as Error).message}` };
+}
+
 /** The gRPC status an HTTP response status stands for (gRPC's http-grpc-status-mapping). */
 export function statusFromHttp(httpStatus: number): number {
   switch (httpStatus) {

@@ -21,7 +21,7 @@ import type net from 'node:net';
 import { goQuoteJson } from '../bootstrap/go-json.js';
 import { HeldListener } from '../grpc/held-listener.js';
 import { acceptGrpcStream, type ServerStream } from '../grpc/server.js';
-import { Status } from '../grpc/status.js';
+import { Status, unmarshalFailure } from '../grpc/status.js';
 import { logger } from '../util/logger.js';
 import { dateOwnHttp1, httpDate, WITHOUT_NODE_DATE } from '../util/time.js';
 import { debugResponseJson, encodeDebugResponse, readDebugResponse } from './debug-response.js';
@@ -231,9 +231,9 @@ export class XdsDebugPort {
           scan(msg, (_f, s, e) => resourceNames.push(Buffer.from(msg.subarray(s, e)).toString('utf8')), new Set([XdsField.DiscoveryRequest.resource_names]));
         } catch (err) {
           // as grpc-go answers a request that does not unmarshal; the port and the agent go on
-          const details = `grpc: failed to unmarshal the received message: ${(err as Error).message}`;
-          log.warn(`xDS debug port: ${details}`);
-          return call.finish({ code: Status.INTERNAL, details });
+          const status = unmarshalFailure(err);
+          log.warn(`xDS debug port: ${status.details}`);
+          return call.finish(status);
         }
         if (!typeUrl.startsWith(`${DEBUG_TYPE}/`)) return call.finish();
         this.options.proxy.tapRequest({ typeUrl, resourceNames, sotwRequest: msg }, GRPC_TAP_TIMEOUT_MS).then(

@@ -22,7 +22,7 @@ import type { ClientStream } from '../grpc/client.js';
 import { frameHeader, frameMessage, GrpcDeframer, type FrameSink } from '../grpc/frames.js';
 import { GrpcUnixServer, type ServerStream, type StreamEnd } from '../grpc/server.js';
 import type { HeldListener } from '../grpc/held-listener.js';
-import { Status, statusName, type GrpcStatus } from '../grpc/status.js';
+import { Status, statusName, unmarshalFailure, type GrpcStatus } from '../grpc/status.js';
 import { metrics, recordRecvSize, TerminationType } from '../metrics/registry.js';
 import { GcPacer } from '../util/gc.js';
 import { logger } from '../util/logger.js';
@@ -296,10 +296,10 @@ class ProxyConnection implements FrameSink {
     try {
       return this.protocol.summarizeRequest(msg);
     } catch (err) {
-      const details = `grpc: failed to unmarshal the received message: ${(err as Error).message}`;
+      const status = unmarshalFailure(err);
       metrics.envoyConnectionTerminations.inc({ type: TerminationType.error });
-      log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${details} (${msg.length}-byte ${this.protocol.kind} request)`);
-      this.close({ code: Status.INTERNAL, details });
+      log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${status.details} (${msg.length}-byte ${this.protocol.kind} request)`);
+      this.close(status);
       return undefined;
     }
   }

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDelta, startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { freePort, tempDir, type RunningProcess } from '../support/processes.js';
+import { rng } from '../support/random.js';
 import { expectRunning, expectSotwPush, startProxylessAgent, stopSuite, xdsSocketOf } from './support.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -20,17 +21,8 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** Reproducible bytes (a failure names its round; the same round gives the same input again). */
 function seededBytes(seed: number): (n: number) => Buffer {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    const out = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      out[i] = x & 0xff;
-    }
-    return out;
-  };
+  const next = rng(seed);
+  return (n) => Buffer.from(Array.from({ length: n }, () => Math.floor(next() * 256)));
 }
 
 /** gRPC framing around `body`, with a flag byte and declared length of the caller's choosing. */
