@@ -129,10 +129,22 @@ export class ServerStream {
     return ok || this.stream.writableLength <= DOWNSTREAM_BUFFER_BYTES;
   }
 
+  /**
+   * Writes several buffers as one: a write in flight holds the next ones in the stream's buffer
+   * until the socket has taken it, so a frame header written alone would leave in a packet of its
+   * own, a whole event-loop turn before its body (and wake the client twice).
+   */
+  writeAll(parts: readonly Buffer[], callback?: () => void): boolean {
+    this.stream.cork();
+    let ok = true;
+    for (let i = 0; i < parts.length; i++) ok = this.write(parts[i]!, i === parts.length - 1 ? callback : undefined);
+    this.stream.uncork();
+    return ok;
+  }
+
   /** Writes one whole message; `callback` runs once it has been handed to the socket (or the stream is gone). */
   writeMessage(message: Buffer, callback: () => void): void {
-    this.write(frameHeader(message.length));
-    this.write(message, callback);
+    this.writeAll([frameHeader(message.length), message], callback);
   }
 
   onceDrain(listener: () => void): void {

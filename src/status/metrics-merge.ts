@@ -49,7 +49,7 @@ export interface MetricsMergerOptions {
   /** Application metrics endpoints, in order. */
   readonly appUrls: readonly string[];
   readonly registry: Registry;
-  /** Per-application-target cap (Envoy's output is streamed uncapped, as Istio does). */
+  /** Per-application-target cap when there are several targets (one target and Envoy's output are streamed uncapped, as Istio does). */
   readonly maxAppBodyBytes?: number;
   /**
    * Deadline of one scrape when the client sends no usable X-Prometheus-Scrape-Timeout-Seconds
@@ -354,7 +354,10 @@ export class MetricsMerger {
         specs.push({ type: 'envoy', key: this.opts.envoyUrl, url: this.opts.envoyUrl + query, accept: allowedContentTypes(header(req, 'accept'), ENVOY_ACCEPTED_TYPES), maxBytes: Infinity });
       }
       const appAccept = allowedContentTypes(header(req, 'accept'), APP_ACCEPTED_TYPES);
-      for (const url of this.opts.appUrls) specs.push({ type: 'application', key: url, url, accept: appAccept, maxBytes: this.maxAppBodyBytes });
+      // Istio caps an app's body only when it merges several (it buffers them to drop their
+      // # EOF); one target is streamed through uncapped, and so it is here
+      const appMax = this.opts.appUrls.length > 1 ? this.maxAppBodyBytes : Infinity;
+      for (const url of this.opts.appUrls) specs.push({ type: 'application', key: url, url, accept: appAccept, maxBytes: appMax });
       const forwarded: Record<string, string> = {};
       for (const h of ['user-agent', 'x-prometheus-scrape-timeout-seconds']) {
         const v = header(req, h);
@@ -362,7 +365,7 @@ export class MetricsMerger {
       }
       // the agent's own metrics are rendered while the sources connect, off the critical path
       const agentMetrics = this.opts.registry.metrics().then(
-        (text) => ({ text }),
+        (text) => ({ text: withoutBlankLines(text) }),
         (err: unknown) => ({ err: err as Error }),
       );
       // a source that has not answered by half the deadline is given up, so that the others
@@ -521,4 +524,14 @@ function mergedFormat(apps: (OpenSource | undefined)[]): MetricsFormat {
     else if (f !== format) return FMT_TEXT;
   }
   return format ?? FMT_TEXT;
+}
+
+/**
+ * prom-client separates metric families with an empty line. The text format tolerates it, but the
+ * answer is OpenMetrics whenever the app's is, and Prometheus' OpenMetrics parser rejects an empty
+ * line: the whole target would fail, Envoy's metrics included. Go's encoder, which Istio's agent
+ * uses, writes none.
+ */
+export function withoutBlankLines(text: string): string {
+  return text.replace(/\n{2,}/g, '\n').replace(/^\n/, '');
 }

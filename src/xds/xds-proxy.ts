@@ -264,7 +264,6 @@ class ProxyConnection implements FrameSink {
    */
   sendAgentRequest(msg: Uint8Array): boolean {
     if (this.closed || this.cache) return false;
-    metrics.xdsProxyRequests.inc();
     if (!this.upstream) this.waitingAgentRequests.push(msg);
     else this.sendUpstream(msg);
     return true;
@@ -306,7 +305,6 @@ class ProxyConnection implements FrameSink {
 
   private forwardRequest(msg: Buffer, req: RequestSummary = this.protocol.summarizeRequest(msg)): void {
     if (this.closed) return;
-    metrics.xdsProxyRequests.inc();
     recordRecvSize(msg.length);
     this.proxy.noteRequest(req.typeUrl, req.isNack);
     this.recorder?.request(req);
@@ -324,6 +322,9 @@ class ProxyConnection implements FrameSink {
   private sendUpstream(msg: Uint8Array): void {
     const up = this.upstream;
     if (!up || this.closed) return;
+    // every request istiod is sent is counted, the agent's own (subscriptions, ACKs of the types it
+    // consumes, a Wasm NACK) as well as Envoy's, as Istio counts them
+    metrics.xdsProxyRequests.inc();
     if (!up.write(frameMessage(msg)) && !this.awaitingIstiodDrain) {
       // istiod is not reading: stop reading Envoy until it does
       this.awaitingIstiodDrain = true;
@@ -420,12 +421,12 @@ class ProxyConnection implements FrameSink {
       m.spool = this.recorder.spool();
       for (const p of held) m.spool.append(p);
     }
-    this.forward(frameHeader(m.length));
-    for (const p of held) this.forward(p);
+    this.forward([frameHeader(m.length), ...held]);
   }
 
-  private forward(bytes: Buffer): void {
-    if (this.downstream.write(bytes) || this.awaitingEnvoyDrain) return;
+  private forward(bytes: Buffer | readonly Buffer[]): void {
+    const written = Buffer.isBuffer(bytes) ? this.downstream.write(bytes) : this.downstream.writeAll(bytes);
+    if (written || this.awaitingEnvoyDrain) return;
     this.awaitingEnvoyDrain = true;
     this.pause('envoy-slow');
     this.downstream.onceDrain(() => {
@@ -512,18 +513,20 @@ class ProxyConnection implements FrameSink {
   private onUpstreamGone(status: GrpcStatus, connected: boolean, recycled = false): void {
     if (this.closed) return;
     if (!connected) {
-      metrics.istiodConnectionFailures.inc();
+      // counted below as a termination with error, not as a connection failure: Istio's dial does
+      // not block, so an istiod it cannot reach (refused, TLS, a wrong root) fails the stream, and
+      // istiod_connection_failures counts only dial options it could not build (the catch in dial())
       this.proxy.dialFailed();
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
-    // at start, before istiod ever answered: serve what the client last ACKed, if anything is saved
-    if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
     const graceful = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
     // Istio's GRPCErrorType: a deadline, a cancel or istiod recycling its connection (GOAWAY
     // NO_ERROR, then UNAVAILABLE when the grace period ends) is an expected end, counted as a
     // cancellation though Envoy still sees the status
     const expected = graceful || (connected && (expectedUpstreamEnd(status) || (recycled && status.code === Status.UNAVAILABLE)));
     metrics.istiodConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
+    // at start, before istiod ever answered: serve what the client last ACKed, if anything is saved
+    if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
     if (expected) log.info(`connection ${this.id}: upstream closed the stream${graceful ? '' : ` (${statusName(status.code)}: ${status.details})`}`);
     else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
     // Envoy must see the stream end so that it reconnects and resends its full state
@@ -537,6 +540,8 @@ class ProxyConnection implements FrameSink {
     metrics.envoyConnectionTerminations.inc({ type: expected ? TerminationType.cancelled : TerminationType.error });
     if (expected) log.debug(`connection ${this.id}: downstream ${kind}: ${reason}`);
     else log.warn(`connection ${this.id}: downstream terminated with unexpected error: ${reason}`);
+    // closing the upstream stream ends its receive with a cancellation, which Istio counts too
+    if (this.upstream && this.upstreamConnected) metrics.istiodConnectionTerminations.inc({ type: TerminationType.cancelled });
     this.close(undefined);
   }
 
@@ -595,7 +600,8 @@ class ProxyConnection implements FrameSink {
           onEnd: (st, connected) => {
             this.upstream = undefined;
             if (this.closed || connected) return;
-            metrics.istiodConnectionFailures.inc();
+            // each failed probe stands for one of the reconnects Envoy would make under Istio's agent
+            metrics.istiodConnectionTerminations.inc({ type: TerminationType.error });
             this.proxy.dialFailed();
             log.debug(`connection ${this.id}: istiod still unreachable: ${st.details}`);
             this.scheduleProbe();

@@ -165,6 +165,29 @@ describe('merged metrics', () => {
     expect(await failures('application')).toBe(before + 2);
   });
 
+  it('streams a single app target whole, however large (Istio caps only when it merges several)', async () => {
+    const big = 'big_metric{i="0123456789"} 1\n'.repeat(2000); // 58 KB
+    const announced = await app((_req, res) => res.writeHead(200, { 'content-length': String(big.length) }).end(big));
+    const status = await startStatus({ noEnvoy: true, maxAppBodyBytes: 32 * 1024, prometheusAnnotations: JSON.stringify({ targets: [{ port: String(announced.port) }] }) });
+    const before = await failures('application');
+    const r = await call(`http://127.0.0.1:${status.port}/metrics`);
+    expect(r.body.split('\n').filter((l) => l === 'big_metric{i="0123456789"} 1')).toHaveLength(2000);
+    expect(await failures('application')).toBe(before);
+  });
+
+  it('writes no empty line, which would fail the whole scrape when the answer is OpenMetrics', async () => {
+    for (const contentType of [OM, 'text/plain; version=0.0.4']) {
+      const only = await app((_req, res) => res.writeHead(200, { 'content-type': contentType }).end('# TYPE a counter\na_total 1\n'));
+      const status = await startStatus({ envoyMetricsUrl: envoyUrl, prometheusAnnotations: JSON.stringify({ targets: [{ port: String(only.port) }] }) });
+      const r = await call(`http://127.0.0.1:${status.port}/stats/prometheus`, { headers: { accept: PROM_ACCEPT } });
+      expect(r.headers['content-type']).toBe(contentType === OM ? OM : 'text/plain; version=0.0.4; charset=utf-8');
+      expect(r.body).toContain('# TYPE istio_agent_scrapes_total counter\n');
+      expect(r.body).toContain('envoy_server_live');
+      const empty = r.body.split('\n').slice(0, -1).findIndex((l) => l === '');
+      expect(empty, `line ${empty + 1} is empty`).toBe(-1);
+    }
+  });
+
   it('gzips when the client asks', async () => {
     const status = await startStatus({ envoyMetricsUrl: envoyUrl });
     const r = await call(`http://127.0.0.1:${status.port}/stats/prometheus`, { headers: { 'accept-encoding': 'gzip, deflate' } });

@@ -139,8 +139,11 @@ describe('xDS proxy (SotW)', () => {
     client.close();
   });
 
-  it('refuses an istiod whose certificate does not name the expected server, counting a connection failure', async () => {
+  it('refuses an istiod whose certificate does not name the expected server, counted as Istio counts it', async () => {
+    // Istio's dial does not block: a handshake that fails ends the stream, a termination with
+    // error; istiod_connection_failures counts only dial options that could not be built
     const failuresBefore = await counter('istio_agent_istiod_connection_failures');
+    const errorsBefore = await counter('istio_agent_istiod_connection_terminations', { type: 'error' });
     const { target } = await startProxy({ tls: { rootCa: () => Buffer.from(cp.rootCertPem), serverName: 'istiod.other-namespace.svc' } });
     const client = openSotw(target);
     client.request({ type_url: CDS });
@@ -148,19 +151,25 @@ describe('xDS proxy (SotW)', () => {
     expect(st.code).toBe(grpc.status.UNAVAILABLE);
     expect(st.details).toContain('istiod.other-namespace.svc');
     expect(cp.connectedStreams()).toHaveLength(0);
-    expect(await counter('istio_agent_istiod_connection_failures')).toBe(failuresBefore + 1);
+    expect(await counter('istio_agent_istiod_connection_failures')).toBe(failuresBefore);
+    expect(await counter('istio_agent_istiod_connection_terminations', { type: 'error' })).toBe(errorsBefore + 1);
     client.close();
   });
 
-  it('cancels the upstream stream when Envoy goes away', async () => {
+  it('cancels the upstream stream when Envoy goes away, counting both ends as cancelled as Istio does', async () => {
     const { target } = await startProxy();
+    cp.setResources(CDS, [cluster('outbound|80||cancel.default.svc.cluster.local')], { replace: true });
     const client = openSotw(target);
     client.request({ type_url: CDS });
-    await cp.waitForStream();
+    await client.next(); // istiod has answered: the agent knows its upstream is connected
     expect(cp.connectedStreams()).toHaveLength(1);
+    const cancelled = { type: 'cancelled' };
+    const [envoyBefore, istiodBefore] = [await counter('istio_agent_envoy_connection_terminations', cancelled), await counter('istio_agent_istiod_connection_terminations', cancelled)];
     client.close();
     await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0), { timeout: 10_000 });
     await vi.waitFor(() => expect(proxy!.connections).toBe(0), { timeout: 10_000 });
+    expect(await counter('istio_agent_envoy_connection_terminations', cancelled)).toBe(envoyBefore + 1);
+    expect(await counter('istio_agent_istiod_connection_terminations', cancelled)).toBe(istiodBefore + 1);
   });
 
   it('keeps one active downstream stream: a new one replaces the old', async () => {
@@ -205,11 +214,15 @@ describe('xDS proxy (SotW)', () => {
     p.registerHandler(handler);
     const v1 = cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 0]) }], { replace: true });
     cp.setResources(LDS, [], { replace: true });
+    const requestsBefore = await counter('istio_agent_xds_proxy_requests');
     const client = openSotw(target);
     try {
       client.request({ type_url: LDS });
       await cp.waitForAck(AGENT_TYPE, v1);
       expect(seen).toEqual([`${v1}:1`]);
+      // every request istiod received is counted, the agent's subscription and ACK included (as Istio)
+      expect(await counter('istio_agent_xds_proxy_requests')).toBe(requestsBefore + cp.connectedStreams()[0]!.requests.length);
+      expect(cp.connectedStreams()[0]!.requests.length).toBeGreaterThanOrEqual(3);
       fail = true;
       cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 2, 8, 1]) }], { replace: true });
       const nack = await cp.waitForNack(AGENT_TYPE);
@@ -503,9 +516,9 @@ describe('xDS proxy resources', () => {
 });
 
 /** The value of one of the agent's counters, summed over its labels. */
-async function counter(name: string): Promise<number> {
+async function counter(name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = await registry.getSingleMetric(name)!.get();
-  return m.values.reduce((sum, v) => sum + v.value, 0);
+  return m.values.filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want)).reduce((sum, v) => sum + v.value, 0);
 }
 
 /** Responses the proxy has read off upstream streams so far (its Prometheus counter). */
