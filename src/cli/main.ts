@@ -6,8 +6,9 @@
 // that `pilot-agent wait` (the postStart hook that holds the application's start) starts fast.
 
 import { Command, Option } from 'commander';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, openSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
+import { pflagArgs } from './argv.js';
 import { registerBootstrapCommand } from './bootstrap-command.js';
 import { addProxyFlags, goBool, goInt, proxyFlagsOf } from './flags.js';
 import { CAPTURE_FLAGS } from '../iptables/flag-table.js';
@@ -55,8 +56,25 @@ function setupLogging(opts: GlobalOpts): void {
   const writers = targets.map((t): ((line: string) => void) => {
     if (t === 'stdout') return (line) => process.stdout.write(line);
     if (t === 'stderr') return (line) => process.stderr.write(line);
-    const stream = createWriteStream(t, { flags: 'a' });
-    return (line) => stream.write(line);
+    // opened now, so that a target that cannot be written stops the command with its name (as
+    // Istio's log.Configure does) instead of an unhandled stream error after Envoy has started
+    let fd: number;
+    try {
+      fd = openSync(t, 'a');
+    } catch (err) {
+      throw new ConfigError([{ source: 'flag --log_target', field: '', value: t, message: `cannot open the log file: ${(err as Error).message}` }]);
+    }
+    const stream = createWriteStream(t, { fd });
+    let failed = false;
+    // a write that fails later (a full disk) loses log lines, never the agent
+    stream.on('error', (err) => {
+      if (failed) return;
+      failed = true;
+      process.stderr.write(`log target ${t}: ${err.message}; its log lines are dropped from now on\n`);
+    });
+    return (line) => {
+      if (!failed) stream.write(line);
+    };
   });
   configureLogging({
     outputLevels: parseOutputLevels(opts.log_output_level),
@@ -182,13 +200,11 @@ export function buildProgram(): Command {
   program
     .command('wait')
     .description('Waits until the Envoy proxy is ready')
-    .allowUnknownOption(true)
     .option('--timeoutSeconds <n>', 'maximum number of seconds to wait for Envoy to be ready', goInt('timeoutSeconds'), 60)
     .option('--requestTimeoutMillis <n>', 'number of milliseconds to wait for response', goInt('requestTimeoutMillis'), 500)
     .option('--periodMillis <n>', 'number of milliseconds to wait between attempts', goInt('periodMillis'), 500)
     .option('--url <url>', 'URL to use in requests', 'http://localhost:15021/healthz/ready')
-    .action(async (o: { timeoutSeconds: number; requestTimeoutMillis: number; periodMillis: number; url: string }, cmd: Command) => {
-      warnUnknown(splitUnknown(cmd.args).unknown);
+    .action(async (o: { timeoutSeconds: number; requestTimeoutMillis: number; periodMillis: number; url: string }) => {
       const { waitUntilReady } = await import('./wait.js');
       await waitUntilReady(o);
     });
@@ -199,7 +215,6 @@ export function buildProgram(): Command {
     .argument('<method>')
     .argument('<path>')
     .argument('[body]', '', '')
-    .allowUnknownOption(true)
     .option('--debug-port <port>', 'Set the port to make a local request to. The default points to the Envoy admin API.', goInt('debug-port'), 15000)
     .action(async (method: string, path: string, body: string, o: { debugPort: number }) => {
       const { debugRequest } = await import('./request.js');
@@ -225,15 +240,17 @@ export function buildProgram(): Command {
   program
     .command('version')
     .description('Prints out build version information')
-    .option('-s, --short', 'Use --short=false to generate full version information', false)
+    .addOption(new Option('-s, --short [bool]', 'Use --short=false to generate full version information').default(false).argParser(goBool))
     .addOption(new Option('-o, --output <format>', "One of 'yaml' or 'json'.").choices(['', 'yaml', 'json']).default(''))
     .action(async (o: { short: boolean; output: string }) => {
       const toYaml = o.output === 'yaml' ? (await import('../util/yaml.js')).toYaml : undefined;
-      const info = { version: buildInfo.version, istioCompatVersion: buildInfo.istioCompatVersion, nodeVersion: buildInfo.nodeVersion, buildStatus: 'Clean' };
+      // Istio's shapes and keys (pkg/version: BuildInfo), which scripts parse; the values are ours:
+      // the runtime stands where Go's version does, the tag is the Istio release followed
+      const info = { version: buildInfo.version, revision: 'unknown', golang_version: `node ${buildInfo.nodeVersion}`, status: 'Clean', tag: buildInfo.istioCompatVersion };
       if (o.output === 'json') process.stdout.write(JSON.stringify({ clientVersion: info }, null, 2) + '\n');
-      else if (toYaml) process.stdout.write(toYaml({ clientVersion: info }));
-      else if (o.short) process.stdout.write(`${buildInfo.version}\n`);
-      else process.stdout.write(`client version: version.BuildInfo{Version:"${info.version}", IstioCompatVersion:"${info.istioCompatVersion}", NodeVersion:"${info.nodeVersion}", BuildStatus:"Clean"}\n`);
+      else if (toYaml) process.stdout.write(toYaml({ clientVersion: info }) + '\n');
+      else if (o.short) process.stdout.write(`client version: ${info.version}\n`);
+      else process.stdout.write(`client version: version.BuildInfo{Version:"${info.version}", GitRevision:"${info.revision}", GolangVersion:"${info.golang_version}", BuildStatus:"${info.status}", GitTag:"${info.tag}"}\n`);
     });
 
   return program;
@@ -268,8 +285,9 @@ export function main(argv: string[], early: EarlySignals = NO_EARLY_SIGNALS): vo
   // `proxy` takes the hold over once its handlers are installed; the others keep Node's default
   if (isProxy) earlySignals = early;
   else early.release();
-  buildProgram()
-    .parseAsync(argv)
+  const program = buildProgram();
+  program
+    .parseAsync([...argv.slice(0, 2), ...pflagArgs(program, argv.slice(2))])
     .then(
       () => process.exit(process.exitCode ?? 0),
       (err: unknown) => {

@@ -95,9 +95,16 @@ export const DEFAULT_CAPTURE_CONFIG: CaptureConfig = Object.freeze({
   forceIptablesBinary: '',
 });
 
-/** Istio's config.Split: comma-separated, empty items dropped. */
+/**
+ * Istio's config.Split: comma-separated, empty items dropped; items are trimmed here too. Istio's
+ * injector accepts `includeInboundPorts: "80, 443"` (its validation trims) and passes it on as
+ * it is; Istio's rules then carry " 443", which iptables-restore splits on whitespace anyway.
+ */
 export function splitList(s: string): string[] {
-  return s.split(',').filter((item) => item !== '');
+  return s
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 export interface NetworkRange {

@@ -57,7 +57,11 @@ export function captureConfigFrom(cli: RawFlagValues, env: Env): CaptureConfig {
     let raw: string | boolean | undefined;
     let source = `flag ${flagLabel(f)}`;
     for (const name of f.env) {
-      if (env[name] !== undefined) [raw, source] = [env[name], `env ${name} (sets ${flagLabel(f)})`];
+      const v = env[name];
+      // an empty value for a boolean, port or duration is no value (Istio fails to parse it and
+      // keeps the default): proxyMetadata entries reach istio-init's environment as they are
+      if (v === undefined || (v === '' && f.kind !== 'string')) continue;
+      [raw, source] = [v, `env ${name} (sets ${flagLabel(f)})`];
     }
     const fromCli = cli[f.long];
     if (fromCli !== undefined) [raw, source] = [fromCli, `flag ${flagLabel(f)}`];

@@ -3,6 +3,9 @@
 import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../support/paths.js';
 import { agentBin, freePort, killStarted, runAgent, tempDir } from '../support/processes.js';
 
 let server: Server | undefined;
@@ -51,6 +54,52 @@ describe('pilot-agent wait', () => {
     } finally {
       dir.cleanup();
     }
+  });
+});
+
+describe('the command line as pflag reads it', () => {
+  it('a bare boolean flag does not take the next word: --log_as_json wait', async () => {
+    const srv = await serve(() => 200);
+    const dir = tempDir('pa-wait-');
+    try {
+      const p = runAgent(['--log_as_json', 'wait', `--url=http://127.0.0.1:${srv.port}/healthz/ready`, '--timeoutSeconds=5'], { cwd: dir.path, env: {} });
+      expect((await p.exited).code, p.output()).toBe(0);
+      const line = p.output().split('\n').find((l) => l.includes('Envoy is ready!'))!;
+      expect(JSON.parse(line)).toMatchObject({ level: 'info' });
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('wait and request refuse flags they do not know, as Istio does (only the root and proxy accept them)', async () => {
+    const srv = await serve(() => 200);
+    for (const args of [['wait', '--timeout=5', `--url=http://127.0.0.1:${srv.port}/healthz/ready`], ['request', '--bogus', 'GET', 'stats']]) {
+      const r = spawnSync(process.execPath, [agentBin, ...args], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, args.join(' ')).not.toBe(0);
+      expect(r.stderr).toContain(`unknown option '${args[1]}'`);
+    }
+    expect(srv.calls()).toBe(0);
+  });
+
+  it('a --log_target that cannot be opened stops the command, naming it (no stream error later)', () => {
+    const dir = tempDir('pa-logtarget-');
+    try {
+      const target = join(dir.path, 'missing-dir', 'agent.log');
+      const r = spawnSync(process.execPath, [agentBin, `--log_target=${target}`, 'wait', '--timeoutSeconds=1', '--url=http://127.0.0.1:1/'], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(1);
+      expect(r.stdout + r.stderr).toContain(`flag --log_target: cannot open the log file: ENOENT`);
+      expect(r.stdout + r.stderr).not.toContain('Unhandled');
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it("version: Istio's shapes, with shorthand values after =", () => {
+    const version = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).version as string;
+    const run = (...args: string[]): string => spawnSync(process.execPath, [agentBin, 'version', ...args], { encoding: 'utf8' }).stdout;
+    expect(run('-s')).toBe(`client version: ${version}\n`);
+    expect(run('--short=false')).toMatch(/^client version: version\.BuildInfo\{Version:"[^"]+", GitRevision:"[^"]*", GolangVersion:"[^"]*", BuildStatus:"Clean", GitTag:"[^"]*"\}\n$/);
+    expect(Object.keys(JSON.parse(run('-o=json')).clientVersion)).toEqual(['version', 'revision', 'golang_version', 'status', 'tag']);
   });
 });
 

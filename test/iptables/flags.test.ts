@@ -83,6 +83,12 @@ describe('captureConfigFrom', () => {
     expect(cfg.outboundIPRangesInclude).toBe('*');
   });
 
+  it('takes an empty env value for a boolean, port or duration as unset, as Istio (which fails to parse it) does', () => {
+    const cfg = captureConfigFrom({}, { ISTIO_META_DNS_CAPTURE: '', ISTIO_DUAL_STACK: '', IPTABLES_PROBE_PORT: '', PROBE_TIMEOUT: '', ISTIO_LOCAL_EXCLUDE_PORTS: '' });
+    expect(cfg).toMatchObject({ redirectDNS: false, dualStack: false, iptablesProbePort: 15002, probeTimeoutMs: 5000, inboundPortsExclude: '' });
+    expect(problems({}, { ISTIO_META_DNS_CAPTURE: 'yes' })).toContain('env ISTIO_META_DNS_CAPTURE');
+  });
+
   it('refuses --native-nftables rather than silently programming iptables', () => {
     expect(problems({ 'native-nftables': true })).toContain('native nftables is not supported');
   });
@@ -94,6 +100,15 @@ describe('pilot-agent istio-iptables with bad input', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('flag -z/--inbound-capture-port: expected a port number (0-65535) (value: "http")');
+  });
+
+  it('takes port lists written with spaces, as the injector passes annotations on ("80, 443"), to the same rules', () => {
+    const dryRun = (ports: string): ReturnType<typeof spawnSync> =>
+      spawnSync(process.execPath, [agentBin, 'istio-iptables', '-n', '-u', '1337', '-b', ports, '-d', '15090, 15021', '-q', ' 8443 ,9443', '-o', '25 ,26'], { encoding: 'utf8' });
+    const spaced = dryRun('80, 443');
+    expect(spaced.status, String(spaced.stderr)).toBe(0);
+    expect(spaced.stdout).toContain('--dport 443 ');
+    expect(spaced.stdout).toBe(dryRun('80,443').stdout);
   });
 
   it('warns about an unknown flag and still runs', () => {

@@ -135,7 +135,7 @@ describe('the shipped agent (bundled, as the Dockerfile ships it) and the produc
 
   it('runs `pilot-agent version`', async () => {
     const { stdout } = await run(process.execPath, [path.join(app, 'bin', 'pilot-agent.js'), 'version', '-s'], { cwd: work.path });
-    expect(stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version);
+    expect(stdout.trim()).toBe(`client version: ${JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version}`);
   });
 
   describe('pilot-agent proxy sidecar from the production install', () => {
