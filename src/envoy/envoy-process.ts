@@ -13,6 +13,7 @@ import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { sleep } from '../util/backoff.js';
 import { logger } from '../util/logger.js';
+import { deadline } from '../util/deadline.js';
 import type { EnvoyAdminClient } from './admin-client.js';
 
 export type EnvoyState = 'initial' | 'running' | 'draining' | 'stopping' | 'exited';
@@ -174,14 +175,19 @@ export class EnvoyProcess {
       log.info('Agent already drained, exiting immediately');
     } else {
       log.info('Agent draining Proxy for termination');
-      const bound = opts.maxDrainMs === undefined ? undefined : AbortSignal.timeout(opts.maxDrainMs);
-      const signal = bound ? AbortSignal.any([this.stopNow.signal, bound]) : this.stopNow.signal;
+      // util/deadline.ts: AbortSignal.any over an AbortSignal.timeout loses the bound to a GC
+      const bound = opts.maxDrainMs === undefined ? undefined : deadline(opts.maxDrainMs, this.stopNow.signal);
+      const signal = bound ? bound.signal : this.stopNow.signal;
       try {
-        await this.opts.admin.drainListeners(this.opts.inboundOnly, false, signal);
-      } catch (err) {
-        log.warn(`Error in invoking drain listeners endpoint: ${(err as Error).message}`);
+        try {
+          await this.opts.admin.drainListeners(this.opts.inboundOnly, false, signal);
+        } catch (err) {
+          log.warn(`Error in invoking drain listeners endpoint: ${(err as Error).message}`);
+        }
+        await this.waitDrain(signal);
+      } finally {
+        bound?.clear();
       }
-      await this.waitDrain(signal);
     }
     if ((this.state as EnvoyState) === 'exited') {
       log.info('Graceful termination logic ended prematurely, envoy process terminated early');

@@ -19,6 +19,7 @@ import { logger } from '../util/logger.js';
 import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-probers.js';
 import { ipFamily, joinHostPort } from '../util/ip.js';
 import { lazyBuiltin } from '../util/builtin.js';
+import { deadline } from '../util/deadline.js';
 
 const log = logger('probes');
 
@@ -106,8 +107,8 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
   const firstHostname = url.hostname;
   const { headers, host } = httpGetHeaders(probe, req, ctx);
   let hostHeader = host;
-  const timeout = AbortSignal.timeout(probe.timeoutMs);
-  const all = AbortSignal.any([signal, timeout]);
+  const timeout = deadline(probe.timeoutMs, signal);
+  const all = timeout.signal;
   try {
     for (let redirects = 0; ; redirects++) {
       const res = await localRequest(url.toString(), {
@@ -137,9 +138,11 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
       return { status, body: res.bytes };
     }
   } catch (err) {
-    const why = timeout.aborted ? `timeout after ${probe.timeoutMs} ms` : (err as Error).message;
+    const why = timeout.expired ? `timeout after ${probe.timeoutMs} ms` : (err as Error).message;
     log.error(`Request to probe app failed: ${why}, original URL path = ${req.url}\napp URL path = ${probe.path}`);
     return { status: 500 };
+  } finally {
+    timeout.clear();
   }
 }
 

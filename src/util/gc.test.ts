@@ -1,6 +1,6 @@
 import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import { describe, expect, it, vi } from 'vitest';
-import { collectYoung, GcPacer } from './gc.js';
+import { collectAll, collectYoung, GcPacer } from './gc.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -42,6 +42,33 @@ describe('collectYoung', () => {
       collectYoung();
       const t1 = performance.now();
       await vi.waitFor(() => expect(minor.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
+    } finally {
+      observer.disconnect();
+    }
+  });
+});
+
+describe('collectAll', () => {
+  it('runs a full collection inside the call, freeing what reached the old generation', async () => {
+    collectAll(); // sets up V8's gc function
+    const major: { start: number; end: number }[] = [];
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major.push({ start: e.startTime, end: e.startTime + e.duration });
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    try {
+      const holder: { old?: object[] } = { old: Array.from({ length: 300_000 }, (_, i) => ({ i })) };
+      collectAll(); // survivors of two collections are in the old generation
+      collectAll();
+      const held = process.memoryUsage().heapUsed;
+      delete holder.old;
+      const t0 = performance.now();
+      collectAll();
+      const t1 = performance.now();
+      expect(held - process.memoryUsage().heapUsed).toBeGreaterThan(5 * 1024 * 1024);
+      await vi.waitFor(() => expect(major.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
     } finally {
       observer.disconnect();
     }

@@ -10,6 +10,7 @@
 import type http from 'node:http';
 import type https from 'node:https';
 import { lazyBuiltin } from './builtin.js';
+import { deadline } from './deadline.js';
 
 export class LocalHttpError extends Error {
   override readonly name = 'LocalHttpError';
@@ -48,9 +49,9 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
   const method = (opts.method ?? 'GET').toUpperCase();
   const what = `${method} ${url}`;
   const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
-  const timeout = AbortSignal.timeout(opts.timeoutMs);
-  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
-  return new Promise((resolve, reject) => {
+  const timeout = deadline(opts.timeoutMs, opts.signal);
+  const signal = timeout.signal;
+  return new Promise<LocalResponse>((resolve, reject) => {
     const fail = (message: string, cause?: unknown): void => reject(new LocalHttpError(`${what}: ${message}`, cause === undefined ? undefined : { cause }));
     const tls = url.startsWith('https:');
     const options: https.RequestOptions = {
@@ -79,14 +80,14 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
           if (opts.overLimit === 'truncate') done();
           else fail(`response larger than ${maxBytes} bytes`);
         });
-        res.on('error', (err) => fail(timeout.aborted ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
+        res.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
         res.on('end', done);
       });
     } catch (err) {
       fail((err as Error).message, err); // a URL node cannot request
       return;
     }
-    req.on('error', (err) => fail(timeout.aborted ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
+    req.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
     req.end(opts.body === undefined || opts.body === '' ? undefined : opts.body);
-  });
+  }).finally(() => timeout.clear());
 }

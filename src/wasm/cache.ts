@@ -29,6 +29,7 @@ import { parseReference, prepareImageFetch, repositoryName, type ModuleFile, typ
 import { DEFAULTS, sanitize, type WasmOptions } from './options.js';
 import { isWasmBinary } from './unbox.js';
 import { isoUtc } from '../util/time.js';
+import { deadline } from '../util/deadline.js';
 
 const log = logger('wasm');
 
@@ -378,8 +379,18 @@ export class WasmModuleCache {
   }
 
   private async fetchUnguarded(key: Key, opts: GetOptions, u: URL): Promise<Flight> {
+    // the whole fetch's deadline (util/deadline.ts: an AbortSignal.timeout combined with any() is
+    // lost to a garbage collection on Node 20, and the fetch then outlived it)
+    const limit = deadline(opts.requestTimeoutMs > 0 ? opts.requestTimeoutMs : DEFAULTS.fetchTimeoutMs, this.abort.signal);
+    try {
+      return await this.fetchWithin(key, opts, u, limit.signal);
+    } finally {
+      limit.clear();
+    }
+  }
+
+  private async fetchWithin(key: Key, opts: GetOptions, u: URL, signal: AbortSignal): Promise<Flight> {
     const o = this.options;
-    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(opts.requestTimeoutMs > 0 ? opts.requestTimeoutMs : DEFAULTS.fetchTimeoutMs)]);
     const insecure = this.allowInsecure(u.host);
     const common = { client: this.client, insecure, maxBinarySizeBytes: o.maxBinarySizeBytes, attempts: o.httpRequestMaxRetries, initialBackoffMs: o.initialBackoffMs ?? DEFAULTS.initialBackoffMs, signal };
     let bytes: Buffer | undefined;

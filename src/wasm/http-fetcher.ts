@@ -5,6 +5,7 @@
 
 import { describeError, HttpStatusError, readCapped, RetryableError, retryableStatus, send, discard, WasmFetchError, withRetries, type WasmHttpClient } from './http-client.js';
 import { unboxIfPossible } from './unbox.js';
+import { deadline } from '../util/deadline.js';
 
 export interface HttpFetchOptions {
   readonly client: WasmHttpClient;
@@ -22,8 +23,8 @@ export interface HttpFetchOptions {
 export async function fetchHttpModule(url: string, opts: HttpFetchOptions): Promise<Buffer> {
   const retry = { attempts: opts.attempts, initialBackoffMs: opts.initialBackoffMs, ...(opts.signal ? { signal: opts.signal } : {}) };
   const body = await withRetries('wasm module download', retry, async () => {
-    const perAttempt = AbortSignal.timeout(opts.requestTimeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, perAttempt]) : perAttempt;
+    const perAttempt = deadline(opts.requestTimeoutMs, opts.signal);
+    const signal = perAttempt.signal;
     try {
       // the attempt's signal bounds the whole request; undici's own timers only back it up
       const res = await send(opts.client, url, opts.insecure, { signal, idleTimeoutMs: opts.requestTimeoutMs + 1000 });
@@ -34,9 +35,11 @@ export async function fetchHttpModule(url: string, opts: HttpFetchOptions): Prom
       throw new HttpStatusError(res.statusCode, msg);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      const timedOut = perAttempt.aborted || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+      const timedOut = perAttempt.expired || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
       if (timedOut && !opts.signal?.aborted) throw new Error(`request timed out after ${opts.requestTimeoutMs}ms`, { cause: err });
       throw err;
+    } finally {
+      perAttempt.clear();
     }
   }).catch((err: unknown) => {
     throw err instanceof WasmFetchError ? err : new WasmFetchError(describeError(err));

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { registry } from '../../src/metrics/registry.js';
+import { collectAll } from '../../src/util/gc.js';
 import { WasmModuleCache, type GetOptions } from '../../src/wasm/cache.js';
 import type { WasmOptions } from '../../src/wasm/options.js';
 import { createPki, gzip, sha256, startFileServer, tarOf, testLookup, wasmModule, type FileServer } from './support.js';
@@ -164,6 +165,14 @@ describe('HTTPS fetch', () => {
     const t1 = Date.now();
     await expect(overall.get(`${server.origin}/hang`, opts({ requestTimeoutMs: 300 }))).rejects.toThrow(/timed out/);
     expect(Date.now() - t1).toBeLessThan(2000);
+    // a full collection while the fetch waits must not take its deadline away (on Node 20 an
+    // AbortSignal.timeout combined by AbortSignal.any was collected, and the fetch ran on
+    // through every attempt's own timeout)
+    const t2 = Date.now();
+    const failed = expect(overall.get(`${server.origin}/hang?gc`, opts({ requestTimeoutMs: 500 }))).rejects.toThrow(/timed out/);
+    setTimeout(collectAll, 100);
+    await failed;
+    expect(Date.now() - t2).toBeLessThan(3000);
   });
 
   it('verifies TLS: an unknown CA fails unless the host is an insecure registry', async () => {
