@@ -159,8 +159,13 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   try {
     await agent.start();
   } finally {
-    // after Envoy is spawned: writing YAML loads the YAML library, which Envoy need not wait for
-    log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
+    // after Envoy is spawned: writing YAML loads the YAML library, which Envoy need not wait for.
+    // A log line must never fail a running agent (it would exit without stopping Envoy gracefully)
+    try {
+      log.info(`Effective config: ${toYaml(config.proxyConfig).trimEnd()}`);
+    } catch (err) {
+      log.warn(`Effective config could not be written as YAML: ${(err as Error).message}`);
+    }
   }
   return agent.done;
 }

@@ -23,12 +23,26 @@ export class ConfigError extends Error {
   }
 }
 
+/** The longest value an error quotes in full: a bad value is named, not dumped. */
+const MAX_SHOWN_VALUE = 1024;
+
+/** A bad value as an error shows it; never throws (a value too deep for JSON.stringify is described). */
+function shown(value: unknown): string {
+  let text: string;
+  try {
+    text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  } catch {
+    text = `<${Array.isArray(value) ? 'array' : typeof value} too deeply nested to print>`;
+  }
+  return text.length > MAX_SHOWN_VALUE ? `${text.slice(0, MAX_SHOWN_VALUE)}... (${text.length} characters)` : text;
+}
+
 /** Accumulates issues; `throwIfAny()` raises one ConfigError carrying all of them. */
 export class IssueList {
   readonly issues: ConfigIssue[] = [];
 
   add(source: string, field: string, value: unknown, message: string): void {
-    this.issues.push({ source, field, value: typeof value === 'string' ? value : JSON.stringify(value) ?? String(value), message });
+    this.issues.push({ source, field, value: shown(value), message });
   }
 
   throwIfAny(): void {

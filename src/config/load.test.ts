@@ -113,10 +113,19 @@ describe('loadAgentConfig', () => {
     expect(c.envoy.terminationDrainMs).toBe(90_000);
   });
 
-  it('keeps unknown ProxyConfig fields with a warning naming them', () => {
-    const c = load({ env: { PROXY_CONFIG: '{"futureField":{"x":1}}' } });
-    expect(c.proxyConfig.futureField).toEqual({ x: 1 });
-    expect(c.warnings.join('\n')).toContain('"futureField"');
+  it("drops unknown ProxyConfig fields with a warning naming them, as Istio's lenient decoding does", () => {
+    const c = load({ env: { PROXY_CONFIG: '{"futureField":{"x":1},"concurrency":3}' } });
+    expect(c.proxyConfig.futureField).toBeUndefined();
+    expect(c.proxyConfig.concurrency).toBe(3);
+    expect(c.warnings.join('\n')).toContain('unknown ProxyConfig field "futureField" ignored');
+  });
+
+  it('refuses a structure nested deeper than any ProxyConfig has, naming the field', () => {
+    const deep = (n: number): string => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
+    expect(load({ env: { PROXY_CONFIG: `{"proxyHeaders":${deep(10)}}` } }).proxyConfig.proxyHeaders).toBeDefined();
+    expect(() => load({ env: { PROXY_CONFIG: `{"proxyHeaders":${deep(5000)}}` } })).toThrow(/env PROXY_CONFIG.*proxyHeaders.*nested deeper than 32 levels/s);
+    // an unknown field is dropped however deep it is
+    expect(load({ env: { PROXY_CONFIG: `{"futureField":${deep(5000)}}` } }).proxyConfig.futureField).toBeUndefined();
   });
 
   it('returns a deeply frozen configuration', () => {

@@ -239,11 +239,26 @@ function normalizeValue(spec: Spec, value: unknown, path: string, ctx: Ctx): Jso
       return out;
     }
     case 'object':
-      return isObject(value) || typeof value === 'number' ? (value as Json) : bad('expected an object');
+      if (!isObject(value) && typeof value !== 'number') return bad('expected an object');
+      // passed on as given, into the bootstrap and the logs: a structure no real ProxyConfig has
+      // would only overflow the stack of whatever walks it later
+      return depthOf(value) > MAX_OBJECT_DEPTH ? bad(`nested deeper than ${MAX_OBJECT_DEPTH} levels`) : (value as Json);
     case 'message':
       if (!isObject(value)) return bad('expected an object');
       return normalizeMessage(spec.fields, spec.oneofs ?? [], value, path, ctx);
   }
+}
+
+/** Deeper than any ProxyConfig structure the agent passes through (they are a few levels). */
+const MAX_OBJECT_DEPTH = 32;
+
+/** How deeply objects and arrays nest in `v`, counting up to just past MAX_OBJECT_DEPTH. */
+function depthOf(v: unknown, depth = 0): number {
+  if (typeof v !== 'object' || v === null) return depth;
+  if (depth > MAX_OBJECT_DEPTH) return depth;
+  let max = depth + 1;
+  for (const child of Object.values(v)) max = Math.max(max, depthOf(child, depth + 1));
+  return max;
 }
 
 function normalizeMessage(schema: Schema, oneofs: readonly (readonly string[])[], value: Record<string, unknown>, path: string, ctx: Ctx): { [k: string]: Json } {
@@ -253,8 +268,9 @@ function normalizeMessage(schema: Schema, oneofs: readonly (readonly string[])[]
     const fieldPath = path ? `${path}.${key}` : key;
     const spec = schema[key];
     if (!spec) {
-      ctx.warn(`${ctx.source}: unknown ProxyConfig field "${fieldPath}" kept as given`);
-      if (v !== undefined) out[key] = v as Json;
+      // Istio decodes with AllowUnknownFields, which drops them: neither its effective config nor
+      // the PROXY_CONFIG node metadata istiod reads carries them
+      ctx.warn(`${ctx.source}: unknown ProxyConfig field "${fieldPath}" ignored`);
       continue;
     }
     const n = normalizeValue(spec, v, fieldPath, ctx);
