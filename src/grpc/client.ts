@@ -120,11 +120,25 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   let goawayCode: number | undefined;
   const timers: NodeJS.Timeout[] = [];
 
+  /** The connection's own socket (the session only exposes a proxy that may not be destroyed). */
+  let transport: import('node:net').Socket | undefined;
+  /**
+   * Ends the connection. After the server's GOAWAY, Node has begun a graceful close, and its
+   * destroy() then only half-closes the socket and waits for the server's FIN: a server that
+   * never closes (seen: GOAWAY right after the handshake, connection left open) kept one socket
+   * and its file descriptor per call, the CA's retries alone adding one every attempt.
+   */
+  const closeConnection = (): void => {
+    session.destroy();
+    const socket = transport;
+    if (socket && !socket.destroyed) setImmediate(() => socket.destroy());
+  };
+
   const end = (st: GrpcStatus): void => {
     if (ended) return;
     ended = true;
     for (const t of timers) clearTimeout(t);
-    session.destroy();
+    closeConnection();
     handlers.onEnd(st, connected, goawayCode === undefined ? {} : { goawayCode });
   };
 
@@ -150,6 +164,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
   // Istio's agent, disables it on every TCP connection)
   session.on('error', (err: Error) => (transportFailure ??= err.message));
+  session.once('connect', (_session: http2.ClientHttp2Session, socket: import('node:net').Socket) => (transport = socket));
   // Every session callback below may run after the call was closed and the session destroyed
   // (Node queues 'connect' before it knows): each goes through whileOpen.
   if (opts.sessionWindowBytes) {
@@ -255,7 +270,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       ended = true;
       for (const timer of timers) clearTimeout(timer);
       whileOpen(stream, () => stream.close(H2Error.CANCEL));
-      session.destroy();
+      closeConnection();
     },
   };
 }

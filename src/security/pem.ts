@@ -22,10 +22,24 @@ export class CertificateError extends Error {
   readonly code = 'CERTIFICATE_INVALID';
 }
 
-/** Parses every certificate of a PEM bundle; throws when one does not parse or there are none. */
+const CERT_BEGIN = /-----BEGIN CERTIFICATE-----/g;
+
+/**
+ * Refuses a bundle with a CERTIFICATE block that no END line closes: a file caught in the middle
+ * of being written. Splitting alone keeps the whole blocks before it, so a chain missing its last
+ * intermediate, or a root bundle missing its last root, would pass for a good one and replace
+ * the secret in force (Envoy, given Istio's file as it is, refuses it and keeps the previous).
+ */
+function refuseCutBlocks(bundle: string, blocks: readonly string[], what: string): void {
+  const begun = bundle.match(CERT_BEGIN)?.length ?? 0;
+  if (begun > blocks.length) throw new CertificateError(`${what}: a PEM certificate block is cut short (BEGIN without END): the file may be in the middle of being written`);
+}
+
+/** Parses every certificate of a PEM bundle; throws when one does not parse, one is cut short, or there are none. */
 export function parseCertificates(bundle: string, what = 'certificate chain'): X509Certificate[] {
   const blocks = splitPemCertificates(bundle);
   if (blocks.length === 0) throw new CertificateError(`${what}: no PEM certificate found`);
+  refuseCutBlocks(bundle, blocks, what);
   return blocks.map((b, i) => {
     try {
       return new (lazyBuiltin.crypto().X509Certificate)(b);
@@ -41,6 +55,7 @@ export function parseCertificates(bundle: string, what = 'certificate chain'): X
  */
 export function parseRootBundle(bundle: string, what = 'root bundle'): { pem: string; certs: X509Certificate[]; skipped: number } {
   const blocks = splitPemCertificates(bundle);
+  refuseCutBlocks(bundle, blocks, what);
   const certs: X509Certificate[] = [];
   const kept: string[] = [];
   for (const b of blocks) {

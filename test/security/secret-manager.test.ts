@@ -320,6 +320,31 @@ describe('mounted certificates', () => {
     expect(m.clientCertificate()?.privateKey.toString()).toBe(b.key);
   });
 
+  it('a file caught mid-write (a PEM block cut short) never replaces the secret or the output files', async () => {
+    const a = await issued();
+    work.write('etc/certs/cert-chain.pem', a.chain);
+    work.write('etc/certs/key.pem', a.key);
+    work.write('etc/certs/root-cert.pem', cp.rootCertPem);
+    const out = join(work.dir, 'out');
+    const m = new SecretManager(mountedOptions(join(work.dir, 'etc/certs'), { outputDir: out }));
+    managers.push(m);
+    const updates: string[] = [];
+    m.onUpdate((n) => updates.push(n));
+    m.start();
+    const cut = (pem: string): string => `${pem}-----BEGIN CERTIFICATE-----\nMIIDHzCCAgegAwIBAgIRAJ`;
+    work.write('etc/certs/cert-chain.pem', cut(a.chain));
+    await until('the chain to be refused', () => (/certificate chain: a PEM certificate block is cut short/.test(logs.text()) ? true : undefined));
+    work.write('etc/certs/root-cert.pem', cut(cp.rootCertPem));
+    await until('the roots to be refused', () => (/root.*a PEM certificate block is cut short/.test(logs.text()) ? true : undefined));
+    expect(updates).toEqual([]);
+    const still = m.lookup('default');
+    expect(still.status === 'ready' && still.item.certificateChain).toBe(a.chain);
+    const root = m.lookup('ROOTCA');
+    expect(root.status === 'ready' && root.item.rootCert).toBe(cp.rootCertPem);
+    expect(readFileSync(join(out, 'cert-chain.pem'), 'utf8')).toBe(a.chain);
+    expect(readFileSync(join(out, 'root-cert.pem'), 'utf8')).toBe(cp.rootCertPem);
+  });
+
   it("follows Kubernetes' ..data symlink swap (and ignores unrelated files)", async () => {
     const dir = join(work.dir, 'var/run/secrets/workload-spiffe-credentials');
     const publish = (version: string, pair: { chain: string; key: string }): void => {
