@@ -339,10 +339,9 @@ class ProxyConnection implements FrameSink {
   // istiod -> Envoy, as the deframer's sink
 
   messageStart(length: number, compressed: boolean): void {
-    if (compressed) {
-      this.close({ code: Status.INTERNAL, details: 'istiod sent a compressed message; compression is not negotiated' });
-      return;
-    }
+    if (compressed) return this.upstreamBroke(Status.INTERNAL, 'istiod sent a compressed message; compression is not negotiated');
+    // grpc-go's limit on Istio's upstream (math.MaxInt32), refused before a byte is buffered
+    if (length > MAX_UPSTREAM_MESSAGE_BYTES) return this.upstreamBroke(Status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (${length} vs. ${MAX_UPSTREAM_MESSAGE_BYTES})`);
     metrics.xdsProxyResponses.inc();
     this.proxy.noteMessageSize(length);
     this.proxy.istiodAnswered = true;
@@ -354,6 +353,8 @@ class ProxyConnection implements FrameSink {
     const m = this.current;
     if (!m || this.closed) return;
     m.scanner.push(piece);
+    // a held message that cannot be valid is not buffered on to its declared end (up to 2 GiB)
+    if (m.scanner.error !== undefined && m.mode !== 'stream') return this.upstreamBroke(Status.INTERNAL, `malformed xDS response: ${m.scanner.error}`);
     if (m.mode === 'stream') {
       m.spool?.append(piece);
       return this.forward(piece);
@@ -376,8 +377,7 @@ class ProxyConnection implements FrameSink {
         log.warn(`connection ${this.id}: forwarded a response that does not parse (${(err as Error).message}); Envoy will reject it`);
         return;
       }
-      this.close({ code: Status.INTERNAL, details: (err as Error).message });
-      return;
+      return this.upstreamBroke(Status.INTERNAL, (err as Error).message);
     }
     if (m.mode === 'stream') {
       if (m.spool) this.recorder?.sent(summary.typeUrl, summary.nonce, summary.version, { spool: m.spool });
@@ -534,6 +534,15 @@ class ProxyConnection implements FrameSink {
     else this.close(status.code === Status.OK ? { code: Status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
   }
 
+  /** istiod sent what no valid stream carries: said, counted as Istio's receive error would be, and the stream ended. */
+  private upstreamBroke(code: number, details: string): void {
+    this.current?.spool?.discard();
+    this.current = undefined;
+    metrics.istiodConnectionTerminations.inc({ type: TerminationType.error });
+    log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(code)}: ${details}`);
+    this.close({ code, details });
+  }
+
   private onDownstreamGone(kind: StreamEnd, reason: string): void {
     if (this.closed) return;
     const expected = kind !== 'error';
@@ -650,6 +659,9 @@ class ProxyConnection implements FrameSink {
     this.proxy.connectionClosed(this);
   }
 }
+
+/** The largest message Istio's agent takes from istiod (grpc-go's limit, set to math.MaxInt32). */
+const MAX_UPSTREAM_MESSAGE_BYTES = 2 ** 31 - 1;
 
 export class XdsProxy {
   private server: GrpcUnixServer | undefined;

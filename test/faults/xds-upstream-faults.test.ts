@@ -164,3 +164,40 @@ describe('request size limit', () => {
     s.session.destroy();
   });
 });
+
+describe('an upstream sending what no valid stream carries', () => {
+  /** An "istiod" that answers the first request with `bytes` and then keeps the stream open. */
+  async function answering(bytes: Buffer): Promise<string> {
+    const server = http2.createServer();
+    server.on('session', (s) => s.on('error', () => undefined));
+    server.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      stream.once('data', () => stream.write(bytes));
+    });
+    servers.push(server as unknown as net.Server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it("refuses a message declared larger than Istio's limit before buffering any of it", async () => {
+    const socketPath = await startProxy(await answering(Buffer.concat([frameHeader(0xffffffff), Buffer.alloc(1024, 0x41)])));
+    const s = rawStream(socketPath);
+    s.stream.write(frameHeader(0));
+    const st = await s.status;
+    expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(st.message).toBe('grpc: received message larger than max (4294967295 vs. 2147483647)');
+    s.session.destroy();
+  });
+
+  it('ends the stream as soon as a held message is known to be malformed, not at its declared end', async () => {
+    // declares 1 GiB, then a field with wire type 7 (none such): the rest is never sent
+    const socketPath = await startProxy(await answering(Buffer.concat([frameHeader(1024 * 1024 * 1024), Buffer.from([0x0f, 0x01, 0x02])])));
+    const s = rawStream(socketPath);
+    s.stream.write(frameHeader(0));
+    const st = await s.status;
+    expect(st.code).toBe(grpc.status.INTERNAL);
+    expect(st.message).toMatch(/^malformed xDS response: /);
+    s.session.destroy();
+  });
+});
