@@ -228,13 +228,13 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   }
   stream.on('response', (h) => {
     const httpStatus = Number(h[':status']);
-    if (httpStatus !== 200) {
-      status = { code: statusFromHttp(httpStatus), details: `${peer} answered HTTP ${httpStatus}` };
-      return;
-    }
     const type = String(h['content-type'] ?? '');
-    if (!type.startsWith('application/grpc')) status = { code: Status.UNKNOWN, details: `${peer} answered content-type ${JSON.stringify(type)}` };
-    else status = statusFromHeaders(h); // trailers-only response
+    // not a gRPC answer (a proxy's error page, a plain web server): the call ends now, as in
+    // grpc-go, and its body is never read as gRPC frames (where an HTML page would be reported
+    // as "a compressed message")
+    if (httpStatus !== 200) return end({ code: statusFromHttp(httpStatus), details: `${peer} answered HTTP ${httpStatus}${type ? ` (content-type ${JSON.stringify(type)})` : ''}, not a gRPC response` });
+    if (!type.startsWith('application/grpc')) return end({ code: Status.UNKNOWN, details: `${peer} answered content-type ${JSON.stringify(type)}, not a gRPC response` });
+    status = statusFromHeaders(h); // trailers-only response
   });
   stream.on('trailers', (h) => (status ??= statusFromHeaders(h)));
   stream.on('data', (chunk: Buffer) => {

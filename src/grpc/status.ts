@@ -100,10 +100,13 @@ export function statusFromReset(rstCode: number | undefined): number {
 export function statusFromHeaders(headers: http2.IncomingHttpHeaders): GrpcStatus | undefined {
   const raw = headers['grpc-status'];
   if (raw === undefined) return undefined;
-  const code = Number(Array.isArray(raw) ? raw[0] : raw);
+  const text = String(Array.isArray(raw) ? raw[0] : raw);
   const message = headers['grpc-message'];
   const details = typeof message === 'string' ? decodeGrpcMessage(message) : '';
-  return { code: Number.isInteger(code) && code >= 0 && code <= 16 ? code : Status.UNKNOWN, details };
+  // decimal digits only, as grpc-go parses it: Number() would read "" and "0x0" as OK
+  if (!/^\d{1,10}$/.test(text)) return { code: Status.INTERNAL, details: `malformed grpc-status ${JSON.stringify(text.slice(0, 32))}${details ? `: ${details}` : ''}` };
+  const code = Number(text);
+  return { code: code <= 16 ? code : Status.UNKNOWN, details };
 }
 
 /** grpc-message is percent-encoded UTF-8; a malformed escape is kept as it came. */

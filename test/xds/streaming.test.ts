@@ -400,6 +400,33 @@ describe('streaming through the proxy', () => {
     expect(st.details).toContain('middle of a message');
   });
 
+  it('reports an answer that is not gRPC (a proxy\'s HTML error page) as what it is, never reading it as frames', async () => {
+    script = (stream) => {
+      stream.respond({ ':status': 503, 'content-type': 'text/html' });
+      stream.end('<html><body>upstream connect error or disconnect/reset before headers</body></html>');
+    };
+    const { socketPath } = await startProxy();
+    const st = await grpcStatusOf(socketPath);
+    expect(st.code).toBe(grpc.status.UNAVAILABLE);
+    expect(st.details).toBe('istiod answered HTTP 503 (content-type "text/html"), not a gRPC response');
+  });
+
+  it('takes only a decimal grpc-status: "" and "0x0" are malformed, not OK', async () => {
+    for (const bad of ['', '0x0']) {
+      script = (stream) => {
+        respond(stream);
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': bad }));
+        stream.end();
+      };
+      const { socketPath } = await startProxy();
+      const st = await grpcStatusOf(socketPath);
+      expect(st.code, JSON.stringify(bad)).toBe(grpc.status.INTERNAL);
+      expect(st.details).toBe(`malformed grpc-status ${JSON.stringify(bad)}`);
+      await proxy?.close();
+      proxy = undefined;
+    }
+  });
+
   it('passes istiod\'s status and percent-encoded message through', async () => {
     script = (stream) => {
       respond(stream);
