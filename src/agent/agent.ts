@@ -198,7 +198,9 @@ export class Agent {
       }
       this.checkpoint();
     }
-    const grpcBootstrap = writeGrpcBootstrap(config);
+    // the node's warnings (a bad ISTIO_METAJSON_*, ...) are logged once: here when no Envoy
+    // bootstrap is built to log them
+    const grpcBootstrap = writeGrpcBootstrap(config, config.env.DISABLE_ENVOY ? { warn: (m) => log.warn(m) } : {});
     log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
     if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
     else {

@@ -42,6 +42,7 @@ beforeAll(async () => {
       OUTPUT_CERTS: './var/lib/istio/data',
       ISTIOD_SAN: 'istiod.istio-system.svc',
       PROXY_CONFIG: JSON.stringify({ discoveryAddress: cp.address, statusPort: 0 }),
+      ISTIO_METAJSON_BROKEN: '{"app": ',
     },
   });
   await vi.waitFor(
@@ -82,6 +83,8 @@ describe('proxyless gRPC through the agent', () => {
     };
     expect(bootstrap.xds_servers[0]!.server_uri).toBe(`unix:///${join(work.path, 'etc/istio/proxy/XDS').replace(/^\//, '')}`);
     expect(bootstrap.node.metadata.GENERATOR).toBe('grpc');
+    // with no Envoy bootstrap to log it, the bad ISTIO_METAJSON_* is logged here, once
+    expect(agent.output().split('\n').filter((l) => l.includes('Env variable BROKEN [{"app": ] failed json unmarshal'))).toHaveLength(1);
   });
 
   it('serves a @grpc/grpc-js-xds client: xds:/// resolves through the agent and RPCs reach the server', async () => {
