@@ -7,6 +7,7 @@
 // unless it is an IP address, which SNI cannot carry); a client certificate when given.
 
 import type http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type tls from 'node:tls';
 import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
@@ -121,7 +122,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   const timers: NodeJS.Timeout[] = [];
 
   /** The connection's own socket (the session only exposes a proxy that may not be destroyed). */
-  let transport: import('node:net').Socket | undefined;
+  let transport: Socket | undefined;
   /**
    * Ends the connection. After the server's GOAWAY, Node has begun a graceful close, and its
    * destroy() then only half-closes the socket and waits for the server's FIN: a server that
@@ -164,7 +165,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
   // Istio's agent, disables it on every TCP connection)
   session.on('error', (err: Error) => (transportFailure ??= err.message));
-  session.once('connect', (_session: http2.ClientHttp2Session, socket: import('node:net').Socket) => (transport = socket));
+  session.once('connect', (_session: http2.ClientHttp2Session, socket: Socket) => (transport = socket));
   // Every session callback below may run after the call was closed and the session destroyed
   // (Node queues 'connect' before it knows): each goes through whileOpen.
   if (opts.sessionWindowBytes) {

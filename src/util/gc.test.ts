@@ -27,38 +27,43 @@ describe('GcPacer', () => {
   });
 });
 
+/** Collections of `kind` seen while `run` is observed, with their start and end times. */
+async function observingCollections<T>(kind: number, run: (seen: { start: number; end: number }[]) => Promise<T>): Promise<T> {
+  const seen: { start: number; end: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === kind) seen.push({ start: e.startTime, end: e.startTime + e.duration });
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  try {
+    return await run(seen);
+  } finally {
+    observer.disconnect();
+  }
+}
+
+/** Waits until a collection that began and ended within [t0, t1] has been reported. */
+async function expectCollectionWithin(seen: readonly { start: number; end: number }[], t0: number, t1: number): Promise<void> {
+  await vi.waitFor(() => expect(seen.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
+}
+
 describe('collectYoung', () => {
   it('runs a young-generation collection in this process, inside the call', async () => {
     collectYoung(); // the first call also sets up V8's gc function
-    const minor: { start: number; end: number }[] = [];
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) minor.push({ start: e.startTime, end: e.startTime + e.duration });
-      }
-    });
-    observer.observe({ entryTypes: ['gc'] });
-    try {
+    await observingCollections(constants.NODE_PERFORMANCE_GC_MINOR, async (minor) => {
       const t0 = performance.now();
       collectYoung();
       const t1 = performance.now();
-      await vi.waitFor(() => expect(minor.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
-    } finally {
-      observer.disconnect();
-    }
+      await expectCollectionWithin(minor, t0, t1);
+    });
   });
 });
 
 describe('collectAll', () => {
   it('runs a full collection inside the call, freeing what reached the old generation', async () => {
     collectAll(); // sets up V8's gc function
-    const major: { start: number; end: number }[] = [];
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major.push({ start: e.startTime, end: e.startTime + e.duration });
-      }
-    });
-    observer.observe({ entryTypes: ['gc'] });
-    try {
+    await observingCollections(constants.NODE_PERFORMANCE_GC_MAJOR, async (major) => {
       const holder: { old?: object[] } = { old: Array.from({ length: 300_000 }, (_, i) => ({ i })) };
       collectAll(); // survivors of two collections are in the old generation
       collectAll();
@@ -68,9 +73,7 @@ describe('collectAll', () => {
       collectAll();
       const t1 = performance.now();
       expect(held - process.memoryUsage().heapUsed).toBeGreaterThan(5 * 1024 * 1024);
-      await vi.waitFor(() => expect(major.some((g) => g.start >= t0 && g.end <= t1)).toBe(true), { timeout: 2000, interval: 10 });
-    } finally {
-      observer.disconnect();
-    }
+      await expectCollectionWithin(major, t0, t1);
+    });
   });
 });

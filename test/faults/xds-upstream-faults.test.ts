@@ -69,6 +69,17 @@ function rawStream(socketPath: string): { session: http2.ClientHttp2Session; str
   return { session, stream, status };
 }
 
+/** Opens a stream on the agent's socket, sends an empty request and waits for the status it ends with. */
+async function statusOfOneRequest(socketPath: string): Promise<{ code: number; message: string }> {
+  const s = rawStream(socketPath);
+  s.stream.write(frameHeader(0));
+  try {
+    return await s.status;
+  } finally {
+    s.session.destroy();
+  }
+}
+
 describe('upstream dials', () => {
   it('backs off after a failed dial: a client reconnecting in a loop does not make the agent redial', async () => {
     const peer = await droppingPeer();
@@ -129,12 +140,9 @@ describe('upstream dials', () => {
     const socketPath = await startProxy(`127.0.0.1:${(hung.address() as AddressInfo).port}`, {
       upstream: { address: `127.0.0.1:${(hung.address() as AddressInfo).port}`, clusterId: 'Kubernetes', headers: {}, connectTimeoutMs: 250 },
     });
-    const s = rawStream(socketPath);
-    s.stream.write(frameHeader(0));
-    const st = await s.status;
+    const st = await statusOfOneRequest(socketPath);
     expect(st.code).toBe(grpc.status.UNAVAILABLE);
     expect(st.message).toContain('within 250 ms');
-    s.session.destroy();
     for (const h of held) h.destroy();
     expect(proxy!.dialFailures).toBe(1);
   });
@@ -182,22 +190,16 @@ describe('an upstream sending what no valid stream carries', () => {
 
   it("refuses a message declared larger than Istio's limit before buffering any of it", async () => {
     const socketPath = await startProxy(await answering(Buffer.concat([frameHeader(0xffffffff), Buffer.alloc(1024, 0x41)])));
-    const s = rawStream(socketPath);
-    s.stream.write(frameHeader(0));
-    const st = await s.status;
+    const st = await statusOfOneRequest(socketPath);
     expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(st.message).toBe('grpc: received message larger than max (4294967295 vs. 2147483647)');
-    s.session.destroy();
   });
 
   it('ends the stream as soon as a held message is known to be malformed, not at its declared end', async () => {
     // declares 1 GiB, then a field with wire type 7 (none such): the rest is never sent
     const socketPath = await startProxy(await answering(Buffer.concat([frameHeader(1024 * 1024 * 1024), Buffer.from([0x0f, 0x01, 0x02])])));
-    const s = rawStream(socketPath);
-    s.stream.write(frameHeader(0));
-    const st = await s.status;
+    const st = await statusOfOneRequest(socketPath);
     expect(st.code).toBe(grpc.status.INTERNAL);
     expect(st.message).toMatch(/^malformed xDS response: /);
-    s.session.destroy();
   });
 });

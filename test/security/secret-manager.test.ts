@@ -289,10 +289,10 @@ describe('mounted certificates', () => {
     });
   }
 
-  it('served from ./etc/certs; an invalid replacement never replaces the valid secret; a valid one is pushed', async () => {
-    const a = await issued();
-    work.write('etc/certs/cert-chain.pem', a.chain);
-    work.write('etc/certs/key.pem', a.key);
+  /** A manager on ./etc/certs holding `pair` and istiod's root, started, with its pushes recorded. */
+  function startMounted(pair: { chain: string; key: string }): { m: SecretManager; out: string; updates: string[] } {
+    work.write('etc/certs/cert-chain.pem', pair.chain);
+    work.write('etc/certs/key.pem', pair.key);
     work.write('etc/certs/root-cert.pem', cp.rootCertPem);
     const out = join(work.dir, 'out');
     const m = new SecretManager(mountedOptions(join(work.dir, 'etc/certs'), { outputDir: out }));
@@ -300,6 +300,12 @@ describe('mounted certificates', () => {
     const updates: string[] = [];
     m.onUpdate((n) => updates.push(n));
     m.start();
+    return { m, out, updates };
+  }
+
+  it('served from ./etc/certs; an invalid replacement never replaces the valid secret; a valid one is pushed', async () => {
+    const a = await issued();
+    const { m, out, updates } = startMounted(a);
     expect(m.sources).toEqual({ default: 'file', root: 'file' });
     const first = m.lookup('default');
     expect(first.status === 'ready' && first.item.certificateChain).toBe(a.chain);
@@ -322,15 +328,7 @@ describe('mounted certificates', () => {
 
   it('a file caught mid-write (a PEM block cut short) never replaces the secret or the output files', async () => {
     const a = await issued();
-    work.write('etc/certs/cert-chain.pem', a.chain);
-    work.write('etc/certs/key.pem', a.key);
-    work.write('etc/certs/root-cert.pem', cp.rootCertPem);
-    const out = join(work.dir, 'out');
-    const m = new SecretManager(mountedOptions(join(work.dir, 'etc/certs'), { outputDir: out }));
-    managers.push(m);
-    const updates: string[] = [];
-    m.onUpdate((n) => updates.push(n));
-    m.start();
+    const { m, out, updates } = startMounted(a);
     const cut = (pem: string): string => `${pem}-----BEGIN CERTIFICATE-----\nMIIDHzCCAgegAwIBAgIRAJ`;
     work.write('etc/certs/cert-chain.pem', cut(a.chain));
     await until('the chain to be refused', () => (/certificate chain: a PEM certificate block is cut short/.test(logs.text()) ? true : undefined));
