@@ -17,7 +17,7 @@ import { writeGrpcBootstrap } from '../bootstrap/grpc-bootstrap.js';
 import type { AgentConfig } from '../config/load.js';
 import { EnvoyAdminClient, knownIstioListeners } from '../envoy/admin-client.js';
 import { buildEnvoyArgs, readBootstrapOverride } from '../envoy/envoy-args.js';
-import { EnvoyProcess, exitCodeFor } from '../envoy/envoy-process.js';
+import { EnvoyProcess, envoyRunAs, exitCodeFor } from '../envoy/envoy-process.js';
 import { dnsServerEnabled, dnsServerOptionsFrom } from '../dns/from-config.js';
 import type { LocalDnsServer } from '../dns/server.js';
 import { HeldListener } from '../grpc/held-listener.js';
@@ -292,6 +292,7 @@ export class Agent {
         secureMetrics: config.env.ENVOY_SECURE_METRICS_PORT,
         secureMergedMetrics: config.env.ENVOY_SECURE_MERGED_METRICS_PORT,
       }),
+      runAs: envoyRunAs(process.getuid?.(), config.env.DNS_PROXY_ADDR),
     });
     this.envoy = envoy;
     // registered before the spawn: an Envoy that dies at once still takes the agent down with it

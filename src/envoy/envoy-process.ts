@@ -41,6 +41,26 @@ export interface EnvoyProcessOptions {
   readonly activeConnectionPollMs?: number;
   /** After the stop signal, how long Envoy gets before SIGKILL. */
   readonly killGraceMs?: number;
+  /** Run Envoy under this user and group instead of the agent's (see envoyRunAs). */
+  readonly runAs?: EnvoyUser;
+}
+
+export interface EnvoyUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** Istio's proxy user: iptables capture lets its traffic through, so Envoy's own connections are not redirected back to it. */
+export const ISTIO_PROXY_USER: EnvoyUser = { uid: 1337, gid: 1337 };
+
+/**
+ * Istio's AgentIsRoot: an agent running as root so that its DNS proxy can listen on port 53 (a
+ * DNS_PROXY_ADDR ending in ":53", Istio's way to serve DNS without iptables capture) still runs
+ * Envoy as the proxy user, whose traffic the capture rules exclude; as root, Envoy's outbound
+ * connections would be redirected back into itself.
+ */
+export function envoyRunAs(agentUid: number | undefined, dnsProxyAddr: string): EnvoyUser | undefined {
+  return agentUid === 0 && dnsProxyAddr.endsWith(':53') ? ISTIO_PROXY_USER : undefined;
 }
 
 export class EnvoyStartError extends Error {
@@ -107,7 +127,9 @@ export class EnvoyProcess {
       throw new EnvoyStartError(`envoy binary ${bin} (ProxyConfig binaryPath) ${why}`, { cause: err });
     }
     log.info(`Envoy command: [${this.opts.args.join(' ')}]`);
-    const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true });
+    const user = this.opts.runAs;
+    if (user) log.info(`Envoy runs as uid ${user.uid}, gid ${user.gid} (the agent is root, its DNS proxy on port 53)`);
+    const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true, ...(user ? { uid: user.uid, gid: user.gid } : {}) });
     this.child = child;
     // after the spawn, an 'error' (a failed signal) must be logged, never thrown
     child.on('error', (err) => log.warn(`envoy process: ${err.message}`));

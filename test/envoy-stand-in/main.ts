@@ -27,7 +27,7 @@ export async function main(args: readonly string[]): Promise<void> {
     throw err;
   }
   const recorder = new Recorder(config.recordFile);
-  recorder.record({ event: 'start', argv: [...args], pid: process.pid });
+  recorder.record({ event: 'start', argv: [...args], pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() });
 
   const running: { server?: StandInServer } = {};
   const exit: (code: number, signal?: NodeJS.Signals) => never = (code, signal) => {

@@ -1,7 +1,7 @@
 // What the stand-in tells tests about itself: an in-memory list of admin calls (GET /standin/calls)
 // and, with ENVOY_STANDIN_RECORD=<file>, one JSON line per event appended synchronously so the file
 // is complete even when the process is killed right after:
-//   {"event":"start","argv":[...],"pid":123,"time":"..."}
+//   {"event":"start","argv":[...],"pid":123,"uid":0,"gid":0,"time":"..."}
 //   {"event":"admin","method":"POST","path":"/drain_listeners","query":{"inboundonly":"","graceful":""},"status":200,"time":"..."}
 //   {"event":"signal","signal":"SIGTERM","time":"..."}
 //   {"event":"exit","code":0,"time":"..."}            (or "signal":"SIGABRT" for a simulated crash)
