@@ -5,8 +5,9 @@
 //
 // Robustness: a message that does not decode is answered FORMERR (or dropped when not even a
 // header), never thrown; upstream queries in flight are capped (beyond: SERVFAIL at once); TCP
-// connections are capped, time out when idle, and stop being read while too many of their
-// queries are pending. A table hit is answered synchronously, so a flood of forwarded names never
+// connections are capped, closed unless each whole query arrives in time (2 s after the accept, 8 s
+// after the previous query or answer: miekg's deadlines, per message, not per byte), and stop
+// being read while too many of their queries are pending. A table hit is answered synchronously, so a flood of forwarded names never
 // delays it; repeated plain UDP questions are answered from a small answer cache.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
@@ -52,8 +53,14 @@ export interface LocalDnsServerOptions {
   readonly maxUpstreamInflight?: number;
   /** Concurrent TCP client connections (default 1024). */
   readonly maxTcpConnections?: number;
-  /** A TCP client connection idle this long is closed (default 8 s, miekg's). */
+  /**
+   * A TCP client connection is closed unless its next whole query arrives within this long of its
+   * previous query or answer (default 8 s, miekg's idle timeout). A byte now and then does not
+   * count: the deadline is for the whole message, as miekg's read deadline is.
+   */
   readonly tcpIdleTimeoutMs?: number;
+  /** ... and unless its first whole query arrives within this long of the accept (default 2 s, miekg's read timeout). */
+  readonly tcpReadTimeoutMs?: number;
   /** Entries of the answer cache for repeated UDP questions (default 10,000; 0 turns it off). */
   readonly answerCacheEntries?: number;
 }
@@ -244,15 +251,31 @@ export class LocalDnsServer {
     let pending: Buffer = Buffer.alloc(0);
     let waiting = 0;
     let ended = false;
-    sock.setTimeout(this.options.tcpIdleTimeoutMs ?? 8000, () => sock.destroy());
+    // a deadline per message, not per byte: a client dripping a byte now and then must not hold
+    // a connection (and its slot under the cap) for ever
+    const idleMs = this.options.tcpIdleTimeoutMs ?? 8000;
+    let deadline: NodeJS.Timeout | undefined;
+    const expectQueryWithin = (ms: number): void => {
+      clearTimeout(deadline);
+      deadline = setTimeout(() => {
+        // an answer still being worked on (a forward, bounded by its own timeout) keeps it open
+        if (waiting > 0) expectQueryWithin(idleMs);
+        else sock.destroy();
+      }, ms);
+    };
+    expectQueryWithin(this.options.tcpReadTimeoutMs ?? 2000);
     sock.on('error', noop);
-    sock.on('close', () => this.tcpConnections.delete(sock));
+    sock.on('close', () => {
+      clearTimeout(deadline);
+      this.tcpConnections.delete(sock);
+    });
     sock.on('end', () => {
       ended = true;
       if (waiting === 0) sock.end();
     });
     const answer = (msg: Buffer): void => {
       waiting--;
+      if (!sock.destroyed) expectQueryWithin(idleMs);
       if (!sock.destroyed && sock.writable) {
         const len = Buffer.allocUnsafe(2);
         len.writeUInt16BE(msg.length, 0);
@@ -263,11 +286,16 @@ export class LocalDnsServer {
     };
     sock.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let rearmed = false;
       while (pending.length >= 2) {
         const len = pending.readUInt16BE(0);
         if (pending.length < 2 + len) break;
         const msg = Buffer.from(pending.subarray(2, 2 + len));
         pending = pending.subarray(2 + len);
+        if (!rearmed) {
+          rearmed = true;
+          expectQueryWithin(idleMs);
+        }
         waiting++;
         let answered = false;
         this.serve(msg, 'tcp', (out) => {

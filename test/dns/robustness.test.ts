@@ -28,6 +28,7 @@ beforeAll(async () => {
     upstreams: [`127.0.0.1:${dnsmasq.port}`],
     searchDomains: ['ns1.svc.cluster.local'],
     tcpIdleTimeoutMs: 800,
+    tcpReadTimeoutMs: 800,
   });
   server.updateLookupTable(TABLE);
   // forwards go to an upstream that never answers; at most 200 upstream sockets
@@ -215,9 +216,51 @@ describe('TCP', () => {
     vanished.destroy();
     await stillAnswers();
     expect((await dig('127.0.0.1', server.port, ['+tcp', 'svc.ns1.', 'A'])).answers).toHaveLength(2);
-    // the idle timeout (800 ms here) closes the stalled connections
+    // the read deadline (800 ms here) closes the stalled connections
     await vi.waitFor(() => expect(stalled.every((s) => s.destroyed || s.readableEnded)).toBe(true), { timeout: 5000 });
     for (const s of stalled) s.destroy();
+  });
+
+  it('closes a connection that drips a query a byte at a time: the deadline is per message, not per byte', async () => {
+    const s = await open(server.port);
+    s.on('error', () => undefined);
+    const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now())));
+    const bytes = frame(validQuery(11));
+    const started = Date.now();
+    let sent = 0;
+    // one byte every 200 ms, well inside the 800 ms deadlines: the whole query would take ~6 s
+    const drip = setInterval(() => {
+      if (sent < bytes.length && !s.destroyed) s.write(bytes.subarray(sent, ++sent));
+    }, 200);
+    let answered = false;
+    s.on('data', () => (answered = true));
+    try {
+      const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+      expect(at).toBeGreaterThan(0);
+      expect(at - started).toBeLessThan(2500);
+      expect(sent).toBeLessThan(bytes.length);
+      expect(answered).toBe(false);
+    } finally {
+      clearInterval(drip);
+      s.destroy();
+    }
+  });
+
+  it('keeps a connection whose queries keep coming within the idle deadline', async () => {
+    const s = await open(server.port);
+    try {
+      // five queries 500 ms apart: 2.5 s in all, each within the 800 ms of the previous answer
+      for (let i = 0; i < 5; i++) {
+        if (i) await new Promise((r) => setTimeout(r, 500));
+        const got = readFrames(s, 1);
+        s.write(frame(validQuery(20 + i)));
+        expect(dnsPacket.decode((await got)[0]!).answers).toHaveLength(2);
+        s.removeAllListeners('data');
+      }
+      expect(s.destroyed).toBe(false);
+    } finally {
+      s.destroy();
+    }
   });
 });
 
