@@ -5,7 +5,7 @@
 // agent (gRPC, Prometheus client, ...) and the configuration loader (YAML) only for `proxy`, so
 // that `pilot-agent wait` (the postStart hook that holds the application's start) starts fast.
 
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { createWriteStream, openSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import { pflagArgs } from './argv.js';
@@ -16,6 +16,14 @@ import { buildInfo } from '../version.js';
 import { configureLogging, logger, parseOutputLevels } from '../util/logger.js';
 
 const log = logger('default');
+
+/**
+ * A command that fails (bad configuration, start-up failure, `wait` timing out, an unknown command
+ * or a missing argument) exits 255, as Istio's does (cobra's error -> os.Exit(-1)); pods and
+ * scripts that look at the status see the same number. istio-iptables keeps its own codes (1, 126)
+ * and an agent that stops on an unexpected internal error exits 1, so the two stay apart.
+ */
+export const COMMAND_FAILED_EXIT = 255;
 
 /**
  * Separates unknown flags from operands, the way pflag strips unknown flags: `--x=v` is one flag,
@@ -172,6 +180,8 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
 
 export function buildProgram(): Command {
   const program = new Command('pilot-agent')
+    // commander's own errors become rejections, so that one place decides the exit status
+    .exitOverride()
     .description('Istio Pilot agent: runs in the sidecar or gateway container and bootstraps Envoy.')
     .allowUnknownOption(true)
     .allowExcessArguments(true)
@@ -296,9 +306,12 @@ export function main(argv: string[], early: EarlySignals = NO_EARLY_SIGNALS): vo
     .then(
       () => process.exit(process.exitCode ?? 0),
       (err: unknown) => {
+        // commander has printed its message already. The help it prints for a missing subcommand
+        // ends in 0, as cobra's does for a command that only groups others.
+        if (err instanceof CommanderError) process.exit(err.exitCode === 0 || err.code === 'commander.help' ? 0 : COMMAND_FAILED_EXIT);
         if (err instanceof ConfigError) log.error(err.message);
         else log.error(`Error: ${(err as Error).message}`);
-        process.exit(1);
+        process.exit(COMMAND_FAILED_EXIT);
       },
     );
 }

@@ -78,7 +78,7 @@ describe('memory limit', () => {
     const agent = runAgent(pod.args, { cwd: work.path, env: env(await freePort(), { GOMEMLIMIT: '200MB' }) });
     agents.push(agent);
     const exit = await agent.exited;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(255);
     expect(agent.output()).toMatch(/env GOMEMLIMIT: expected a byte count with an optional B, KiB, MiB, GiB or TiB suffix .*\(value: "200MB"\)/);
   });
 

@@ -147,21 +147,21 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
 
   it('fails start-up clearly when the Envoy binary is missing or not executable', async () => {
     const missing = start({ proxyConfig: { binaryPath: join(work.path, 'no-such-envoy') } });
-    expect((await missing.exited).code).toBe(1);
+    expect((await missing.exited).code).toBe(255);
     expect(missing.output()).toMatch(/envoy binary .*no-such-envoy \(ProxyConfig binaryPath\) does not exist/);
 
     const notExec = join(work.path, 'not-executable');
     writeFileSync(notExec, '#!/bin/sh\n');
     chmodSync(notExec, 0o644);
     const agent = start({ proxyConfig: { binaryPath: notExec } });
-    expect((await agent.exited).code).toBe(1);
+    expect((await agent.exited).code).toBe(255);
     // root may execute any file with an x bit; with none set, access(X_OK) fails for root too
     expect(agent.output()).toMatch(/not-executable \(ProxyConfig binaryPath\) is not executable/);
   });
 
   it('fails start-up naming the missing root CA of the xDS connection, leaving nothing behind', async () => {
     const agent = start({ proxyConfig: { controlPlaneAuthPolicy: 'MUTUAL_TLS', discoveryAddress: 'istiod.istio-system.svc:15012' } });
-    expect((await agent.exited).code).toBe(1);
+    expect((await agent.exited).code).toBe(255);
     expect(agent.output()).toMatch(/root CA for the xDS connection .*var\/run\/secrets\/istio\/root-cert.pem cannot be read/);
     expect(existsSync(join(work.path, 'etc/istio/proxy/XDS'))).toBe(false);
     expect(events('start')).toHaveLength(0);
@@ -169,7 +169,7 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
 
   it('stops start-up with every configuration error listed', async () => {
     const agent = start({ proxyConfig: { drainDuration: 'soon', proxyAdminPort: 0 }, env: { SECRET_TTL: 'x', ECC_CURVE: 'P999' } });
-    expect((await agent.exited).code).toBe(1);
+    expect((await agent.exited).code).toBe(255);
     const out = agent.output();
     expect(out).toContain('invalid configuration (');
     expect(out).toContain('env PROXY_CONFIG: drainDuration');

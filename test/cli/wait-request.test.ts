@@ -47,7 +47,7 @@ describe('pilot-agent wait', () => {
     try {
       const t0 = Date.now();
       const p = runAgent(['wait', '--url', `http://127.0.0.1:${srv.port}/healthz/ready`, '--periodMillis', '100', '--timeoutSeconds', '1'], { cwd: dir.path, env: {} });
-      expect((await p.exited).code).toBe(1);
+      expect((await p.exited).code).toBe(255);
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
       expect(p.output()).toContain('timeout waiting for Envoy proxy to become ready. Last error: HTTP status code 503');
       expect(srv.calls()).toBeGreaterThanOrEqual(5);
@@ -75,7 +75,7 @@ describe('the command line as pflag reads it', () => {
     const srv = await serve(() => 200);
     for (const args of [['wait', '--timeout=5', `--url=http://127.0.0.1:${srv.port}/healthz/ready`], ['request', '--bogus', 'GET', 'stats']]) {
       const r = spawnSync(process.execPath, [agentBin, ...args], { encoding: 'utf8', timeout: 20_000 });
-      expect(r.status, args.join(' ')).not.toBe(0);
+      expect(r.status, args.join(' ')).toBe(255);
       expect(r.stderr).toContain(`unknown option '${args[1]}'`);
     }
     expect(srv.calls()).toBe(0);
@@ -86,11 +86,25 @@ describe('the command line as pflag reads it', () => {
     try {
       const target = join(dir.path, 'missing-dir', 'agent.log');
       const r = spawnSync(process.execPath, [agentBin, `--log_target=${target}`, 'wait', '--timeoutSeconds=1', '--url=http://127.0.0.1:1/'], { encoding: 'utf8', timeout: 20_000 });
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(255);
       expect(r.stdout + r.stderr).toContain(`flag --log_target: cannot open the log file: ENOENT`);
       expect(r.stdout + r.stderr).not.toContain('Unhandled');
     } finally {
       dir.cleanup();
+    }
+  });
+
+  it("exit statuses are Istio's: a failed command 255 (cobra's error -> os.Exit(-1)), help 0", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [agentBin, ...args], { encoding: 'utf8', timeout: 20_000 });
+    const unknown = run('bogus');
+    expect(unknown.status).toBe(255);
+    expect(unknown.stderr).toContain("unknown command 'bogus'");
+    expect(run('request', 'GET').status).toBe(255); // a missing argument
+    expect(run('wait', '--timeoutSeconds=soon').status).toBe(255); // a bad flag value
+    for (const args of [[], ['--help'], ['proxy', '--help']]) {
+      const r = run(...args);
+      expect(r.status, args.join(' ')).toBe(0);
+      expect(r.stdout + r.stderr).toContain('Usage: pilot-agent');
     }
   });
 
@@ -108,7 +122,7 @@ describe('pilot-agent request', () => {
     const dir = tempDir('pa-request-');
     try {
       const p = runAgent(['request', '--debug-port=8080', 'GET', 'stats'], { cwd: dir.path, env: {} });
-      expect((await p.exited).code).toBe(1);
+      expect((await p.exited).code).toBe(255);
       expect(p.output()).toContain('debug port 8080 is not in allowed list [15000 15004 15020 15021]');
     } finally {
       dir.cleanup();
@@ -139,6 +153,6 @@ describe('pilot-agent request', () => {
     expect(out).toMatch(/draining\nrc=0/);
     expect(out).toMatch(/nope\nrc=0/);
     expect(out).toContain('received unsuccessful status code 503: broken');
-    expect(out).toMatch(/rc=1\s*$/);
+    expect(out).toMatch(/rc=255\s*$/);
   });
 });

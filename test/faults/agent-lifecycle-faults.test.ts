@@ -114,7 +114,7 @@ describe('failures after Envoy was spawned', () => {
     const port = await occupiedPort();
     const agent = await start({ proxyConfig: { statusPort: port } });
     const exit = await agent.exited;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(255);
     expect(agent.output()).toMatch(new RegExp(`status server: cannot listen on port ${port}: listen EADDRINUSE`));
     expect(envoyPids()).toHaveLength(1); // it was spawned, and then stopped
     expectNothingLeft();
@@ -127,7 +127,7 @@ describe('failures before Envoy is spawned', () => {
     writeFileSync(paths.sds(), 'not a socket');
     const agent = await start();
     const exit = await agent.exited;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(255);
     expect(agent.output()).toContain(`cannot serve SDS on ${paths.sds()}: the path exists and is not a socket`);
     expect(envoyPids()).toHaveLength(0);
     expect(existsSync(paths.xds())).toBe(false);
@@ -137,7 +137,7 @@ describe('failures before Envoy is spawned', () => {
     const port = await occupiedPort();
     const agent = await start({ env: { ISTIO_META_DNS_CAPTURE: 'true', DNS_PROXY_ADDR: `127.0.0.1:${port}` } });
     const exit = await agent.exited;
-    expect(exit.code).toBe(1);
+    expect(exit.code).toBe(255);
     expect(agent.output()).toContain(`127.0.0.1:${port}`);
     expect(agent.output()).toContain('EADDRINUSE');
     expect(envoyPids()).toHaveLength(0);

@@ -53,7 +53,7 @@ describe('status port in pilot-agent proxy', () => {
 
   it('refuses to start, before Envoy, when ISTIO_KUBE_APP_PROBERS is invalid', async () => {
     const agent = start({ env: { ISTIO_KUBE_APP_PROBERS: '{"/app-health/hello/livez":{"httpGet":{"port":"http"}}}' } });
-    expect((await agent.exited).code).toBe(1);
+    expect((await agent.exited).code).toBe(255);
     expect(agent.output()).toContain('env ISTIO_KUBE_APP_PROBERS: /app-health/hello/livez: httpGet.port: the port must be int type');
     expect(readRecord(recordFile()).filter((e) => e.event === 'start')).toHaveLength(0);
   });
