@@ -25,6 +25,8 @@ const log = logger('probes');
 
 /** Istio's maxRespBodyLength: how much of the app's body the probe answer carries. */
 export const MAX_PROBE_BODY = 10 * 1024;
+/** Largest response header section of an httpGet probe: Go's client default (Transport.MaxResponseHeaderBytes, 10 MiB). */
+const MAX_PROBE_HEADER_BYTES = 10 << 20;
 const MAX_REDIRECTS = 10;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'content-length', 'host']);
 
@@ -121,8 +123,13 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
         ...(ctx.keepAlive ? { agent: url.protocol === 'https:' ? ctx.keepAlive.https : ctx.keepAlive.http } : {}),
         maxBytes: MAX_PROBE_BODY,
         overLimit: 'truncate',
+        // Go's default, which Istio's probe client and the kubelet keep: an app's large headers
+        // (a long Content-Security-Policy) must not fail a probe the kubelet would pass
+        maxHeaderBytes: MAX_PROBE_HEADER_BYTES,
       });
       const status = res.status;
+      // a final 1xx (101 Switching Protocols) is no answer to a probe: the kubelet fails below 200
+      if (status < 200) throw new Error(`the app answered ${status}`);
       if (isRedirect(status)) {
         const location = res.headers.location;
         // not followable (no Location, or a 3xx Go does not follow): kubelet answers success

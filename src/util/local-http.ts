@@ -34,6 +34,8 @@ export interface LocalRequestOptions {
   readonly signal?: AbortSignal;
   /** A keep-alive agent to reuse connections (the probes' ENABLE_PROBE_KEEPALIVE_CONNECTIONS); none by default. */
   readonly agent?: http.Agent;
+  /** Largest response header section (default node's 16 KiB). */
+  readonly maxHeaderBytes?: number;
 }
 
 export interface LocalResponse {
@@ -61,7 +63,11 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
       ...(opts.headers ? { headers: opts.headers } : {}),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(tls && opts.insecure ? { rejectUnauthorized: false } : {}),
+      ...(opts.maxHeaderBytes ? { maxHeaderSize: opts.maxHeaderBytes } : {}),
     };
+    // the deadline ends the call by itself: once node has handed the socket over (a 101 or a
+    // CONNECT answer) the request emits nothing more, and the call must not wait for it
+    signal.addEventListener('abort', () => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : 'aborted'), { once: true });
     let req: http.ClientRequest;
     try {
       req = (tls ? lazyBuiltin.https() : lazyBuiltin.http()).request(url, options, (res) => {
@@ -88,6 +94,14 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
       return;
     }
     req.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
+    // 101 Switching Protocols, or an answer to CONNECT: a final status whose connection now speaks
+    // something else. It is the answer (the caller judges the status); the connection is closed.
+    const handedOver = (res: http.IncomingMessage, socket: { destroy(): void }): void => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '', bytes: Buffer.alloc(0) });
+    };
+    req.on('upgrade', handedOver);
+    req.on('connect', handedOver);
     req.end(opts.body === undefined || opts.body === '' ? undefined : opts.body);
   }).finally(() => timeout.clear());
 }

@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { loadAgentConfig } from '../../src/config/load.js';
 import { parseAppProbers } from '../../src/status/app-probers.js';
@@ -214,6 +214,43 @@ describe('httpGet details', () => {
     const big = await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`);
     expect(big.status).toBe(200);
     expect(big.body.length).toBe(10 * 1024);
+  });
+
+  it('fails a probe the app answers with 101 Switching Protocols within timeoutSeconds, every time, leaving nothing behind', async () => {
+    // the app hands the connection over and then says nothing: node's client emits no response
+    // and no error for a 101, so only the deadline can end the probe
+    const held = new Set<net.Socket>();
+    const app = net.createServer((sock) => {
+      held.add(sock);
+      sock.on('close', () => held.delete(sock));
+      sock.once('data', () => sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    servers.push({ close: () => new Promise<void>((r) => app.close(() => r())) });
+    const port = (app.address() as net.AddressInfo).port;
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port, path: '/ws' }, timeoutSeconds: 1 } }) });
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const r = await call(`http://127.0.0.1:${status.port}/app-health/a/livez`);
+      expect(r.status).toBe(500);
+      expect(Date.now() - t0).toBeLessThan(2500);
+    }
+    expect(logs.some((l) => l.includes('the app answered 101'))).toBe(true);
+    // the agent closed each handed-over connection
+    await vi.waitFor(() => expect(held.size).toBe(0), { timeout: 3000 });
+  });
+
+  it("passes an answer whose headers exceed node's 16 KiB (Go's client takes up to 10 MiB)", async () => {
+    const app = keep(
+      await httpServer((_req, res) => {
+        res.writeHead(200, { 'content-security-policy': 'x'.repeat(40_000) });
+        res.end('ok');
+      }),
+    );
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/readyz': { httpGet: { port: app.port, path: '/' } } }) });
+    const r = await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`);
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('ok');
   });
 });
 

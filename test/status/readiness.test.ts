@@ -2,6 +2,7 @@
 // draining; DISABLE_ENVOY; the gRPC bootstrap and DNS checks; the startup metric; `pilot-agent wait`.
 
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,6 +106,40 @@ describe('/healthz/ready with the Envoy stand-in', () => {
     await result;
     await status.close(); // idempotent
     await expect(ready(status.port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('recovers once Envoy admin answers again after it answered 101 Switching Protocols and went silent', { timeout: 30_000 }, async () => {
+    // a front for a LIVE stand-in's admin API that, while `handOver` is set, answers every request
+    // with a 101 and then holds the connection: node's client reports neither a response nor an
+    // error for that, so only the admin call's own deadline can end the check
+    const live = await startEnvoyStandIn({});
+    const held = new Set<net.Socket>();
+    let handOver = true;
+    const front = net.createServer((sock) => {
+      if (handOver) {
+        held.add(sock);
+        sock.on('close', () => held.delete(sock));
+        sock.once('data', () => sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n'));
+        return;
+      }
+      const admin = net.connect(Number(new URL(live.adminUrl).port), '127.0.0.1');
+      sock.pipe(admin).pipe(sock);
+      sock.on('error', () => admin.destroy());
+      admin.on('error', () => sock.destroy());
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    try {
+      const status = await startStatus({ adminPort: (front.address() as net.AddressInfo).port });
+      const during = await ready(status.port);
+      expect(during.status).toBe(503);
+      await vi.waitFor(() => expect(held.size).toBe(0), { timeout: 5000 }); // each handed-over connection was closed
+      handOver = false;
+      await vi.waitFor(async () => expect((await ready(status.port)).status).toBe(200), { timeout: 10_000, interval: 200 });
+    } finally {
+      front.close();
+      for (const s of held) s.destroy();
+      await live.stop();
+    }
   });
 
   it('with DISABLE_ENVOY skips the Envoy checks; the gRPC bootstrap and DNS checks still apply', async () => {
