@@ -142,9 +142,12 @@ export class ServerStream {
     return ok;
   }
 
-  /** Writes one whole message; `callback` runs once it has been handed to the socket (or the stream is gone). */
-  writeMessage(message: Buffer, callback: () => void): void {
-    this.writeAll([frameHeader(message.length), message], callback);
+  /**
+   * Writes one whole message; `callback` runs once it has been handed to the socket (or the stream
+   * is gone). Returns false, as `write` does, when the client is not keeping up.
+   */
+  writeMessage(message: Buffer, callback: () => void): boolean {
+    return this.writeAll([frameHeader(message.length), message], callback);
   }
 
   onceDrain(listener: () => void): void {

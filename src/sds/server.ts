@@ -14,6 +14,12 @@
 // stream waits and the secret is sent when the secret manager announces it. An unknown name is
 // logged once per stream and never served; the stream carries on. Each stream remembers the
 // generation it last sent per name and never sends an older one.
+//
+// A client that does not read is not written to without bound: once a stream's unsent bytes pass
+// the write buffer, its requests stop being read and the secrets to send wait as names, sent in
+// one response when it drains. Requests are capped at gRPC's 4 MiB, as Istio's SDS server is.
+// The secret manager is told when no stream subscribes to a name any more, so that the state it
+// keeps for names a client made up goes with them.
 
 import { GrpcUnixServer, type ServerStream } from '../grpc/server.js';
 import type { HeldListener } from '../grpc/held-listener.js';
@@ -29,10 +35,15 @@ const log = logger('sds');
 
 const SERVICE = 'envoy.service.secret.v3.SecretDiscoveryService';
 
+/** grpc-go's default receive limit, which Istio's SDS server keeps (its requests name a secret or two). */
+const MAX_SDS_REQUEST_BYTES = 4 * 1024 * 1024;
+
 /** What the server needs from the secret manager. */
 export interface SecretProvider {
   lookup(name: string): Lookup;
   onUpdate(fn: (name: string) => void): () => void;
+  /** No stream subscribes to `name` any more. */
+  release?(name: string): void;
 }
 
 export interface SdsServerOptions {
@@ -57,6 +68,8 @@ export interface SdsStreamInfo {
   readonly responses: number;
   readonly nacks: number;
   readonly lastNack?: { readonly nonce: string; readonly version: string; readonly message: string };
+  /** The client is not reading what was written; nothing more is, until it does. */
+  readonly blocked: boolean;
 }
 
 interface Stream {
@@ -76,6 +89,8 @@ interface Stream {
   nacks: number;
   lastNack?: { nonce: string; version: string; message: string };
   closed: boolean;
+  /** The client is not reading: nothing is written, and no request read, until it drains. */
+  blocked: boolean;
 }
 
 /** Go's time.RFC3339 (seconds, `Z`), which Istio uses in version_info. */
@@ -92,6 +107,8 @@ function toMessage(item: SecretItem, name: string): SecretMessage | undefined {
 export class SdsServer {
   private server: GrpcUnixServer | undefined;
   private readonly streams = new Map<number, Stream>();
+  /** name -> how many streams subscribe to it. */
+  private readonly subscribers = new Map<string, number>();
   private nextId = 1;
   private versionCounter = 0;
   /** Set once the schemas have loaded (with the first stream). */
@@ -116,7 +133,7 @@ export class SdsServer {
         [`/${SERVICE}/DeltaSecrets`, unimplemented('DeltaSecrets')],
         [`/${SERVICE}/FetchSecrets`, unimplemented('FetchSecrets')],
       ]),
-      { name: 'SDS', log: (m) => log.info(m), logError: (m) => log.error(m) },
+      { name: 'SDS', log: (m) => log.info(m), logError: (m) => log.error(m), maxRequestBytes: MAX_SDS_REQUEST_BYTES },
     );
     await server.start(this.options.listener);
     this.server = server;
@@ -137,6 +154,7 @@ export class SdsServer {
       responses: s.responses,
       nacks: s.nacks,
       ...(s.lastNack ? { lastNack: { ...s.lastNack } } : {}),
+      blocked: s.blocked,
     }));
   }
 
@@ -155,12 +173,14 @@ export class SdsServer {
       responses: 0,
       nacks: 0,
       closed: false,
+      blocked: false,
     };
     this.streams.set(s.id, s);
     const close = (why: string): void => {
       if (s.closed) return;
       s.closed = true;
       this.streams.delete(s.id);
+      this.setSubscribed(s, undefined);
       log.debug(`SDS: stream ${s.id} closed: ${why}`);
     };
     // the codec loads with the first stream; requests that come before it wait, in order
@@ -217,14 +237,14 @@ export class SdsServer {
     }
     if (names.length === 0) {
       log.debug(`SDS: stream ${s.id}: unsubscribed from every secret`);
-      s.subscribed = undefined;
+      this.setSubscribed(s, undefined);
       s.dirty.clear();
       s.sent.clear();
       return;
     }
     if (req.responseNonce === '' || s.subscribed === undefined) {
       log.debug(`SDS: stream ${s.id}: INIT/RECONNECT ${names.join(',')}`);
-      s.subscribed = new Set(names);
+      this.setSubscribed(s, new Set(names));
       s.sent.clear();
       s.dirty.clear();
       for (const n of names) s.dirty.add(n);
@@ -239,7 +259,7 @@ export class SdsServer {
     s.ackedNonce = req.responseNonce;
     const previous = s.subscribed;
     const current = new Set(names);
-    s.subscribed = current;
+    this.setSubscribed(s, current);
     for (const n of previous) {
       if (!current.has(n)) {
         s.dirty.delete(n);
@@ -258,6 +278,24 @@ export class SdsServer {
     this.flush(s);
   }
 
+  /** Replaces a stream's subscription, keeping the per-name subscriber counts. */
+  private setSubscribed(s: Stream, next: Set<string> | undefined): void {
+    const previous = s.subscribed;
+    s.subscribed = next;
+    if (next) for (const n of next) if (!previous?.has(n)) this.subscribers.set(n, (this.subscribers.get(n) ?? 0) + 1);
+    if (!previous) return;
+    for (const n of previous) {
+      if (next?.has(n)) continue;
+      const left = (this.subscribers.get(n) ?? 1) - 1;
+      if (left > 0) {
+        this.subscribers.set(n, left);
+        continue;
+      }
+      this.subscribers.delete(n);
+      this.options.secrets.release?.(n);
+    }
+  }
+
   private onSecretUpdate(name: string): void {
     for (const s of this.streams.values()) {
       if (s.closed || !s.subscribed?.has(name)) continue;
@@ -268,7 +306,7 @@ export class SdsServer {
 
   /** Sends every dirty subscribed secret that is ready, in one response. */
   private flush(s: Stream): void {
-    if (s.closed || !s.subscribed) return;
+    if (s.closed || !s.subscribed || s.blocked) return;
     const out: SecretMessage[] = [];
     const generations: [string, number][] = [];
     for (const name of [...s.dirty]) {
@@ -319,7 +357,18 @@ export class SdsServer {
     s.versionSent = version;
     s.responses++;
     const endTimer = sdsMetrics.sendTime.startTimer();
-    s.call.writeMessage(payload, () => endTimer());
+    if (!s.call.writeMessage(payload, () => endTimer())) {
+      // the client is not reading: stop reading its requests (HTTP/2 flow control then holds it
+      // back) and keep what changes meanwhile as dirty names, sent once it has caught up
+      s.blocked = true;
+      s.call.pause();
+      s.call.onceDrain(() => {
+        s.blocked = false;
+        if (s.closed) return;
+        s.call.resume();
+        this.flush(s);
+      });
+    }
     log.info(`SDS: PUSH resources:${out.length} names:${out.map((m) => m.name).join(',')} version:${version} stream:${s.id}${s.nodeId ? ` node:${s.nodeId}` : ''}`);
   }
 

@@ -58,6 +58,8 @@ function dirsOf(file: string): Set<string> {
 export class FileWatchSet {
   private readonly entries = new Map<string, Entry>();
   private readonly watchers = new Map<string, FSWatcher>();
+  /** directory -> the keys whose files it holds: adding, dropping or waking an entry touches only its own directories. */
+  private readonly dirKeys = new Map<string, Set<string>>();
   private poller: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -72,7 +74,7 @@ export class FileWatchSet {
     if (existing) this.unwatch(key);
     const entry: Entry = { files: abs, dirs: new Set(), fingerprint: fingerprintOf(abs) };
     this.entries.set(key, entry);
-    this.refreshDirs(entry);
+    this.refreshDirs(key, entry);
     if (!this.poller && this.options.pollMs > 0) {
       this.poller = setInterval(() => this.poll(), this.options.pollMs);
       this.poller.unref();
@@ -84,7 +86,7 @@ export class FileWatchSet {
     if (!entry) return;
     if (entry.timer) clearTimeout(entry.timer);
     this.entries.delete(key);
-    this.pruneWatchers();
+    this.setDirs(key, entry, new Set());
   }
 
   keys(): string[] {
@@ -97,16 +99,35 @@ export class FileWatchSet {
     this.entries.clear();
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
+    this.dirKeys.clear();
     if (this.poller) clearInterval(this.poller);
     this.poller = undefined;
   }
 
-  private refreshDirs(entry: Entry): void {
+  private refreshDirs(key: string, entry: Entry): void {
     const dirs = new Set<string>();
     for (const f of entry.files) for (const d of dirsOf(f)) dirs.add(d);
-    entry.dirs = dirs;
+    this.setDirs(key, entry, dirs);
     for (const d of dirs) this.ensureWatcher(d);
-    this.pruneWatchers();
+  }
+
+  /** Gives `entry` the directories `dirs`, closing the watch of a directory no entry needs any more. */
+  private setDirs(key: string, entry: Entry, dirs: Set<string>): void {
+    for (const d of dirs) {
+      let keys = this.dirKeys.get(d);
+      if (!keys) this.dirKeys.set(d, (keys = new Set()));
+      keys.add(key);
+    }
+    for (const d of entry.dirs) {
+      if (dirs.has(d)) continue;
+      const keys = this.dirKeys.get(d);
+      keys?.delete(key);
+      if (keys?.size) continue;
+      this.dirKeys.delete(d);
+      this.watchers.get(d)?.close();
+      this.watchers.delete(d);
+    }
+    entry.dirs = dirs;
   }
 
   private ensureWatcher(dir: string): void {
@@ -129,19 +150,11 @@ export class FileWatchSet {
     }
   }
 
-  private pruneWatchers(): void {
-    const needed = new Set<string>();
-    for (const e of this.entries.values()) for (const d of e.dirs) needed.add(d);
-    for (const [dir, w] of this.watchers) {
-      if (!needed.has(dir)) {
-        w.close();
-        this.watchers.delete(dir);
-      }
-    }
-  }
-
   private onDirEvent(dir: string): void {
-    for (const [key, entry] of this.entries) if (entry.dirs.has(dir)) this.schedule(key, entry);
+    for (const key of this.dirKeys.get(dir) ?? []) {
+      const entry = this.entries.get(key);
+      if (entry) this.schedule(key, entry);
+    }
   }
 
   private schedule(key: string, entry: Entry): void {
@@ -150,7 +163,7 @@ export class FileWatchSet {
       entry.timer = undefined;
       if (this.entries.get(key) !== entry) return;
       entry.fingerprint = fingerprintOf(entry.files);
-      this.refreshDirs(entry); // a symlink may now point elsewhere
+      this.refreshDirs(key, entry); // a symlink may now point elsewhere
       this.options.onChange(key);
     }, this.options.debounceMs);
     entry.timer.unref();
@@ -165,7 +178,7 @@ export class FileWatchSet {
         log.debug(`rescan found a change for ${key}`);
         this.schedule(key, entry);
       } else if (entry.files.some((f) => [...dirsOf(f)].some((d) => !entry.dirs.has(d)))) {
-        this.refreshDirs(entry); // a path that did not resolve before does now
+        this.refreshDirs(key, entry); // a path that did not resolve before does now
       }
     }
   }

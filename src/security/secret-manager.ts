@@ -292,6 +292,17 @@ export class SecretManager {
     return isRootResource(name) ? this.withRootExtras(name, r) : r;
   }
 
+  /**
+   * No SDS stream subscribes to `name` any more: a file secret other than the defaults (which the
+   * agent itself uses) stops being read and watched. Istio keeps no state for a file it could not
+   * read; here a missing file is watched until it appears, so a client naming thousands of made-up
+   * paths must not leave them all watched for ever.
+   */
+  release(name: string): void {
+    if (name === WORKLOAD_RESOURCE || name === ROOT_RESOURCE || !this.files.delete(name)) return;
+    this.watcher.unwatch(name);
+  }
+
   private sourceLookup(name: string): Lookup {
     if (name === WORKLOAD_RESOURCE) {
       if (this.defaultSource === 'file') return this.fileLookup(name, { kind: 'keycert', cert: this.options.mounted.certChain, key: this.options.mounted.key });

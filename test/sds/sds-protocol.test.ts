@@ -41,6 +41,11 @@ class ScriptedSecrets implements SecretProvider {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
+
+  readonly released: string[] = [];
+  release(name: string): void {
+    this.released.push(name);
+  }
 }
 
 let work: Work;
@@ -214,6 +219,59 @@ describe('SDS StreamSecrets', () => {
     // re-announcing the same generation (a duplicate notification) sends nothing
     (secrets as unknown as { listeners: Set<(n: string) => void> }).listeners.forEach((l) => l('default'));
     await c.none(200);
+  });
+});
+
+describe('SDS under clients that misbehave', () => {
+  it('a client that asks again and again but never reads gets a bounded number of responses, then what it missed once it reads', async () => {
+    const big = 'R'.repeat(200 * 1024); // an OS CA bundle's size
+    secrets.set('file-root:system', big);
+    const c = client();
+    c.call.pause();
+    for (let i = 0; i < 300; i++) c.send({ names: ['file-root:system'] }); // each one (no nonce) asks for everything again
+    // once blocked, the server writes nothing more and reads no more requests until the client reads
+    await until('the stream to block', () => (server.streamInfo()[0]?.blocked ? true : undefined));
+    const written = server.streamInfo()[0]!.responses;
+    // about 1 MiB of writes in flight, not 300 copies (60 MB) queued in the agent
+    expect(written).toBeLessThan(20);
+    c.call.resume();
+    // the client reads; the server reads the requests it had left and answers them, the last
+    // response carrying the secret
+    await until('every request to be read and answered', () => {
+      const info = server.streamInfo()[0]!;
+      return !info.blocked && c.responses.length === info.responses && c.responses.length > written ? true : undefined;
+    });
+    await c.none(300);
+    expect(c.responses.at(-1)!.secrets.map((x) => x.trustedCa?.length)).toEqual([big.length]);
+  });
+
+  it("refuses a request larger than gRPC's 4 MiB, as Istio's SDS server does", async () => {
+    const c = client();
+    c.send({ names: ['file-root:' + 'x'.repeat(4 * 1024 * 1024)] });
+    await until('the stream to end', () => c.ended);
+    expect(c.ended!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // the server carries on
+    const d = client();
+    d.send({ names: ['default'] });
+    expect((await d.next()).secrets.map((x) => x.name)).toEqual(['default']);
+  });
+
+  it('tells the secret manager when no stream subscribes to a name any more', async () => {
+    const a = client();
+    const b = client();
+    a.send({ names: ['default', 'ROOTCA'] });
+    const ra = await a.next();
+    b.send({ names: ['ROOTCA'] });
+    await b.next();
+    a.ack(ra, ['default']); // drops ROOTCA, which b still has
+    await a.none(100);
+    expect(secrets.released).toEqual([]);
+    a.close();
+    await until('default to be released', () => (secrets.released.includes('default') ? true : undefined));
+    expect(secrets.released).toEqual(['default']);
+    b.send({ names: [] }); // unsubscribes from everything
+    await until('ROOTCA to be released', () => (secrets.released.includes('ROOTCA') ? true : undefined));
+    expect(secrets.released).toEqual(['default', 'ROOTCA']);
   });
 });
 

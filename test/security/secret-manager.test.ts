@@ -427,4 +427,28 @@ describe('file resources', () => {
     expect(m.lookup('file-cert:only-one-path')).toMatchObject({ status: 'unknown' });
     expect(m.summaries().map((s) => s.resourceName)).toContain(`file-cert:${cert}~creds/tls.key`);
   });
+
+  it('release() drops what a file name left (its state and watches) once no stream subscribes; the defaults stay', async () => {
+    work.write('creds/ca.crt', cp.rootCertPem);
+    const m = manager();
+    m.start();
+    const fileNames = () => m.summaries().filter((s) => s.source === 'file').map((s) => s.resourceName);
+    const madeUp = Array.from({ length: 2000 }, (_, i) => `file-root:missing/d${i}/ca.pem`);
+    for (const n of madeUp) expect(m.lookup(n).status).toBe('pending');
+    expect(m.lookup('file-root:creds/ca.crt').status).toBe('ready');
+    expect(fileNames()).toHaveLength(2001);
+    for (const n of madeUp) m.release(n);
+    m.release('default');
+    m.release('ROOTCA');
+    expect(fileNames()).toEqual(['file-root:creds/ca.crt']);
+    // a released name is read again when asked for again, and a change to its file is seen
+    m.release('file-root:creds/ca.crt');
+    expect(fileNames()).toEqual([]);
+    const again = m.lookup('file-root:creds/ca.crt');
+    expect(again.status === 'ready' && again.item.rootCert!.trim()).toBe(cp.rootCertPem.trim());
+    const changed = new Promise<string>((resolve) => m.onUpdate((n) => n === 'file-root:creds/ca.crt' && resolve(n)));
+    const other = await issued(3600);
+    work.write('creds/ca.crt', `${cp.rootCertPem}${other.chain}`);
+    expect(await changed).toBe('file-root:creds/ca.crt');
+  });
 });
