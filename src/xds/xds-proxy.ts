@@ -142,6 +142,8 @@ const PACED_UP_TO_BYTES = 4 * 1024 * 1024;
 
 /** Responses from this size on may be streamed; smaller ones are always held whole (cheap). */
 const STREAM_FROM_BYTES = 64 * 1024;
+/** Rewrites (ECDS) waiting their turn before istiod is paused: a bound on what they hold, never reached by istiod's pace. */
+const MAX_QUEUED_REWRITES = 8;
 
 /** The response being received: streamed on, held whole, or not yet decided. */
 interface InboundResponse {
@@ -158,15 +160,19 @@ interface InboundResponse {
 /** Upstream endings that mean "istiod cannot be reached", for serving the last-known-good state. */
 const UNREACHABLE = new Set<number>([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED]);
 
-type PauseReason = 'envoy-slow' | 'handling';
+type PauseReason = 'envoy-slow' | 'handling' | 'rewrites';
 
 export interface ConnectionView {
   readonly id: number;
   readonly protocol: 'sotw' | 'delta';
   readonly upstream: 'waiting to dial' | 'dialling' | 'connected' | 'last-known-good';
-  /** Why istiod's stream is not being read: Envoy not keeping up, or a held response being handled. */
+  /** Why istiod's stream is not being read: Envoy not keeping up, a held response being handled, or too many rewrites waiting. */
   readonly pausedFor: readonly PauseReason[];
   readonly unreadUpstreamBytes: number;
+  /** A response is being streamed to Envoy as it arrives (nothing else may be written meanwhile). */
+  readonly streaming: boolean;
+  /** Rewrites (ECDS) running or waiting their turn. */
+  readonly rewrites: number;
 }
 
 class ProxyConnection implements FrameSink {
@@ -174,6 +180,11 @@ class ProxyConnection implements FrameSink {
   private upstream: ClientStream | undefined;
   private readonly deframer = new GrpcDeframer(this);
   private current: InboundResponse | undefined;
+  /** Rewrites (ECDS) run one after another, in arrival order, while other responses go on. */
+  private rewrites: Promise<void> = Promise.resolve();
+  private rewritesQueued = 0;
+  /** Writes waiting for the end of the message being streamed to Envoy (a write now would split it). */
+  private afterStreamed: (() => void)[] = [];
   private readonly pausedFor = new Set<PauseReason>();
   private awaitingEnvoyDrain = false;
   private awaitingIstiodDrain = false;
@@ -366,6 +377,7 @@ class ProxyConnection implements FrameSink {
   messageEnd(): void {
     const m = this.current;
     this.current = undefined;
+    if (m?.mode === 'stream') this.releaseAfterStreamed();
     if (m && m.length < PACED_UP_TO_BYTES) this.proxy.gcPacer.note(m.length);
     if (!m || this.closed) return;
     let summary: ResponseSummary;
@@ -390,6 +402,7 @@ class ProxyConnection implements FrameSink {
     }
     const msg = m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts, m.length);
     m.parts = [];
+    if (!this.proxy.handlerFor(summary.typeUrl) && this.proxy.interceptorFor(summary.typeUrl) && !isDebugType(summary.typeUrl)) return this.rewriteInBackground(msg, summary);
     // nothing more is read until this response is handled: that is what keeps responses in order
     this.deframer.hold();
     this.pause('handling');
@@ -404,6 +417,41 @@ class ProxyConnection implements FrameSink {
         this.close({ code: Status.INTERNAL, details: (err as Error).message });
       },
     );
+  }
+
+  /**
+   * A response to rewrite (ECDS: its Wasm modules are fetched, which a remote server may stretch to
+   * the fetch timeout, 30 s from istiod) is rewritten off the read path, as Istio's goroutine does:
+   * other types keep flowing meanwhile, rewrites keep their own order, and each is written to
+   * Envoy between two messages. Past MAX_QUEUED_REWRITES waiting, istiod is paused.
+   */
+  private rewriteInBackground(msg: Buffer, summary: ResponseSummary): void {
+    this.rewritesQueued++;
+    if (this.rewritesQueued > MAX_QUEUED_REWRITES) this.pause('rewrites');
+    this.rewrites = this.rewrites
+      .then(() => (this.closed ? undefined : this.handleResponse(msg, summary)))
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          log.error(`connection ${this.id}: ${(err as Error).message}`);
+          this.close({ code: Status.INTERNAL, details: (err as Error).message });
+        },
+      )
+      .finally(() => {
+        this.rewritesQueued--;
+        if (this.rewritesQueued <= MAX_QUEUED_REWRITES) this.resume('rewrites');
+      });
+  }
+
+  /** Resolves at the end of the message being streamed to Envoy, or when the connection closes. */
+  private streamedMessageEnd(): Promise<void> {
+    return new Promise((resolve) => this.afterStreamed.push(resolve));
+  }
+
+  private releaseAfterStreamed(): void {
+    const waiting = this.afterStreamed;
+    this.afterStreamed = [];
+    for (const go of waiting) go();
   }
 
   /** Streams the response on when it is an ordinary Envoy type; otherwise holds it whole. */
@@ -490,6 +538,11 @@ class ProxyConnection implements FrameSink {
       return;
     }
     const bytes = toBuffer(out);
+    // a rewrite ends while another push may be half-way to Envoy: wait for its end, checking again
+    // after each wait (the next one may have started meanwhile); from the last check to the write
+    // below nothing yields, so no other message's bytes can come between
+    while (interceptor && this.current?.mode === 'stream' && !this.closed) await this.streamedMessageEnd();
+    if (this.closed) return;
     // registered before the write: Envoy's ACK may be read before the write's callback runs
     this.recorder?.sent(typeUrl, summary.nonce, summary.version, { bytes });
     await this.writeDownstream(bytes);
@@ -632,6 +685,8 @@ class ProxyConnection implements FrameSink {
       upstream: this.cache ? 'last-known-good' : !this.upstream ? 'waiting to dial' : this.upstreamConnected ? 'connected' : 'dialling',
       pausedFor: [...this.pausedFor],
       unreadUpstreamBytes: this.deframer.bufferedBytes,
+      streaming: this.current?.mode === 'stream',
+      rewrites: this.rewritesQueued,
     };
   }
 
@@ -645,6 +700,7 @@ class ProxyConnection implements FrameSink {
     this.waitingAgentRequests = [];
     this.recorder?.close();
     this.current?.spool?.discard();
+    this.releaseAfterStreamed();
     if (this.cache) {
       this.cache = undefined;
       this.proxy.servingFromCacheEnded(this.id);

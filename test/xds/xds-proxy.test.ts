@@ -234,13 +234,19 @@ describe('xDS proxy (SotW)', () => {
     }
   });
 
-  it('runs interceptors in order: a slow ECDS rewrite holds back later responses; a NACK reports the last ACKed version', async () => {
+  it('rewrites ECDS off the read path, as Istio: other types pass a slow rewrite; a NACK reports the last ACKed version', async () => {
     const { target, proxy: p } = await startProxy();
     let mode: 'slow' | 'nack' = 'slow';
+    // the rewrite of wasm-a v1 waits until the CDS push has reached the client (a Wasm server that
+    // takes its time): before, every other type waited behind it
+    let cdsArrived: () => void = () => undefined;
+    const cdsSeen = new Promise<void>((r) => (cdsArrived = r));
+    const rewritten: string[] = [];
     p.registerInterceptor(ECDS, {
-      intercept: async (message) => {
+      intercept: async (message, ctx) => {
         if (mode === 'nack') return { kind: 'nack', reason: 'wasm: malformed config' };
-        await new Promise((r) => setTimeout(r, 300));
+        if (rewritten.length === 0) await cdsSeen;
+        rewritten.push(ctx.summary.version);
         return { kind: 'forward', message };
       },
     });
@@ -252,11 +258,16 @@ describe('xDS proxy (SotW)', () => {
     const client = openSotw(target);
     try {
       client.request({ type_url: ECDS, resource_names: ['wasm-a'] });
+      await vi.waitFor(() => expect(p.connectionsView()[0]?.rewrites).toBe(1));
       client.request({ type_url: CDS });
       const first = await client.next();
+      expect(first.typeUrl).toBe(CDS);
+      cdsArrived();
       const second = await client.next();
-      expect([first.typeUrl, second.typeUrl]).toEqual([ECDS, CDS]);
-      client.ack(first, ['wasm-a']);
+      expect(second.typeUrl).toBe(ECDS);
+      expect(rewritten).toEqual([v1]);
+      client.ack(first);
+      client.ack(second, ['wasm-a']);
       await cp.waitForAck(ECDS, v1);
       mode = 'nack';
       cp.setResources(ECDS, [ext('wasm-a', 'v2 of wasm-a')], { replace: true });
@@ -313,6 +324,43 @@ describe('xDS proxy (SotW)', () => {
     expect(received[60]!.includes(Buffer.alloc(4096, 60))).toBe(true);
     call.cancel();
     client.close();
+  });
+
+  it('a rewrite that ends while a large push is being streamed to Envoy is written after that push, never inside it', { timeout: 60_000 }, async () => {
+    const { target, proxy: p } = await startProxy();
+    const ext = { json: { '@type': ECDS, name: 'wasm-b', typed_config: { '@type': 'type.googleapis.com/google.protobuf.StringValue', value: 'b' } } };
+    let streamingSeen = 0;
+    p.registerInterceptor(ECDS, {
+      intercept: async (message) => {
+        // finish exactly while the CDS push is half-way through the proxy
+        for (;;) {
+          if (p.connectionsView()[0]?.streaming) break;
+          await new Promise((r) => setImmediate(r));
+        }
+        streamingSeen++;
+        return { kind: 'forward', message };
+      },
+    });
+    const big = new Uint8Array(40 * 1024 * 1024).fill(0x62);
+    const w = protobuf.Writer.create();
+    w.uint32((1 << 3) | 2).string('big');
+    w.uint32((9999 << 3) | 2).bytes(big);
+    cp.setResources(ECDS, [ext], { replace: true });
+    cp.setResources(CDS, [{ name: 'big', binary: w.finish() }], { replace: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: ECDS, resource_names: ['wasm-b'] });
+      await vi.waitFor(() => expect(p.connectionsView()[0]?.rewrites).toBe(1));
+      client.request({ type_url: CDS });
+      const first = await client.next(30_000);
+      const second = await client.next(30_000);
+      expect(streamingSeen).toBe(1);
+      expect([first.typeUrl, second.typeUrl]).toEqual([CDS, ECDS]);
+      expect(first.resources[0]!.value.length).toBeGreaterThan(40 * 1024 * 1024);
+      expect(second.resources).toHaveLength(1);
+    } finally {
+      client.close();
+    }
   });
 
   it('delivers a push larger than 64 MiB both ways through the socket', { timeout: 120_000 }, async () => {
