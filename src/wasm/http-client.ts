@@ -187,9 +187,11 @@ export async function withRetries<T>(what: string, opts: RetryOptions, attempt: 
   // Istio's backoff (x1.5, +/-50 %, 60 s cap) from the configured first interval
   const backoff = new Backoff({ initialMs: opts.initialBackoffMs });
   let last: unknown;
+  let made = 0;
   const attempts = Math.max(1, opts.attempts);
   for (let n = 1; n <= attempts; n++) {
     try {
+      made = n;
       return await attempt(n);
     } catch (err) {
       last = err;
@@ -206,7 +208,8 @@ export async function withRetries<T>(what: string, opts: RetryOptions, attempt: 
   if (last instanceof HttpStatusError || last instanceof TooLargeError || isBlockedAddressError(last)) {
     throw last instanceof WasmFetchError ? last : new WasmFetchError(`${what} failed: ${describeError(last)}`);
   }
-  throw new WasmFetchError(`${what} failed after ${attempts} attempts, last error: ${describeError(last)}`);
+  // the attempts made: a non-retryable failure (a digest mismatch) ends after the first
+  throw new WasmFetchError(`${what} failed after ${made} attempt${made === 1 ? '' : 's'}, last error: ${describeError(last)}`);
 }
 
 function isRetryable(err: unknown): boolean {
