@@ -200,8 +200,10 @@ export class Agent {
     }
     // the node's warnings (a bad ISTIO_METAJSON_*, ...) are logged once: here when no Envoy
     // bootstrap is built to log them
-    const grpcBootstrap = writeGrpcBootstrap(config, config.env.DISABLE_ENVOY ? { warn: (m) => log.warn(m) } : {});
-    log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
+    if (config.paths.grpcBootstrap) {
+      const grpcBootstrap = writeGrpcBootstrap(config, config.env.DISABLE_ENVOY ? { warn: (m) => log.warn(m) } : {});
+      log.info(`gRPC xDS bootstrap written to ${grpcBootstrap.path}`);
+    } else log.info('GRPC_XDS_BOOTSTRAP is empty: no gRPC xDS bootstrap is written');
     if (config.env.DISABLE_ENVOY) log.info('DISABLE_ENVOY is set: running without Envoy');
     else {
       await this.startEnvoy();

@@ -72,6 +72,12 @@ describe('loadAgentConfig', () => {
     expect(c.podAnnotations['sidecar.istio.io/status']).toContain('istio-proxy');
   });
 
+  it('GRPC_XDS_BOOTSTRAP: the default path when unset, a given path resolved, and none when set empty (Istio writes none then)', () => {
+    expect(load({}).paths.grpcBootstrap).toBe(join(dir, 'etc/istio/proxy/grpc-bootstrap.json'));
+    expect(load({ env: { GRPC_XDS_BOOTSTRAP: 'b/grpc.json' } }).paths.grpcBootstrap).toBe(join(dir, 'b/grpc.json'));
+    expect(load({ env: { GRPC_XDS_BOOTSTRAP: '' } }).paths.grpcBootstrap).toBe('');
+  });
+
   it('layers mesh file < PROXY_CONFIG < annotation, replacing fields and merging proxyMetadata', () => {
     mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
     writeFileSync(

@@ -54,6 +54,7 @@ export interface AgentPaths {
   readonly envoyBootstrap: string;
   readonly xdsSocket: string;
   readonly sdsSocket: string;
+  /** '' when GRPC_XDS_BOOTSTRAP is set empty: no gRPC xDS bootstrap is written (Istio's check is `!= ""`). */
   readonly grpcBootstrap: string;
   readonly podLabels: string;
   readonly podAnnotations: string;
@@ -235,7 +236,9 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
     envoyBootstrap: resolve(configDir, 'envoy-rev.json'),
     xdsSocket: resolve(configDir, 'XDS'),
     sdsSocket: at(`./var/run/secrets/workload-spiffe-uds/${env.WORKLOAD_IDENTITY_SOCKET_FILE}`),
-    grpcBootstrap: at(env.GRPC_XDS_BOOTSTRAP),
+    // unlike other string variables (set-but-empty is unset here), an empty GRPC_XDS_BOOTSTRAP is
+    // Istio's way to turn the gRPC bootstrap off
+    grpcBootstrap: input.env.GRPC_XDS_BOOTSTRAP === '' ? '' : at(env.GRPC_XDS_BOOTSTRAP),
     podLabels: podLabelsPath,
     podAnnotations: podAnnotationsPath,
     token: at('./var/run/secrets/tokens/istio-token'),

@@ -61,6 +61,29 @@ describe('gRPC tuning env vars', () => {
     }
   });
 
+  it('GRPC_XDS_BOOTSTRAP set empty writes no gRPC bootstrap, as Istio; unset writes the default one', { timeout: 30_000 }, async () => {
+    const pod = injectedProxy('hello.yaml.injected');
+    for (const [value, written] of [[undefined, true], ['', false]] as const) {
+      work?.cleanup();
+      work = tempDir('pa-grpc-bootstrap-');
+      const env: Record<string, string> = { ...pod.env, DISABLE_ENVOY: 'true', PROXY_CONFIG: JSON.stringify({ statusPort: 0, controlPlaneAuthPolicy: 'NONE', discoveryAddress: '127.0.0.1:1' }) };
+      delete env.GRPC_XDS_BOOTSTRAP;
+      if (value !== undefined) env.GRPC_XDS_BOOTSTRAP = value;
+      const a = runAgent(pod.args, { cwd: work.path, env });
+      agent = a;
+      const socket = join(work.path, 'etc/istio/proxy/XDS');
+      // the bootstrap comes before the xDS socket is served: once that is there, it is too, or never
+      await vi.waitFor(() => {
+        if (a.child.exitCode !== null) throw new Error(`agent exited:\n${a.output()}`);
+        expect(a.output()).toContain(`xDS proxy listening on ${socket}`);
+      }, { timeout: 20_000, interval: 50 });
+      expect(existsSync(join(work.path, 'etc/istio/proxy/grpc-bootstrap.json')), `GRPC_XDS_BOOTSTRAP=${JSON.stringify(value)}`).toBe(written);
+      if (!written) expect(a.output()).toContain('GRPC_XDS_BOOTSTRAP is empty: no gRPC xDS bootstrap is written');
+      a.child.kill('SIGTERM');
+      expect((await a.exited).code).toBe(0);
+    }
+  });
+
   it('the connection to istiod takes GRPC_KEEPALIVE_INTERVAL/_TIMEOUT, with grpc-go client rules', () => {
     const upstream = (env: Record<string, string>) =>
       upstreamOptionsFrom(loadAgentConfig({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns', PROXY_CONFIG: JSON.stringify({ controlPlaneAuthPolicy: 'NONE' }), ...env }, cwd: '/', hostAddresses: ['10.0.0.1'] })).keepalive;
