@@ -13,7 +13,7 @@ import { DEFAULT_SERVING_SANS, startControlPlane, type ControlPlane } from '../c
 import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, runAgent, stopAgentAndStandIns, type RunningProcess, tempDir } from '../support/processes.js';
 import { FIPS_TLS12_SUITES, logHandshakes, pqcSupported, type HandshakeLog, type TlsOffer } from '../support/tls-offer.js';
 
 const TOKEN = 'compliance-token';
@@ -36,15 +36,7 @@ afterAll(async () => {
   await cp.close();
 });
 afterEach(async () => {
-  if (agent && agent.child.exitCode === null) {
-    agent.child.kill('SIGTERM');
-    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
-  }
-  killStarted();
-  if (work) {
-    for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
-    work.cleanup();
-  }
+  await stopAgentAndStandIns(agent, work);
   await Promise.all(fronts.splice(0).map((f) => f.close()));
 });
 

@@ -12,7 +12,7 @@ import { startControlPlane, type ControlPlane } from '../control-plane/index.js'
 import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, runAgent, stopAgentAndStandIns, type RunningProcess, tempDir } from '../support/processes.js';
 
 const TOKEN = 'envoy-user-token';
 const isRoot = process.getuid?.() === 0;
@@ -43,15 +43,7 @@ describe.skipIf(!isRoot)('the agent running as root', () => {
     await cp.close();
   });
   afterEach(async () => {
-    if (agent && agent.child.exitCode === null) {
-      agent.child.kill('SIGTERM');
-      await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
-    }
-    killStarted();
-    if (work) {
-      for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
-      work.cleanup();
-    }
+    await stopAgentAndStandIns(agent, work);
   });
 
   /** Starts the hello pod's agent; returns the stand-in's start record once it has its workload certificate over SDS. */

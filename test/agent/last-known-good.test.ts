@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { readRecord } from '../envoy-stand-in/recorder.js';
 import { httpRequest } from '../support/envoy-stand-in-harness.js';
 import { helloXdsResources, HELLO_SERVICE, startHelloServer } from '../support/hello-mesh.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath, repoRoot } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, killStarted, runAgent, type RunningProcess, tempDir } from '../support/processes.js';
 
 const TOKEN = 'lkg-token';
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -34,7 +33,7 @@ afterEach(async () => {
     }
   }
   killStarted();
-  if (work) for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  if (work) killRecordedStandIns(join(work.path, 'record.jsonl'));
   await cp?.close();
   cp = undefined;
   for (const s of servers.splice(0)) s.forceShutdown();

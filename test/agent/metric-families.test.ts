@@ -17,7 +17,7 @@ import { dig, encodeNameTableWire } from '../dns/support.js';
 import { RawSdsClient } from '../sds/raw-client.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, readRecord, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, runAgent, type RunningProcess, stopAgent, tempDir } from '../support/processes.js';
 import { tecBytes, TEC_URL, wasmFilter } from '../wasm/ecds-fixtures.js';
 import { sha256, startFileServer, wasmModule, type FileServer } from '../wasm/support.js';
 
@@ -196,7 +196,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAgent(agent);
-  for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(join(work.path, 'record.jsonl'));
   await cp?.close();
   await files?.close();
   work?.cleanup();

@@ -11,11 +11,10 @@ import { createServer, type Server } from 'node:http';
 import { isAbsolute, join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { ecdsWasmListener, remoteWasmExtension } from '../support/sidecar-resources.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, killStarted, runAgent, type RunningProcess, tempDir } from '../support/processes.js';
 
 const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -65,7 +64,7 @@ afterAll(async () => {
   agent?.child.kill('SIGTERM');
   await agent?.exited;
   killStarted();
-  for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(join(work.path, 'record.jsonl'));
   await cp?.close();
   files?.close();
   work?.cleanup();

@@ -11,10 +11,9 @@ import { createServer, type Server } from 'node:http';
 import { isAbsolute, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
-import { readRecord } from '../envoy-stand-in/recorder.js';
 import { injectedProxy } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, runAgent, stopAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, runAgent, type RunningProcess, stopAgent, tempDir } from '../support/processes.js';
 import { ecdsWasmListener, remoteWasmExtension } from '../support/sidecar-resources.js';
 import { startForwardProxy, wasmModule, type ForwardProxy } from '../wasm/support.js';
 
@@ -56,7 +55,7 @@ afterAll(async () => {
 afterEach(async () => {
   await stopAgent(agent);
   agent = undefined;
-  if (work) for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  if (work) killRecordedStandIns(join(work.path, 'record.jsonl'));
   work?.cleanup();
   work = undefined;
   downloads = [];

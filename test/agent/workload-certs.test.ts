@@ -10,7 +10,7 @@ import { readRecord } from '../envoy-stand-in/recorder.js';
 import { startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir } from '../support/processes.js';
+import { freePort, killRecordedStandIns, killStarted, runAgent, tempDir } from '../support/processes.js';
 
 const TOKEN = 'certs-token';
 let cp: ControlPlane;
@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 afterEach(() => {
   killStarted();
-  for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(join(work.path, 'record.jsonl'));
   work.cleanup();
 });
 

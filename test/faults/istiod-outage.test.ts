@@ -7,11 +7,10 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { readRecord } from '../envoy-stand-in/recorder.js';
 import { httpRequest } from '../support/envoy-stand-in-harness.js';
 import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
-import { freePort, isAlive, killStarted, runAgent, tempDir, type RunningProcess } from '../support/processes.js';
+import { freePort, killRecordedStandIns, killStarted, runAgent, type RunningProcess, tempDir } from '../support/processes.js';
 import { makeCaRoot, startControlPlaneProcess, startRelay, type CaRoot, type ControlPlaneProcess } from './control-plane-process.js';
 import { expectRunning } from './support.js';
 
@@ -31,7 +30,7 @@ afterEach(async () => {
   }
   agent = undefined;
   killStarted();
-  for (const ev of readRecord(join(work.path, 'record.jsonl'))) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
+  killRecordedStandIns(join(work.path, 'record.jsonl'));
   await cp?.kill();
   cp = undefined;
   for (const c of cleanups.splice(0)) await c();

@@ -135,6 +135,23 @@ export function killRecordedStandIns(file: string): void {
   for (const ev of readRecord(file)) if (ev.event === 'start' && typeof ev.pid === 'number' && isAlive(ev.pid)) process.kill(ev.pid, 'SIGKILL');
 }
 
+/**
+ * The end of a test that ran the agent with the Envoy stand-in recording into <work>/record.jsonl:
+ * SIGTERM (10 s to stop), then SIGKILL for whatever is left, the stand-ins included; the
+ * directory is removed.
+ */
+export async function stopAgentAndStandIns(agent: RunningProcess | undefined, work: { path: string; cleanup(): void } | undefined): Promise<void> {
+  if (agent && agent.child.exitCode === null) {
+    agent.child.kill('SIGTERM');
+    await Promise.race([agent.exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
+  }
+  killStarted();
+  if (work) {
+    killRecordedStandIns(join(work.path, 'record.jsonl'));
+    work.cleanup();
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
