@@ -6,7 +6,7 @@
 // that `pilot-agent wait` (the postStart hook that holds the application's start) starts fast.
 
 import { Command, CommanderError, Option } from 'commander';
-import { createWriteStream, openSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
 import { pflagArgs } from './argv.js';
 import { registerBootstrapCommand } from './bootstrap-command.js';
@@ -56,11 +56,11 @@ function warnUnknown(unknown: readonly string[]): void {
 interface GlobalOpts {
   log_output_level: string;
   log_as_json: boolean;
-  log_target: string;
+  log_target: readonly string[];
 }
 
 function setupLogging(opts: GlobalOpts): void {
-  const targets = opts.log_target.split(',').map((s) => s.trim()).filter(Boolean);
+  const targets = opts.log_target.filter(Boolean);
   const writers = targets.map((t): ((line: string) => void) => {
     if (t === 'stdout') return (line) => process.stdout.write(line);
     if (t === 'stderr') return (line) => process.stderr.write(line);
@@ -72,16 +72,18 @@ function setupLogging(opts: GlobalOpts): void {
     } catch (err) {
       throw new ConfigError([{ source: 'flag --log_target', field: '', value: t, message: `cannot open the log file: ${(err as Error).message}` }]);
     }
-    const stream = createWriteStream(t, { fd });
+    // written synchronously, as zap writes Istio's: a line logged just before process.exit (a
+    // fatal error, a command's failure) is in the file, not in a write queue that exit drops
     let failed = false;
-    // a write that fails later (a full disk) loses log lines, never the agent
-    stream.on('error', (err) => {
-      if (failed) return;
-      failed = true;
-      process.stderr.write(`log target ${t}: ${err.message}; its log lines are dropped from now on\n`);
-    });
     return (line) => {
-      if (!failed) stream.write(line);
+      if (failed) return;
+      try {
+        writeSync(fd, line);
+      } catch (err) {
+        // a write that fails (a full disk) loses log lines, never the agent
+        failed = true;
+        process.stderr.write(`log target ${t}: ${(err as Error).message}; its log lines are dropped from now on\n`);
+      }
     };
   });
   configureLogging({
@@ -178,6 +180,16 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   return agent.done;
 }
 
+/** An option parser collecting every use of a repeated flag, the default dropped at the first. */
+function appendToGiven(): (value: string, previous: readonly string[]) => string[] {
+  const given = new Set<readonly string[]>();
+  return (value, previous) => {
+    const out = given.has(previous) ? [...previous, value] : [value];
+    given.add(out);
+    return out;
+  };
+}
+
 export function buildProgram(): Command {
   const program = new Command('pilot-agent')
     // commander's own errors become rejections, so that one place decides the exit status
@@ -188,7 +200,9 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(false)
     .option('--log_output_level <levels>', 'Comma-separated minimum per-scope logging level, as scope:level (default:info)', 'default:info')
     .addOption(new Option('--log_as_json [bool]', 'Whether to format output as JSON').default(false).argParser(goBool))
-    .option('--log_target <targets>', 'Comma-separated paths to output logs to (stdout, stderr or files)', 'stdout')
+    // pflag's StringArray, as Istio's: repeated, each one path (commas are part of it); the
+    // first given replaces the default
+    .addOption(new Option('--log_target <path>', 'A path to output logs to: stdout, stderr or a file; repeat for several').default(['stdout']).argParser(appendToGiven()))
     .option('--log_stacktrace_level <levels>', 'Accepted for compatibility', 'default:none')
     .option('--log_caller <scopes>', 'Accepted for compatibility', '')
     .option('--log_rotate <path>', 'Accepted for compatibility', '')
@@ -196,7 +210,7 @@ export function buildProgram(): Command {
       const opts = action.optsWithGlobals<GlobalOpts>();
       // istio-iptables --dry-run prints the rules on stdout, so its logs go to stderr unless --log_target says otherwise
       const toStderr = action.name() === 'istio-iptables' && program.getOptionValueSource('log_target') === 'default';
-      setupLogging(toStderr ? { ...opts, log_target: 'stderr' } : opts);
+      setupLogging(toStderr ? { ...opts, log_target: ['stderr'] } : opts);
     });
 
   addProxyFlags(

@@ -94,6 +94,28 @@ describe('the command line as pflag reads it', () => {
     }
   });
 
+  it('--log_target is repeatable, each use one path (commas included), as pflag StringArray in Istio', () => {
+    const dir = tempDir('pa-logtarget-');
+    try {
+      const a = join(dir.path, 'a.log');
+      const comma = join(dir.path, 'b,c.log');
+      const r = spawnSync(process.execPath, [agentBin, `--log_target=${a}`, '--log_target', comma, '--log_target=stderr', 'wait', '--timeoutSeconds=1', '--periodMillis=100', '--url=http://127.0.0.1:1/'], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(255);
+      for (const out of [readFileSync(a, 'utf8'), readFileSync(comma, 'utf8'), r.stderr]) expect(out).toContain('timeout waiting for Envoy proxy to become ready');
+      expect(r.stdout).toBe(''); // the default (stdout) was replaced by the first --log_target
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('a log target that fails on write (a full disk: /dev/full) loses its lines, not the command', async () => {
+    const srv = await serve(() => 200);
+    const r = spawnSync(process.execPath, [agentBin, '--log_target=/dev/full', '--log_target=stderr', 'wait', `--url=http://127.0.0.1:${srv.port}/healthz/ready`, '--timeoutSeconds=5'], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr.match(/log target \/dev\/full: .*ENOSPC.*its log lines are dropped from now on/g)).toHaveLength(1);
+    expect(r.stderr).toContain('Envoy is ready!');
+  });
+
   it("exit statuses are Istio's: a failed command 255 (cobra's error -> os.Exit(-1)), help 0", () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [agentBin, ...args], { encoding: 'utf8', timeout: 20_000 });
     const unknown = run('bogus');
