@@ -110,10 +110,16 @@ describe('the command line as pflag reads it', () => {
 
   it('a log target that fails on write (a full disk: /dev/full) loses its lines, not the command', async () => {
     const srv = await serve(() => 200);
-    const r = spawnSync(process.execPath, [agentBin, '--log_target=/dev/full', '--log_target=stderr', 'wait', `--url=http://127.0.0.1:${srv.port}/healthz/ready`, '--timeoutSeconds=5'], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr.match(/log target \/dev\/full: .*ENOSPC.*its log lines are dropped from now on/g)).toHaveLength(1);
-    expect(r.stderr).toContain('Envoy is ready!');
+    const dir = tempDir('pa-logtarget-');
+    try {
+      // the answering server runs in this process: the command runs beside it, not synchronously
+      const p = runAgent(['--log_target=/dev/full', '--log_target=stderr', 'wait', `--url=http://127.0.0.1:${srv.port}/healthz/ready`, '--timeoutSeconds=5'], { cwd: dir.path, env: {} });
+      expect((await p.exited).code, p.output()).toBe(0);
+      expect(p.output().match(/log target \/dev\/full: .*ENOSPC.*its log lines are dropped from now on/g)).toHaveLength(1);
+      expect(p.output()).toContain('Envoy is ready!');
+    } finally {
+      dir.cleanup();
+    }
   });
 
   it("exit statuses are Istio's: a failed command 255 (cobra's error -> os.Exit(-1)), help 0", () => {
