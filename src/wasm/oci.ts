@@ -35,7 +35,7 @@ import {
   type WasmHttpClient,
 } from './http-client.js';
 import { isBlockedAddressError, validateRealm } from './net-guard.js';
-import { gunzipCapped, tarFileNamed } from './unbox.js';
+import { GzipTarFile } from './unbox.js';
 
 export const MediaType = {
   DockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -446,11 +446,29 @@ async function extractCompat(session: RegistrySession, layers: Descriptor[], lay
   if (layers.length === 0) throw new LayoutError('number of layers must be greater than zero');
   const last = layers[layers.length - 1]!;
   if (last.mediaType !== layerType) throw new LayoutError(`invalid media type ${last.mediaType ?? '(none)'} (expect ${layerType})`);
-  const gz = await session.blob(last, cap);
-  const tar = await gunzipCapped(gz, cap, 'layer');
-  const wasm = tarFileNamed(tar, WASM_PLUGIN_FILE);
-  if (!wasm) throw new WasmFetchError(`${WASM_PLUGIN_FILE} not found in the archive`);
-  return Buffer.from(wasm); // detach from the (larger) archive buffer
+  const digest = last.digest ?? '';
+  // streamed: the layer is hashed and unpacked as it arrives, and only plugin.wasm is kept (the
+  // layer, the tar and the module were all held at once before: ~3x the module at the peak)
+  return session.withBlob(last, cap, async (res, limit) => {
+    const hash = createHash('sha256');
+    const unpack = new GzipTarFile(WASM_PLUGIN_FILE, cap, 'layer');
+    try {
+      let size = 0;
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) throw new TooLargeError(`layer exceeds the limit of ${limit} bytes`);
+        hash.update(chunk);
+        await unpack.write(chunk);
+      }
+      // the download is checked first: a short or altered layer is reported as such, whatever
+      // the unpacking made of it
+      if (typeof last.size === 'number' && size !== last.size) throw new RetryableError(`layer ${digest} is ${size} bytes, expected ${last.size}`);
+      if (`sha256:${hash.digest('hex')}` !== digest) throw new WasmFetchError(`layer ${digest} does not match its digest`);
+      return await unpack.result();
+    } finally {
+      unpack.destroy();
+    }
+  });
 }
 
 async function extractArtifact(session: RegistrySession, layers: Descriptor[], cap: number, tempDir: string | undefined): Promise<Buffer | ModuleFile> {

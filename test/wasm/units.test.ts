@@ -10,7 +10,7 @@ import { retryableStatus } from '../../src/wasm/http-client.js';
 import { AddressPolicy, normalizeIp, validateRealm } from '../../src/wasm/net-guard.js';
 import { parseChallenges, parseReference } from '../../src/wasm/oci.js';
 import { wasmOptionsFromConfig } from '../../src/wasm/options.js';
-import { firstTarFile, isTar, tarEntries, tarFileNamed, unboxIfPossible } from '../../src/wasm/unbox.js';
+import { firstTarFile, GzipTarFile, isTar, TarFileFinder, tarEntries, unboxIfPossible } from '../../src/wasm/unbox.js';
 import { gzip, tarOf, wasmModule } from './support.js';
 
 describe('image references', () => {
@@ -109,13 +109,25 @@ describe('address policy', () => {
   });
 });
 
+/** Feeds `tar` to a TarFileFinder for plugin.wasm in chunks of the given sizes, in turn. */
+function find(tar: Buffer, sizes: readonly number[]): Buffer | undefined {
+  const finder = new TarFileFinder('plugin.wasm', 1 << 20);
+  for (let off = 0, i = 0; off < tar.length && !finder.done; i++) {
+    const n = sizes[i % sizes.length]!;
+    finder.push(tar.subarray(off, off + n));
+    off += n;
+  }
+  finder.finish();
+  return finder.file;
+}
+
 describe('tar and unboxing', () => {
   it('reads ustar, GNU long names and pax paths', () => {
     const long = 'd/'.repeat(80) + 'plugin.wasm';
     const data = Buffer.from('wasm!');
     const gnu = tarOf([{ name: '././@LongLink', data: Buffer.from(long + '\0'), type: 'L' as '0' }, { name: 'short', data }]);
     expect([...tarEntries(gnu)].map((e) => e.name)).toEqual([long]);
-    expect(tarFileNamed(gnu, 'plugin.wasm')?.equals(data)).toBe(true);
+    expect(find(gnu, [gnu.length])?.equals(data)).toBe(true);
     const rec = (k: string, v: string): string => {
       let len = k.length + v.length + 3;
       len += String(len).length;
@@ -128,6 +140,50 @@ describe('tar and unboxing', () => {
     corrupt[10] = 0x41;
     expect(() => [...tarEntries(corrupt)]).toThrow(/checksum/);
     expect(firstTarFile(tarOf([{ name: 'dir/', data: Buffer.alloc(0), type: '5' }]))).toBeUndefined();
+  });
+
+  it('finds plugin.wasm in a tar fed in chunks of any size, keeping nothing else', () => {
+    const mod = wasmModule(3000);
+    const rec = (k: string, v: string): string => {
+      let len = k.length + v.length + 3;
+      len += String(len).length;
+      return `${len} ${k}=${v}\n`;
+    };
+    const tar = tarOf([
+      { name: 'README', data: Buffer.alloc(700, 0x41) },
+      { name: 'empty', data: Buffer.alloc(0) },
+      { name: 'PaxHeaders/x', data: Buffer.from(rec('path', 'deep/dir/plugin.wasm')), type: 'x' as '0' },
+      { name: 'ignored-name', data: mod },
+      { name: 'later/plugin.wasm', data: Buffer.from('second one, not taken') },
+    ]);
+    // every chunking: byte by byte, across header, data and padding boundaries, and whole
+    for (const sizes of [[1], [7], [511, 2], [512], [1000], [tar.length]]) expect(find(tar, sizes)?.equals(mod), String(sizes)).toBe(true);
+    expect(find(tarOf([{ name: 'other.wasm', data: mod }]), [100])).toBeUndefined();
+    // cut inside the file: truncated, never a short module
+    const finder = new TarFileFinder('plugin.wasm', 1 << 20);
+    finder.push(tarOf([{ name: 'plugin.wasm', data: mod }]).subarray(0, 1500));
+    expect(finder.file).toBeUndefined();
+    expect(() => finder.finish()).toThrow('truncated tar archive');
+    // over the cap: refused from its header, before any of it is kept
+    const small = new TarFileFinder('plugin.wasm', 1000);
+    expect(() => small.push(tarOf([{ name: 'plugin.wasm', data: mod }]))).toThrow(`plugin.wasm is ${mod.length} bytes, more than the limit of 1000 bytes`);
+  });
+
+  it('GzipTarFile unpacks a tar.gz as it arrives; a bomb, bad gzip or a missing file is an error', async () => {
+    const mod = wasmModule(5000);
+    const gz = gzip(tarOf([{ name: 'a/plugin.wasm', data: mod }]));
+    const feed = async (bytes: Buffer, cap = 1 << 20): Promise<Buffer> => {
+      const g = new GzipTarFile('plugin.wasm', cap, 'layer');
+      for (let i = 0; i < bytes.length; i += 100) await g.write(bytes.subarray(i, i + 100));
+      return g.result();
+    };
+    expect((await feed(gz)).equals(mod)).toBe(true);
+    // 64 MiB of zeros in a tar entry before the module: stopped at the cap while decompressing
+    const bomb = gzip(tarOf([{ name: 'zeros', data: Buffer.alloc(64 << 20) }, { name: 'plugin.wasm', data: mod }]));
+    expect(bomb.length).toBeLessThan(1 << 20);
+    await expect(feed(bomb, 4 << 20)).rejects.toThrow('layer decompresses to more than the limit of 4194304 bytes');
+    await expect(feed(Buffer.from('not gzip at all'))).rejects.toThrow(/layer is not valid gzip/);
+    await expect(feed(gzip(tarOf([{ name: 'x.wasm', data: mod }])))).rejects.toThrow('plugin.wasm not found in the archive');
   });
 
   it('unboxes nested layers and returns unknown bytes as they are', async () => {
