@@ -342,7 +342,8 @@ export class Agent {
     if (this.phase === 'starting') await this.startup?.catch(() => undefined);
     await this.shutdown();
     if (this.envoy) log.info('Agent has successfully terminated');
-    this.resolveDone(0);
+    // 0, unless Envoy crashed during the drain, before it was told to stop
+    this.resolveDone(this.envoy ? exitCodeFor(await this.envoy.exited) : 0);
   }
 
   /**

@@ -82,6 +82,8 @@ export class EnvoyProcess {
   private child: ChildProcess | undefined;
   private drained = false;
   private stopRequested = false;
+  /** The agent has sent Envoy a stop signal (SIGTERM, or SIGKILL): an exit after it is the stop's. */
+  private stopSignalSent = false;
   /** Set while the child is being spawned: a stop requested meanwhile waits for it. */
   private spawning: Promise<void> | undefined;
   private readonly stopNow = new AbortController();
@@ -142,7 +144,16 @@ export class EnvoyProcess {
     child.once('exit', (code, signal) => {
       this.transition('exited');
       this.stopNow.abort();
-      this.resolveExit({ code, signal, requested: this.stopRequested });
+      // what Envoy left running in its group (it was the group's leader) goes with it
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // nothing left
+      }
+      // an Envoy that crashes during the drain, before the agent's stop signal, crashed: its code
+      // or signal is the agent's exit status (Istio logs it and exits 0)
+      const clean = code === 0 && signal === null;
+      this.resolveExit({ code, signal, requested: this.stopRequested && (this.stopSignalSent || clean) });
     });
   }
 
@@ -212,8 +223,10 @@ export class EnvoyProcess {
       }
     }
     if ((this.state as EnvoyState) === 'exited') {
+      const exit = await this.exited;
+      log.info(`Envoy exited with ${exit.signal ? `signal ${exit.signal}` : `status ${exit.code}`}`);
       log.info('Graceful termination logic ended prematurely, envoy process terminated early');
-      return this.exited;
+      return exit;
     }
     this.transition('stopping');
     this.kill('SIGTERM');
@@ -282,6 +295,7 @@ export class EnvoyProcess {
   kill(signal: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid === undefined || this.stateValue === 'exited') return;
+    this.stopSignalSent = true;
     try {
       process.kill(-pid, signal);
     } catch {

@@ -129,6 +129,36 @@ describe('pilot-agent proxy with the Envoy stand-in', () => {
     expect(exit.code, agent.output()).toBe(0);
   });
 
+  it.each([
+    ['signal=SIGSEGV', 139, 'signal SIGSEGV'],
+    ['code=3', 3, 'status 3'],
+  ])('an Envoy that crashes during the drain (%s), before the stop signal, is logged and its status is the exit code', async (crash, code, says) => {
+    const agent = start({ proxyConfig: { terminationDrainDuration: '30s' } });
+    await waitLive(agent);
+    agent.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(drainCalls().length).toBe(1), { timeout: 10_000 });
+    await fetch(`http://127.0.0.1:${adminPort}/standin/exit?${crash}`, { method: 'POST' }).catch(() => undefined);
+    const exit = await agent.exited;
+    expect(exit.code, agent.output()).toBe(code);
+    expect(agent.output()).toContain(`Envoy exited with ${says}`);
+    expect(agent.output()).toContain('Envoy exited with error');
+  });
+
+  it('a process Envoy started does not outlive it when Envoy crashes', async () => {
+    const childPidFile = join(work.path, 'child.pid');
+    const envoy = join(work.path, 'forking-envoy');
+    writeFileSync(envoy, `#!/bin/sh\nsleep 300 &\necho $! > ${childPidFile}\nsleep 0.3\nexit 1\n`);
+    chmodSync(envoy, 0o755);
+    const agent = start({ proxyConfig: { binaryPath: envoy } });
+    expect((await agent.exited).code, agent.output()).toBe(1);
+    const child = Number(readFileSync(childPidFile, 'utf8'));
+    try {
+      await vi.waitFor(() => expect(isAlive(child)).toBe(false), { timeout: 5000 });
+    } finally {
+      if (isAlive(child)) process.kill(child, 'SIGKILL');
+    }
+  });
+
   it("propagates Envoy's crash as the agent's exit code with a clear log line", async () => {
     const agent = start({ env: { ENVOY_STANDIN_EXIT_AFTER_MS: '300', ENVOY_STANDIN_EXIT_CODE: '7' } });
     const exit = await agent.exited;
