@@ -15,5 +15,10 @@ function hold(signal) {
 }
 process.on('SIGTERM', hold);
 process.on('SIGINT', hold);
+// Istio's Go agent catches SIGUSR1 and SIGUSR2 and does nothing. Node would open its inspector on
+// 127.0.0.1:9229 at SIGUSR1: a debugger any container of the pod could attach to, inside the process
+// that holds the workload key and the istiod token. A listener keeps it closed.
+process.on('SIGUSR1', () => undefined);
+process.on('SIGUSR2', () => undefined);
 const { main } = await import('../dist/bundle/main.js');
 main(process.argv, early);

@@ -7,6 +7,7 @@
 
 import { Command, CommanderError, Option } from 'commander';
 import { openSync, writeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { ConfigError } from '../config/errors.js';
 import { pflagArgs } from './argv.js';
 import { registerBootstrapCommand } from './bootstrap-command.js';
@@ -59,11 +60,36 @@ interface GlobalOpts {
   log_target: readonly string[];
 }
 
+/**
+ * Standard streams whose reader went away (EPIPE: a closed pipe): written no more. A log line must
+ * never fail the agent; unguarded, the EPIPE became an uncaught exception whose own log line
+ * failed again, in a loop that held the emergency stop until its 15 s watchdog SIGKILLed Envoy.
+ */
+const brokenStreams = new Set<NodeJS.WriteStream>();
+
+function guardStandardStreams(): void {
+  const streams: [NodeJS.WriteStream, string, NodeJS.WriteStream][] = [
+    [process.stdout, 'stdout', process.stderr],
+    [process.stderr, 'stderr', process.stdout],
+  ];
+  for (const [stream, name, other] of streams) {
+    stream.on('error', (err) => {
+      if (brokenStreams.has(stream)) return;
+      brokenStreams.add(stream);
+      if (!brokenStreams.has(other)) other.write(`log target ${name}: ${err.message}; its log lines are dropped from now on\n`);
+    });
+  }
+}
+
+function writeStandard(stream: NodeJS.WriteStream, text: string): void {
+  if (!brokenStreams.has(stream)) stream.write(text);
+}
+
 function setupLogging(opts: GlobalOpts): void {
   const targets = opts.log_target.filter(Boolean);
   const writers = targets.map((t): ((line: string) => void) => {
-    if (t === 'stdout') return (line) => process.stdout.write(line);
-    if (t === 'stderr') return (line) => process.stderr.write(line);
+    if (t === 'stdout') return (line) => writeStandard(process.stdout, line);
+    if (t === 'stderr') return (line) => writeStandard(process.stderr, line);
     // opened now, so that a target that cannot be written stops the command with its name (as
     // Istio's log.Configure does) instead of an unhandled stream error after Envoy has started
     let fd: number;
@@ -82,7 +108,7 @@ function setupLogging(opts: GlobalOpts): void {
       } catch (err) {
         // a write that fails (a full disk) loses log lines, never the agent
         failed = true;
-        process.stderr.write(`log target ${t}: ${(err as Error).message}; its log lines are dropped from now on\n`);
+        writeStandard(process.stderr, `log target ${t}: ${(err as Error).message}; its log lines are dropped from now on\n`);
       }
     };
   });
@@ -145,6 +171,17 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Istio's agent exits at SIGHUP and SIGQUIT (Go's default), with no drain. Here Envoy is stopped
+  // at once first, so that it never outlives the agent, and the exit status is the signal's.
+  let abrupt: NodeJS.Signals | undefined;
+  const onAbrupt = (sig: NodeJS.Signals): void => {
+    log.warn(`Received ${sig}: stopping Envoy without draining and exiting`);
+    abrupt ??= sig;
+    if (running.agent) void running.agent.quitNow();
+    else stopBeforeStart = true;
+  };
+  process.on('SIGHUP', onAbrupt);
+  process.on('SIGQUIT', onAbrupt);
   // a signal that arrived between the launcher and here was held for us
   for (const sig of earlySignals.signals) onSignal(sig);
   earlySignals.release();
@@ -161,7 +198,7 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
   if (stopBeforeStart) {
     log.info('Stopped before start-up: nothing was started');
-    return 0;
+    return abrupt ? 128 + (osConstants.signals[abrupt] ?? 0) : 0;
   }
 
   const agent = new Agent(config, { processEnv: process.env, logAsJson: cmd.optsWithGlobals<GlobalOpts>().log_as_json });
@@ -177,7 +214,8 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
       log.warn(`Effective config could not be written as YAML: ${(err as Error).message}`);
     }
   }
-  return agent.done;
+  const code = await agent.done;
+  return abrupt ? 128 + (osConstants.signals[abrupt] ?? 0) : code;
 }
 
 /** An option parser collecting every use of a repeated flag, the default dropped at the first. */
@@ -300,6 +338,7 @@ let earlySignals = NO_EARLY_SIGNALS;
  * other commands die by the signal, as they would have without the launcher.
  */
 export function main(argv: string[], early: EarlySignals = NO_EARLY_SIGNALS): void {
+  guardStandardStreams();
   const isProxy = argv.slice(2).includes('proxy');
   const first = early.signals[0];
   if (first) {

@@ -170,3 +170,55 @@ describe('signals during start-up', () => {
     expectNothingLeft();
   });
 });
+
+describe('other signals and a broken stdout', () => {
+  it.each([
+    ['SIGHUP', 129],
+    ['SIGQUIT', 131],
+  ] as const)('%s stops Envoy at once (no drain), removes what the agent made, and exits %i as a death by it would', { timeout: 60_000 }, async (signal, code) => {
+    const agent = await start();
+    await waitLive(agent);
+    agent.child.kill(signal);
+    const exit = await agent.exited;
+    expect(exit, agent.output()).toEqual({ code, signal: null });
+    expect(agent.output()).toContain(`Received ${signal}: stopping Envoy without draining and exiting`);
+    expect(events('admin').some((e) => e.path === '/drain_listeners')).toBe(false);
+    expectNothingLeft();
+  });
+
+  it("SIGUSR1 and SIGUSR2 change nothing (Istio's agent ignores them); in particular SIGUSR1 opens no inspector", { timeout: 60_000 }, async () => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '0s' } });
+    await waitLive(agent);
+    agent.child.kill('SIGUSR1');
+    agent.child.kill('SIGUSR2');
+    // Node would print this and listen on 127.0.0.1:9229 within milliseconds of the signal
+    const inspector = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = net.connect(9229, '127.0.0.1', () => (s.destroy(), resolve(true)));
+        s.on('error', () => resolve(false));
+      });
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await inspector()).toBe(false);
+    }
+    expect(agent.child.exitCode).toBeNull();
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited, agent.output()).toEqual({ code: 0, signal: null });
+    expect(agent.output()).not.toContain('Debugger listening');
+    expectNothingLeft();
+  });
+
+  it('a stdout whose reader went away (EPIPE) costs the log lines, not the agent: it goes on, then drains and stops on SIGTERM', { timeout: 60_000 }, async () => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '1s' } });
+    await waitLive(agent);
+    agent.child.stdout!.destroy(); // the log reader is gone: the agent's next write to fd 1 fails with EPIPE
+    agent.child.kill('SIGTERM'); // which logs: the write fails
+    const exit = await agent.exited;
+    expect(exit, agent.output()).toEqual({ code: 0, signal: null });
+    expect(agent.output().match(/log target stdout: write EPIPE; its log lines are dropped from now on/g)).toHaveLength(1);
+    // the drain happened, and Envoy was told to stop, as on any SIGTERM
+    expect(events('admin').some((e) => e.path === '/drain_listeners')).toBe(true);
+    expect(events('signal').map((e) => e.signal)).toContain('SIGTERM');
+    expectNothingLeft();
+  });
+});
