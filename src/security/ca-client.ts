@@ -26,6 +26,14 @@ import { CSR, securityMetrics } from './metrics.js';
 import type { CaClientOptions } from './options.js';
 import { CertificateError, certMatchesKey, parseCertificates, uriSans } from './pem.js';
 
+/**
+ * Deadline of one CreateCertificate attempt. Istio sets none; CAs that wait for an approval
+ * (istio-csr with an approver, Vault) take seconds to minutes, and a 10 s deadline cancelled every
+ * attempt of one that took 12 s, so the agent never got a certificate while the CA signed each one.
+ * This bound only keeps a wedged connection from stopping renewals for good.
+ */
+const CA_CALL_TIMEOUT_MS = 120_000;
+
 const log = logger('ca');
 
 export const CA_METHOD = '/istio.v1.auth.IstioCertificateService/CreateCertificate';
@@ -154,7 +162,7 @@ export class CaClient {
     try {
       res = await unaryCall(this.target(), CA_METHOD, request, {
         metadata: this.metadata(),
-        timeoutMs: this.options.callTimeoutMs ?? 10_000,
+        timeoutMs: this.options.callTimeoutMs ?? CA_CALL_TIMEOUT_MS,
         peerName: 'the CA',
         signal: cancel.signal,
       });

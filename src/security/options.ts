@@ -72,7 +72,7 @@ export interface CaClientOptions {
   readonly headers: Readonly<Record<string, string>>;
   /** ISTIO_META_CERT_SIGNER: the request's CertSigner metadata field. */
   readonly certSigner: string;
-  /** Deadline of one attempt. Default 10 s. */
+  /** Deadline of one attempt. Default 2 min (Istio: none). */
   readonly callTimeoutMs?: number;
   /** Attempts of one CSR (Istio: 5), and the first retry wait (Istio: 100 ms, doubling, 10 % jitter). */
   readonly maxAttempts?: number;

@@ -5,7 +5,12 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import { isoUtc } from '../util/time.js';
 import { lazyBuiltin } from '../util/builtin.js';
 
-const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+/**
+ * BEGIN and END count only at the start of a line, as for OpenSSL and Go's encoding/pem: a block
+ * they skip (an indented BEGIN) must not pass validation here and then be read differently by
+ * Envoy (a chain whose indented leaf passed, while OpenSSL's first certificate was the intermediate).
+ */
+const CERT_BLOCK = /^-----BEGIN CERTIFICATE-----[\s\S]*?^-----END CERTIFICATE-----/gm;
 
 /** The CERTIFICATE blocks of a PEM bundle, each normalised to end in one newline. */
 export function splitPemCertificates(bundle: string): string[] {
@@ -22,7 +27,7 @@ export class CertificateError extends Error {
   readonly code = 'CERTIFICATE_INVALID';
 }
 
-const CERT_BEGIN = /-----BEGIN CERTIFICATE-----/g;
+const CERT_BEGIN = /^-----BEGIN CERTIFICATE-----/gm;
 
 /**
  * Refuses a bundle with a CERTIFICATE block that no END line closes: a file caught in the middle

@@ -125,6 +125,11 @@ describe('CaClient against the dev CA over TLS', () => {
     const good = await client.csrSign(csrPem, 3600);
     expect(() => validateSignedChain(good, key, 'spiffe://cluster.local/ns/other/sa/x')).toThrow(/not spiffe:\/\/cluster.local\/ns\/other/);
     expect(() => validateSignedChain([good[0]!, cp.servingCertPem!], key, SPIFFE_ID)).toThrow(/not signed by any later certificate/);
+    // an indented BEGIN is no PEM block for OpenSSL or Go: Envoy would read the intermediate as the
+    // leaf, so it is none here either (it passed before, and replaced a good certificate)
+    expect(() => validateSignedChain([`  ${good[0]!}`, ...good.slice(1)], key, SPIFFE_ID)).toThrow(/CA response entry 0: no PEM certificate found/);
+    const joined = good.map((p) => p.trim()).join('\n');
+    expect(() => validateSignedChain([`  ${joined}`, good.at(-1)!], key, SPIFFE_ID)).toThrow(/does not certify our private key|not signed by/);
   });
 
   it('verifies the CA against the configured root and server name', async () => {
@@ -138,6 +143,30 @@ describe('CaClient against the dev CA over TLS', () => {
     await expect(new CaClient(tlsOptions({ maxAttempts: 1, tls: { rootCaPath: work.rootCertPath, osRootBundle: '', serverName: 'wrong.example.com' } })).csrSign(csrPem, 3600)).rejects.toThrow(/UNAVAILABLE/);
     rmSync(work.rootCertPath);
     await expect(new CaClient(tlsOptions()).csrSign(csrPem, 3600)).rejects.toThrow(/root CA file for CA does not exist/);
+  });
+});
+
+describe('a slow CA', () => {
+  it('is waited for: a CA answering after 11 s issues the certificate on the first attempt (Istio sets no deadline)', { timeout: 40_000 }, async () => {
+    const ca = await CertificateAuthority.create({ keyAlgorithm: 'ecdsa' });
+    const inner = ca.handler(() => undefined, () => undefined);
+    let calls = 0;
+    const server = new grpc.Server();
+    server.addService(caServiceDefinition(), {
+      CreateCertificate: (call: grpc.ServerUnaryCall<IstioCertificateRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        calls++;
+        setTimeout(() => (inner.CreateCertificate as grpc.handleUnaryCall<IstioCertificateRequest, unknown>)(call, cb), 11_000);
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    try {
+      const client = new CaClient({ address: `127.0.0.1:${port}`, tokenPath: work.tokenPath, clusterId: 'c1', headers: {}, certSigner: '' });
+      const { csrPem, key } = await generateKeyAndCsr({ type: 'ecdsa', curve: 'P256', pkcs8: true }, SPIFFE_ID);
+      validateSignedChain(await client.csrSign(csrPem, 600), key, SPIFFE_ID);
+      expect(calls).toBe(1);
+    } finally {
+      server.forceShutdown();
+    }
   });
 });
 
