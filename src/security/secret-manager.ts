@@ -165,6 +165,17 @@ function nonEmpty(path: string): boolean {
   }
 }
 
+/** Reads a file; an error names it (Node's read errors do not: "EISDIR: illegal operation on a directory, read"). */
+function readNamed(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'ENOENT') e.message = `read ${path}: ${e.message}`;
+    throw e;
+  }
+}
+
 export class SecretManager {
   private readonly ca: CaClient | undefined;
   private readonly listeners = new Set<(name: string) => void>();
@@ -576,14 +587,14 @@ export class SecretManager {
     let certs: readonly X509Certificate[];
     try {
       if (spec.kind === 'keycert') {
-        const chainPem = readFileSync(spec.cert, 'utf8');
-        const keyPem = readFileSync(spec.key, 'utf8');
+        const chainPem = readNamed(spec.cert);
+        const keyPem = readNamed(spec.key);
         const v = validateKeyCertPair(chainPem, keyPem, `${spec.cert} and ${spec.key}`);
         if (state.item?.certificateChain === chainPem && state.item.privateKey === keyPem) return false;
         certs = v.chain;
         item = { resourceName: name, certificateChain: chainPem, privateKey: keyPem, source: 'file', createdTime: this.now(), expireTime: new Date(v.chain[0]!.validTo).getTime(), generation: 0 };
       } else {
-        const bundle = readFileSync(spec.root, 'utf8');
+        const bundle = readNamed(spec.root);
         const parsed = parseRootBundle(bundle, spec.root);
         if (parsed.skipped > 0) log.error(`failed to parse ${parsed.skipped} certificate(s) of ${spec.root}; serving the ${parsed.certs.length} valid one(s)`);
         if (state.item?.rootCert === parsed.pem) return false;
@@ -591,7 +602,8 @@ export class SecretManager {
         item = { resourceName: name, rootCert: parsed.pem, source: 'file', createdTime: this.now(), generation: 0 };
       }
     } catch (err) {
-      const message = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `file not found: ${(err as NodeJS.ErrnoException).path ?? ''}` : (err as Error).message;
+      const e = err as NodeJS.ErrnoException;
+      const message = e.code === 'ENOENT' ? `file not found: ${e.path ?? ''}` : e.message;
       securityMetrics.fileSecretFailures.inc();
       state.lastError = message;
       if (state.item) log.error(`${name}: failed to read the changed certificate files, keeping the previous valid secret: ${message}`);

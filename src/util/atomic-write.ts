@@ -8,7 +8,19 @@
 import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644, { durable = true }: { readonly durable?: boolean } = {}): void {
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644, options: { readonly durable?: boolean } = {}): void {
+  try {
+    writeAtomic(path, data, mode, options.durable ?? true);
+  } catch (err) {
+    // a write's error names no file ("ENOSPC: no space left on device, write"): the target is
+    // named, as Go's PathError names it in Istio's messages; the code stays
+    const e = err as NodeJS.ErrnoException;
+    e.message = `cannot write ${path}: ${e.message}`;
+    throw e;
+  }
+}
+
+function writeAtomic(path: string, data: string | Uint8Array, mode: number, durable: boolean): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   // unique enough among writers of one directory (the pid tells processes apart, the random part

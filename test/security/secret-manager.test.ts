@@ -423,6 +423,9 @@ describe('file resources', () => {
       expect(sys.status === 'ready' && (sys.item.rootCert!.match(/BEGIN CERTIFICATE/g)?.length ?? 0)).toBeGreaterThan(10);
     }
     expect(m.lookup('file-root:creds/missing.pem')).toMatchObject({ status: 'pending', reason: expect.stringMatching(/file not found/) });
+    // a path that cannot be read is named in the reason, as Istio's (Node's read error names none)
+    mkdirSync(join(work.dir, 'creds/a-dir.pem'), { recursive: true });
+    expect(m.lookup('file-root:creds/a-dir.pem')).toMatchObject({ status: 'pending', reason: `read ${join(work.dir, 'creds/a-dir.pem')}: EISDIR: illegal operation on a directory, read` });
     expect(m.lookup('bogus')).toMatchObject({ status: 'unknown', reason: expect.stringMatching(/unknown resource name "bogus"/) });
     expect(m.lookup('file-cert:only-one-path')).toMatchObject({ status: 'unknown' });
     expect(m.summaries().map((s) => s.resourceName)).toContain(`file-cert:${cert}~creds/tls.key`);
