@@ -301,7 +301,13 @@ export function buildProgram(): Command {
     warnUnknown(splitUnknown(cmd.args).unknown);
     const values = Object.fromEntries(cmd.options.map((o) => [o.long!.slice(2), cmd.getOptionValue(o.attributeName()) as string | boolean | undefined]));
     const { runIstioIptables } = await import('../iptables/run.js');
-    process.exitCode = await runIstioIptables(values, { env: process.env, stdout: (text) => process.stdout.write(text) });
+    try {
+      process.exitCode = await runIstioIptables(values, { env: process.env, stdout: (text) => writeStandard(process.stdout, text) });
+    } catch (err) {
+      // Istio's istio-iptables exits 1 on its own failures (handleErrorWithCode), not cobra's 255
+      logCommandError(err);
+      process.exitCode = 1;
+    }
   });
 
   program
@@ -321,6 +327,11 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+function logCommandError(err: unknown): void {
+  if (err instanceof ConfigError) log.error(err.message);
+  else log.error(`Error: ${(err as Error).message}`);
 }
 
 /** SIGTERM/SIGINT held by bin/pilot-agent.js while the CLI loads. */
@@ -362,8 +373,7 @@ export function main(argv: string[], early: EarlySignals = NO_EARLY_SIGNALS): vo
         // commander has printed its message already. The help it prints for a missing subcommand
         // ends in 0, as cobra's does for a command that only groups others.
         if (err instanceof CommanderError) process.exit(err.exitCode === 0 || err.code === 'commander.help' ? 0 : COMMAND_FAILED_EXIT);
-        if (err instanceof ConfigError) log.error(err.message);
-        else log.error(`Error: ${(err as Error).message}`);
+        logCommandError(err);
         process.exit(COMMAND_FAILED_EXIT);
       },
     );

@@ -1,6 +1,7 @@
 // `pilot-agent istio-iptables`: configuration -> rule plan -> applied (or, with --dry-run,
 // printed) -> routes -> optional validation. Returns the process exit code: 0, or Istio's 126
-// when validation fails; other failures throw and the CLI exits 1, as Istio does.
+// when validation fails; other failures throw and the CLI exits 1 (not its 255 for other
+// commands), as Istio's handleErrorWithCode does.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { applyPlan } from './apply.js';
