@@ -348,7 +348,7 @@ export class LocalDnsServer {
       log.debug(`dns request for host "${q.fqdn}" before lookup table is loaded`);
       return reply(emptyReply(q, RCODE.SERVFAIL));
     }
-    const found = table.lookup(q.qtype, q.fqdn);
+    const found = q.escaped ? undefined : table.lookup(q.qtype, q.fqdn);
     if (!found) return this.forward(q, protocol, reply);
     // random order of the addresses: DNS load balancing for headless services (as kube-dns)
     const answer = found.addresses.length > 1 ? { ...found, addresses: shuffledCopy(found.addresses) } : found;

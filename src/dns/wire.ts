@@ -64,6 +64,12 @@ export interface Query {
   readonly questionEnd: number;
   /** The client's EDNS UDP size, or undefined without an OPT record. */
   readonly ednsSize: number | undefined;
+  /**
+   * A label holds a byte miekg/dns writes escaped (a dot inside a label, a space, a non-ASCII
+   * byte...): Istio's lookup key is that escaped text, which no table name is, so such a name is
+   * forwarded. The decoded name cannot tell `a\.b` from `a.b`.
+   */
+  readonly escaped: boolean;
   readonly arcount: number;
 }
 
@@ -116,10 +122,28 @@ export function parseQuery(msg: Buffer): ParseOutcome {
     }
     const name = question.name;
     const fqdn = name === '.' ? '.' : `${name.toLowerCase()}.`;
-    return { kind: 'query', query: { raw: msg, id: msg.readUInt16BE(0), flags, name, fqdn, qtype, qclass, questionEnd, ednsSize, arcount } };
+    const escaped = hasEscapedByte(msg, HEADER_BYTES, questionEnd - 4);
+    return { kind: 'query', query: { raw: msg, id: msg.readUInt16BE(0), flags, name, fqdn, qtype, qclass, questionEnd, ednsSize, arcount, escaped } };
   } catch {
     return { kind: 'reject', response: headerReply(msg, RCODE.FORMERR, false) };
   }
+}
+
+/** miekg/dns's escapeLabel set: what it writes as \X or \DDD in a name's text form. */
+function escapedByte(b: number): boolean {
+  return b < 0x21 || b > 0x7e || b === 0x2e || b === 0x22 || b === 0x28 || b === 0x29 || b === 0x3b || b === 0x40 || b === 0x5c || b === 0x27;
+}
+
+/** Whether the uncompressed labels in msg[start, end) hold a byte miekg escapes. */
+function hasEscapedByte(msg: Buffer, start: number, end: number): boolean {
+  let off = start;
+  while (off < end) {
+    const len = msg[off]!;
+    if (len === 0 || len >= 0xc0) return false; // the end, or a pointer (nothing precedes a query's question)
+    for (let i = off + 1; i <= off + len && i < end; i++) if (escapedByte(msg[i]!)) return true;
+    off += len + 1;
+  }
+  return false;
 }
 
 /**

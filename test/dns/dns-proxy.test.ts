@@ -183,6 +183,15 @@ describe('name table answers', () => {
     expect(addrs(await q(['FOO.WILD.TEST.', 'A']))).toEqual(['192.0.2.30']);
   });
 
+  it("forwards a name with a dot inside a label (reviews\\.ns1.): Istio's key is the escaped text, which no table name is", async () => {
+    for (const name of ['reviews\\.ns1.svc.cluster.local.', 'reviews\\.ns1.']) {
+      const r = await q([name, 'A']);
+      expect(r.answers, name).toEqual([]);
+      expect(r.status, name).toBe('NXDOMAIN'); // dnsmasq's answer: forwarded, not the table's 10.0.1.1
+    }
+    expect(addrs(await q(['reviews.ns1.', 'A']))).toEqual(['10.0.1.1']);
+  });
+
   it('answers over TCP too', async () => {
     const r = await q(['+tcp', 'reviews.', 'A']);
     expect(r.answers).toEqual([{ name: 'reviews.', ttl: 30, type: 'A', data: '10.0.1.1' }]);
