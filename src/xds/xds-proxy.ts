@@ -186,6 +186,8 @@ class ProxyConnection implements FrameSink {
   /** Writes waiting for the end of the message being streamed to Envoy (a write now would split it). */
   private afterStreamed: (() => void)[] = [];
   private readonly pausedFor = new Set<PauseReason>();
+  /** Why the deframer is held (it is one flag; two reasons may overlap). */
+  private readonly heldFor = new Set<'handling' | 'rewrites'>();
   private awaitingEnvoyDrain = false;
   private awaitingIstiodDrain = false;
   private closed = false;
@@ -317,7 +319,7 @@ class ProxyConnection implements FrameSink {
   private forwardRequest(msg: Buffer, req: RequestSummary = this.protocol.summarizeRequest(msg)): void {
     if (this.closed) return;
     recordRecvSize(msg.length);
-    this.proxy.noteRequest(req.typeUrl, req.isNack);
+    this.proxy.noteRequest(req.typeUrl, req.isNack, req.responseNonce);
     this.recorder?.request(req);
     this.requestsBeforeFirstResponse?.push(msg);
     if (this.protocol.kind === 'sotw' && req.versionInfo && !req.isNack) this.ackedVersion.set(req.typeUrl, req.versionInfo);
@@ -404,13 +406,11 @@ class ProxyConnection implements FrameSink {
     m.parts = [];
     if (!this.proxy.handlerFor(summary.typeUrl) && this.proxy.interceptorFor(summary.typeUrl) && !isDebugType(summary.typeUrl)) return this.rewriteInBackground(msg, summary);
     // nothing more is read until this response is handled: that is what keeps responses in order
-    this.deframer.hold();
-    this.pause('handling');
+    this.stopReading('handling');
     this.handleResponse(msg, summary).then(
       () => {
         if (this.closed) return;
-        this.resume('handling');
-        this.deframer.release();
+        this.readAgain('handling');
       },
       (err: unknown) => {
         log.error(`connection ${this.id}: ${(err as Error).message}`);
@@ -426,10 +426,14 @@ class ProxyConnection implements FrameSink {
    * Envoy between two messages. Past MAX_QUEUED_REWRITES waiting, istiod is paused.
    */
   private rewriteInBackground(msg: Buffer, summary: ResponseSummary): void {
+    // counted when it arrives: what /debug/syncz shows is what istiod sent
+    this.proxy.noteResponse(summary, msg.length, 'held');
     this.rewritesQueued++;
-    if (this.rewritesQueued > MAX_QUEUED_REWRITES) this.pause('rewrites');
+    // called at a message's end: nothing is half-streamed to Envoy, so holding the deframer here
+    // cannot keep a queued rewrite waiting for a message that istiod, paused, never finishes
+    if (this.rewritesQueued > MAX_QUEUED_REWRITES && !this.heldFor.has('rewrites')) this.stopReading('rewrites');
     this.rewrites = this.rewrites
-      .then(() => (this.closed ? undefined : this.handleResponse(msg, summary)))
+      .then(() => (this.closed ? undefined : this.handleResponse(msg, summary, { noted: true })))
       .then(
         () => undefined,
         (err: unknown) => {
@@ -439,7 +443,7 @@ class ProxyConnection implements FrameSink {
       )
       .finally(() => {
         this.rewritesQueued--;
-        if (this.rewritesQueued <= MAX_QUEUED_REWRITES) this.resume('rewrites');
+        if (this.rewritesQueued <= MAX_QUEUED_REWRITES && this.heldFor.has('rewrites') && !this.closed) this.readAgain('rewrites');
       });
   }
 
@@ -483,6 +487,23 @@ class ProxyConnection implements FrameSink {
     });
   }
 
+  /**
+   * Stops parsing istiod's bytes (the deframer keeps what arrives) and reading them (HTTP/2 flow
+   * control then holds istiod), for as long as any reason holds. Only ever called between two
+   * messages.
+   */
+  private stopReading(reason: 'handling' | 'rewrites'): void {
+    this.heldFor.add(reason);
+    this.deframer.hold();
+    this.pause(reason);
+  }
+
+  private readAgain(reason: 'handling' | 'rewrites'): void {
+    this.heldFor.delete(reason);
+    this.resume(reason);
+    if (this.heldFor.size === 0) this.deframer.release();
+  }
+
   private pause(reason: PauseReason): void {
     this.pausedFor.add(reason);
     this.upstream?.pause();
@@ -493,9 +514,9 @@ class ProxyConnection implements FrameSink {
     if (this.pausedFor.size === 0 && !this.closed) this.upstream?.resume();
   }
 
-  private async handleResponse(msg: Buffer, summary: ResponseSummary): Promise<void> {
+  private async handleResponse(msg: Buffer, summary: ResponseSummary, { noted = false } = {}): Promise<void> {
     const { typeUrl } = summary;
-    this.proxy.noteResponse(summary, msg.length, 'held');
+    if (!noted) this.proxy.noteResponse(summary, msg.length, 'held');
     log.debug(`connection ${this.id}: response ${shortType(typeUrl)} resources=${summary.resourceCount} nonce=${summary.nonce}`);
 
     // istiod's answer to a request from the debug port: never Envoy's, never ACKed (as Istio)
@@ -636,7 +657,7 @@ class ProxyConnection implements FrameSink {
   private answerFromCache(msg: Buffer, req: RequestSummary = this.protocol.summarizeRequest(msg)): void {
     const cache = this.cache;
     if (!cache || this.closed) return;
-    this.proxy.noteRequest(req.typeUrl, req.isNack);
+    this.proxy.noteRequest(req.typeUrl, req.isNack, req.responseNonce);
     for (const a of cache.answer(req, msg)) {
       const { resourceCount } = this.protocol.summarizeResponse(a.message);
       this.proxy.noteResponse({ typeUrl: a.entry.typeUrl, nonce: a.nonce, version: a.entry.version, resourceCount }, a.message.length, 'last-known-good');
@@ -931,9 +952,10 @@ export class XdsProxy {
     if (waiter.typeUrl === typeUrl) waiter.finish({ message, protocol });
   }
 
-  noteRequest(typeUrl: string, isNack: boolean): void {
+  /** Envoy's answer counts for the last response only when it names that response's nonce. */
+  noteRequest(typeUrl: string, isNack: boolean, responseNonce: string): void {
     const s = this.sync.get(typeUrl);
-    if (s && s.lastAck === 'pending') s.lastAck = isNack ? 'NACK' : 'ACK';
+    if (s && s.lastAck === 'pending' && responseNonce === s.lastNonce) s.lastAck = isNack ? 'NACK' : 'ACK';
   }
 
   noteAgentAck(typeUrl: string, nackReason: string | undefined): void {

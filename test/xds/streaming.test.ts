@@ -374,6 +374,49 @@ describe('streaming through the proxy', () => {
     delta.session.destroy();
   });
 
+  it('more ECDS rewrites queued than its bound, the last sharing a write with a large push: nothing stalls or splits', { timeout: 30_000 }, async () => {
+    // past 8 queued rewrites istiod is paused; the push that began in the same DATA frame must not
+    // start streaming then (its rest would never be read, and the rewrites wait for its end)
+    const ecds = (i: number): Buffer => sotwResponse(ECDS, 1, 100, { nonce: `e${i}` });
+    const cds = sotwResponse(CDS, 40, 50_000, { nonce: 'c' });
+    script = (stream) => {
+      respond(stream);
+      for (let i = 1; i <= 8; i++) stream.write(frameMessage(ecds(i)));
+      const big = frameMessage(cds);
+      stream.write(Buffer.concat([frameMessage(ecds(9)), big.subarray(0, 10_000)]));
+      setTimeout(() => stream.write(big.subarray(10_000)), 100);
+    };
+    const { proxy: p, socketPath } = await startProxy();
+    const rewritten: string[] = [];
+    p.registerInterceptor(ECDS, {
+      intercept: async (message, ctx) => {
+        await new Promise((r) => setTimeout(r, 100)); // a Wasm server taking its time
+        rewritten.push(ctx.summary.nonce);
+        return { kind: 'forward', message };
+      },
+    });
+    const client = rawClient(socketPath, SOTW);
+    const total = 9 * (5 + ecds(1).length) + 5 + cds.length;
+    try {
+      // /debug/syncz counts each ECDS push when it arrives, not when its rewrite begins
+      await vi.waitFor(() => expect(p.syncState().get(ECDS)?.responses).toBe(9), { timeout: 10_000, interval: 5 });
+      expect(rewritten.length).toBeLessThan(8);
+      expect(p.syncState().get(ECDS)).toMatchObject({ lastNonce: 'e9', lastAck: 'pending' });
+      await vi.waitFor(() => expect(client.received()).toBe(total), { timeout: 15_000, interval: 50 });
+      const pieces: Buffer[] = [];
+      const whole: Buffer[] = [];
+      const sink: FrameSink = { messageStart: () => (pieces.length = 0), messageData: (b) => pieces.push(Buffer.from(b)), messageEnd: () => whole.push(Buffer.concat(pieces)) };
+      new GrpcDeframer(sink).push(client.body());
+      // every message whole (the push intact), the ECDS ones in istiod's order
+      expect(whole).toHaveLength(10);
+      expect(whole.filter((m) => m.equals(cds))).toHaveLength(1);
+      expect(whole.filter((m) => !m.equals(cds))).toEqual(Array.from({ length: 9 }, (_, i) => ecds(i + 1)));
+      expect(rewritten).toEqual(['e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7', 'e8', 'e9']);
+    } finally {
+      client.session.destroy();
+    }
+  });
+
   it('maps istiod HTTP errors to gRPC statuses for Envoy', async () => {
     for (const [http, code] of [[401, grpc.status.UNAUTHENTICATED], [503, grpc.status.UNAVAILABLE], [404, grpc.status.UNIMPLEMENTED]] as const) {
       script = (stream) => stream.respond({ ':status': http }, { endStream: true });

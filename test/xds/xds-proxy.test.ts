@@ -280,6 +280,16 @@ describe('xDS proxy (SotW)', () => {
     }
   });
 
+  it("/debug/syncz takes Envoy's ACK or NACK for the last response only when it names that response's nonce", async () => {
+    const { proxy: p } = await startProxy();
+    p.noteResponse({ typeUrl: CDS, version: 'v1', nonce: 'n1', resourceCount: 1 }, 10, 'held');
+    p.noteResponse({ typeUrl: CDS, version: 'v2', nonce: 'n2', resourceCount: 1 }, 10, 'held');
+    p.noteRequest(CDS, false, 'n1'); // the ACK of the previous push
+    expect(p.syncState().get(CDS)).toMatchObject({ lastVersion: 'v2', lastAck: 'pending' });
+    p.noteRequest(CDS, true, 'n2');
+    expect(p.syncState().get(CDS)).toMatchObject({ lastVersion: 'v2', lastAck: 'NACK' });
+  });
+
   it('applies backpressure: a paused Envoy stops the proxy from pulling more pushes from istiod', { timeout: 90_000 }, async () => {
     const { target, proxy: p } = await startProxy();
     const payload = (i: number): Uint8Array => {
