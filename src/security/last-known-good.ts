@@ -5,7 +5,7 @@
 // checked as a fresh CA answer is (validateSignedChain). Beyond Istio, and opt-in.
 
 import type { KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
@@ -36,6 +36,14 @@ export interface RestoredWorkload {
   readonly savedAt: string;
 }
 
+const MAX_SAVED_BYTES = 1024 * 1024;
+
+function isSavedWorkload(v: unknown): v is SavedWorkload {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return typeof o.format === 'number' && ['spiffeId', 'chainPem', 'keyPem', 'rootPem', 'savedAt'].every((k) => typeof o[k] === 'string');
+}
+
 export class WorkloadCertificateStore {
   private readonly path: string;
 
@@ -61,22 +69,27 @@ export class WorkloadCertificateStore {
 
   /** The saved certificate if it is still valid for this identity now; otherwise undefined (logged). */
   load(now: number): RestoredWorkload | undefined {
-    let raw: string;
-    try {
-      raw = readFileSync(this.path, 'utf8');
-    } catch {
-      return undefined; // nothing saved yet
-    }
     const refuse = (why: string): undefined => {
       log.warn(`last-known-good workload certificate ${this.path} is not served: ${why}`);
       return undefined;
     };
-    let s: SavedWorkload;
+    let raw: string;
     try {
-      s = JSON.parse(raw) as SavedWorkload;
+      const size = statSync(this.path).size;
+      // a key, a chain and a root: a few KiB; a file far larger is not ours and is not read
+      if (size > MAX_SAVED_BYTES) return refuse(`${size} bytes, more than the ${MAX_SAVED_BYTES} a saved certificate can take`);
+      raw = readFileSync(this.path, 'utf8');
+    } catch {
+      return undefined; // nothing saved yet
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
     } catch {
       return refuse('it is not valid JSON (truncated or corrupt)');
     }
+    if (!isSavedWorkload(parsed)) return refuse(`it does not hold a saved certificate: ${raw.slice(0, 200)}`);
+    const s = parsed;
     if (s.format !== FORMAT) return refuse(`format ${String(s.format)} (expected ${FORMAT})`);
     if (s.spiffeId !== this.spiffeId) return refuse(`issued to ${s.spiffeId}, not ${this.spiffeId}`);
     try {

@@ -17,7 +17,7 @@
 //     from a crash are removed at start.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { logger } from '../util/logger.js';
@@ -120,8 +120,21 @@ function sha256Hex(s: string | Uint8Array): string {
 
 const mk = (name: string, checksum: string): string => `${name}\0${checksum}`;
 
-/** Writes `data` to `path` through a temp file in the same directory, fsynced, then renamed. */
+/** Beside an OCI module `<manifest digest>.wasm`: the sha256 of the module itself. */
+const digestFileOf = (modulePath: string): string => `${modulePath}.sha256`;
+
+/** Writes `data` to `path` through a temp file in the same directory, fsynced, then renamed; an error names `path`. */
 async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
+  try {
+    await writeAtomicUnnamed(path, data);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    e.message = `cannot write ${path}: ${e.message}`;
+    throw e;
+  }
+}
+
+async function writeAtomicUnnamed(path: string, data: Uint8Array): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o644);
   try {
@@ -342,7 +355,16 @@ export class WasmModuleCache {
       const st = await stat(path);
       if (!st.isFile()) return undefined;
       if (key.url.startsWith(OCI_PREFIX)) {
-        if (!isWasmBinary(await fileHead(path, 8))) throw new Error('not a Wasm module');
+        // an OCI module is named by its manifest's digest, not its own: its own is in the digest
+        // file written beside it once it was whole (a module cut short by a crash or a full disk
+        // passed the magic-number check alone, and Envoy was pointed at it)
+        let want: string;
+        try {
+          want = readFileSync(digestFileOf(path), 'utf8').trim();
+        } catch {
+          throw new Error('no record of its own digest (downloaded again)');
+        }
+        if (!isWasmBinary(await fileHead(path, 8)) || (await fileSha256(path)) !== want) throw new Error('content does not match the digest recorded for it');
       } else if ((await fileSha256(path)) !== checksum) {
         throw new Error('content does not match its checksum');
       }
@@ -360,6 +382,7 @@ export class WasmModuleCache {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       log.warn(`ignoring cached Wasm module file ${path}: ${describeError(err)}`);
       rmSync(path, { force: true });
+      rmSync(digestFileOf(path), { force: true });
       this.orphans.delete(path);
       return undefined;
     }
@@ -486,6 +509,9 @@ export class WasmModuleCache {
         throw err;
       }
     }
+    // what a restart checks before reusing an OCI module (see lookupOnDisk); a crash before this
+    // only costs a download
+    if (key.url.startsWith(OCI_PREFIX)) await writeAtomic(digestFileOf(path), Buffer.from(`${Buffer.isBuffer(module) ? sha256Hex(module) : await fileSha256(path)}\n`));
     const entry: Entry = this.modules.get(id) ?? { name: key.name, checksum: key.checksum, path, size, last: this.now(), urls: new Set() };
     if (!key.url.startsWith(OCI_PREFIX) || !key.url.includes('@')) entry.urls.add(key.url);
     this.modules.set(id, entry);
@@ -501,6 +527,7 @@ export class WasmModuleCache {
     const expiry = this.options.moduleExpiryMs;
     let removed = 0;
     const remove = (path: string): boolean => {
+      rmSync(digestFileOf(path), { force: true });
       try {
         unlinkSync(path);
       } catch (err) {
@@ -565,6 +592,7 @@ export class WasmModuleCache {
         const p = join(dir, sub, f);
         if (f.startsWith('.') && f.endsWith('.tmp')) rmSync(p, { force: true });
         else if (/^[0-9a-f]{64}\.wasm$/.test(f)) this.orphans.set(p, now);
+        else if (/^[0-9a-f]{64}\.wasm\.sha256$/.test(f) && !files.includes(f.slice(0, -'.sha256'.length))) rmSync(p, { force: true });
       }
     }
     if (this.orphans.size) log.info(`found ${this.orphans.size} Wasm module file(s) from an earlier run in ${dir}`);

@@ -85,8 +85,12 @@ export class LastKnownGood {
   private readonly deltaState = new Map<string, { version: string; resources: Map<string, Buffer> }>();
   private readonly warned = new Set<string>();
 
+  /** Types whose last save failed: logged when saving starts failing and when it works again. */
+  private readonly failing = new Set<string>();
+
   constructor(private readonly options: LastKnownGoodOptions) {
     this.nodeDir = join(options.dir, sha256(options.nodeId).slice(0, 16));
+    removeLeftSpools(this.nodeDir);
   }
 
   get directory(): string {
@@ -128,18 +132,23 @@ export class LastKnownGood {
     };
     let raw: Buffer;
     try {
+      // the bound is checked before a byte is read: a file larger than the whole store is not ours
+      const size = statSync(path).size;
+      if (size > this.options.maxBytes) return bad(`${size} bytes, more than the store's ${this.options.maxBytes}-byte bound`);
       raw = readFileSync(path);
     } catch (err) {
       return bad((err as Error).message);
     }
     const nl = raw.indexOf(0x0a);
     if (nl < 0) return bad('no header line');
-    let h: Header;
+    let parsed: unknown;
     try {
-      h = JSON.parse(raw.subarray(0, nl).toString('utf8')) as Header;
+      parsed = JSON.parse(raw.subarray(0, nl).toString('utf8'));
     } catch {
       return bad('the header is not JSON');
     }
+    if (!isHeader(parsed)) return bad(`the header is not a header: ${raw.subarray(0, Math.min(nl, 200)).toString('utf8')}`);
+    const h = parsed;
     if (h.format !== FORMAT) return bad(`format ${String(h.format)} (expected ${FORMAT})`);
     if (h.nodeId !== this.options.nodeId) return bad(`written for node ${JSON.stringify(h.nodeId)}, not ${JSON.stringify(this.options.nodeId)}`);
     if (h.protocol !== protocol || path !== this.fileFor(protocol, h.typeUrl)) return bad('the header does not match the file name');
@@ -202,14 +211,48 @@ export class LastKnownGood {
     this.deltaState.clear();
   }
 
-  /** A failure to persist never disturbs the proxy: it is logged once per type. */
+  /**
+   * A failure to persist never disturbs the proxy. It is logged when saving a type starts failing
+   * and when it works again: the store then holds an older version of that type than of others.
+   */
   private guard(typeUrl: string, save: () => void): void {
     try {
       save();
     } catch (err) {
-      this.warnOnce(`write:${typeUrl}`, `last-known-good xDS: cannot save ${typeUrl}: ${(err as Error).message}`);
+      if (!this.failing.has(typeUrl)) log.warn(`last-known-good xDS: cannot save ${typeUrl}; the store keeps its previous version until a save works: ${(err as Error).message}`);
+      this.failing.add(typeUrl);
+      return;
     }
+    if (this.failing.delete(typeUrl)) log.info(`last-known-good xDS: ${typeUrl} is saved again`);
   }
+}
+
+const SPOOL_PREFIX = '.spool-';
+
+/** Spools a killed agent left behind (none is in use at start: the directory is this node's, and one agent serves it). */
+function removeLeftSpools(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.startsWith(SPOOL_PREFIX) && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true });
+}
+
+function isHeader(h: unknown): h is Header {
+  if (typeof h !== 'object' || h === null) return false;
+  const o = h as Record<string, unknown>;
+  return (
+    typeof o.format === 'number' &&
+    typeof o.nodeId === 'string' &&
+    typeof o.typeUrl === 'string' &&
+    (o.protocol === 'sotw' || o.protocol === 'delta') &&
+    typeof o.version === 'string' &&
+    typeof o.bytes === 'number' &&
+    typeof o.sha256 === 'string' &&
+    typeof o.savedAt === 'string'
+  );
 }
 
 /** Streams a large response into a temp file as it is forwarded, so it can be saved on ACK without being held. */
@@ -219,9 +262,15 @@ export class LkgSpool {
   private failed = false;
 
   constructor(dir: string, tag: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.path = join(dir, `.spool-${process.pid}-${tag}.tmp`);
-    this.fd = openSync(this.path, 'w', 0o600);
+    this.path = join(dir, `${SPOOL_PREFIX}${process.pid}-${tag}.tmp`);
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      this.fd = openSync(this.path, 'w', 0o600);
+    } catch (err) {
+      // no room (ENOSPC, no inodes) or the directory replaced: this push is not saved, and goes on
+      this.failed = true;
+      log.warn(`last-known-good xDS: cannot spool a response to ${this.path}: ${(err as Error).message}`);
+    }
   }
 
   append(chunk: Buffer): void {
@@ -242,13 +291,21 @@ export class LkgSpool {
     } catch {
       return undefined;
     } finally {
-      rmSync(this.path, { force: true });
+      this.remove();
     }
   }
 
   discard(): void {
     this.close();
-    rmSync(this.path, { force: true });
+    this.remove();
+  }
+
+  private remove(): void {
+    try {
+      rmSync(this.path, { force: true });
+    } catch {
+      // never created (its directory is not one): nothing to remove
+    }
   }
 
   private close(): void {

@@ -68,6 +68,14 @@ describe('last-known-good workload certificate', () => {
     const parsed = JSON.parse(saved) as { spiffeId: string };
     writeFileSync(store.file, JSON.stringify({ ...parsed, spiffeId: 'spiffe://cluster.local/ns/other/sa/x' })); // tampered identity
     expect(store.load(Date.now())).toBeUndefined();
+    // JSON that is not a saved certificate: reading its fields threw (an unhandled rejection ended the agent)
+    for (const junk of ['null', '[]', '{"format":1}', JSON.stringify({ ...parsed, keyPem: 5 })]) {
+      writeFileSync(store.file, junk);
+      expect(store.load(Date.now()), junk).toBeUndefined();
+    }
+    // far larger than a certificate: refused before it is read
+    writeFileSync(store.file, Buffer.alloc(2 * 1024 * 1024, 0x20));
+    expect(store.load(Date.now())).toBeUndefined();
     writeFileSync(store.file, saved);
     expect(store.load(Date.now())).toBeDefined();
     // and through the manager: an expired one leaves default pending, as without a store

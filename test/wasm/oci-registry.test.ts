@@ -3,7 +3,8 @@
 // 401, 404, 500, hangs, an unsafe token realm, a registry killed mid-download, an unknown layout,
 // a bad pull secret - each ending in an error that leaves the cache clean. No secret is ever logged.
 
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -182,6 +183,30 @@ describe('OCI pull policy and restarts', () => {
     expect(await second.get(url, opts())).toBe(path);
     expect(second.downloads).toBe(0);
     expect(readFileSync(path).equals(wasm)).toBe(true);
+    // the module's own digest is recorded beside it (the file is named by the manifest's)
+    expect(readFileSync(`${path}.sha256`, 'utf8').trim()).toBe(createHash('sha256').update(wasm).digest('hex'));
+  });
+
+  it('after a restart downloads again a module file cut short (a crash or a full disk), or one without its digest record', async () => {
+    const { wasm } = modules.get('oci')!;
+    const first = newCache({ insecureRegistries: ['*'] });
+    const url = `oci://${REG}:${plain.port}/wasm/oci:v1`;
+    const path = await first.get(url, opts());
+    await first.close();
+    // cut to its first 1000 bytes: it still starts with the Wasm magic number
+    writeFileSync(path, wasm.subarray(0, 1000));
+    const second = new WasmModuleCache({ ...first.options });
+    caches.push(second);
+    expect(await second.get(url, opts())).toBe(path);
+    expect(second.downloads).toBe(1);
+    expect(readFileSync(path).equals(wasm)).toBe(true);
+    await second.close();
+    rmSync(`${path}.sha256`);
+    const third = new WasmModuleCache({ ...first.options });
+    caches.push(third);
+    expect(await third.get(url, opts())).toBe(path);
+    expect(third.downloads).toBe(1);
+    expect(readFileSync(`${path}.sha256`, 'utf8').trim()).toBe(createHash('sha256').update(wasm).digest('hex'));
   });
 });
 
@@ -310,7 +335,7 @@ describe('OCI faults (a fake registry)', () => {
     const ok = await convertResource({ typeUrl: TEC_URL, value: tecBytes(wasmFilter('ns.good', `oci://${p}/wasm/oci:v1`)) }, good);
     expect(ok.kind).toBe('rewritten');
     expect((ok as { fallback?: string }).fallback).toBeUndefined();
-    expect(files(cacheDir)).toEqual([`${modules.get('oci')!.digest}.wasm`]);
+    expect(files(cacheDir).sort()).toEqual([`${modules.get('oci')!.digest}.wasm`, `${modules.get('oci')!.digest}.wasm.sha256`]);
   });
 
   it('retries 500s, then gives up', async () => {

@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import protobuf from 'protobufjs/minimal.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LastKnownGood, withNonce } from '../../src/xds/last-known-good.js';
+import { LastKnownGood, LkgSpool, withNonce } from '../../src/xds/last-known-good.js';
 import { AckRecorder, CacheResponder } from '../../src/xds/lkg-session.js';
+import { configureLogging } from '../../src/util/logger.js';
 import { summarizeDeltaRequest, summarizeDeltaResponse, summarizeSotwRequest, summarizeSotwResponse, deltaResources, encodeDeltaRequest, encodeSotwRequest } from '../../src/xds/wire.js';
 
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -81,6 +82,14 @@ describe('LastKnownGood store', () => {
     expect(store().load('sotw').size).toBe(0);
     writeFileSync(file, 'not a store file');
     expect(store().load('sotw').size).toBe(0);
+    // JSON headers that are not headers: loading them threw, and the agent exited at every start
+    for (const header of ['null', '42', '"text"', '{}', JSON.stringify({ ...JSON.parse(whole.subarray(0, whole.indexOf(0x0a)).toString()), typeUrl: 7 })]) {
+      writeFileSync(file, `${header}\npayload`);
+      expect(store().load('sotw').size, header).toBe(0);
+    }
+    // larger than the whole store's bound: refused before it is read
+    writeFileSync(file, whole);
+    expect(store({ maxBytes: whole.length - 1 }).load('sotw').size).toBe(0);
     writeFileSync(file, whole);
     expect(store().load('sotw').get(CDS)?.version).toBe('v1');
   });
@@ -103,6 +112,51 @@ describe('LastKnownGood store', () => {
     // a new store object (a restarted agent) continues from the file
     store().applyDelta(CDS, deltaResponse('3', ['d']));
     expect(deltaResources(store().load('delta').get(CDS)!.payload).map((r) => r.name).sort()).toEqual(['b', 'c', 'd']);
+  });
+});
+
+describe('spools', () => {
+  it('a spool that cannot be created (no room, or the directory replaced by a file) loses the save, never the push', () => {
+    const s = store();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(s.directory, 'a file where the store directory goes');
+    const spool = new LkgSpool(s.directory, 'x');
+    spool.append(Buffer.from('bytes of a push'));
+    expect(spool.take()).toBeUndefined();
+    spool.discard();
+  });
+
+  it('spools a killed agent left behind are removed when the store opens', () => {
+    const s = store();
+    mkdirSync(s.directory, { recursive: true });
+    writeFileSync(join(s.directory, '.spool-1-1-1.tmp'), Buffer.alloc(1000));
+    s.saveSotw(CDS, 'v1', sotwResponse('v1', ['a']));
+    store();
+    expect(readdirSync(s.directory).filter((f) => f.startsWith('.spool-'))).toEqual([]);
+    expect(store().load('sotw').get(CDS)?.version).toBe('v1');
+  });
+});
+
+describe('failed saves', () => {
+  it('are logged when saving a type starts failing and when it works again, not at every push', () => {
+    const lines: string[] = [];
+    configureLogging({ write: (l) => void lines.push(l) });
+    try {
+      const s = store();
+      s.saveSotw(CDS, 'v1', sotwResponse('v1', ['a']));
+      const file = join(s.directory, readdirSync(s.directory)[0]!);
+      rmSync(file);
+      mkdirSync(join(file, 'x'), { recursive: true }); // the file's place taken by a directory: each save fails
+      for (const v of ['v2', 'v3', 'v4']) s.saveSotw(CDS, v, sotwResponse(v, ['a']));
+      expect(lines.filter((l) => l.includes(`cannot save ${CDS}`))).toHaveLength(1);
+      expect(lines.find((l) => l.includes(`cannot save ${CDS}`))).toContain('the store keeps its previous version until a save works');
+      rmSync(file, { recursive: true });
+      s.saveSotw(CDS, 'v5', sotwResponse('v5', ['a']));
+      expect(lines.filter((l) => l.includes(`${CDS} is saved again`))).toHaveLength(1);
+      expect(store().load('sotw').get(CDS)?.version).toBe('v5');
+    } finally {
+      configureLogging({ write: (line) => process.stdout.write(line) });
+    }
   });
 });
 
