@@ -5,10 +5,15 @@
 // gRPC bootstraps) skip it with `durable: false`: nothing would read a stale copy after a reboot,
 // and on a disk-backed emptyDir an fsync can cost milliseconds on the way to Envoy's spawn.
 
-import { mkdirSync, openSync, closeSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o644, options: { readonly durable?: boolean } = {}): void {
+/** What to write: bytes, or parts written one after the other, a part being bytes or a file copied in chunks (never read whole). */
+export type AtomicContent = string | Uint8Array | readonly (Uint8Array | { readonly copyOf: string })[];
+
+const COPY_CHUNK_BYTES = 1024 * 1024;
+
+export function writeFileAtomicSync(path: string, data: AtomicContent, mode = 0o644, options: { readonly durable?: boolean } = {}): void {
   try {
     writeAtomic(path, data, mode, options.durable ?? true);
   } catch (err) {
@@ -20,7 +25,22 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, mod
   }
 }
 
-function writeAtomic(path: string, data: string | Uint8Array, mode: number, durable: boolean): void {
+function writeAll(fd: number, buf: Uint8Array): void {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+}
+
+function copyInto(fd: number, source: string): void {
+  const src = openSync(source, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+    for (let n = readSync(src, chunk, 0, chunk.length, null); n > 0; n = readSync(src, chunk, 0, chunk.length, null)) writeAll(fd, chunk.subarray(0, n));
+  } finally {
+    closeSync(src);
+  }
+}
+
+function writeAtomic(path: string, data: AtomicContent, mode: number, durable: boolean): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   // unique enough among writers of one directory (the pid tells processes apart, the random part
@@ -28,9 +48,13 @@ function writeAtomic(path: string, data: string | Uint8Array, mode: number, dura
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
   const fd = openSync(tmp, 'w', mode);
   try {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    if (typeof data === 'string') writeAll(fd, Buffer.from(data));
+    else if (data instanceof Uint8Array) writeAll(fd, data);
+    else
+      for (const part of data) {
+        if (part instanceof Uint8Array) writeAll(fd, part);
+        else copyInto(fd, part.copyOf);
+      }
     if (durable) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

@@ -15,7 +15,7 @@
 // total is bounded: a write that would take the store past `maxBytes` is skipped (logged once per
 // type).
 
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { AgentConfig } from '../config/load.js';
@@ -172,21 +172,35 @@ export class LastKnownGood {
     return total;
   }
 
-  private write(protocol: LkgProtocol, typeUrl: string, version: string, payload: Buffer): void {
+  /** Writes one type's file: the payload given as bytes, or as a spooled file copied in chunks (never read whole). */
+  private write(protocol: LkgProtocol, typeUrl: string, version: string, payload: Buffer | SpooledBytes): void {
     const path = this.fileFor(protocol, typeUrl);
-    const header: Header = { format: FORMAT, nodeId: this.options.nodeId, typeUrl, protocol, version, bytes: payload.length, sha256: sha256(payload), savedAt: isoUtc(Date.now()) };
+    const size = Buffer.isBuffer(payload) ? payload.length : payload.size;
+    const digest = Buffer.isBuffer(payload) ? sha256(payload) : fileSha256(payload.file);
+    const header: Header = { format: FORMAT, nodeId: this.options.nodeId, typeUrl, protocol, version, bytes: size, sha256: digest, savedAt: isoUtc(Date.now()) };
     const head = Buffer.from(`${JSON.stringify(header)}\n`);
-    if (this.usedBytesExcept(path) + head.length + payload.length > this.options.maxBytes) {
-      this.warnOnce(`size:${typeUrl}`, `last-known-good xDS: ${typeUrl} version ${version} (${payload.length} bytes) is not saved: the store would exceed its ${this.options.maxBytes}-byte bound`);
+    if (this.usedBytesExcept(path) + head.length + size > this.options.maxBytes) {
+      this.warnOnce(`size:${typeUrl}`, `last-known-good xDS: ${typeUrl} version ${version} (${size} bytes) is not saved: the store would exceed its ${this.options.maxBytes}-byte bound`);
       return;
     }
     mkdirSync(this.nodeDir, { recursive: true, mode: 0o700 });
-    writeFileAtomicSync(path, Buffer.concat([head, payload]), 0o600);
+    writeFileAtomicSync(path, [head, Buffer.isBuffer(payload) ? payload : { copyOf: payload.file }], 0o600);
   }
 
-  /** SotW: `response` (the bytes Envoy ACKed) becomes the type's last-known-good state. */
-  saveSotw(typeUrl: string, version: string, response: Buffer): void {
-    this.guard(typeUrl, () => this.write('sotw', typeUrl, version, response));
+  /**
+   * SotW: the response Envoy ACKed becomes the type's last-known-good state. A spooled (large)
+   * one is hashed and copied from its spool file in chunks: it is never whole in memory again.
+   */
+  saveSotw(typeUrl: string, version: string, response: Buffer | LkgSpool): void {
+    this.guard(typeUrl, () => {
+      if (Buffer.isBuffer(response)) return this.write('sotw', typeUrl, version, response);
+      try {
+        const spooled = response.finish();
+        if (spooled) this.write('sotw', typeUrl, version, spooled);
+      } finally {
+        response.discard();
+      }
+    });
   }
 
   /** Delta: applies an ACKed response to the type's held resources and saves the result. */
@@ -229,6 +243,25 @@ export class LastKnownGood {
 
 const SPOOL_PREFIX = '.spool-';
 
+/** A spooled response: its file and length. */
+export interface SpooledBytes {
+  readonly file: string;
+  readonly size: number;
+}
+
+/** sha256 of a file, read in chunks. */
+function fileSha256(path: string): string {
+  const hash = lazyBuiltin.crypto().createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    for (let n = readSync(fd, chunk, 0, chunk.length, null); n > 0; n = readSync(fd, chunk, 0, chunk.length, null)) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
 /** Spools a killed agent left behind (none is in use at start: the directory is this node's, and one agent serves it). */
 function removeLeftSpools(dir: string): void {
   let names: string[];
@@ -260,6 +293,7 @@ export class LkgSpool {
   private fd: number | undefined;
   readonly path: string;
   private failed = false;
+  private size = 0;
 
   constructor(dir: string, tag: string) {
     this.path = join(dir, `${SPOOL_PREFIX}${process.pid}-${tag}.tmp`);
@@ -278,9 +312,16 @@ export class LkgSpool {
     try {
       let off = 0;
       while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off);
+      this.size += chunk.length;
     } catch {
       this.failed = true; // a full disk loses the spool, never the push
     }
+  }
+
+  /** Stops writing: the spool's file and size (undefined when writing failed). The file stays until discard(). */
+  finish(): SpooledBytes | undefined {
+    this.close();
+    return this.failed ? undefined : { file: this.path, size: this.size };
   }
 
   /** The spooled bytes (undefined when writing failed); the spool is removed either way. */

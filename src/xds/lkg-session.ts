@@ -42,9 +42,11 @@ export class AckRecorder {
     const p = this.pending.get(req.typeUrl);
     if (!p || !req.responseNonce || p.nonce !== req.responseNonce) return;
     this.pending.delete(req.typeUrl);
+    if (req.isNack) return p.spool?.discard();
+    // SotW: a spooled response is saved from its file, never read back whole
+    if (p.spool && this.protocol === 'sotw') return this.store.saveSotw(req.typeUrl, p.version, p.spool);
     const bytes = p.bytes ?? p.spool?.take();
-    if (req.isNack || !bytes) return;
-    this.commit(req.typeUrl, p.version, bytes);
+    if (bytes) this.commit(req.typeUrl, p.version, bytes);
   }
 
   /** Saves a response the agent itself accepted (its own types: no client ACK to wait for). */
