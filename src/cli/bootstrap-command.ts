@@ -60,7 +60,8 @@ export function registerBootstrapCommand(program: Command, io: Partial<Bootstrap
       const globals = cmd.optsWithGlobals<{ log_as_json?: boolean }>();
       const flags = proxyFlagsOf(cmd);
       const proxyType = type ?? cmd.args.find((a) => !a.startsWith('-'));
-      const config = loadAgentConfig({ proxyType, flags, env: out.env, cwd: out.cwd, hostAddresses: out.hostAddresses });
+      const loaded = loadAgentConfig({ proxyType, flags, env: out.env, cwd: out.cwd, hostAddresses: out.hostAddresses });
+      const config = loaded.proxyConfig.statsdUdpAddress ? await (await import('../config/statsd-address.js')).withResolvedStatsd(loaded) : loaded;
       for (const w of config.warnings) out.stderr(`warning: ${w}\n`);
       const options: BootstrapOptions = {
         logAsJson: globals.log_as_json === true,

@@ -78,6 +78,17 @@ describe('loadAgentConfig', () => {
     expect(load({ env: { GRPC_XDS_BOOTSTRAP: '' } }).paths.grpcBootstrap).toBe('');
   });
 
+  it("proxyHeaders: a later layer keeps the earlier one's forwardedClientCert, requestId, attemptCount, server and envoyDebugHeaders it leaves unset (Istio's correctProxyHeaders)", () => {
+    mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
+    writeFileSync(join(dir, 'etc/istio/config/mesh'), 'defaultConfig:\n  proxyHeaders:\n    forwardedClientCert: SANITIZE\n    requestId:\n      disabled: true\n    preserveHttp1HeaderCase: true\n');
+    writePodFile('annotations', downwardApiText({ 'proxy.istio.io/config': 'proxyHeaders:\n  server:\n    disabled: true\n' }));
+    const c = load({});
+    // the five members survive; any other (preserveHttp1HeaderCase) goes with the overlay, as in Istio
+    expect(c.proxyConfig.proxyHeaders).toEqual({ server: { disabled: true }, forwardedClientCert: 'SANITIZE', requestId: { disabled: true } });
+    const overridden = load({ env: { PROXY_CONFIG: '{"proxyHeaders":{"forwardedClientCert":"FORWARD_ONLY"}}' } });
+    expect(overridden.proxyConfig.proxyHeaders).toMatchObject({ forwardedClientCert: 'FORWARD_ONLY', server: { disabled: true }, requestId: { disabled: true } });
+  });
+
   it('layers mesh file < PROXY_CONFIG < annotation, replacing fields and merging proxyMetadata', () => {
     mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
     writeFileSync(

@@ -308,14 +308,27 @@ export function normalizeObject(doc: Record<string, unknown>, source: string, is
   return normalizeMessage(PROXY_CONFIG_SCHEMA, ONEOFS, doc, '', { source, issues, warn });
 }
 
+/** proxyHeaders members an overlay leaves unset keep the base's (Istio's correctProxyHeaders); the others go with the overlay. */
+const KEPT_PROXY_HEADERS = ['forwardedClientCert', 'requestId', 'attemptCount', 'server', 'envoyDebugHeaders'] as const;
+
 /**
  * Istio's MergeProxyConfig: every field present in the overlay replaces the base field whole
- * (lists replaced, not appended), except proxyMetadata whose keys merge, overlay winning.
+ * (lists replaced, not appended), except proxyMetadata whose keys merge, overlay winning, and
+ * proxyHeaders, whose five members above keep the base's when the overlay leaves them unset: a
+ * pod annotation setting only `server` must not drop the mesh's forwardedClientCert (the XFCC
+ * handling istiod builds from it).
  */
 export function mergeProxyConfig(base: ProxyConfigJson, overlay: ProxyConfigJson): ProxyConfigJson {
   const out: Record<string, Json> = { ...base, ...overlay };
   if (isObject(base.proxyMetadata) && isObject(overlay.proxyMetadata)) {
     out.proxyMetadata = { ...(base.proxyMetadata as Record<string, Json>), ...(overlay.proxyMetadata as Record<string, Json>) };
+  }
+  if (isObject(base.proxyHeaders) && isObject(overlay.proxyHeaders)) {
+    const was = base.proxyHeaders as Record<string, Json>;
+    const headers: Record<string, Json> = { ...(overlay.proxyHeaders as Record<string, Json>) };
+    // an enum at its zero value (UNDEFINED) is unset, as Go's NonEmptyOrDefault sees it
+    for (const k of KEPT_PROXY_HEADERS) if ((headers[k] === undefined || headers[k] === 'UNDEFINED') && was[k] !== undefined) headers[k] = was[k];
+    out.proxyHeaders = headers;
   }
   // the cluster-name oneof: setting one member clears the other
   if ('tracingServiceName' in overlay) delete out.serviceCluster;

@@ -36,6 +36,15 @@ async function run(args: string[], env: Record<string, string>, cwd: string): Pr
 }
 
 describe('pilot-agent bootstrap', () => {
+  it('writes the statsd sink with the address the name resolves to, as Istio resolves statsdUdpAddress', async () => {
+    const { dir, env, args } = podDir('hello.yaml.injected');
+    const { stdout } = await run(args, { ...env, PROXY_CONFIG: JSON.stringify({ ...JSON.parse(env.PROXY_CONFIG ?? '{}'), statsdUdpAddress: 'localhost:9125' }) }, dir);
+    const b = JSON.parse(stdout) as Json;
+    const sink = (b.stats_sinks as Json[]).find((s) => s.name === 'envoy.stat_sinks.statsd')!;
+    expect(sink.typed_config.address.socket_address).toMatchObject({ address: expect.stringMatching(/^(127\.0\.0\.1|::1)$/), port_value: 9125 });
+    expect(b.node.metadata.PROXY_CONFIG.statsdUdpAddress).toMatch(/^(127\.0\.0\.1|\[::1\]):9125$/);
+  });
+
   it("prints the hello pod's Envoy bootstrap, valid for Envoy's strict parser", async () => {
     const { dir, env, args } = podDir('hello.yaml.injected');
     const { stdout } = await run(args, env, dir);
