@@ -35,6 +35,8 @@ export class ServerStream {
   private headersSent = false;
   private finished = false;
   private clientGone = false;
+  /** The client half-closed: it sends no more. */
+  private clientEnded = false;
   private pendingStatus: GrpcStatus = { code: Status.OK, details: '' };
   private handlers: ServerStreamHandlers | undefined;
 
@@ -81,9 +83,13 @@ export class ServerStream {
       },
     });
     s.on('data', (chunk: Buffer) => {
-      if (!refused) deframer.push(chunk);
+      // after our status nothing more is read (it was buffered, up to the request cap, per message)
+      if (!refused && !this.finished) deframer.push(chunk);
     });
-    s.on('end', () => this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'the client half-closed the stream'));
+    s.on('end', () => {
+      this.clientEnded = true;
+      this.gone(deframer.atMessageBoundary ? 'end' : 'error', 'the client half-closed the stream');
+    });
     s.on('aborted', () => this.gone('cancel', 'the client cancelled the stream'));
     s.on('error', (err: Error) => this.gone('error', err.message));
     s.on('close', () => this.gone('cancel', 'stream closed'));
@@ -175,12 +181,25 @@ export class ServerStream {
         // trailers-only response
         this.headersSent = true;
         s.respond({ ':status': 200, 'content-type': 'application/grpc', ...trailers }, { endStream: true, ...WITHOUT_NODE_DATE });
+        this.stopClientSending();
       } else {
         s.end();
       }
     } catch {
       s.destroy(); // the session or stream went away meanwhile
     }
+  }
+
+  /**
+   * After our status, what a client still sends is neither buffered nor read: the stream is paused,
+   * so HTTP/2 flow control holds the client once the stream's window is full. A replaced stream's
+   * client went on sending, and each request was buffered up to the cap (six such streams: +368 MB).
+   * grpc-go resets such a stream; an RST_STREAM sent right after the status reached grpc-js clients
+   * before the status, failing their call, so the window does the job here.
+   */
+  private stopClientSending(): void {
+    if (this.clientEnded) return;
+    whileOpen(this.stream, () => this.stream.pause());
   }
 
   /** Resets the stream (RST_STREAM INTERNAL_ERROR): for when no clean end is possible. Idempotent. */
@@ -198,6 +217,7 @@ export class ServerStream {
     s.once('wantTrailers', () => {
       const st = this.pendingStatus;
       whileOpen(s, () => s.sendTrailers({ 'grpc-status': String(st.code), ...(st.details ? { 'grpc-message': encodeGrpcMessage(st.details) } : {}) }));
+      this.stopClientSending();
     });
   }
 }

@@ -46,6 +46,8 @@ export interface DebugPortOptions {
   /** The port, bound already (before Envoy's spawn); otherwise start() binds host and port. */
   readonly listener?: HeldListener;
   readonly proxy: { tapRequest(request: TapRequest, timeoutMs: number): Promise<TapResult | undefined> };
+  /** How long a connection may take to send its first request (default 30 s, Istio's ReadTimeout). */
+  readonly firstRequestTimeoutMs?: number;
 }
 
 interface Answer {
@@ -93,12 +95,16 @@ export function parseGoQuery(raw: string): { values: Map<string, string>; error?
   return { values, ...(error !== undefined ? { error } : {}) };
 }
 
+/** Istio's ReadTimeout on its debug server. */
+const FIRST_REQUEST_MS = 30_000;
+
 export class XdsDebugPort {
   private listener: HeldListener | undefined;
   // Istio's server: ReadTimeout 30 s, IdleTimeout 90 s
   private readonly h1 = lazyBuiltin.http().createServer({ headersTimeout: 30_000, requestTimeout: 30_000 }, (req, res) => void this.serveHttp1(req, res));
   private readonly h2 = lazyBuiltin.http2().createServer({ settings: { enablePush: false } });
   private readonly sockets = new Set<net.Socket>();
+  private readonly firstRequestDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>();
   private boundPort = 0;
 
   constructor(private readonly options: DebugPortOptions) {
@@ -125,10 +131,20 @@ export class XdsDebugPort {
     log.info(`starting Http service at ${host}:${this.boundPort}`);
   }
 
-  /** Hands a connection to the HTTP/2 or the HTTP/1.1 server, by its first bytes. */
+  /**
+   * Hands a connection to the HTTP/2 or the HTTP/1.1 server, by its first bytes. Istio's ReadTimeout
+   * (30 s) bounds a connection until its first request has arrived: the servers here are handed
+   * sockets, never listen, so node's own header and request timeouts never run, and a connection
+   * that sent nothing, or half a request, was held for ever (1,100 of them took the agent's fds).
+   */
   private sniff(socket: net.Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    const firstRequest = setTimeout(() => socket.destroy(), this.options.firstRequestTimeoutMs ?? FIRST_REQUEST_MS);
+    this.firstRequestDeadlines.set(socket, firstRequest);
+    socket.once('close', () => {
+      clearTimeout(firstRequest);
+      this.sockets.delete(socket);
+    });
     socket.on('error', () => undefined);
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
@@ -137,6 +153,8 @@ export class XdsDebugPort {
       socket.off('data', onData);
       socket.pause();
       if (head.subarray(0, 3).toString('latin1') === 'PRI') {
+        // HTTP/2: the session's idle timeout takes over once its preface and settings are through
+        clearTimeout(firstRequest);
         socket.unshift(head);
         this.h2.emit('connection', socket);
       } else {
@@ -150,6 +168,8 @@ export class XdsDebugPort {
   }
 
   private async serveHttp1(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // the first request is in: keep-alive's idle timeout bounds the connection from here
+    clearTimeout(this.firstRequestDeadlines.get(req.socket));
     const a = await this.safeAnswer(req.url ?? '/');
     dateOwnHttp1(res);
     res.writeHead(a.status, a.headers);
