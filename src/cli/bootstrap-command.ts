@@ -52,7 +52,7 @@ export function registerBootstrapCommand(program: Command, io: Partial<Bootstrap
     .action(async (type: string | undefined, o: BootstrapCommandOpts, cmd: Command) => {
       // loaded here, not with the CLI: the other commands never need the configuration loader or
       // the template engine
-      const [{ loadAgentConfig }, { renderEnvoyBootstrap }, { renderGrpcBootstrap }] = await Promise.all([
+      const [{ loadAgentConfig, withResolvedAddresses }, { renderEnvoyBootstrap }, { renderGrpcBootstrap }] = await Promise.all([
         import('../config/load.js'),
         import('../bootstrap/envoy-bootstrap.js'),
         import('../bootstrap/grpc-bootstrap.js'),
@@ -60,8 +60,7 @@ export function registerBootstrapCommand(program: Command, io: Partial<Bootstrap
       const globals = cmd.optsWithGlobals<{ log_as_json?: boolean }>();
       const flags = proxyFlagsOf(cmd);
       const proxyType = type ?? cmd.args.find((a) => !a.startsWith('-'));
-      const loaded = loadAgentConfig({ proxyType, flags, env: out.env, cwd: out.cwd, hostAddresses: out.hostAddresses });
-      const config = loaded.proxyConfig.statsdUdpAddress ? await (await import('../config/statsd-address.js')).withResolvedStatsd(loaded) : loaded;
+      const config = await withResolvedAddresses(loadAgentConfig({ proxyType, flags, env: out.env, cwd: out.cwd, hostAddresses: out.hostAddresses }));
       for (const w of config.warnings) out.stderr(`warning: ${w}\n`);
       const options: BootstrapOptions = {
         logAsJson: globals.log_as_json === true,

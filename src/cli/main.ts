@@ -192,10 +192,8 @@ async function runProxy(type: string | undefined, cmd: Command): Promise<number>
   log.info(`Version ${buildInfo.version} (Istio ${buildInfo.istioCompatVersion} compatible, node ${buildInfo.nodeVersion})`);
   const proxyType = type ?? operands[0];
   const flags = proxyFlagsOf(cmd);
-  const [{ Agent }, { loadAgentConfig }, { toYaml }] = await Promise.all([import('../agent/agent.js'), import('../config/load.js'), import('../util/yaml.js')]);
-  const loaded = loadAgentConfig({ proxyType, flags, env: process.env });
-  // Istio resolves the statsd address to an IP before anything is built (loaded only then: node:dns)
-  const config = loaded.proxyConfig.statsdUdpAddress ? await (await import('../config/statsd-address.js')).withResolvedStatsd(loaded) : loaded;
+  const [{ Agent }, { loadAgentConfig, withResolvedAddresses }, { toYaml }] = await Promise.all([import('../agent/agent.js'), import('../config/load.js'), import('../util/yaml.js')]);
+  const config = await withResolvedAddresses(loadAgentConfig({ proxyType, flags, env: process.env }));
   for (const w of config.warnings) log.warn(w);
   log.info(`Proxy role: ips=${JSON.stringify(config.node.ipAddresses)} type=${config.proxyType} id=${config.node.id} domain=${config.node.dnsDomain}`);
   if (stopBeforeStart) {

@@ -296,3 +296,12 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
 export function describeEnv(): { name: string; default: unknown; description: string }[] {
   return Object.values(ENV).map((v) => ({ name: v.name, default: v.defaultValue, description: v.description }));
 }
+
+/**
+ * The configuration as the agent starts with it: statsdUdpAddress resolved to an IP, as Istio's
+ * ConstructProxyConfig does (statsd-address.ts; node:dns is loaded only when the field is set).
+ */
+export async function withResolvedAddresses(config: AgentConfig): Promise<AgentConfig> {
+  if (!config.proxyConfig.statsdUdpAddress) return config;
+  return (await import('./statsd-address.js')).withResolvedStatsd(config);
+}

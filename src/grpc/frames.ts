@@ -31,8 +31,8 @@ export interface FrameSink {
 
 /**
  * Splits a stream of HTTP/2 DATA chunks into gRPC messages. The sink may `hold()` the deframer
- * from any callback (the proxy does while it rewrites a message asynchronously): chunks received
- * meanwhile are kept, unparsed, until `release()`.
+ * from any callback (the proxy does while it handles a message asynchronously): chunks received
+ * meanwhile are kept, unparsed, until every reason it was held for is released.
  */
 export class GrpcDeframer {
   private readonly pending: Buffer[] = [];
@@ -41,13 +41,14 @@ export class GrpcDeframer {
   private headerFill = 0;
   /** Body bytes still to come of the current message; -1 between messages. */
   private remaining = -1;
-  private held = false;
+  /** Why the deframer is held: parsing resumes once none is left. */
+  private readonly heldFor = new Set<string>();
 
   constructor(private readonly sink: FrameSink) {}
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    if (!this.held && this.pending.length === 0 && this.remaining >= chunk.length) {
+    if (this.heldFor.size === 0 && this.pending.length === 0 && this.remaining >= chunk.length) {
       // the common case while a large message streams: the whole chunk is more of its body
       this.remaining -= chunk.length;
       this.sink.messageData(chunk);
@@ -59,13 +60,17 @@ export class GrpcDeframer {
     this.drain();
   }
 
-  hold(): void {
-    this.held = true;
+  hold(reason = 'sink'): void {
+    this.heldFor.add(reason);
   }
 
-  release(): void {
-    this.held = false;
+  release(reason = 'sink'): void {
+    this.heldFor.delete(reason);
     this.drain();
+  }
+
+  isHeldFor(reason: string): boolean {
+    return this.heldFor.has(reason);
   }
 
   /** Received bytes not yet handed to the sink. */
@@ -79,7 +84,7 @@ export class GrpcDeframer {
   }
 
   private drain(): void {
-    while (!this.held && this.pending.length > 0) {
+    while (this.heldFor.size === 0 && this.pending.length > 0) {
       const chunk = this.pending[0]!;
       let used: number;
       if (this.remaining === -1) {

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeFileAtomicSync } from './atomic-write.js';
+import { writeFileAtomic, writeFileAtomicSync } from './atomic-write.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -41,5 +41,17 @@ describe('writeFileAtomicSync', () => {
     }
     expect(err?.message.startsWith(`cannot write ${target}: EEXIST`), err?.message).toBe(true);
     expect(err?.code).toBe('EEXIST');
+  });
+
+  it('the asynchronous writer: the same content, mode, single file and named failures', async () => {
+    const d = scratch();
+    const target = join(d, 'module.wasm');
+    await writeFileAtomic(target, Buffer.from('one'));
+    await writeFileAtomic(target, Buffer.from('two'), 0o600);
+    expect(readFileSync(target, 'utf8')).toBe('two');
+    expect(statSync(target).mode & 0o777).toBe(0o600);
+    expect(readdirSync(d)).toEqual(['module.wasm']);
+    const missing = join(d, 'no-such-dir', 'module.wasm');
+    await expect(writeFileAtomic(missing, Buffer.from('x'))).rejects.toMatchObject({ code: 'ENOENT', message: expect.stringMatching(new RegExp(`^cannot write ${missing.replace(/[.]/g, '\\.')}: ENOENT`)) });
   });
 });

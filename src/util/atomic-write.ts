@@ -13,15 +13,52 @@ export type AtomicContent = string | Uint8Array | readonly (Uint8Array | { reado
 
 const COPY_CHUNK_BYTES = 1024 * 1024;
 
+/**
+ * A write's error names no file ("ENOSPC: no space left on device, write"): the target is named,
+ * as Go's PathError names it in Istio's messages; the code stays.
+ */
+function namingTarget(path: string, err: unknown): NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException;
+  e.message = `cannot write ${path}: ${e.message}`;
+  return e;
+}
+
+/** unique enough among writers of one directory (the pid tells processes apart, the random part writes within one) */
+function tempPathFor(path: string): string {
+  // not node:crypto's randomness, which costs ~8 ms to load before Envoy's spawn
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+}
+
 export function writeFileAtomicSync(path: string, data: AtomicContent, mode = 0o644, options: { readonly durable?: boolean } = {}): void {
   try {
     writeAtomic(path, data, mode, options.durable ?? true);
   } catch (err) {
-    // a write's error names no file ("ENOSPC: no space left on device, write"): the target is
-    // named, as Go's PathError names it in Istio's messages; the code stays
-    const e = err as NodeJS.ErrnoException;
-    e.message = `cannot write ${path}: ${e.message}`;
-    throw e;
+    throw namingTarget(path, err);
+  }
+}
+
+/**
+ * The same without blocking the event loop, always fsynced: for large files written while the
+ * agent serves (Wasm modules), where a synchronous write would stall every stream.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
+  // loaded on first use: the synchronous writer runs before Envoy's spawn, this one never does
+  const { open, rename, rm } = await import('node:fs/promises');
+  const tmp = tempPathFor(path);
+  try {
+    const fh = await open(tmp, 'wx', mode);
+    try {
+      let off = 0;
+      while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+      await fh.sync();
+      await fh.chmod(mode); // the umask may have narrowed open's mode
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw namingTarget(path, err);
   }
 }
 
@@ -41,11 +78,8 @@ function copyInto(fd: number, source: string): void {
 }
 
 function writeAtomic(path: string, data: AtomicContent, mode: number, durable: boolean): void {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
-  // unique enough among writers of one directory (the pid tells processes apart, the random part
-  // writes within one); not node:crypto's randomness, which costs ~8 ms to load before Envoy's spawn
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'w', mode);
   try {
     if (typeof data === 'string') writeAll(fd, Buffer.from(data));

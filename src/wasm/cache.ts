@@ -16,10 +16,11 @@
 //   - files found on disk but never claimed are purged like unused entries, and stale temp files
 //     from a crash are removed at start.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
 import { describeError, displayUrl, WasmFetchError, WasmHttpClient } from './http-client.js';
 import { fetchHttpModule } from './http-fetcher.js';
@@ -122,39 +123,6 @@ const mk = (name: string, checksum: string): string => `${name}\0${checksum}`;
 
 /** Beside an OCI module `<manifest digest>.wasm`: the sha256 of the module itself. */
 const digestFileOf = (modulePath: string): string => `${modulePath}.sha256`;
-
-/** Writes `data` to `path` through a temp file in the same directory, fsynced, then renamed; an error names `path`. */
-async function writeAtomic(path: string, data: Uint8Array): Promise<void> {
-  try {
-    await writeAtomicUnnamed(path, data);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    e.message = `cannot write ${path}: ${e.message}`;
-    throw e;
-  }
-}
-
-async function writeAtomicUnnamed(path: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    let off = 0;
-    while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
-    await fh.sync();
-    await fh.chmod(0o644);
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 async function fileSha256(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -500,7 +468,7 @@ export class WasmModuleCache {
     const path = this.modulePath(key.name, key.checksum);
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     if (Buffer.isBuffer(module)) {
-      await writeAtomic(path, module);
+      await writeFileAtomic(path, module);
     } else {
       try {
         await rename(module.tempPath, path);
@@ -511,7 +479,7 @@ export class WasmModuleCache {
     }
     // what a restart checks before reusing an OCI module (see lookupOnDisk); a crash before this
     // only costs a download
-    if (key.url.startsWith(OCI_PREFIX)) await writeAtomic(digestFileOf(path), Buffer.from(`${Buffer.isBuffer(module) ? sha256Hex(module) : await fileSha256(path)}\n`));
+    if (key.url.startsWith(OCI_PREFIX)) await writeFileAtomic(digestFileOf(path), Buffer.from(`${Buffer.isBuffer(module) ? sha256Hex(module) : await fileSha256(path)}\n`));
     const entry: Entry = this.modules.get(id) ?? { name: key.name, checksum: key.checksum, path, size, last: this.now(), urls: new Set() };
     if (!key.url.startsWith(OCI_PREFIX) || !key.url.includes('@')) entry.urls.add(key.url);
     this.modules.set(id, entry);

@@ -186,8 +186,6 @@ class ProxyConnection implements FrameSink {
   /** Writes waiting for the end of the message being streamed to Envoy (a write now would split it). */
   private afterStreamed: (() => void)[] = [];
   private readonly pausedFor = new Set<PauseReason>();
-  /** Why the deframer is held (it is one flag; two reasons may overlap). */
-  private readonly heldFor = new Set<'handling' | 'rewrites'>();
   private awaitingEnvoyDrain = false;
   private awaitingIstiodDrain = false;
   private closed = false;
@@ -431,7 +429,7 @@ class ProxyConnection implements FrameSink {
     this.rewritesQueued++;
     // called at a message's end: nothing is half-streamed to Envoy, so holding the deframer here
     // cannot keep a queued rewrite waiting for a message that istiod, paused, never finishes
-    if (this.rewritesQueued > MAX_QUEUED_REWRITES && !this.heldFor.has('rewrites')) this.stopReading('rewrites');
+    if (this.rewritesQueued > MAX_QUEUED_REWRITES && !this.deframer.isHeldFor('rewrites')) this.stopReading('rewrites');
     this.rewrites = this.rewrites
       .then(() => (this.closed ? undefined : this.handleResponse(msg, summary, { noted: true })))
       .then(
@@ -443,7 +441,7 @@ class ProxyConnection implements FrameSink {
       )
       .finally(() => {
         this.rewritesQueued--;
-        if (this.rewritesQueued <= MAX_QUEUED_REWRITES && this.heldFor.has('rewrites') && !this.closed) this.readAgain('rewrites');
+        if (this.rewritesQueued <= MAX_QUEUED_REWRITES && this.deframer.isHeldFor('rewrites') && !this.closed) this.readAgain('rewrites');
       });
   }
 
@@ -493,15 +491,13 @@ class ProxyConnection implements FrameSink {
    * messages.
    */
   private stopReading(reason: 'handling' | 'rewrites'): void {
-    this.heldFor.add(reason);
-    this.deframer.hold();
+    this.deframer.hold(reason);
     this.pause(reason);
   }
 
   private readAgain(reason: 'handling' | 'rewrites'): void {
-    this.heldFor.delete(reason);
     this.resume(reason);
-    if (this.heldFor.size === 0) this.deframer.release();
+    this.deframer.release(reason);
   }
 
   private pause(reason: PauseReason): void {
