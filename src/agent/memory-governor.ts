@@ -8,6 +8,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { collectAll } from '../util/gc.js';
 import { logger } from '../util/logger.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 
@@ -70,7 +71,7 @@ export class MemoryGovernor {
       return;
     }
     log.info(`Memory limit: ${mib(this.limit.bytes)} (${this.limit.source}); heap kept under ${mib(this.heapLimitBytes)}, V8 heap limit ${mib(v8Limit)}`);
-    this.timer = setInterval(() => this.check(), this.checkEveryMs);
+    this.timer = setInterval(() => this.check(), timerDelay(this.checkEveryMs));
     this.timer.unref();
   }
 

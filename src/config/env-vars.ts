@@ -198,6 +198,7 @@ export const ENV = {
   METRICS_LOCALHOST_ACCESS_ONLY: def('METRICS_LOCALHOST_ACCESS_ONLY', false, bool, 'Serve merged metrics to loopback callers only.'),
   PILOT_AGENT_MERGE_ENVOY_STATS: def('PILOT_AGENT_MERGE_ENVOY_STATS', true, bool, "Include Envoy's stats in the merged metrics."),
   ENABLE_PROBE_KEEPALIVE_CONNECTIONS: def('ENABLE_PROBE_KEEPALIVE_CONNECTIONS', false, bool, "Keep httpGet probe connections to the app open between probes (older Istio's behaviour; kubelet opens one per probe)."),
+  ISTIO_ENABLE_HTTP2_PROBING: def('ISTIO_ENABLE_HTTP2_PROBING', true, bool, 'HTTPS httpGet probes offer HTTP/2 in ALPN and speak what the app picks, as the kubelet does.'),
   REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION: def('REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION', false, bool, "Send app probes to loopback instead of the pod IP (Istio's legacy behaviour)."),
 } as const;
 

@@ -19,6 +19,7 @@ import { connect, type Socket } from 'node:net';
 import { logger } from '../util/logger.js';
 import { formatUpstream, type Upstream } from './resolv-conf.js';
 import { adaptUpstreamResponse, answerSizeLimit, matchesQuery, RCODE, rcodeOf, upstreamQuery, type Query } from './wire.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('dns');
 
@@ -183,7 +184,7 @@ function exchangeScaffold<S extends Socket>(
       else resolve(msg!);
     };
     const onAbort = (): void => settle(new UpstreamError(`${what}: cancelled`));
-    const timer = setTimeout(() => settle(new UpstreamError(`${what}: i/o timeout`)), timeoutMs);
+    const timer = setTimeout(() => settle(new UpstreamError(`${what}: i/o timeout`)), timerDelay(timeoutMs));
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       sock = open();
@@ -338,7 +339,7 @@ class UdpPool {
         else resolve({ raw: msg!, addedOpt });
       };
       const onAbort = (): void => settle(new UpstreamError(`${what}: cancelled`));
-      const timer = setTimeout(() => settle(new UpstreamError(`${what}: i/o timeout`)), timeoutMs);
+      const timer = setTimeout(() => settle(new UpstreamError(`${what}: i/o timeout`)), timerDelay(timeoutMs));
       signal.addEventListener('abort', onAbort, { once: true });
       s.pending.set(id, { q, settle });
       s.served++;

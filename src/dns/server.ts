@@ -23,6 +23,7 @@ import { decodeNameTable, nameTableJson, type NameInfo, type NameTable } from '.
 import { formatUpstream, parseUpstream, readResolvConf, type Upstream } from './resolv-conf.js';
 import { answerCacheKey, answerSizeLimit, cacheable, emptyReply, parseQuery, RCODE, tableReply, withId, type Query } from './wire.js';
 import { ipFamily, joinHostPort, splitHostPort } from '../util/ip.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('dns');
 
@@ -261,7 +262,7 @@ export class LocalDnsServer {
         // an answer still being worked on (a forward, bounded by its own timeout) keeps it open
         if (waiting > 0) expectQueryWithin(idleMs);
         else sock.destroy();
-      }, ms);
+      }, timerDelay(ms));
     };
     expectQueryWithin(this.options.tcpReadTimeoutMs ?? 2000);
     sock.on('error', noop);

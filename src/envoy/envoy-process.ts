@@ -15,6 +15,7 @@ import { sleep } from '../util/backoff.js';
 import { logger } from '../util/logger.js';
 import { deadline } from '../util/deadline.js';
 import type { EnvoyAdminClient } from './admin-client.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 export type EnvoyState = 'initial' | 'running' | 'draining' | 'stopping' | 'exited';
 
@@ -231,7 +232,7 @@ export class EnvoyProcess {
     this.transition('stopping');
     this.kill('SIGTERM');
     const grace = this.opts.killGraceMs ?? 5000;
-    const timer = setTimeout(() => this.kill('SIGKILL'), grace);
+    const timer = setTimeout(() => this.kill('SIGKILL'), timerDelay(grace));
     timer.unref();
     const exit = await this.exited;
     clearTimeout(timer);

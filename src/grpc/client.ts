@@ -15,6 +15,7 @@ import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { H2Error, Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
 import { ipFamily } from '../util/ip.js';
 import { lazyBuiltin } from '../util/builtin.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 /** A client certificate (PEM key and chain) to present in the TLS handshake. */
 export interface ClientCertificate {
@@ -176,7 +177,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   const connectTimer = setTimeout(() => {
     transportFailure ??= `no connection to ${peer} (${target.address}) within ${connectTimeoutMs} ms: TCP connect, TLS handshake and HTTP/2 settings did not complete`;
     end({ code: Status.UNAVAILABLE, details: transportFailure });
-  }, connectTimeoutMs);
+  }, timerDelay(connectTimeoutMs));
   timers.push(connectTimer);
   // the server is reached when its HTTP/2 SETTINGS arrive (a TCP or TLS connection is not enough)
   session.once('remoteSettings', () => {
@@ -212,7 +213,7 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       setTimeout(() => {
         whileOpen(stream, () => stream.close(H2Error.CANCEL));
         end({ code: Status.DEADLINE_EXCEEDED, details: `no answer from ${peer} within ${opts.timeoutMs} ms` });
-      }, opts.timeoutMs),
+      }, timerDelay(opts.timeoutMs)),
     );
   }
   if (opts.signal) {

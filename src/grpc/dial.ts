@@ -6,6 +6,7 @@
 
 import net from 'node:net';
 import { lazyBuiltin } from '../util/builtin.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 /** Resolves once a connection to `path` is accepted; rejects with the reason (ECONNREFUSED, ENOENT, a timeout). */
 export function unixSocketAccepts(path: string, timeoutMs: number): Promise<void> {
@@ -18,7 +19,7 @@ export function unixSocketAccepts(path: string, timeoutMs: number): Promise<void
     };
     sock.once('connect', () => done());
     sock.once('error', (err: Error) => done(err));
-    sock.setTimeout(timeoutMs, () => done(new Error(`connecting to ${path} took more than ${timeoutMs} ms`)));
+    sock.setTimeout(timerDelay(timeoutMs), () => done(new Error(`connecting to ${path} took more than ${timeoutMs} ms`)));
   });
 }
 
@@ -39,7 +40,7 @@ export async function dialUnixSocket(path: string, timeoutMs: number): Promise<v
       if (err) reject(err);
       else resolve();
     };
-    const timer = setTimeout(() => finish(new Error(`no HTTP/2 server answered on ${path} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => finish(new Error(`no HTTP/2 server answered on ${path} within ${timeoutMs} ms`)), timerDelay(timeoutMs));
     session.once('remoteSettings', () => finish());
     session.once('error', (err: Error) => finish(err));
     session.once('close', () => finish(new Error(`the connection to ${path} closed before the server answered`)));

@@ -3,6 +3,7 @@
 // behind a black-holed route) does not keep its streams open forever.
 
 import type http2 from 'node:http2';
+import { timerDelay } from '../util/timer-delay.js';
 
 export interface KeepaliveOptions {
   readonly intervalMs: number;
@@ -31,13 +32,13 @@ export function keepSessionAlive(session: http2.Http2Session, opts: KeepaliveOpt
     const timer = setTimeout(() => {
       onTimeout(`keepalive ping not answered within ${opts.timeoutMs} ms`);
       session.destroy();
-    }, opts.timeoutMs).unref();
+    }, timerDelay(opts.timeoutMs)).unref();
     try {
       session.ping(() => clearTimeout(timer));
     } catch {
       clearTimeout(timer); // the session is closing
     }
-  }, opts.intervalMs).unref();
+  }, timerDelay(opts.intervalMs)).unref();
   const stop = (): void => clearInterval(interval);
   session.once('close', stop);
   return stop;

@@ -8,6 +8,7 @@
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { logger } from '../util/logger.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 
@@ -43,7 +44,7 @@ export async function validateCapture(o: ValidationOptions): Promise<void> {
     const matched = (port: number): void => {
       if (probePorts.has(port) && arrivedPorts.has(port)) resolve();
     };
-    timer = setTimeout(() => reject(new ValidationError('validation timeout')), o.timeoutMs);
+    timer = setTimeout(() => reject(new ValidationError('validation timeout')), timerDelay(o.timeoutMs));
 
     const listen = (port: number): Promise<boolean> =>
       new Promise((done) => {
@@ -78,7 +79,7 @@ export async function validateCapture(o: ValidationOptions): Promise<void> {
         socket.end();
       });
       socket.on('error', (err) => log.debug(`Error connecting to ${probeHost}:${o.probePort}: ${err.message}`));
-      retry = setTimeout(probe, o.retryMs ?? 1000);
+      retry = setTimeout(probe, timerDelay(o.retryMs ?? 1000));
     };
 
     void Promise.all([listen(o.proxyPort), listen(o.inboundCapturePort)]).then((ok) => {

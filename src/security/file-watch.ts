@@ -13,6 +13,7 @@ import { watch, realpathSync, statSync, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { logger } from '../util/logger.js';
 import { securityMetrics } from './metrics.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('cache');
 
@@ -76,7 +77,7 @@ export class FileWatchSet {
     this.entries.set(key, entry);
     this.refreshDirs(key, entry);
     if (!this.poller && this.options.pollMs > 0) {
-      this.poller = setInterval(() => this.poll(), this.options.pollMs);
+      this.poller = setInterval(() => this.poll(), timerDelay(this.options.pollMs));
       this.poller.unref();
     }
   }
@@ -165,7 +166,7 @@ export class FileWatchSet {
       entry.fingerprint = fingerprintOf(entry.files);
       this.refreshDirs(key, entry); // a symlink may now point elsewhere
       this.options.onChange(key);
-    }, this.options.debounceMs);
+    }, timerDelay(this.options.debounceMs));
     entry.timer.unref();
   }
 

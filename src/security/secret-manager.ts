@@ -53,6 +53,7 @@ import {
 } from './options.js';
 import { parseCertificates, parseRootBundle, splitPemCertificates, summarizeCertificate, validateKeyCertPair, type CertificateSummary } from './pem.js';
 import { isoUtc } from '../util/time.js';
+import { MAX_TIMER_MS, timerDelay } from '../util/timer-delay.js';
 
 const log = logger('cache');
 
@@ -133,16 +134,13 @@ export function rotationDelay(createdTime: number, expireTime: number, ratio: nu
   return Math.max(0, expireTime - graceRatio * lifetime - now);
 }
 
-/** setTimeout's longest delay; longer waits are split (a 90-day certificate rotates after ~45 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** An unref'd timer firing at `at` (epoch ms), re-armed through `rearm` when the wait exceeds MAX_TIMER_MS. */
 function timerAt(at: number, now: () => number, rearm: (t: NodeJS.Timeout) => void, fn: () => void): NodeJS.Timeout {
   const wait = Math.max(0, at - now());
   const t = setTimeout(() => {
     if (at - now() > 0 && wait >= MAX_TIMER_MS) rearm(timerAt(at, now, rearm, fn));
     else fn();
-  }, Math.min(wait, MAX_TIMER_MS));
+  }, timerDelay(wait)); // longer waits are split: a 90-day certificate rotates after ~45 days
   t.unref();
   return t;
 }

@@ -1,5 +1,6 @@
 // Runs the app probes of ISTIO_KUBE_APP_PROBERS the way kubelet would have, from the agent:
-// - httpGet: to the pod IP, http or https (certificate not verified, as kubelet), the caller's
+// - httpGet: to the pod IP, http or https (certificate not verified and HTTP/2 offered in ALPN,
+//   as kubelet; no SNI for an IP), no deadline unless timeoutSeconds is set (as Istio), the caller's
 //   headers forwarded, Host rewritten from the status port to the app port, then the probe's
 //   configured httpHeaders in place of the caller's of the same names (see httpGetHeaders); redirects followed
 //   only to the same host (at most 10), a redirect elsewhere answered 200 (kubelet's rule); the
@@ -20,6 +21,7 @@ import type { AppProbe, GrpcProbe, HttpGetProbe, TcpSocketProbe } from './app-pr
 import { ipFamily, joinHostPort } from '../util/ip.js';
 import { lazyBuiltin } from '../util/builtin.js';
 import { deadline } from '../util/deadline.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('probes');
 
@@ -44,6 +46,12 @@ export interface ProbeContext {
   readonly statusPort: number;
   /** ENABLE_PROBE_KEEPALIVE_CONNECTIONS: pools that keep httpGet connections open; absent: a connection per probe. */
   readonly keepAlive?: { readonly http: http.Agent; readonly https: https.Agent };
+  /**
+   * ISTIO_ENABLE_HTTP2_PROBING: HTTPS probes offer h2 and http/1.1 in ALPN, as Go's transport with
+   * HTTP/2 configured (Istio's and the kubelet's), so an app serving HTTPS over HTTP/2 only passes.
+   * Kept connections (keepAlive) stay HTTP/1.1.
+   */
+  readonly http2?: boolean;
 }
 
 /** Connection pools for ENABLE_PROBE_KEEPALIVE_CONNECTIONS (Istio's older behaviour; not kubelet's). */
@@ -64,10 +72,10 @@ export async function runAppProbe(probe: AppProbe, req: http.IncomingMessage, ct
   }
 }
 
-async function tcpProbe(probe: TcpSocketProbe & { timeoutMs: number }, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+async function tcpProbe(probe: TcpSocketProbe & { timeoutMs: number | undefined }, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
   const ok = await new Promise<boolean>((resolve) => {
-    const sock = net.connect({ host: ctx.destination, port: probe.port, localAddress: localAddressFor(ctx, ctx.destination), timeout: probe.timeoutMs });
-    const timer = setTimeout(() => done(false, `timeout after ${probe.timeoutMs} ms`), probe.timeoutMs);
+    const sock = net.connect({ host: ctx.destination, port: probe.port, localAddress: localAddressFor(ctx, ctx.destination) });
+    const timer = probe.timeoutMs === undefined ? undefined : setTimeout(() => done(false, `timeout after ${probe.timeoutMs} ms`), timerDelay(probe.timeoutMs));
     const onAbort = (): void => done(false, 'aborted');
     signal.addEventListener('abort', onAbort);
     function done(result: boolean, why?: string): void {
@@ -103,7 +111,7 @@ const isRedirect = (code: number): boolean => code >= 300 && code < 400;
 /** The redirects Go's http.Client follows; other 3xx are returned as they are. */
 const FOLLOWED = new Set([301, 302, 303, 307, 308]);
 
-async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
+async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number | undefined }, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
   const scheme = probe.scheme === 'HTTPS' ? 'https' : 'http';
   let url = new URL(`${scheme}://${joinHostPort(ctx.destination, probe.port)}${probe.path}`);
   const firstHostname = url.hostname;
@@ -126,6 +134,7 @@ async function httpGetProbe(probe: HttpGetProbe & { timeoutMs: number }, req: ht
         // Go's default, which Istio's probe client and the kubelet keep: an app's large headers
         // (a long Content-Security-Policy) must not fail a probe the kubelet would pass
         maxHeaderBytes: MAX_PROBE_HEADER_BYTES,
+        offerHttp2: ctx.http2 ?? false,
       });
       const status = res.status;
       // a final 1xx (101 Switching Protocols) is no answer to a probe: the kubelet fails below 200

@@ -28,16 +28,24 @@ export interface GrpcProbe {
   readonly service: string;
 }
 
-export type AppProbe = (HttpGetProbe | TcpSocketProbe | GrpcProbe) & {
-  /** timeoutSeconds in ms; Kubernetes' default (1s) when the injector left it out. */
+export type AppProbe = ((HttpGetProbe | TcpSocketProbe) & {
+  /**
+   * timeoutSeconds in ms; undefined when it is absent or 0: no deadline of the agent's, as Istio's
+   * client with a zero Timeout. The injector writes none for lifecycle hooks (a handler has no
+   * timeout: the kubelet waits for it, bounded by the grace period), and the call still ends when
+   * the caller hangs up.
+   */
+  readonly timeoutMs: number | undefined;
+}) | (GrpcProbe & {
+  /** timeoutSeconds in ms; Kubernetes' default (1 s) when absent (Istio's zero deadline would fail every call). */
   readonly timeoutMs: number;
-};
+});
 
 /** An HTTP token (RFC 9110), as Kubernetes validates httpHeaders names. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Kubernetes' default probe timeoutSeconds (the API server fills it in before injection). */
-const DEFAULT_TIMEOUT_SECONDS = 1;
+/** Kubernetes' default probe timeoutSeconds (the API server fills it in for probes before injection). */
+const DEFAULT_GRPC_TIMEOUT_SECONDS = 1;
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -98,7 +106,7 @@ export function parseAppProbers(raw: string, opts: ParseProbersOptions = {}): Re
       add('invalid prober type, must be one of type httpGet, tcpSocket or gRPC');
       continue;
     }
-    let timeoutMs = DEFAULT_TIMEOUT_SECONDS * 1000;
+    let timeoutMs: number | undefined;
     if (entry.timeoutSeconds !== undefined) {
       const t = entry.timeoutSeconds;
       if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) add('timeoutSeconds: expected a non-negative integer');
@@ -138,7 +146,7 @@ export function parseAppProbers(raw: string, opts: ParseProbersOptions = {}): Re
     } else {
       const port = intPort(spec.port, 'grpc.port', add);
       if (spec.service !== undefined && spec.service !== null && typeof spec.service !== 'string') add('grpc.service: expected a string');
-      if (port !== undefined) probe = { kind, port, service: typeof spec.service === 'string' ? spec.service : '', timeoutMs };
+      if (port !== undefined) probe = { kind, port, service: typeof spec.service === 'string' ? spec.service : '', timeoutMs: timeoutMs ?? DEFAULT_GRPC_TIMEOUT_SECONDS * 1000 };
     }
     if (probe && opts.statusPort && probe.port === opts.statusPort) {
       add(`${kind}.port ${probe.port} is the agent's status port: the probe would loop through the agent`);

@@ -41,6 +41,7 @@ export function statusServerOptionsFrom(config: AgentConfig, deps: StatusServerD
     podIp,
     probeLocalhost: config.env.REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION,
     probeKeepalive: config.env.ENABLE_PROBE_KEEPALIVE_CONNECTIONS,
+    probeHttp2: config.env.ISTIO_ENABLE_HTTP2_PROBING,
     kubeAppProbers: config.env.ISTIO_KUBE_APP_PROBERS,
     prometheusAnnotations: config.env.ISTIO_PROMETHEUS_ANNOTATIONS,
     envoyPrometheusPort: config.env.ENVOY_PROMETHEUS_PORT,

@@ -37,6 +37,7 @@ import {
 import { statusMetrics, type ScrapeType } from './metrics.js';
 import { ScrapeSource } from './scrape-client.js';
 import { lazyBuiltin } from '../util/builtin.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 
@@ -285,9 +286,9 @@ class ScrapeClock {
   constructor(timeoutMs: number, graceMs: number, onOvertime: () => void) {
     const expire = (c: AbortController, reason: unknown) => (): void => c.abort(reason);
     this.timers = [
-      setTimeout(expire(this.headersBy, TIMED_OUT), timeoutMs / 2),
-      setTimeout(expire(this.deadline, TIMED_OUT), timeoutMs),
-      setTimeout(onOvertime, timeoutMs + graceMs),
+      setTimeout(expire(this.headersBy, TIMED_OUT), timerDelay(timeoutMs / 2)),
+      setTimeout(expire(this.deadline, TIMED_OUT), timerDelay(timeoutMs)),
+      setTimeout(onOvertime, timerDelay(timeoutMs + graceMs)),
     ];
     for (const t of this.timers) t.unref();
     this.deadline.signal.addEventListener('abort', () => this.headersBy.abort(this.deadline.signal.reason), { once: true });

@@ -13,6 +13,7 @@
 
 import type http from 'node:http';
 import { logger } from '../util/logger.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 
@@ -120,7 +121,7 @@ ${rows}
           left = true;
           done();
         };
-        const timer = setTimeout(done, seconds * 1000);
+        const timer = setTimeout(done, timerDelay(seconds * 1000));
         res.once('close', gone);
         closing.addEventListener('abort', gone, { once: true });
       });

@@ -5,8 +5,12 @@
 //   3. the gRPC xDS bootstrap file loads (cached), and the certificate files it names exist;
 //   4. the DNS proxy has its name table, when DNS is on.
 // Unlike Istio, step 2 is not cached after the first success: a server.state of DRAINING (health
-// check failed, hot restart) makes readiness fail again instead of being hidden. The first success
-// records istio_agent_startup_duration_seconds.
+// check failed, hot restart) makes readiness fail again instead of being hidden. But once Envoy was
+// LIVE, an admin API that fails or is slow to answer (a main thread busy with a large push, CPU
+// throttling) does not fail readiness: Istio would not ask at all and the kubelet's probe goes
+// through Envoy's worker threads, so the answer after ADMIN_STALE_AFTER_MS is the state Envoy last
+// reported, while the call goes on in the background. The first success records
+// istio_agent_startup_duration_seconds.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { EnvoyAdminClient, parseEnvoyStats } from '../envoy/admin-client.js';
@@ -19,6 +23,8 @@ export const UPDATE_STATS_FILTER = '^(cluster_manager\\.cds|listener_manager\\.l
 export const READY_STATS_FILTER = '^(server\\.state|listener_manager\\.workers_started)';
 /** Istio's readinessTimeout for the Envoy admin stats call. */
 const ADMIN_TIMEOUT_MS = 3000;
+/** Once Envoy was LIVE: how long a readiness answer waits for the admin API before using the last state. */
+const ADMIN_STALE_AFTER_MS = 500;
 
 const SERVER_STATES = ['LIVE', 'DRAINING', 'PRE_INITIALIZING', 'INITIALIZING'] as const;
 
@@ -51,6 +57,12 @@ export interface ReadinessOptions {
   readonly startedAt: number;
 }
 
+interface EnvoyState {
+  /** Whether the admin API answered (a failure is then Envoy's own state, not the call's). */
+  readonly answered: boolean;
+  readonly failure: string | undefined;
+}
+
 export type ReadinessResult = { readonly ready: true } | { readonly ready: false; readonly reason: string };
 
 export class Readiness {
@@ -61,6 +73,12 @@ export class Readiness {
   private inflight: Promise<ReadinessResult> | undefined;
   private lastReady: boolean | undefined;
   private terminated: string | undefined;
+  /** Envoy was LIVE with workers started at least once. */
+  private envoyWasLive = false;
+  /** Once LIVE: why Envoy's last answered state is not ready (undefined: LIVE). */
+  private lastEnvoyFailure: string | undefined;
+  /** Once LIVE: the admin call in progress, shared by the answers that wait on it. */
+  private envoyRefresh: Promise<EnvoyState> | undefined;
 
   constructor(private readonly opts: ReadinessOptions) {}
 
@@ -144,20 +162,29 @@ export class Readiness {
 
   private async checkEnvoyReady(): Promise<string | undefined> {
     if (this.terminated) return `server is terminated: ${this.terminated}`;
-    let text: string;
-    try {
-      text = await this.adminStats(READY_STATS_FILTER);
-    } catch (err) {
-      return `failed to get readiness stats: ${(err as Error).message}`;
+    if (!this.envoyWasLive) {
+      const first = await this.readEnvoyState();
+      if (first.failure === undefined) this.envoyWasLive = true;
+      return first.failure;
     }
-    const stats = parseEnvoyStats(text);
-    const state = stats.get('server.state');
-    if (state === undefined) return `server.state is not yet updated: ${text.trim()}`;
-    const workers = stats.get('listener_manager.workers_started');
-    if (workers === undefined) return `listener_manager.workers_started is not yet updated: ${text.trim()}`;
-    if (state !== 0) return `server is not live, current state is: ${serverStateName(state)}`;
-    if (workers !== 1) return 'workers have not yet started';
-    return undefined;
+    this.envoyRefresh ??= this.readEnvoyState().then((s) => {
+      this.envoyRefresh = undefined;
+      if (s.answered) this.lastEnvoyFailure = s.failure;
+      return s;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ADMIN_STALE_AFTER_MS)));
+    const fresh = await Promise.race([this.envoyRefresh, late]).finally(() => clearTimeout(timer));
+    return fresh?.answered ? fresh.failure : this.lastEnvoyFailure;
+  }
+
+  /** Envoy's server.state and workers: why it is not ready (undefined: ready), and whether the admin API answered at all. */
+  private async readEnvoyState(): Promise<EnvoyState> {
+    try {
+      return { answered: true, failure: envoyStateFailure(await this.adminStats(READY_STATS_FILTER)) };
+    } catch (err) {
+      return { answered: false, failure: `failed to get readiness stats: ${(err as Error).message}` };
+    }
   }
 
   /** grpcready: the bootstrap loads once (then cached); file_watcher certificate files must exist. */
@@ -182,4 +209,16 @@ export class Readiness {
     for (const p of this.grpcBootstrap.paths) if (!existsSync(p)) return `${p} does not exist`;
     return undefined;
   }
+}
+
+/** Why Envoy's readiness stats say it is not ready; undefined when LIVE with workers started. */
+function envoyStateFailure(text: string): string | undefined {
+  const stats = parseEnvoyStats(text);
+  const state = stats.get('server.state');
+  if (state === undefined) return `server.state is not yet updated: ${text.trim()}`;
+  const workers = stats.get('listener_manager.workers_started');
+  if (workers === undefined) return `listener_manager.workers_started is not yet updated: ${text.trim()}`;
+  if (state !== 0) return `server is not live, current state is: ${serverStateName(state)}`;
+  if (workers !== 1) return 'workers have not yet started';
+  return undefined;
 }

@@ -57,6 +57,8 @@ export interface StatusServerOptions {
   readonly probeSourceAddress?: string | null;
   /** ENABLE_PROBE_KEEPALIVE_CONNECTIONS: keep probe connections to the app open between probes (default: one per probe, as kubelet). */
   readonly probeKeepalive?: boolean;
+  /** ISTIO_ENABLE_HTTP2_PROBING: HTTPS probes offer HTTP/2 (default true, as Istio and the kubelet). */
+  readonly probeHttp2?: boolean;
   /** ISTIO_KUBE_APP_PROBERS (raw JSON; '' for none). */
   readonly kubeAppProbers?: string;
   /** ISTIO_PROMETHEUS_ANNOTATIONS (raw JSON; '' when unset). */
@@ -196,6 +198,7 @@ export class StatusServer {
       sourceAddress: opts.probeSourceAddress === null ? undefined : (opts.probeSourceAddress ?? '127.0.0.6'),
       statusPort,
       ...(opts.probeKeepalive ? { keepAlive: keepAliveProbeAgents() } : {}),
+      http2: opts.probeHttp2 ?? true,
     };
   }
 

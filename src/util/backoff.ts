@@ -1,3 +1,4 @@
+import { timerDelay } from './timer-delay.js';
 // Exponential backoff with Istio's defaults (pkg/backoff over cenkalti/backoff: 500 ms initial
 // interval, x1.5 per attempt, +/-50 % randomisation, 60 s cap, never giving up), and the one
 // sleep: abortable, and by default without keeping the process alive.
@@ -58,7 +59,7 @@ export function sleep(ms: number, signal?: AbortSignal, opts: SleepOptions = {})
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
-    }, ms);
+    }, timerDelay(ms));
     if (!opts.keepAlive) timer.unref();
     const onAbort = (): void => {
       clearTimeout(timer);

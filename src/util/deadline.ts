@@ -1,3 +1,4 @@
+import { timerDelay } from './timer-delay.js';
 // A deadline as an AbortSignal, which also ends with any of its parents.
 //
 // Why not AbortSignal.any([parent, AbortSignal.timeout(ms)]): on Node 20 the combined signal
@@ -20,18 +21,21 @@ export interface Deadline {
   clear(): void;
 }
 
-/** A signal that aborts after `ms` milliseconds, or as soon as any of `parents` aborts. */
-export function deadline(ms: number, ...parents: readonly (AbortSignal | undefined)[]): Deadline {
+/** A signal that aborts after `ms` milliseconds (never when undefined), or as soon as any of `parents` aborts. */
+export function deadline(ms: number | undefined, ...parents: readonly (AbortSignal | undefined)[]): Deadline {
   const controller = new AbortController();
   let expired = false;
   const live = parents.filter((p): p is AbortSignal => p !== undefined);
   const onParent = function (this: AbortSignal): void {
     end(this.reason);
   };
-  const timer = setTimeout(() => {
-    expired = true;
-    end(timeoutReason());
-  }, ms);
+  const timer =
+    ms === undefined
+      ? undefined
+      : setTimeout(() => {
+          expired = true;
+          end(timeoutReason());
+        }, timerDelay(ms));
   const clear = (): void => {
     clearTimeout(timer);
     for (const p of live) p.removeEventListener('abort', onParent);

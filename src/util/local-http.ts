@@ -8,9 +8,12 @@
 // No keep-alive unless the caller passes an agent: a call leaves no socket behind.
 
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import type https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { lazyBuiltin } from './builtin.js';
 import { deadline } from './deadline.js';
+import { ipFamily } from './ip.js';
 
 export class LocalHttpError extends Error {
   override readonly name = 'LocalHttpError';
@@ -21,8 +24,8 @@ export interface LocalRequestOptions {
   readonly method?: string;
   readonly headers?: http.OutgoingHttpHeaders;
   readonly body?: string;
-  /** Bound on the whole exchange. */
-  readonly timeoutMs: number;
+  /** Bound on the whole exchange; undefined: none (the caller's signal ends the call). */
+  readonly timeoutMs: number | undefined;
   /** Largest body read (default 16 MiB). */
   readonly maxBytes?: number;
   /** A longer body fails the call (default), or is cut there and the connection closed. */
@@ -36,6 +39,12 @@ export interface LocalRequestOptions {
   readonly agent?: http.Agent;
   /** Largest response header section (default node's 16 KiB). */
   readonly maxHeaderBytes?: number;
+  /**
+   * https: offer HTTP/2 as well as HTTP/1.1 in ALPN and speak what the server picks, as Go's
+   * transport with HTTP/2 configured (the kubelet's prober and Istio's, ISTIO_ENABLE_HTTP2_PROBING).
+   * Not with an `agent` (its pooled connections are HTTP/1.1).
+   */
+  readonly offerHttp2?: boolean;
 }
 
 export interface LocalResponse {
@@ -63,45 +72,159 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
       ...(opts.headers ? { headers: opts.headers } : {}),
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(tls && opts.insecure ? { rejectUnauthorized: false } : {}),
+      // SNI names the URL's host, never a Host header, and is left out for an IP (as Go's client)
+      ...(tls ? { servername: serverName(url) } : {}),
       ...(opts.maxHeaderBytes ? { maxHeaderSize: opts.maxHeaderBytes } : {}),
     };
     // the deadline ends the call by itself: once node has handed the socket over (a 101 or a
     // CONNECT answer) the request emits nothing more, and the call must not wait for it
     signal.addEventListener('abort', () => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : 'aborted'), { once: true });
-    let req: http.ClientRequest;
-    try {
-      req = (tls ? lazyBuiltin.https() : lazyBuiltin.http()).request(url, options, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        const done = (): void => {
-          const bytes = Buffer.concat(chunks).subarray(0, maxBytes);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: bytes.toString('utf8'), bytes });
-        };
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          chunks.push(c);
-          if (size <= maxBytes) return;
-          res.removeAllListeners('end');
-          res.destroy();
-          if (opts.overLimit === 'truncate') done();
-          else fail(`response larger than ${maxBytes} bytes`);
-        });
-        res.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
-        res.on('end', done);
+    if (tls && opts.offerHttp2 && !opts.agent) {
+      negotiate(url, opts, signal, fail, (socket) => {
+        if (socket.alpnProtocol === 'h2') http2Request(url, method, opts, socket, maxBytes, signal, resolve, fail);
+        else {
+          // no agent, so that the request goes over this connection (an agent, even agent: false's
+          // own, would open another and leave this one open)
+          const { agent: _agent, ...direct } = options;
+          http1Request({ ...direct, createConnection: () => socket });
+        }
       });
-    } catch (err) {
-      fail((err as Error).message, err); // a URL node cannot request
       return;
     }
-    req.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
-    // 101 Switching Protocols, or an answer to CONNECT: a final status whose connection now speaks
-    // something else. It is the answer (the caller judges the status); the connection is closed.
-    const handedOver = (res: http.IncomingMessage, socket: { destroy(): void }): void => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '', bytes: Buffer.alloc(0) });
-    };
-    req.on('upgrade', handedOver);
-    req.on('connect', handedOver);
-    req.end(opts.body === undefined || opts.body === '' ? undefined : opts.body);
+    http1Request(options);
+
+    function http1Request(options: https.RequestOptions): void {
+      let req: http.ClientRequest;
+      try {
+        req = (tls ? lazyBuiltin.https() : lazyBuiltin.http()).request(url, options, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          const done = (): void => {
+            const bytes = Buffer.concat(chunks).subarray(0, maxBytes);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: bytes.toString('utf8'), bytes });
+          };
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            chunks.push(c);
+            if (size <= maxBytes) return;
+            res.removeAllListeners('end');
+            res.destroy();
+            if (opts.overLimit === 'truncate') done();
+            else fail(`response larger than ${maxBytes} bytes`);
+          });
+          res.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
+          res.on('end', done);
+        });
+      } catch (err) {
+        fail((err as Error).message, err); // a URL node cannot request
+        return;
+      }
+      req.on('error', (err) => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : err.message, err));
+      // 101 Switching Protocols, or an answer to CONNECT: a final status whose connection now speaks
+      // something else. It is the answer (the caller judges the status); the connection is closed.
+      const handedOver = (res: http.IncomingMessage, socket: { destroy(): void }): void => {
+        socket.destroy();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '', bytes: Buffer.alloc(0) });
+      };
+      req.on('upgrade', handedOver);
+      req.on('connect', handedOver);
+      req.end(opts.body === undefined || opts.body === '' ? undefined : opts.body);
+    }
   }).finally(() => timeout.clear());
+}
+
+/** The TLS server name for a URL: its host name; none for an IP address (SNI carries names only). */
+function serverName(url: string): string {
+  const host = URL.canParse(url) ? new URL(url).hostname.replace(/^\[|\]$/g, '') : '';
+  return ipFamily(host) === 0 ? host : '';
+}
+
+/** Opens the TLS connection offering h2 and http/1.1; `then` gets it once the handshake is done. */
+function negotiate(url: string, opts: LocalRequestOptions, signal: AbortSignal, fail: (message: string, cause?: unknown) => void, then: (socket: TLSSocket) => void): void {
+  if (!URL.canParse(url)) return fail('not a URL');
+  const u = new URL(url);
+  const name = serverName(url);
+  const socket = lazyBuiltin.tls().connect({
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 443),
+    ALPNProtocols: ['h2', 'http/1.1'],
+    rejectUnauthorized: !opts.insecure,
+    ...(name ? { servername: name } : {}),
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+  });
+  const onAbort = (): void => void socket.destroy();
+  signal.addEventListener('abort', onAbort, { once: true });
+  socket.once('error', (err) => fail(err.message, err));
+  socket.once('secureConnect', () => {
+    socket.removeAllListeners('error');
+    signal.removeEventListener('abort', onAbort);
+    then(socket);
+  });
+}
+
+/** Connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2); Go's transport leaves them out too. */
+const NOT_IN_HTTP2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host']);
+
+/** One request over an HTTP/2 connection on `socket`, closed when the answer is read. */
+function http2Request(
+  url: string,
+  method: string,
+  opts: LocalRequestOptions,
+  socket: TLSSocket,
+  maxBytes: number,
+  signal: AbortSignal,
+  resolve: (r: LocalResponse) => void,
+  fail: (message: string, cause?: unknown) => void,
+): void {
+  const u = new URL(url);
+  const session = lazyBuiltin.http2().connect(u.origin, {
+    createConnection: () => socket,
+    settings: { enablePush: false, ...(opts.maxHeaderBytes ? { maxHeaderListSize: opts.maxHeaderBytes } : {}) },
+    ...(opts.maxHeaderBytes ? { maxHeaderListPairs: Math.max(128, Math.floor(opts.maxHeaderBytes / 64)) } : {}),
+  });
+  const end = (): void => void session.destroy();
+  signal.addEventListener('abort', end, { once: true });
+  session.on('error', (err) => fail(err.message, err));
+  const headers: http2.OutgoingHttpHeaders = { ':method': method, ':path': `${u.pathname}${u.search}`, ':authority': u.host, ':scheme': 'https' };
+  for (const [name, value] of Object.entries(opts.headers ?? {})) {
+    const key = name.toLowerCase();
+    if (key === 'host' && value !== undefined) headers[':authority'] = String(value);
+    else if (!NOT_IN_HTTP2.has(key) && value !== undefined) headers[key] = value;
+  }
+  const body = opts.body === undefined || opts.body === '' ? undefined : opts.body;
+  let stream: http2.ClientHttp2Stream;
+  try {
+    stream = session.request(headers, { endStream: body === undefined });
+  } catch (err) {
+    end();
+    fail((err as Error).message, err);
+    return;
+  }
+  stream.on('error', (err) => fail(err.message, err));
+  stream.on('response', (h) => {
+    const status = Number(h[':status'] ?? 0);
+    const responseHeaders: http.IncomingHttpHeaders = {};
+    for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) responseHeaders[k] = v as string | string[];
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => {
+      const bytes = Buffer.concat(chunks).subarray(0, maxBytes);
+      resolve({ status, headers: responseHeaders, body: bytes.toString('utf8'), bytes });
+      end();
+    };
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      chunks.push(c);
+      if (size <= maxBytes) return;
+      stream.removeAllListeners('end');
+      if (opts.overLimit === 'truncate') done();
+      else {
+        end();
+        fail(`response larger than ${maxBytes} bytes`);
+      }
+    });
+    stream.on('end', done);
+  });
+  stream.on('close', () => fail(`the HTTP/2 stream closed without an answer (code ${stream.rstCode})`));
+  if (body !== undefined) stream.end(body);
 }

@@ -31,6 +31,7 @@ import { DEFAULTS, sanitize, type WasmOptions } from './options.js';
 import { isWasmBinary } from './unbox.js';
 import { isoUtc } from '../util/time.js';
 import { deadline } from '../util/deadline.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('wasm');
 
@@ -183,7 +184,7 @@ export class WasmModuleCache {
   /** Starts the periodic purge (every WASM_PURGE_INTERVAL). */
   startPurging(): void {
     if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.purge(), this.options.purgeIntervalMs);
+    this.timer = setInterval(() => this.purge(), timerDelay(this.options.purgeIntervalMs));
     this.timer.unref();
   }
 

@@ -30,6 +30,7 @@ import { DEBUG_TYPE } from './type-urls.js';
 import { scan, summarizeSotwRequest, XdsField } from './wire.js';
 import { TapNotConnectedError, type TapRequest, type TapResult } from './xds-proxy.js';
 import { lazyBuiltin } from '../util/builtin.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 const proxyLog = logger('xdsproxy');
@@ -139,7 +140,7 @@ export class XdsDebugPort {
    */
   private sniff(socket: net.Socket): void {
     this.sockets.add(socket);
-    const firstRequest = setTimeout(() => socket.destroy(), this.options.firstRequestTimeoutMs ?? FIRST_REQUEST_MS);
+    const firstRequest = setTimeout(() => socket.destroy(), timerDelay(this.options.firstRequestTimeoutMs ?? FIRST_REQUEST_MS));
     this.firstRequestDeadlines.set(socket, firstRequest);
     socket.once('close', () => {
       clearTimeout(firstRequest);

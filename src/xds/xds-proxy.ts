@@ -37,6 +37,7 @@ import { deltaResources, encodeDeltaRequest, encodeSotwRequest, sotwResources, t
 import type { LastKnownGood, LkgSpool } from './last-known-good.js';
 import { AckRecorder, CacheResponder } from './lkg-session.js';
 import { isoUtc } from '../util/time.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('xdsproxy');
 
@@ -234,7 +235,7 @@ class ProxyConnection implements FrameSink {
     this.dialTimer = setTimeout(() => {
       this.dialTimer = undefined;
       this.dial();
-    }, wait);
+    }, timerDelay(wait));
   }
 
   private dial(): void {
@@ -691,7 +692,7 @@ class ProxyConnection implements FrameSink {
         this.proxy.dialFailed();
         this.scheduleProbe();
       }
-    }, wait);
+    }, timerDelay(wait));
   }
 
   /** For /debug/syncz: where this stream's upstream is and why it is not being read, if it is not. */
@@ -927,7 +928,7 @@ export class XdsProxy {
           if (this.tapWaiter?.finish === finish) this.tapWaiter = undefined;
           resolve(r);
         };
-        const timer = setTimeout(() => finish(undefined), timeoutMs);
+        const timer = setTimeout(() => finish(undefined), timerDelay(timeoutMs));
         this.tapWaiter = { typeUrl: request.typeUrl, connection: con, finish };
         const msg = con.protocol.kind === 'sotw' ? (request.sotwRequest ?? encodeSotwRequest({ typeUrl: request.typeUrl, responseNonce: '', resourceNames: request.resourceNames })) : encodeDeltaRequest({ typeUrl: request.typeUrl, responseNonce: '', subscribe: request.resourceNames });
         if (!con.sendAgentRequest(msg)) finish(undefined);

@@ -221,4 +221,19 @@ describe('other signals and a broken stdout', () => {
     expect(events('signal').map((e) => e.signal)).toContain('SIGTERM');
     expectNothingLeft();
   });
+
+  it('a drain longer than a Node timer holds (30 days, past 2^31 ms) is waited for, not cut to 1 ms; a second SIGTERM still stops it', { timeout: 60_000 }, async () => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '2592000s' } });
+    await waitLive(agent);
+    agent.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(events('admin').some((e) => e.path === '/drain_listeners')).toBe(true), { timeout: 10_000, interval: 50 });
+    // draining: Envoy has had no signal and the agent runs on (a timer of 2592000 s fired after 1 ms)
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(agent.child.exitCode, agent.output()).toBeNull();
+    expect(events('signal')).toEqual([]);
+    expect(agent.output()).not.toContain('TimeoutOverflowWarning');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited, agent.output()).toEqual({ code: 0, signal: null });
+    expectNothingLeft();
+  });
 });

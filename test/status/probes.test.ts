@@ -2,6 +2,8 @@
 // ISTIO_KUBE_APP_PROBERS, ports remapped to real test servers), https with a self-signed
 // certificate, gRPC health, redirects, headers, timeouts, and start-up validation.
 
+import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -39,6 +41,19 @@ afterAll(async () => {
 function keep<T extends { close(): Promise<void> }>(s: T): T {
   servers.push(s);
   return s;
+}
+
+/** Closes `server` after the file, its connections first (a TLS server keeps them past close()). */
+function keepClosing(server: net.Server): ReadonlySet<net.Socket> {
+  const open = new Set<net.Socket>();
+  server.on('connection', (c: net.Socket) => void (open.add(c), c.on('close', () => open.delete(c))));
+  servers.push({
+    close: () => {
+      for (const c of open) c.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  });
+  return open;
 }
 
 describe('hello-probes: httpGet and tcpSocket probes against real servers', () => {
@@ -150,6 +165,55 @@ describe('httpGet details', () => {
     expect(r.body).toBe('tls /healthz');
   });
 
+  it('speaks HTTP/2 to an HTTPS app that picks it in ALPN (ISTIO_ENABLE_HTTP2_PROBING, on by default), HTTP/1.1 only when it is off; no SNI for the pod IP', async () => {
+    const seen: { path: string; authority: string; custom: string; sni: string | undefined; version: string }[] = [];
+    const cert = selfSignedCert();
+    let sni: string | undefined;
+    const app = http2.createSecureServer({ ...cert, allowHTTP1: false, SNICallback: (name, cb) => void ((sni = name), cb(null)) }, (req, res) => {
+      seen.push({ path: req.url, authority: req.authority, custom: String(req.headers['x-custom']), sni, version: req.httpVersion });
+      sni = undefined;
+      res.end('h2 ok');
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const sessions = new Set<http2.ServerHttp2Session>();
+    app.on('session', (s) => void (sessions.add(s), s.on('close', () => sessions.delete(s))));
+    const open = keepClosing(app);
+    const port = (app.address() as net.AddressInfo).port;
+    const probers = JSON.stringify({ '/app-health/a/readyz': { httpGet: { port, path: '/healthz?deep=1', scheme: 'HTTPS', httpHeaders: [{ name: 'Host', value: 'hello.local' }, { name: 'X-Custom', value: 'yes' }] } } });
+    const probeWith = async (env: Record<string, string>): Promise<{ status: number; body: string }> => {
+      const config = loadAgentConfig({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns', INSTANCE_IP: '127.0.0.1', ISTIO_KUBE_APP_PROBERS: probers, ...env }, cwd: tmpdir(), hostAddresses: ['127.0.0.1'] });
+      const { port: _configured, ...opts } = statusServerOptionsFrom(config, { onQuit: () => undefined, onDrain: () => undefined });
+      const status = await startStatus(opts);
+      const r = await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`);
+      await status.close();
+      return r;
+    };
+    const on = await probeWith({});
+    expect([on.status, on.body]).toEqual([200, 'h2 ok']);
+    expect(seen).toEqual([{ path: '/healthz?deep=1', authority: 'hello.local', custom: 'yes', sni: undefined, version: '2.0' }]);
+    // the connection is closed after the answer, as a probe without keep-alive
+    await vi.waitFor(() => expect(sessions.size).toBe(0), { timeout: 3000 });
+    const off = await probeWith({ ISTIO_ENABLE_HTTP2_PROBING: 'false' });
+    expect(off.status).not.toBe(200);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('sends no SNI to an HTTPS app at an IP over HTTP/1.1 either, whatever the Host header says (Go sends the URL host only, never an IP)', async () => {
+    const names: (string | undefined)[] = [];
+    const cert = selfSignedCert();
+    const app = https.createServer({ ...cert, SNICallback: (name, cb) => void (names.push(name), cb(null)) }, (_req, res) => res.end('ok'));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const open = keepClosing(app);
+    const port = (app.address() as net.AddressInfo).port;
+    const status = await startStatus({ kubeAppProbers: JSON.stringify({ '/app-health/a/livez': { httpGet: { port, scheme: 'HTTPS', httpHeaders: [{ name: 'Host', value: 'hello.local' }] } } }) });
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/a/livez`)).status).toBe(200);
+    expect((await call(`http://127.0.0.1:${status.port}/app-health/a/livez`, { headers: { host: 'other.local' } })).status).toBe(200);
+    // SNICallback runs only for a ClientHello that carries a name
+    expect(names).toEqual([]);
+    // the agent closed each probe's connection
+    await vi.waitFor(() => expect(open.size).toBe(0), { timeout: 3000 });
+  });
+
   it('opens a connection per probe, as kubelet; ENABLE_PROBE_KEEPALIVE_CONNECTIONS=true keeps one open (http and https)', async () => {
     const plain = keep(await httpServer((_req, res) => res.end('ok')));
     const tls = keep(await httpServer((_req, res) => res.end('ok'), { tls: selfSignedCert() }));
@@ -214,6 +278,30 @@ describe('httpGet details', () => {
     const big = await call(`http://127.0.0.1:${status.port}/app-health/a/readyz`);
     expect(big.status).toBe(200);
     expect(big.body.length).toBe(10 * 1024);
+  });
+
+  it('sets no deadline without timeoutSeconds (lifecycle hooks have none), as Istio: the hook runs as long as the app takes, until the caller hangs up', async () => {
+    const hung = new Set<string>();
+    const app = keep(
+      await httpServer((req, res) => {
+        if (req.url === '/drain') setTimeout(() => res.end('drained'), 1500).unref();
+        else {
+          hung.add(req.url ?? '');
+          req.socket.once('close', () => hung.delete(req.url ?? ''));
+        }
+      }),
+    );
+    const status = await startStatus({
+      kubeAppProbers: JSON.stringify({ '/app-lifecycle/a/prestopz': { httpGet: { port: app.port, path: '/drain' } }, '/app-lifecycle/a/poststartz': { httpGet: { port: app.port, path: '/hang' } } }),
+    });
+    const t0 = Date.now();
+    const r = await call(`http://127.0.0.1:${status.port}/app-lifecycle/a/prestopz`);
+    expect([r.status, r.body]).toEqual([200, 'drained']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    // a caller that gives up ends the agent's request to the app
+    await expect(call(`http://127.0.0.1:${status.port}/app-lifecycle/a/poststartz`, { timeoutMs: 500 })).rejects.toThrow(/timeout/);
+    expect(hung.has('/hang') || app.seen.some((s) => s.url === '/hang')).toBe(true);
+    await vi.waitFor(() => expect(hung.size).toBe(0), { timeout: 3000 });
   });
 
   it('fails a probe the app answers with 101 Switching Protocols within timeoutSeconds, every time, leaving nothing behind', async () => {
@@ -359,6 +447,6 @@ describe('ISTIO_KUBE_APP_PROBERS validation at start-up', () => {
   it('accepts the fixtures as the injector wrote them', () => {
     expect(parseAppProbers(proxyEnv('hello-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!).size).toBe(5);
     const tcp = parseAppProbers(proxyEnv('tcp-probes.yaml.injected').ISTIO_KUBE_APP_PROBERS!);
-    expect(tcp.get('/app-health/hello/livez')).toEqual({ kind: 'tcpSocket', port: 80, timeoutMs: 1000 });
+    expect(tcp.get('/app-health/hello/livez')).toEqual({ kind: 'tcpSocket', port: 80, timeoutMs: undefined });
   });
 });

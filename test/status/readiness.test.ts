@@ -142,6 +142,55 @@ describe('/healthz/ready with the Envoy stand-in', () => {
     }
   });
 
+  it('once Envoy was LIVE, an admin API that stalls or goes away does not fail readiness (Istio caches it); a DRAINING it reports still does', { timeout: 30_000 }, async () => {
+    // a front for a LIVE stand-in's admin API: `mode` pipes to it, holds each connection without
+    // answering (a main thread busy with a large push), or refuses connections
+    const live = await startEnvoyStandIn({});
+    let mode: 'pipe' | 'stall' = 'pipe';
+    const sockets = new Set<net.Socket>();
+    const front = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on('close', () => sockets.delete(sock));
+      sock.on('error', () => undefined);
+      if (mode === 'stall') return;
+      const admin = net.connect(Number(new URL(live.adminUrl).port), '127.0.0.1');
+      sock.pipe(admin).pipe(sock);
+      admin.on('error', () => sock.destroy());
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+    const frontPort = (front.address() as net.AddressInfo).port;
+    try {
+      const status = await startStatus({ adminPort: frontPort });
+      expect((await ready(status.port)).status).toBe(200);
+
+      mode = 'stall';
+      for (let i = 0; i < 3; i++) {
+        const t0 = Date.now();
+        expect((await ready(status.port)).status).toBe(200);
+        // well inside the kubelet's timeout for the sidecar's probe (3 s), where the admin call's own is 3 s
+        expect(Date.now() - t0).toBeLessThan(2000);
+      }
+      // the stalled calls are shared, not one more per probe
+      expect(sockets.size).toBeLessThanOrEqual(1);
+
+      const closed = new Promise<void>((r) => front.close(() => r()));
+      for (const s of sockets) s.destroy();
+      await closed;
+      // refused now: still the last state Envoy reported
+      expect((await ready(status.port)).status).toBe(200);
+
+      // answering again, and DRAINING: that is Envoy's own state, so readiness fails
+      mode = 'pipe';
+      await new Promise<void>((r) => front.listen(frontPort, '127.0.0.1', r));
+      await live.setStats({ 'server.state': 1 });
+      await vi.waitFor(async () => expect((await ready(status.port)).body).toBe('server is not live, current state is: DRAINING\n'), { timeout: 10_000, interval: 200 });
+    } finally {
+      front.close();
+      for (const s of sockets) s.destroy();
+      await live.stop();
+    }
+  });
+
   it('with DISABLE_ENVOY skips the Envoy checks; the gRPC bootstrap and DNS checks still apply', async () => {
     const bootstrap = join(dir, 'grpc-bootstrap.json');
     const certDir = join(dir, 'certs');
