@@ -175,7 +175,7 @@ export class Agent {
     const presentCertificate = secrets.sources.default === 'file' || caIsIstiod(config);
     const upstream = upstreamOptionsFrom(config, presentCertificate ? () => secrets.clientCertificate() : undefined);
     if (!config.env.DISABLE_ENVOY) {
-      this.sdsListener = await HeldListener.unix(workloadSds.listenPath, { name: 'SDS', log: (m) => log.info(m) });
+      this.sdsListener = await HeldListener.unix(workloadSds.listenPath, { name: 'SDS', log: (m) => log.info(m), warn: (m) => log.warn(m) });
       this.checkpoint();
     }
     // before the xDS proxy: it subscribes the name table on Envoy's first LDS request
@@ -187,12 +187,12 @@ export class Agent {
       this.memory.onPressure(() => dns.dropCaches());
       this.checkpoint();
     }
-    this.xdsListener = await HeldListener.unix(config.paths.xdsSocket, { name: 'xDS', log: (m) => log.info(m) });
+    this.xdsListener = await HeldListener.unix(config.paths.xdsSocket, { name: 'xDS', log: (m) => log.info(m), warn: (m) => log.warn(m) });
     this.checkpoint();
     const debugHost = config.node.ipv6 ? '::1' : '127.0.0.1';
     if (config.env.PROXY_XDS_DEBUG_VIA_AGENT) {
       try {
-        this.debugListener = await HeldListener.tcp(debugHost, config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT);
+        this.debugListener = await HeldListener.tcp(debugHost, config.env.PROXY_XDS_DEBUG_VIA_AGENT_PORT, { name: 'debug', warn: (m) => log.warn(m) });
       } catch (err) {
         throw new Error(`failed to start istio tap server: ${(err as Error).message}`, { cause: err });
       }

@@ -42,7 +42,7 @@ export interface MemoryView {
   readonly heapLimitBytes: number;
   /** V8's hard heap limit (sized by Node from the cgroup limit, or --max-old-space-size). */
   readonly v8HeapSizeLimitBytes: number;
-  readonly rssBytes: number;
+  readonly rssBytes: number | null;
   readonly heapUsedBytes: number;
   readonly pressureEpisodes: number;
 }
@@ -85,8 +85,8 @@ export class MemoryGovernor {
   check(): boolean {
     const limit = this.limit.bytes;
     if (limit === undefined) return false;
-    const { rss, heapUsed } = process.memoryUsage();
-    const pressure = rss >= limit * PRESSURE_RATIO || heapUsed >= this.heapLimitBytes * PRESSURE_RATIO;
+    const { rss, heapUsed } = memoryNow();
+    const pressure = (rss !== undefined && rss >= limit * PRESSURE_RATIO) || heapUsed >= this.heapLimitBytes * PRESSURE_RATIO;
     if (!pressure) {
       this.underPressure = false;
       return false;
@@ -94,7 +94,7 @@ export class MemoryGovernor {
     if (!this.underPressure) {
       this.underPressure = true;
       this.episodes++;
-      log.warn(`memory pressure: resident ${mib(rss)}, heap ${mib(heapUsed)} against a limit of ${mib(limit)} (${this.limit.source}): dropping caches and collecting`);
+      log.warn(`memory pressure: resident ${rss === undefined ? 'unknown' : mib(rss)}, heap ${mib(heapUsed)} against a limit of ${mib(limit)} (${this.limit.source}): dropping caches and collecting`);
     }
     for (const drop of this.droppers) {
       try {
@@ -108,13 +108,13 @@ export class MemoryGovernor {
   }
 
   view(): MemoryView {
-    const { rss, heapUsed } = process.memoryUsage();
+    const { rss, heapUsed } = memoryNow();
     return {
       limitBytes: this.limit.bytes ?? null,
       source: this.limit.source,
       heapLimitBytes: this.heapLimitBytes,
       v8HeapSizeLimitBytes: getHeapStatistics().heap_size_limit,
-      rssBytes: rss,
+      rssBytes: rss ?? null,
       heapUsedBytes: heapUsed,
       pressureEpisodes: this.episodes,
     };
@@ -123,5 +123,20 @@ export class MemoryGovernor {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+  }
+}
+
+/**
+ * Resident and heap memory now. process.memoryUsage() opens /proc/self/stat for the resident size
+ * and throws when no file descriptor is left (EMFILE): thrown from the periodic check, that ended
+ * the agent and Envoy whenever a connection flood used up the fds. Then the heap alone is judged,
+ * from V8, which needs no fd (as prom-client's safeMemoryUsage).
+ */
+function memoryNow(): { rss: number | undefined; heapUsed: number } {
+  try {
+    const { rss, heapUsed } = process.memoryUsage();
+    return { rss, heapUsed };
+  } catch {
+    return { rss: undefined, heapUsed: getHeapStatistics().used_heap_size };
   }
 }

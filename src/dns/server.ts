@@ -24,6 +24,7 @@ import { formatUpstream, parseUpstream, readResolvConf, type Upstream } from './
 import { answerCacheKey, answerSizeLimit, cacheable, emptyReply, parseQuery, RCODE, tableReply, withId, type Query } from './wire.js';
 import { ipFamily, joinHostPort, splitHostPort } from '../util/ip.js';
 import { timerDelay } from '../util/timer-delay.js';
+import { rateLimited } from '../util/rate-limited.js';
 
 const log = logger('dns');
 
@@ -104,7 +105,8 @@ export class LocalDnsServer {
   private readonly listeners: Listener[] = [];
   private readonly tcpConnections = new Set<Socket>();
   private closed = false;
-  private lastWarning = 0;
+  /** Socket and query failures can come at a flood's rate: logged at most every 10 s. */
+  private readonly warnRateLimited = rateLimited((m) => log.warn(m));
   /**
    * Table answers of plain UDP questions with at most one address (nothing to rotate), by
    * question bytes: a repeated question is answered without decoding it again.
@@ -379,13 +381,6 @@ export class LocalDnsServer {
         reply(emptyReply(q, RCODE.SERVFAIL));
       },
     ).catch((err: Error) => this.warnRateLimited(`dns: failed to answer a forwarded query: ${err.message}`));
-  }
-
-  private warnRateLimited(msg: string): void {
-    const now = Date.now();
-    if (now - this.lastWarning < 10_000) return;
-    this.lastWarning = now;
-    log.warn(msg);
   }
 
   /** Replaces the lookup table (Istio's UpdateLookupTable). */

@@ -134,11 +134,19 @@ export class EnvoyProcess {
     if (user) log.info(`Envoy runs as uid ${user.uid}, gid ${user.gid} (the agent is root, its DNS proxy on port 53)`);
     const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true, ...(user ? { uid: user.uid, gid: user.gid } : {}) });
     this.child = child;
-    // after the spawn, an 'error' (a failed signal) must be logged, never thrown
-    child.on('error', (err) => log.warn(`envoy process: ${err.message}`));
     await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (err) => reject(new EnvoyStartError(`failed to start envoy ${bin}: ${err.message}`, { cause: err })));
+      const failed = (err: NodeJS.ErrnoException): void => {
+        // EAGAIN from fork: a limit on processes or threads, which the bare errno does not say
+        const hint = err.code === 'EAGAIN' ? ' (no process could be created: the process or thread limit is reached, RLIMIT_NPROC or the pids cgroup pids.max)' : '';
+        reject(new EnvoyStartError(`failed to start envoy ${bin}: ${err.message}${hint}`, { cause: err }));
+      };
+      child.once('error', failed);
+      child.once('spawn', () => {
+        child.off('error', failed);
+        // after the spawn, an 'error' (a failed signal) must be logged, never thrown
+        child.on('error', (err) => log.warn(`envoy process: ${err.message}`));
+        resolve();
+      });
     });
     this.transition('running');
     log.info(`Envoy started (pid ${child.pid})`);

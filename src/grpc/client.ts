@@ -13,7 +13,8 @@ import { frameMessage, GrpcDeframer, wholeMessages } from './frames.js';
 import { whileOpen } from './guard.js';
 import { keepSessionAlive, type KeepaliveOptions } from './keepalive.js';
 import { H2Error, Status, statusFromHeaders, statusFromHttp, statusFromReset, statusName, type GrpcStatus } from './status.js';
-import { ipFamily } from '../util/ip.js';
+import { ipFamily, splitHostPort } from '../util/ip.js';
+import { connectLookup } from '../util/shared-lookup.js';
 import { lazyBuiltin } from '../util/builtin.js';
 import { timerDelay } from '../util/timer-delay.js';
 
@@ -158,10 +159,11 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
       ...(ipFamily(t.serverName) ? {} : { servername: t.serverName }),
       checkServerIdentity: (_host, certificate) => lazyBuiltin.tls().checkServerIdentity(t.serverName, certificate),
       noDelay: true,
+      lookup: connectLookup,
       ...(target.localAddress ? { localAddress: target.localAddress } : {}),
     } as http2.SecureClientSessionOptions);
   } else {
-    session = lazyBuiltin.http2().connect(`http://${target.address}`, { settings, noDelay: true, ...(target.localAddress ? { localAddress: target.localAddress } : {}) } as http2.ClientSessionOptions);
+    session = lazyBuiltin.http2().connect(`http://${target.address}`, { settings, noDelay: true, lookup: connectLookup, ...(target.localAddress ? { localAddress: target.localAddress } : {}) } as http2.ClientSessionOptions);
   }
   // noDelay: an ACK or a small request must not wait for Nagle's algorithm (Go, hence istiod and
   // Istio's agent, disables it on every TCP connection)
@@ -175,7 +177,13 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   }
   const connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const connectTimer = setTimeout(() => {
-    transportFailure ??= `no connection to ${peer} (${target.address}) within ${connectTimeoutMs} ms: TCP connect, TLS handshake and HTTP/2 settings did not complete`;
+    const hostPort = splitHostPort(target.address);
+    const host = 'host' in hostPort ? hostPort.host : target.address;
+    const resolving = transport ? undefined : connectLookup.pendingFor(host);
+    transportFailure ??=
+      resolving === undefined
+        ? `no connection to ${peer} (${target.address}) within ${connectTimeoutMs} ms: TCP connect, TLS handshake and HTTP/2 settings did not complete`
+        : `no connection to ${peer} (${target.address}) within ${connectTimeoutMs} ms: resolving ${host} has had no answer for ${Math.round(resolving)} ms`;
     end({ code: Status.UNAVAILABLE, details: transportFailure });
   }, timerDelay(connectTimeoutMs));
   timers.push(connectTimer);

@@ -10,13 +10,19 @@ import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { unixSocketAccepts } from './dial.js';
+import { rateLimited } from '../util/rate-limited.js';
 
 /** A unix socket path: at most 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
 
-export interface UnixListenerOptions {
-  /** What the socket serves, in messages ("SDS", "xDS"). */
+export interface ListenerOptions {
+  /** What the socket serves, in messages ("SDS", "xDS", "debug"). */
   readonly name: string;
+  /** Where an error of the listening socket goes (an accept failing: out of file descriptors), at most every 10 s. */
+  readonly warn?: (message: string) => void;
+}
+
+export interface UnixListenerOptions extends ListenerOptions {
   /** File mode of the socket (default 0666: Istio's sockets are shared with Envoy's user). */
   readonly mode?: number;
   readonly log?: (message: string) => void;
@@ -48,18 +54,17 @@ export class HeldListener {
    */
   static async unix(path: string, options: UnixListenerOptions): Promise<HeldListener> {
     await clearPath(path, options);
-    const listener = await HeldListener.listen({ path }, path);
-    listener.server.on('error', (err: Error) => options.log?.(`${options.name} socket ${path}: ${err.message}`));
+    const listener = await HeldListener.listen({ path }, path, options);
     chmodSync(path, options.mode ?? 0o666);
     return listener;
   }
 
   /** Binds a TCP port (0: any free one). */
-  static tcp(host: string, port: number): Promise<HeldListener> {
-    return HeldListener.listen({ host, port }, undefined);
+  static tcp(host: string, port: number, options: ListenerOptions = { name: 'TCP' }): Promise<HeldListener> {
+    return HeldListener.listen({ host, port }, undefined, options);
   }
 
-  private static async listen(at: net.ListenOptions, path: string | undefined): Promise<HeldListener> {
+  private static async listen(at: net.ListenOptions, path: string | undefined, options: ListenerOptions): Promise<HeldListener> {
     // paused: what a client sends stays in the kernel until the server that parses it takes over
     const server = net.createServer({ pauseOnConnect: true });
     const listener = new HeldListener(server, path);
@@ -70,6 +75,12 @@ export class HeldListener {
         resolve();
       });
     });
+    // from now on an error is an accept that failed (libuv reports EMFILE when even its spare fd
+    // is gone): without a listener it would be thrown and end the agent; the server goes on
+    // accepting once descriptors are free again
+    const where = path ?? `${typeof at.host === 'string' ? at.host : ''}:${listener.port}`;
+    const warn = rateLimited(options.warn ?? (() => undefined));
+    server.on('error', (err: Error) => warn(`${options.name} listener on ${where}: ${err.message}${/EMFILE|ENFILE/.test(err.message) ? ' (out of file descriptors: new connections are refused until some close)' : ''}`));
     return listener;
   }
 

@@ -251,7 +251,7 @@ export class GrpcUnixServer {
    */
   async start(listener?: HeldListener): Promise<void> {
     if (listener && listener.path !== this.path) throw new Error(`${this.options.name} server for ${this.path} given the listener of ${listener.path}`);
-    const bound = listener ?? (await HeldListener.unix(this.path, this.options));
+    const bound = listener ?? (await HeldListener.unix(this.path, { ...this.options, warn: this.options.logError ?? this.options.log }));
     const settings: http2.Settings = { enablePush: false, ...(this.options.maxConcurrentStreams !== undefined ? { maxConcurrentStreams: this.options.maxConcurrentStreams } : {}) };
     const server = lazyBuiltin.http2().createServer({ settings, maxSessionMemory: 64 });
     server.on('session', (session) => {

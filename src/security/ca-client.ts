@@ -87,11 +87,13 @@ export async function decodeCertificateResponse(buf: Uint8Array): Promise<string
   return (await loadCodec()).decodeResponse(buf);
 }
 
-function readOptional(path: string): Buffer | undefined {
+/** The file, or undefined when it does not exist; any other failure (EMFILE, EACCES) is thrown, naming the file. */
+function readOptional(path: string, what: string): Buffer | undefined {
   try {
     return readFileSync(path);
-  } catch {
-    return undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CaClientError(`cannot read the ${what} ${path}: ${(err as Error).message}`);
   }
 }
 
@@ -123,16 +125,16 @@ export class CaClient {
     if (!tls) return { address: this.options.address };
     let ca: Buffer | null;
     if (tls.rootCaPath === null) {
-      ca = tls.osRootBundle ? readOptional(tls.osRootBundle) ?? null : null;
+      ca = tls.osRootBundle ? readOptional(tls.osRootBundle, 'system root bundle') ?? null : null;
     } else {
-      const buf = readOptional(tls.rootCaPath);
-      if (!buf) throw new CaClientError(`root CA file for CA does not exist or cannot be read: ${tls.rootCaPath}`);
+      const buf = readOptional(tls.rootCaPath, 'root CA file for the CA');
+      if (!buf) throw new CaClientError(`root CA file for CA does not exist: ${tls.rootCaPath}`);
       ca = buf;
     }
     let clientCertificate: { privateKey: Buffer; certChain: Buffer } | undefined;
     if (tls.clientCert) {
-      const k = readOptional(tls.clientCert.keyPath);
-      const c = readOptional(tls.clientCert.certChainPath);
+      const k = readOptional(tls.clientCert.keyPath, 'client key for the CA');
+      const c = readOptional(tls.clientCert.certChainPath, 'client certificate chain for the CA');
       if (k && c) clientCertificate = { privateKey: k, certChain: c };
     }
     return {
@@ -143,7 +145,7 @@ export class CaClient {
 
   private metadata(): Record<string, string> {
     const md: Record<string, string> = {};
-    const token = readOptional(this.options.tokenPath)?.toString('utf8').trim();
+    const token = readOptional(this.options.tokenPath, 'token file for the CA')?.toString('utf8').trim();
     if (token) md.authorization = `Bearer ${token}`;
     else log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
     md.clusterid = this.options.clusterId;

@@ -124,7 +124,7 @@ export class XdsDebugPort {
 
   /** Serves on `options.listener` when given (bound before Envoy's spawn), otherwise binds the port. */
   async start(): Promise<void> {
-    const listener = this.options.listener ?? (await HeldListener.tcp(this.options.host, this.options.port));
+    const listener = this.options.listener ?? (await HeldListener.tcp(this.options.host, this.options.port, { name: 'debug', warn: (m) => log.warn(m) }));
     listener.handTo({ emit: (_event, socket) => (this.sniff(socket), true) });
     this.listener = listener;
     this.boundPort = listener.port;

@@ -3,7 +3,8 @@
 // `pilot-agent proxy` process with the Envoy stand-in: the agent's own fatal errors, components
 // that fail after Envoy was spawned, and signals at any moment of start-up.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -232,6 +233,45 @@ describe('other signals and a broken stdout', () => {
     expect(agent.child.exitCode, agent.output()).toBeNull();
     expect(events('signal')).toEqual([]);
     expect(agent.output()).not.toContain('TimeoutOverflowWarning');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited, agent.output()).toEqual({ code: 0, signal: null });
+    expectNothingLeft();
+  });
+
+  it('out of file descriptors for longer than a memory check (GOMEMLIMIT set, as the injector does): the agent lives on and serves again once connections close', { timeout: 60_000 }, async () => {
+    const agent = await start({ proxyConfig: { terminationDrainDuration: '0s' }, env: { GOMEMLIMIT: String(1 << 30) } });
+    await waitLive(agent);
+    expect(agent.output()).toContain('Memory limit: 1024 MiB (GOMEMLIMIT)');
+    const pid = agent.child.pid!;
+    const fds = (): number => readdirSync(`/proc/${pid}/fd`).length;
+    // a few descriptors to spare, then a flood of idle connections on the XDS socket takes them
+    const [soft, hard] = execFileSync('prlimit', [`--pid=${pid}`, '--nofile', '--output=SOFT,HARD', '--noheadings'], { encoding: 'utf8' }).trim().split(/\s+/);
+    execFileSync('prlimit', [`--pid=${pid}`, `--nofile=${fds() + 8}:${hard}`]);
+    const flood: net.Socket[] = [];
+    for (let i = 0; i < 40; i++) {
+      const c = net.connect(paths.xds());
+      c.on('error', () => undefined);
+      flood.push(c);
+    }
+    // the memory governor checks every 5 s: it read /proc/self/stat, an fd it could not get
+    await new Promise((r) => setTimeout(r, 6500));
+    expect(agent.child.exitCode, agent.output()).toBeNull();
+    expect(agent.output()).not.toContain('uncaught exception');
+    for (const c of flood) c.destroy();
+    execFileSync('prlimit', [`--pid=${pid}`, `--nofile=${soft}:${hard}`]);
+    // serving again: a new client gets a connection the agent answers (an HTTP/2 SETTINGS frame)
+    await vi.waitFor(
+      async () => {
+        const answered = await new Promise<boolean>((resolve) => {
+          const c = net.connect(paths.xds(), () => c.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00'));
+          c.once('data', () => (c.destroy(), resolve(true)));
+          c.once('error', () => resolve(false));
+          c.setTimeout(2000, () => (c.destroy(), resolve(false)));
+        });
+        expect(answered).toBe(true);
+      },
+      { timeout: 15_000, interval: 500 },
+    );
     agent.child.kill('SIGTERM');
     expect(await agent.exited, agent.output()).toEqual({ code: 0, signal: null });
     expectNothingLeft();

@@ -3,7 +3,7 @@
 // transient codes only, chain checks.
 
 import { X509Certificate } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CaClient, CaClientError, validateSignedChain } from '../../src/security/ca-client.js';
@@ -143,6 +143,10 @@ describe('CaClient against the dev CA over TLS', () => {
     await expect(new CaClient(tlsOptions({ maxAttempts: 1, tls: { rootCaPath: work.rootCertPath, osRootBundle: '', serverName: 'wrong.example.com' } })).csrSign(csrPem, 3600)).rejects.toThrow(/UNAVAILABLE/);
     rmSync(work.rootCertPath);
     await expect(new CaClient(tlsOptions()).csrSign(csrPem, 3600)).rejects.toThrow(/root CA file for CA does not exist/);
+    // a file there that cannot be read is not called missing: the error says why (EMFILE, EACCES, EISDIR)
+    mkdirSync(work.rootCertPath);
+    await expect(new CaClient(tlsOptions({ maxAttempts: 1 })).csrSign(csrPem, 3600)).rejects.toThrow(`cannot read the root CA file for the CA ${work.rootCertPath}: EISDIR`);
+    rmSync(work.rootCertPath, { recursive: true });
   });
 });
 
