@@ -5,7 +5,12 @@
 //                           \--(Envoy exits by itself)------------------------------------> exited
 //
 // Envoy runs in its own process group so that the stop signal reaches anything it spawned, and so
-// that a terminal's Ctrl-C (sent to the agent's group) does not bypass the graceful drain.
+// that a terminal's Ctrl-C (sent to the agent's group) does not bypass the graceful drain. Being
+// out of the agent's group, a SIGKILL of that group (a supervisor's, or `kill -9 -<pgid>`), or of
+// the agent alone (the OOM killer), would leave Envoy serving with no xDS or SDS behind it: where
+// util-linux's setpriv is installed (Debian, Ubuntu; not distroless) Envoy is started through it
+// with a parent-death signal, so that the kernel kills Envoy when the agent dies, however it dies.
+// Istio's Envoy shares the agent's group, and outlives a `kill -9` of the agent alone.
 // Envoy is never restarted: when it exits, the agent exits (Istio's contract).
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -44,6 +49,8 @@ export interface EnvoyProcessOptions {
   readonly killGraceMs?: number;
   /** Run Envoy under this user and group instead of the agent's (see envoyRunAs). */
   readonly runAs?: EnvoyUser;
+  /** Start Envoy through setpriv with a parent-death signal where setpriv is installed (default true). */
+  readonly parentDeathSignal?: boolean;
 }
 
 export interface EnvoyUser {
@@ -132,7 +139,11 @@ export class EnvoyProcess {
     log.info(`Envoy command: [${this.opts.args.join(' ')}]`);
     const user = this.opts.runAs;
     if (user) log.info(`Envoy runs as uid ${user.uid}, gid ${user.gid} (the agent is root, its DNS proxy on port 53)`);
-    const child = spawn(bin, this.opts.args, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true, ...(user ? { uid: user.uid, gid: user.gid } : {}) });
+    // setpriv sets the signal after the uid change (which would clear it), then execs Envoy in its
+    // place: same pid, same argv
+    const setpriv = this.opts.parentDeathSignal === false ? undefined : setprivPath();
+    const [file, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', bin, ...this.opts.args]] : [bin, this.opts.args];
+    const child = spawn(file, argv, { env: this.opts.env, cwd: this.opts.cwd, stdio: 'inherit', detached: true, ...(user ? { uid: user.uid, gid: user.gid } : {}) });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException): void => {
@@ -315,4 +326,17 @@ export class EnvoyProcess {
       }
     }
   }
+}
+
+/** util-linux's setpriv, where installed (at its fixed paths, not looked up on PATH). */
+function setprivPath(): string | undefined {
+  for (const p of ['/usr/bin/setpriv', '/bin/setpriv']) {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return p;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
 }

@@ -14,6 +14,7 @@
 // Node's http client costs about twice the CPU per byte for the same job (HTTP parser callbacks
 // and a fresh Buffer per 64 KiB chunk), which is most of what an extra hop costs here.
 
+import dns from 'node:dns';
 import net from 'node:net';
 
 // 1 MiB reads: the hop's cost is mostly per read/write (syscalls, wake-ups of Envoy and the
@@ -163,6 +164,10 @@ export class ScrapeSource {
     const socket = net.connect({
       host,
       port,
+      // "localhost" (the app targets, as Istio's http://localhost:<port>) is tried on 127.0.0.1,
+      // then ::1, as Go's dialer does from /etc/hosts: an exporter bound to ::1 only is scraped
+      lookup: loopbackFirst,
+      autoSelectFamily: true,
       onread: {
         buffer: () => (this.readBuffer = takeBuffer()),
         callback: (n: number, buf: Buffer) => {
@@ -417,4 +422,17 @@ export class ScrapeSource {
     this.line = '';
     return { text, next: end, carried };
   }
+}
+
+const LOOPBACK: readonly dns.LookupAddress[] = [
+  { address: '127.0.0.1', family: 4 },
+  { address: '::1', family: 6 },
+];
+
+/** net's lookup, answering "localhost" with both loopback addresses without asking the resolver. */
+function loopbackFirst(hostname: string, options: dns.LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void): void {
+  if (hostname !== 'localhost') return void dns.lookup(hostname, options, callback as never);
+  const usable = LOOPBACK.filter((a) => !options.family || a.family === options.family);
+  if (options.all) callback(null, usable.map((a) => ({ ...a })));
+  else callback(null, usable[0]!.address, usable[0]!.family);
 }

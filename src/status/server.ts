@@ -164,7 +164,9 @@ export class StatusServer {
         : (opts.envoyMetricsUrl ?? `http://${joinHostPort(localhost, opts.envoyPrometheusPort ?? 15090)}/stats/prometheus`);
     this.merger = new MetricsMerger({
       envoyUrl,
-      appUrls: (appTargets ?? []).map((t) => `http://${joinHostPort(localhost, t.port)}${t.path.startsWith('/') ? t.path : `/${t.path}`}`),
+      // Istio's appMetricsURL: the app sees Host localhost:<port> (an app that checks Host, as
+      // Django's ALLOWED_HOSTS, refused 127.0.0.1), reached on 127.0.0.1 or ::1 (scrape-client.ts)
+      appUrls: (appTargets ?? []).map((t) => `http://localhost:${t.port}${t.path.startsWith('/') ? t.path : `/${t.path}`}`),
       registry: opts.registry ?? agentRegistry,
       maxAppBodyBytes: opts.maxAppBodyBytes,
       defaultTimeoutMs: opts.defaultScrapeTimeoutMs,

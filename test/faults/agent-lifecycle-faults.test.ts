@@ -276,4 +276,15 @@ describe('other signals and a broken stdout', () => {
     expect(await agent.exited, agent.output()).toEqual({ code: 0, signal: null });
     expectNothingLeft();
   });
+
+  it('a SIGKILL of the agent (the OOM killer) takes Envoy with it: no LIVE Envoy is left serving without xDS and SDS', { timeout: 60_000 }, async () => {
+    const agent = await start();
+    await waitLive(agent);
+    const [envoy] = envoyPids();
+    expect(envoy).toBeDefined();
+    agent.child.kill('SIGKILL');
+    expect(await agent.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    // the kernel sends Envoy its parent-death signal (setpriv --pdeathsig KILL)
+    await vi.waitFor(() => expect(isAlive(envoy!)).toBe(false), { timeout: 5000, interval: 50 });
+  });
 });

@@ -132,14 +132,27 @@ describe('merged metrics', () => {
     logs.length = 0;
     for (let i = 0; i < 3; i++) expect((await call(`http://127.0.0.1:${status.port}/metrics`)).status).toBe(200);
     expect(await failures('application')).toBe(before + 3);
-    const failed = `error scraping http://127.0.0.1:${flaky.port}/m, status code: 500`;
+    const failed = `error scraping http://localhost:${flaky.port}/m, status code: 500`;
     expect(logs.filter((l) => l.includes(failed))).toHaveLength(1);
     broken = false;
     expect((await call(`http://127.0.0.1:${status.port}/metrics`)).body).toContain('flaky_metric 1\n');
-    expect(logs.filter((l) => l.includes(`scraping http://127.0.0.1:${flaky.port}/m works again`))).toHaveLength(1);
+    expect(logs.filter((l) => l.includes(`scraping http://localhost:${flaky.port}/m works again`))).toHaveLength(1);
     broken = true;
     await call(`http://127.0.0.1:${status.port}/metrics`);
     expect(logs.filter((l) => l.includes(failed))).toHaveLength(2);
+  });
+
+  it("scrapes app targets as Istio's http://localhost:<port>: Host localhost, on 127.0.0.1 or ::1 (an exporter bound to ::1 only)", async () => {
+    const hosts: string[] = [];
+    const v4 = await app((req, res) => (hosts.push(String(req.headers.host)), res.writeHead(200).end('v4_metric 1\n')));
+    const v6 = servers[servers.push(await httpServer((req, res) => (hosts.push(String(req.headers.host)), res.writeHead(200).end('v6_metric 1\n')), { host: '::1' })) - 1]!;
+    const status = await startStatus({ noEnvoy: true, prometheusAnnotations: JSON.stringify({ targets: [{ port: String(v4.port), path: '/m' }, { port: String(v6.port), path: '/m' }] }) });
+    const before = await failures('application');
+    const body = (await call(`http://127.0.0.1:${status.port}/stats/prometheus`)).body;
+    expect(body).toContain('v4_metric 1\n');
+    expect(body).toContain('v6_metric 1\n');
+    expect(hosts.sort()).toEqual([`localhost:${v4.port}`, `localhost:${v6.port}`].sort());
+    expect(await failures('application')).toBe(before);
   });
 
   it('caps each app target: drops one announced too big, cuts a chunked one at its last whole line', async () => {
