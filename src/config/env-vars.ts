@@ -46,6 +46,13 @@ const duration: Parser<number> = (raw) => {
   return { ok: true, value: ms };
 };
 
+/** A duration Istio takes negative, as 0 (time.Sleep of a negative duration returns at once). */
+const durationNegativeAsZero: Parser<number> = (raw) => {
+  const ms = parseGoDuration(raw);
+  if (ms === undefined) return { ok: false, message: 'expected a duration such as "5s", "100ms" or "1h30m"' };
+  return { ok: true, value: Math.max(0, ms) };
+};
+
 /** Go's GOMEMLIMIT syntax: a byte count with an optional B, KiB, MiB, GiB or TiB suffix, or "off"; in bytes, 0 for off. */
 const goMemLimit: Parser<number> = (raw) => {
   if (raw.trim() === 'off') return { ok: true, value: 0 };
@@ -141,7 +148,7 @@ export const ENV = {
   ISTIO_ENVOY_ENABLE_CORE_DUMP: def('ISTIO_ENVOY_ENABLE_CORE_DUMP', false, bool, 'Start Envoy with --enable-core-dump.'),
   ENVOY_SKIP_DEPRECATED_LOGS: def('ENVOY_SKIP_DEPRECATED_LOGS', true, bool, 'Start Envoy with --skip-deprecated-logs.'),
   COMPLIANCE_POLICY: def('COMPLIANCE_POLICY', '', str, "TLS compliance policy (fips-140-2, fips-140-3, pqc): versions, cipher suites and curves of the agent's TLS to istiod, the CA and Wasm registries, and Envoy's google_grpc ciphers; an unknown value is logged and restricts nothing, as in Istio."),
-  MINIMUM_DRAIN_DURATION: def('MINIMUM_DRAIN_DURATION', 5000, duration, 'With EXIT_ON_ZERO_ACTIVE_CONNECTIONS: wait this long before polling active connections.'),
+  MINIMUM_DRAIN_DURATION: def('MINIMUM_DRAIN_DURATION', 5000, durationNegativeAsZero, 'With EXIT_ON_ZERO_ACTIVE_CONNECTIONS: wait this long before polling active connections.'),
   EXIT_ON_ZERO_ACTIVE_CONNECTIONS: def('EXIT_ON_ZERO_ACTIVE_CONNECTIONS', false, bool, 'Stop Envoy as soon as inbound connections reach zero while draining.'),
   DISABLE_ENVOY: def('DISABLE_ENVOY', false, bool, 'Run every agent feature but Envoy (proxyless gRPC).'),
   GRPC_XDS_BOOTSTRAP: def('GRPC_XDS_BOOTSTRAP', './etc/istio/proxy/grpc-bootstrap.json', str, 'Where to write the gRPC xDS bootstrap for proxyless apps.'),

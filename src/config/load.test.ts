@@ -130,6 +130,15 @@ describe('loadAgentConfig', () => {
     expect(c.envoy.terminationDrainMs).toBe(90_000);
   });
 
+  it('takes a negative terminationDrainDuration or MINIMUM_DRAIN_DURATION as Istio does (a drain of 0 s), where other negative durations stay refused', () => {
+    const c = load({ env: { PROXY_CONFIG: '{"terminationDrainDuration":"-5s"}', MINIMUM_DRAIN_DURATION: '-1s' } });
+    expect(c.proxyConfig.terminationDrainDuration).toBe('-5s');
+    expect(c.envoy.terminationDrainMs).toBe(-5000);
+    expect(c.env.MINIMUM_DRAIN_DURATION).toBe(0);
+    expect(issuesOf(() => load({ env: { PROXY_CONFIG: '{"drainDuration":"-5s"}' } })).map((i) => i.message).join()).toMatch(/negative/);
+    expect(issuesOf(() => load({ env: { SECRET_TTL: '-1h' } })).map((i) => i.message).join()).toMatch(/negative/);
+  });
+
   it("drops unknown ProxyConfig fields with a warning naming them, as Istio's lenient decoding does", () => {
     const c = load({ env: { PROXY_CONFIG: '{"futureField":{"x":1},"concurrency":3}' } });
     expect(c.proxyConfig.futureField).toBeUndefined();

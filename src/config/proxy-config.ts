@@ -18,7 +18,7 @@ type Spec =
   | { kind: 'int'; min: number; max: number }
   | { kind: 'double' }
   | { kind: 'bool' }
-  | { kind: 'duration' }
+  | { kind: 'duration'; readonly negativeOk?: true }
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'strings' }
   | { kind: 'enums'; values: readonly string[] }
@@ -33,6 +33,8 @@ type Schema = { readonly [camelName: string]: Spec };
 const S = { kind: 'string' } as const;
 const B = { kind: 'bool' } as const;
 const D = { kind: 'duration' } as const;
+/** A duration Istio takes negative, as 0 (time.After of a negative duration returns at once). */
+const D_NEGATIVE_AS_ZERO = { kind: 'duration', negativeOk: true } as const;
 const F = { kind: 'double' } as const;
 const O = { kind: 'object' } as const;
 const STRS = { kind: 'strings' } as const;
@@ -116,7 +118,7 @@ export const PROXY_CONFIG_SCHEMA: Schema = {
   statusPort: PORT,
   extraStatTags: STRS,
   gatewayTopology: O,
-  terminationDrainDuration: D,
+  terminationDrainDuration: D_NEGATIVE_AS_ZERO,
   meshId: S,
   readinessProbe: O,
   proxyStatsMatcher: msg({ inclusionPrefixes: STRS, inclusionSuffixes: STRS, inclusionRegexps: STRS }),
@@ -187,7 +189,7 @@ function normalizeValue(spec: Spec, value: unknown, path: string, ctx: Ctx): Jso
       if (typeof value !== 'string') return bad('expected a duration string such as "5s"');
       const ms = parseAnyDuration(value);
       if (ms === undefined) return bad('expected a duration such as "5s" or "1.5s"');
-      if (ms < 0) return bad('duration must not be negative');
+      if (ms < 0 && !spec.negativeOk) return bad('duration must not be negative');
       return formatProtoDuration(ms);
     }
     case 'enum': {
