@@ -145,9 +145,16 @@ export class CaClient {
 
   private metadata(): Record<string, string> {
     const md: Record<string, string> = {};
-    const token = readOptional(this.options.tokenPath, 'token file for the CA')?.toString('utf8').trim();
+    // a token that cannot be read is no reason not to call: a client certificate (PROV_CERT) may
+    // authenticate the call, as Istio's token reader logs and sends none
+    let token: string | undefined;
+    try {
+      token = readOptional(this.options.tokenPath, 'token file for the CA')?.toString('utf8').trim();
+    } catch (err) {
+      log.warn(`${(err as Error).message}: calling the CA without an authorization header`);
+    }
     if (token) md.authorization = `Bearer ${token}`;
-    else log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
+    else if (token === undefined) log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
     md.clusterid = this.options.clusterId;
     for (const [k, v] of Object.entries(this.options.headers)) md[k.toLowerCase()] = v;
     return md;
@@ -236,23 +243,25 @@ export interface ValidatedChain {
   readonly certs: readonly X509Certificate[];
   /** The leaf's notAfter, epoch ms. */
   readonly expireTime: number;
+  /** The leaf's URI SANs (its SPIFFE identity). */
+  readonly identities: readonly string[];
 }
 
 /**
  * Checks a CA response before use: at least two entries, every certificate parses, the leaf (first)
- * certifies our key, carries our SPIFFE identity and is not expired, and every certificate outside the
- * last entry is signed by a later one. Entries may hold several PEM blocks (istiod appends its
+ * certifies our key, carries our SPIFFE identity (unless `acceptOtherIdentity`) and is not expired,
+ * and every certificate outside the last entry is signed by a later one. Entries may hold several PEM blocks (istiod appends its
  * cert-chain file and root bundle as single entries); the last entry is the root bundle, as Istio
  * infers it when the CA publishes no separate bundle. Throws CertificateError.
  */
-export function validateSignedChain(entries: readonly string[], key: KeyObject, spiffeId: string, now = Date.now()): ValidatedChain {
+export function validateSignedChain(entries: readonly string[], key: KeyObject, spiffeId: string, now = Date.now(), opts: { acceptOtherIdentity?: boolean } = {}): ValidatedChain {
   if (entries.length < 2) throw new CertificateError(`the CA returned ${entries.length} certificate(s); a chain needs the leaf and at least its root`);
   const parsed = entries.map((pem, i) => parseCertificates(pem, `CA response entry ${i}`));
   const certs = parsed.flat();
   const leaf = certs[0]!;
   if (!certMatchesKey(leaf, key)) throw new CertificateError('the leaf certificate returned by the CA does not certify our private key');
   const sans = uriSans(leaf);
-  if (!sans.includes(spiffeId)) throw new CertificateError(`the leaf certificate returned by the CA is for ${sans.length ? sans.join(', ') : 'no URI SAN'}, not ${spiffeId}`);
+  if (!sans.includes(spiffeId) && !opts.acceptOtherIdentity) throw new CertificateError(`the leaf certificate returned by the CA is for ${sans.length ? sans.join(', ') : 'no URI SAN'}, not ${spiffeId}`);
   const expireTime = new Date(leaf.validTo).getTime();
   if (!(expireTime > now)) throw new CertificateError(`the leaf certificate returned by the CA expired at ${leaf.validTo}`);
   const rootCount = parsed[parsed.length - 1]!.length;
@@ -262,5 +271,5 @@ export function validateSignedChain(entries: readonly string[], key: KeyObject, 
     if (!issued) throw new CertificateError(`CA response certificate ${i} (${(child.subject ?? '').replace(/\n/g, ', ') || child.subjectAltName || 'no subject'}) is not signed by any later certificate of the chain`);
   }
   const blocks = entries.map((p) => `${p.replace(/\s+$/, '')}\n`);
-  return { chainPem: blocks.join(''), rootPem: blocks[blocks.length - 1]!, certs, expireTime };
+  return { chainPem: blocks.join(''), rootPem: blocks[blocks.length - 1]!, certs, expireTime, identities: sans };
 }

@@ -105,6 +105,8 @@ interface FileState {
   item?: SecretItem;
   certs?: readonly X509Certificate[];
   lastError?: string;
+  /** The expiry last logged as passed (logged once per certificate). */
+  expiredLogged?: number;
 }
 
 interface Workload {
@@ -359,8 +361,17 @@ export class SecretManager {
     this.trustBundle = certs;
     this.trustBundleGeneration = ++this.generation;
     log.info(`trust bundle from proxy config updated: ${certs.length} extra certificate(s)`);
+    // root-cert.pem holds what ROOTCA holds, as Istio writes the merged bundle (proxyless apps read it)
+    const root = this.rootSource === 'ca' ? this.lastCaRoot : this.files.get(ROOT_RESOURCE)?.item?.rootCert;
+    if (root !== undefined) this.writeOutputs({ root: this.withTrustBundle(root) });
     this.notify(ROOT_RESOURCE);
     if (this.defaultSource === 'ca' && this.started && !this.closed) this.ensureRenewing('trust bundle changed');
+  }
+
+  /** ROOTCA's certificates: the root and the ProxyConfig trust bundle, deduplicated (the root as it is without a bundle). */
+  private withTrustBundle(rootPem: string): string {
+    if (this.trustBundle.length === 0) return rootPem;
+    return [...new Set([...this.trustBundle, ...splitPemCertificates(rootPem)])].sort().join('');
   }
 
   /**
@@ -372,8 +383,7 @@ export class SecretManager {
     if (r.status !== 'ready') return r;
     let item = r.item;
     if (name === ROOT_RESOURCE && this.trustBundle.length > 0) {
-      const merged = [...new Set([...this.trustBundle, ...splitPemCertificates(item.rootCert ?? '')])].sort();
-      item = { ...item, rootCert: merged.join(''), generation: Math.max(item.generation, this.trustBundleGeneration) };
+      item = { ...item, rootCert: this.withTrustBundle(item.rootCert ?? ''), generation: Math.max(item.generation, this.trustBundleGeneration) };
     }
     const crl = this.crl;
     if (crl) {
@@ -502,10 +512,15 @@ export class SecretManager {
     const chain = await this.ca!.csrSign(csrPem, Math.round(o.secretTtlMs / 1000), this.abort.signal);
     let validated;
     try {
-      validated = validateSignedChain(chain, key, o.spiffeId, this.now());
+      // the identity is the CA's to decide: istiod signs the caller's authenticated identity, not the
+      // CSR's, and Istio's agent takes what it signs (after a trust domain change, the new domain)
+      validated = validateSignedChain(chain, key, o.spiffeId, this.now(), { acceptOtherIdentity: true });
     } catch (err) {
       securityMetrics.failedOutgoingRequests.inc({ request_type: CSR });
       throw new Error(`rejected the CA response: ${(err as Error).message}`, { cause: err });
+    }
+    if (!validated.identities.includes(o.spiffeId)) {
+      log.warn(`the CA issued a certificate for ${validated.identities.join(', ') || 'no URI SAN'}, not ${o.spiffeId} as requested (a trust domain change?): using it, as Istio does`);
     }
     if (this.closed) throw new AbortedError('closed');
     const now = this.now();
@@ -534,7 +549,7 @@ export class SecretManager {
     if (this.defaultSource === 'ca') this.lastKnownGood?.save(validated.chainPem, keyPem, validated.rootPem);
     this.writeOutputs({
       ...(this.defaultSource === 'ca' ? { key: keyPem, chain: validated.chainPem } : {}),
-      ...(this.rootSource === 'ca' ? { root: validated.rootPem } : {}),
+      ...(this.rootSource === 'ca' ? { root: this.withTrustBundle(validated.rootPem) } : {}),
     });
     if (this.defaultSource === 'ca') this.notify(WORKLOAD_RESOURCE);
     if (rootChanged && this.rootSource === 'ca') this.notify(ROOT_RESOURCE);
@@ -571,8 +586,14 @@ export class SecretManager {
       this.watcher.watch(name, spec.kind === 'keycert' ? [spec.cert, spec.key] : [spec.root]);
     }
     if (state.item) {
+      // an expired mounted certificate is still served, as Istio serves it: Envoy's listeners wait
+      // for it, and withheld it would keep Envoy from going LIVE at all (plaintext traffic and
+      // readiness included) where only mTLS with it fails; it is logged, and replaced once renewed
       const exp = state.item.expireTime;
-      if (name === WORKLOAD_RESOURCE && exp !== undefined && exp <= this.now()) return { status: 'pending', reason: `the mounted certificate expired at ${isoUtc(exp)}` };
+      if (name === WORKLOAD_RESOURCE && exp !== undefined && exp <= this.now() && state.expiredLogged !== exp) {
+        state.expiredLogged = exp;
+        log.error(`the mounted certificate ${state.spec.kind === 'keycert' ? state.spec.cert : ''} expired at ${isoUtc(exp)}: serving it until it is replaced (mTLS with it fails)`);
+      }
       return { status: 'ready', item: state.item };
     }
     return { status: 'pending', reason: state.lastError ?? 'waiting for the files' };
@@ -614,7 +635,7 @@ export class SecretManager {
     if (name === WORKLOAD_RESOURCE) setCertExpiry(WORKLOAD_RESOURCE, item.expireTime);
     log.info('read certificate from file', { resource: name });
     if (name === WORKLOAD_RESOURCE) this.writeOutputs({ key: item.privateKey!, chain: item.certificateChain! });
-    if (name === ROOT_RESOURCE) this.writeOutputs({ root: item.rootCert! });
+    if (name === ROOT_RESOURCE) this.writeOutputs({ root: this.withTrustBundle(item.rootCert!) });
     return true;
   }
 

@@ -242,6 +242,8 @@ export interface SignedChain {
 }
 
 export class CertificateAuthority {
+  /** When set, the SPIFFE URI every certificate is issued for, whatever the CSR asked (istiod signs the caller's authenticated identity). */
+  issuedIdentity: string | undefined;
   private failure: CaFailureMode = 'none';
   private failuresLeft = Infinity;
   private delayMs = 0;
@@ -349,7 +351,9 @@ export class CertificateAuthority {
     }
     if (!valid) throw new CaError(grpc.status.INVALID_ARGUMENT, 'CSR signature check failed');
     const sanExt = csr.extensions.find((e) => e.type === OID_SAN);
-    const sans = sanExt ? new x509.SubjectAlternativeNameExtension(sanExt.rawData).names.items.filter((n) => n.type === 'url' || n.type === 'dns' || n.type === 'ip') : [];
+    const requested = sanExt ? new x509.SubjectAlternativeNameExtension(sanExt.rawData).names.items.filter((n) => n.type === 'url' || n.type === 'dns' || n.type === 'ip') : [];
+    // istiod signs the identity it authenticated, not the CSR's: a test may set which
+    const sans = this.issuedIdentity !== undefined && requested.length > 0 ? [{ type: 'url' as const, value: this.issuedIdentity }] : requested;
     if (sans.length === 0) throw new CaError(grpc.status.INVALID_ARGUMENT, 'CSR has no subject alternative name (a SPIFFE URI is expected)');
     const ttlSeconds = Math.min(validitySeconds > 0 ? validitySeconds : this.defaultCertTtlSeconds, this.maxCertTtlSeconds);
 

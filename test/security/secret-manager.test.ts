@@ -194,6 +194,22 @@ describe('workload certificate from the CA', () => {
     expect(logs.text()).toMatch(/invalid empty CertChain/);
   });
 
+  it("takes the identity the CA signs, as Istio (istiod signs the caller's authenticated identity: after a trust domain change, the new one), with a warning", async () => {
+    cp.ca.issuedIdentity = 'spiffe://new.td/ns/default/sa/hello';
+    try {
+      const m = manager();
+      m.start();
+      const item = await m.waitFor('default');
+      expect(keyMatches(item)).toBe(true);
+      const leaf = new X509Certificate(item.certificateChain!.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/)![0]);
+      expect(leaf.subjectAltName).toBe('URI:spiffe://new.td/ns/default/sa/hello');
+      expect(logs.text()).toMatch(/the CA issued a certificate for spiffe:\/\/new.td\/ns\/default\/sa\/hello, not spiffe:\/\/.*: using it, as Istio does/);
+      await m.close();
+    } finally {
+      cp.ca.issuedIdentity = undefined;
+    }
+  });
+
   it('token missing, then mounted: refused until the token appears', async () => {
     rmSync(work.tokenPath);
     const m = manager();
@@ -250,7 +266,8 @@ describe('workload certificate from the CA', () => {
   });
 
   it('proxy config trust anchors are merged into ROOTCA (pushed) and the workload certificate is renewed', async () => {
-    const m = manager();
+    const out = join(work.dir, 'out');
+    const m = manager({ outputDir: out });
     const updates: string[] = [];
     m.onUpdate((n) => updates.push(n));
     m.start();
@@ -263,8 +280,11 @@ describe('workload certificate from the CA', () => {
     expect(root1.status === 'ready' && root1.item.generation).toBeGreaterThan(root0.generation);
     const pems = root1.status === 'ready' ? root1.item.rootCert!.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n/g)! : [];
     expect(pems).toEqual([extra, cp.rootCertPem].sort());
+    // OUTPUT_CERTS' root-cert.pem holds the same bundle, as Istio writes it (proxyless apps verify with it)
+    expect(readFileSync(join(out, 'root-cert.pem'), 'utf8')).toBe(pems.join(''));
     await until('the renewal', () => (updates.filter((u) => u === 'default').length >= 2 ? true : undefined));
     expect((await m.waitFor('default')).generation).toBeGreaterThan(first.generation);
+    expect(readFileSync(join(out, 'root-cert.pem'), 'utf8')).toBe(pems.join(''));
     m.updateConfigTrustBundle([extra]); // unchanged: nothing happens
     expect(updates.filter((u) => u === 'ROOTCA')).toHaveLength(2);
   });
@@ -302,6 +322,16 @@ describe('mounted certificates', () => {
     m.start();
     return { m, out, updates };
   }
+
+  it("an expired mounted certificate is still served, as Istio does (withheld, Envoy's listeners would never warm), and logged once", async () => {
+    const old = await issued(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    const { m } = startMounted(old);
+    const served = m.lookup('default');
+    expect(served.status === 'ready' && served.item.certificateChain).toBe(old.chain);
+    m.lookup('default');
+    expect(logs.text().match(/expired at .*: serving it until it is replaced/g)).toHaveLength(1);
+  });
 
   it('served from ./etc/certs; an invalid replacement never replaces the valid secret; a valid one is pushed', async () => {
     const a = await issued();
