@@ -255,7 +255,10 @@ export function openClientStream(target: GrpcTarget, method: string, handlers: C
   stream.on('error', (err: Error) => (streamFailure ??= err.cause instanceof Error ? err.cause.message : err.message));
   const settle = (): void => {
     if (status) return end(status);
-    if (transportFailure !== undefined || !connected) {
+    // the connection itself went (a FIN without GOAWAY, a reset): Node marks each of its streams
+    // reset with CANCEL, but no RST_STREAM came; grpc-go reports such a loss as UNAVAILABLE
+    const connectionGone = session.destroyed || session.closed || transport?.destroyed === true;
+    if (transportFailure !== undefined || !connected || connectionGone) {
       return end({ code: Status.UNAVAILABLE, details: transportFailure ?? streamFailure ?? `connection to ${peer} closed` });
     }
     const rst = stream.rstCode;

@@ -149,7 +149,8 @@ export class ResponseScanner {
 
   /** The summary, once the whole message has been pushed; throws if it was not a valid message. */
   finish(): ResponseSummary {
-    if (this.error === undefined && this.state !== State.Tag) this.fail('message ends inside a field');
+    // a tag whose varint the message's end cut short is a field cut short too
+    if (this.error === undefined && (this.state !== State.Tag || this.varintBytes !== 0)) this.fail('message ends inside a field');
     if (this.error !== undefined) throw new Error(`malformed xDS response: ${this.error}`);
     if (this.firstType === null) this.firstType = undefined;
     return { typeUrl: this.typeUrl, nonce: this.nonce, version: this.version, resourceCount: this.resources };

@@ -115,11 +115,6 @@ export interface XdsProxyOptions {
 
 const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
-/** gRPC status for the outcome of a stream: classify by code, never by message text. */
-function isExpectedEnd(code: number | undefined): boolean {
-  return code === undefined || code === Status.OK || code === Status.CANCELLED;
-}
-
 /** Ends of an upstream stream Istio counts as expected (its GRPCErrorType's ExpectedError). */
 function expectedUpstreamEnd(status: GrpcStatus): boolean {
   return status.code === Status.CANCELLED || status.code === Status.DEADLINE_EXCEEDED;
@@ -197,6 +192,8 @@ class ProxyConnection implements FrameSink {
   private waitingAgentRequests: Uint8Array[] = [];
   private dialTimer: NodeJS.Timeout | undefined;
   private upstreamConnected = false;
+  /** Requests written to the upstream stream before its connection was up (counted once it is). */
+  private requestsBeforeConnected = 0;
   private readonly abort = new AbortController();
   /** Last version Envoy ACKed, per type (SotW): what a NACK by the agent reports. */
   private readonly ackedVersion = new Map<string, string>();
@@ -245,6 +242,8 @@ class ProxyConnection implements FrameSink {
       this.upstream = openUpstream(this.proxy.options.upstream, this.protocol.method, {
         onConnected: () => {
           this.upstreamConnected = true;
+          if (this.requestsBeforeConnected > 0) metrics.xdsProxyRequests.inc(this.requestsBeforeConnected);
+          this.requestsBeforeConnected = 0;
           this.proxy.dialSucceeded();
         },
         onData: (chunk) => {
@@ -335,8 +334,11 @@ class ProxyConnection implements FrameSink {
     const up = this.upstream;
     if (!up || this.closed) return;
     // every request istiod is sent is counted, the agent's own (subscriptions, ACKs of the types it
-    // consumes, a Wasm NACK) as well as Envoy's, as Istio counts them
-    metrics.xdsProxyRequests.inc();
+    // consumes, a Wasm NACK) as well as Envoy's, as Istio counts them; those written before the
+    // connection is up count once it is (Istio's send loop starts after the stream opened): a
+    // dial that fails counts none
+    if (this.upstreamConnected) metrics.xdsProxyRequests.inc();
+    else this.requestsBeforeConnected++;
     if (!up.write(frameMessage(msg)) && !this.awaitingIstiodDrain) {
       // istiod is not reading: stop reading Envoy until it does
       this.awaitingIstiodDrain = true;
@@ -354,7 +356,6 @@ class ProxyConnection implements FrameSink {
     if (compressed) return this.upstreamBroke(Status.INTERNAL, 'istiod sent a compressed message; compression is not negotiated');
     // grpc-go's limit on Istio's upstream (math.MaxInt32), refused before a byte is buffered
     if (length > MAX_UPSTREAM_MESSAGE_BYTES) return this.upstreamBroke(Status.RESOURCE_EXHAUSTED, `grpc: received message larger than max (${length} vs. ${MAX_UPSTREAM_MESSAGE_BYTES})`);
-    metrics.xdsProxyResponses.inc();
     this.proxy.noteMessageSize(length);
     this.proxy.istiodAnswered = true;
     this.requestsBeforeFirstResponse = undefined;
@@ -392,6 +393,8 @@ class ProxyConnection implements FrameSink {
       }
       return this.upstreamBroke(Status.INTERNAL, (err as Error).message);
     }
+    // counted once whole and parsed, as Istio counts what its Recv returned
+    metrics.xdsProxyResponses.inc();
     if (m.mode === 'stream') {
       if (m.spool) this.recorder?.sent(summary.typeUrl, summary.nonce, summary.version, { spool: m.spool });
       this.proxy.noteResponse(summary, m.length, 'streamed');
@@ -525,6 +528,8 @@ class ProxyConnection implements FrameSink {
         this.protocol.kind === 'sotw'
           ? sotwResources(msg)
           : deltaResources(msg).flatMap((r) => (r.resource ? [r.resource] : []));
+      // an empty response to an agent type is neither handled nor ACKed, as Istio (its types are singletons)
+      if (resources.length === 0) return;
       let error: { code: number; message: string } | undefined;
       try {
         await handler.handle(resources, summary.version);
@@ -590,7 +595,9 @@ class ProxyConnection implements FrameSink {
       this.proxy.dialFailed();
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
-    const graceful = connected && isExpectedEnd(status.code) && this.deframer.atMessageBoundary;
+    // only istiod's OK is a graceful end for Envoy (grpc-go's io.EOF, which Istio turns into OK); a
+    // CANCELLED reaches Envoy as it came, as Istio passes every other status on
+    const graceful = connected && status.code === Status.OK && this.deframer.atMessageBoundary;
     // Istio's GRPCErrorType: a deadline, a cancel or istiod recycling its connection (GOAWAY
     // NO_ERROR, then UNAVAILABLE when the grace period ends) is an expected end, counted as a
     // cancellation though Envoy still sees the status
@@ -600,6 +607,8 @@ class ProxyConnection implements FrameSink {
     if (this.requestsBeforeFirstResponse && (!connected || UNREACHABLE.has(status.code)) && this.serveFromCache(status.details)) return;
     if (expected) log.info(`connection ${this.id}: upstream closed the stream${graceful ? '' : ` (${statusName(status.code)}: ${status.details})`}`);
     else if (connected) log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(status.code)}: ${status.details}`);
+    // ending Envoy's stream cancels its receive, which Istio counts as Envoy's cancellation
+    metrics.envoyConnectionTerminations.inc({ type: TerminationType.cancelled });
     // Envoy must see the stream end so that it reconnects and resends its full state
     if (graceful) this.close(undefined);
     else this.close(status.code === Status.OK ? { code: Status.INTERNAL, details: 'istiod ended the stream in the middle of a message' } : status);
@@ -610,6 +619,7 @@ class ProxyConnection implements FrameSink {
     this.current?.spool?.discard();
     this.current = undefined;
     metrics.istiodConnectionTerminations.inc({ type: TerminationType.error });
+    metrics.envoyConnectionTerminations.inc({ type: TerminationType.cancelled });
     log.warn(`connection ${this.id}: upstream terminated with unexpected error: ${statusName(code)}: ${details}`);
     this.close({ code, details });
   }
@@ -709,6 +719,14 @@ class ProxyConnection implements FrameSink {
   }
 
   /** Ends both sides; `status` undefined ends the downstream with OK. Idempotent. */
+  /** A newer stream of Envoy's took over: ended as Istio ends it (its stop channel), both ends counted as cancelled. */
+  replaced(): void {
+    if (this.closed) return;
+    if (this.upstream && this.upstreamConnected) metrics.istiodConnectionTerminations.inc({ type: TerminationType.cancelled });
+    metrics.envoyConnectionTerminations.inc({ type: TerminationType.cancelled });
+    this.close(undefined);
+  }
+
   close(status: GrpcStatus | undefined): void {
     if (this.closed) return;
     this.closed = true;
@@ -899,7 +917,7 @@ export class XdsProxy {
     this.open.add(con);
     if (previous) {
       log.info(`connection ${previous.id} replaced by connection ${con.id}`);
-      previous.close(undefined);
+      previous.replaced();
     }
     con.start();
   }

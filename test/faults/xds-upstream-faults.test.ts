@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openSotw, startControlPlane, type ControlPlane } from '../control-plane/index.js';
 import { frameHeader } from '../../src/grpc/frames.js';
+import { registry } from '../../src/metrics/registry.js';
 import { SOTW } from '../../src/xds/protocol.js';
 import { XdsProxy, type XdsProxyOptions } from '../../src/xds/xds-proxy.js';
 import { freePort } from '../support/processes.js';
@@ -69,6 +70,10 @@ function rawStream(socketPath: string): { session: http2.ClientHttp2Session; str
   return { session, stream, status };
 }
 
+async function total(name: string): Promise<number> {
+  return (await registry.getSingleMetric(name)!.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
 /** Opens a stream on the agent's socket, sends an empty request and waits for the status it ends with. */
 async function statusOfOneRequest(socketPath: string): Promise<{ code: number; message: string }> {
   const s = rawStream(socketPath);
@@ -84,9 +89,12 @@ describe('upstream dials', () => {
   it('backs off after a failed dial: a client reconnecting in a loop does not make the agent redial', async () => {
     const peer = await droppingPeer();
     const socketPath = await startProxy(peer.address, { dialBackoff: { initialMs: 60_000, maxMs: 60_000, randomization: 0 } });
+    const requests = await total('istio_agent_xds_proxy_requests');
     const first = rawStream(socketPath);
     first.stream.write(frameHeader(0));
     expect((await first.status).code).toBe(grpc.status.UNAVAILABLE);
+    // nothing reached istiod: no request counted (Istio counts in its send loop, which never started)
+    expect(await total('istio_agent_xds_proxy_requests')).toBe(requests);
     first.session.destroy();
     expect(peer.dials()).toBe(1);
     // 20 reconnects, each replacing the last, while the backoff runs: none may dial
@@ -198,8 +206,54 @@ describe('an upstream sending what no valid stream carries', () => {
   it('ends the stream as soon as a held message is known to be malformed, not at its declared end', async () => {
     // declares 1 GiB, then a field with wire type 7 (none such): the rest is never sent
     const socketPath = await startProxy(await answering(Buffer.concat([frameHeader(1024 * 1024 * 1024), Buffer.from([0x0f, 0x01, 0x02])])));
+    const responses = await total('istio_agent_xds_proxy_responses');
     const st = await statusOfOneRequest(socketPath);
     expect(st.code).toBe(grpc.status.INTERNAL);
     expect(st.message).toMatch(/^malformed xDS response: /);
+    // a response that does not parse is not counted as one (Istio's Recv returned an error)
+    expect(await total('istio_agent_xds_proxy_responses')).toBe(responses);
   });
+});
+
+describe('istiod going away mid-stream: the status Envoy gets, and the counters (as Istio)', () => {
+  /** An "istiod" that answers headers, then at the first request ends the way `how` says. */
+  async function ending(how: 'fin' | 'reset' | 'rst-cancel'): Promise<string> {
+    const server = http2.createServer();
+    let socket: net.Socket | undefined;
+    server.on('connection', (sock: net.Socket) => (socket = sock));
+    server.on('session', (s) => s.on('error', () => undefined));
+    server.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      stream.once('data', () => {
+        if (how === 'rst-cancel') stream.close(http2.constants.NGHTTP2_CANCEL);
+        // the TCP connection ends without a GOAWAY (istiod killed, its node gone), or is reset
+        else if (how === 'fin') socket!.end();
+        else socket!.resetAndDestroy();
+      });
+    });
+    servers.push(server as unknown as net.Server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  async function counter(name: string, type: string): Promise<number> {
+    const m = await registry.getSingleMetric(name)!.get();
+    return m.values.filter((v) => v.labels.type === type).reduce((sum, v) => sum + v.value, 0);
+  }
+
+  for (const [how, code, message] of [
+    ['fin', grpc.status.UNAVAILABLE, /./],
+    ['reset', grpc.status.UNAVAILABLE, /ECONNRESET/],
+    ['rst-cancel', grpc.status.CANCELLED, /HTTP\/2 code 8/],
+  ] as const) {
+    it(`${how}: Envoy's stream ends ${grpc.status[code]} (not OK or INTERNAL), and Envoy's end is counted as cancelled`, async () => {
+      const socketPath = await startProxy(await ending(how));
+      const envoyCancelled = await counter('istio_agent_envoy_connection_terminations', 'cancelled');
+      const st = await statusOfOneRequest(socketPath);
+      expect(st.code, st.message).toBe(code);
+      expect(st.message).toMatch(message);
+      expect(await counter('istio_agent_envoy_connection_terminations', 'cancelled')).toBe(envoyCancelled + 1);
+    });
+  }
 });

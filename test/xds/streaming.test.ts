@@ -214,6 +214,11 @@ describe('response scanning', () => {
     truncated.push(sotwResponse(CDS, 3, 100).subarray(0, 150));
     expect(() => truncated.finish()).toThrow(/malformed xDS response: message ends inside a field/);
 
+    // a tag varint cut by the message's end (istiod's grpc-go would fail to unmarshal it)
+    const cutTag = new ResponseScanner('sotw');
+    cutTag.push(Buffer.from([0xff, 0xff, 0xff]));
+    expect(() => cutTag.finish()).toThrow(/malformed xDS response: message ends inside a field/);
+
     const group = new ResponseScanner('sotw');
     group.push(Buffer.from([(7 << 3) | 3, 0]));
     expect(() => group.finish()).toThrow(/unsupported wire type 3 for field 7/);

@@ -178,10 +178,15 @@ describe('xDS proxy (SotW)', () => {
     const first = openSotw(target);
     first.request({ type_url: CDS });
     await cp.waitForStream();
+    await vi.waitFor(() => expect(first.received.length).toBeGreaterThan(0));
+    const [istiodCancelled, envoyCancelled] = [await counter('istio_agent_istiod_connection_terminations', { type: 'cancelled' }), await counter('istio_agent_envoy_connection_terminations', { type: 'cancelled' })];
     const second = openSotw(target);
     second.request({ type_url: CDS });
     const st = await first.status;
     expect(st.code).toBe(grpc.status.OK);
+    // both ends of the replaced stream count as cancelled, as Istio's stop channel ends them
+    expect(await counter('istio_agent_istiod_connection_terminations', { type: 'cancelled' })).toBe(istiodCancelled + 1);
+    expect(await counter('istio_agent_envoy_connection_terminations', { type: 'cancelled' })).toBe(envoyCancelled + 1);
     await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(1), { timeout: 10_000 });
     expect(proxy!.connections).toBe(1);
     first.close();
@@ -228,6 +233,16 @@ describe('xDS proxy (SotW)', () => {
       cp.setResources(AGENT_TYPE, [{ name: 'table', binary: new Uint8Array([10, 2, 8, 1]) }], { replace: true });
       const nack = await cp.waitForNack(AGENT_TYPE);
       expect(nack.errorDetail?.message).toBe('bad name table');
+      // an empty response to an agent type is neither handled nor ACKed (Istio's types are singletons)
+      fail = false;
+      const stream = (): ReturnType<typeof cp.connectedStreams>[number] => cp.connectedStreams()[0]!;
+      const agentRequests = (): number => stream().requests.filter((r) => r.typeUrl === AGENT_TYPE).length;
+      const asked = agentRequests();
+      cp.setResources(AGENT_TYPE, [], { replace: true });
+      await vi.waitFor(() => expect(stream().responses.some((r) => r.typeUrl === AGENT_TYPE && r.resourceCount === 0)).toBe(true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(agentRequests()).toBe(asked);
+      expect(seen).toEqual([`${v1}:1`]);
       // Envoy never saw the agent's type
       for (const r of client.received) expect(r.typeUrl).not.toBe(AGENT_TYPE);
     } finally {
