@@ -41,6 +41,7 @@ import { lastKnownGoodStore } from '../xds/last-known-good.js';
 import { upstreamOptionsFrom } from '../xds/upstream-options.js';
 import { XdsDebugPort } from '../xds/debug-port.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
+import { parseReadinessProbe, WorkloadHealthChecker } from './workload-health.js';
 
 const log = logger('default');
 
@@ -69,6 +70,8 @@ export class Agent {
   private secretManager: SecretManager | undefined;
   private sdsServer: SdsServer | undefined;
   private statusServer: StatusServer | undefined;
+  /** ProxyConfig readinessProbe: the workload's health, reported to istiod. */
+  private workloadHealth: WorkloadHealthChecker | undefined;
   private wasm: WasmRuntime | undefined;
   private dnsServer: LocalDnsServer | undefined;
   /** Sockets bound before Envoy's spawn, until their servers take them (then closed with those). */
@@ -161,6 +164,8 @@ export class Agent {
       ndsz: () => this.dnsServer?.debugTable(),
     });
     const statusInputs = parseStatusInputs(statusOptions);
+    // a VM's WorkloadGroup probe: parsed here so that a bad one stops start-up before anything runs
+    const workloadProbe = parseReadinessProbe(config.proxyConfig.readinessProbe);
     const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
     // the certificate warm-up waits for Envoy's spawn (secrets.warmUp() below): an SDS request that
@@ -259,6 +264,18 @@ export class Agent {
       this.checkpoint();
     }
     this.statusServer = status;
+    if (workloadProbe) {
+      const ipv6 = config.node.ipv6;
+      const checker = new WorkloadHealthChecker({
+        probe: workloadProbe,
+        defaultHost: config.env.REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION ? 'localhost' : (config.node.ipAddresses[0] ?? 'localhost'),
+        httpSourceAddress: ipv6 ? '::6' : '127.0.0.6',
+        ...(config.env.DISABLE_ENVOY ? {} : { envoyReady: async () => { const r = await status.checkReadiness(); return r.ready ? undefined : r.reason; } }),
+        onChange: (event) => xds.reportHealth(event),
+      });
+      this.workloadHealth = checker;
+      checker.start();
+    }
   }
 
   private async startEnvoy(): Promise<void> {
@@ -375,6 +392,7 @@ export class Agent {
     this.shuttingDown ??= (async () => {
       this.phase = 'stopping';
       this.memory.stop();
+      this.workloadHealth?.stop();
       await closeSafely('status server', () => this.statusServer?.close());
       const envoy = this.envoy;
       if (envoy && envoy.state !== 'exited') await closeSafely('Envoy', () => envoy.terminate(envoyStop));

@@ -14,6 +14,8 @@ export const TypeUrl = {
   NameTable: 'type.googleapis.com/istio.networking.nds.v1.NameTable',
   /** Consumed by the agent (dynamic ProxyConfig), never forwarded to Envoy. */
   ProxyConfig: 'type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig',
+  /** The agent's report of the workload's health to istiod (ProxyConfig readinessProbe), a request only. */
+  HealthInformation: 'type.googleapis.com/istio.v1.HealthInformation',
   /** Workload discovery: Envoy's peer metadata discovery subscribes to it. */
   Workload: 'type.googleapis.com/istio.workload.Workload',
 } as const;

@@ -327,7 +327,16 @@ class ProxyConnection implements FrameSink {
       this.initialRequestsSent = true;
       // agent-consumed types are subscribed on the first LDS request, as Istio does
       for (const typeUrl of this.proxy.agentTypes()) this.sendUpstream(this.protocol.encodeRequest({ typeUrl, responseNonce: '' }));
+      this.sendHealth();
     }
+  }
+
+  /** The workload's last health state to istiod; only once Envoy's first LDS request went (as Istio). */
+  sendHealth(): void {
+    const health = this.proxy.workloadHealth;
+    if (!health || !this.initialRequestsSent || this.closed) return;
+    const error = health.healthy ? undefined : { code: Status.INTERNAL, message: health.message ?? 'unhealthy' };
+    this.sendUpstream(this.protocol.encodeRequest({ typeUrl: TypeUrl.HealthInformation, responseNonce: '', ...(error ? { error } : {}) }));
   }
 
   private sendUpstream(msg: Uint8Array): void {
@@ -838,6 +847,15 @@ export class XdsProxy {
 
   agentTypes(): string[] {
     return [...this.handlers.keys()];
+  }
+
+  /** The workload's health as last reported (ProxyConfig readinessProbe); sent on every new connection after its first LDS request. */
+  workloadHealth: { readonly healthy: boolean; readonly message?: string | undefined } | undefined;
+
+  /** A change of the workload's health: kept for new connections, and sent now on the active one. */
+  reportHealth(health: { readonly healthy: boolean; readonly message?: string | undefined }): void {
+    this.workloadHealth = health;
+    this.active?.sendHealth();
   }
 
   lastKnownGoodEntries(protocol: 'sotw' | 'delta'): ReturnType<LastKnownGood['load']> {

@@ -250,6 +250,36 @@ describe('xDS proxy (SotW)', () => {
     }
   });
 
+  it("reports the workload's health to istiod (istio.io/health) after the first LDS request, on each change and on every new stream, as Istio", async () => {
+    const { target, proxy: p } = await startProxy();
+    const HEALTH = 'type.googleapis.com/istio.v1.HealthInformation';
+    const healthRequests = (): { error?: string }[] =>
+      cp.connectedStreams().flatMap((st) => st.requests.filter((r) => r.typeUrl === HEALTH).map((r) => (r.errorDetail ? { error: r.errorDetail.message } : {})));
+    p.reportHealth({ healthy: true });
+    const client = openSotw(target);
+    try {
+      client.request({ type_url: CDS });
+      await cp.waitForStream();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(healthRequests()).toEqual([]); // not before Envoy's first LDS request
+      client.request({ type_url: LDS });
+      await vi.waitFor(() => expect(healthRequests()).toEqual([{}]));
+      p.reportHealth({ healthy: false, message: 'status code was not from [200,400), bad code 503' });
+      await vi.waitFor(() => expect(healthRequests()).toEqual([{}, { error: 'status code was not from [200,400), bad code 503' }]));
+    } finally {
+      client.close();
+    }
+    // a new stream (Envoy reconnected) is told the last state once its LDS request went
+    await vi.waitFor(() => expect(cp.connectedStreams()).toHaveLength(0), { timeout: 10_000 });
+    const again = openSotw(target);
+    try {
+      again.request({ type_url: LDS });
+      await vi.waitFor(() => expect(healthRequests()).toEqual([{ error: 'status code was not from [200,400), bad code 503' }]));
+    } finally {
+      again.close();
+    }
+  });
+
   it('rewrites ECDS off the read path, as Istio: other types pass a slow rewrite; a NACK reports the last ACKed version', async () => {
     const { target, proxy: p } = await startProxy();
     let mode: 'slow' | 'nack' = 'slow';
