@@ -509,7 +509,9 @@ export class SecretManager {
     const t0 = performance.now();
     const { keyPem, csrPem, key } = await keyAndCsr;
     if (this.closed) throw new AbortedError('closed');
-    const chain = await this.ca!.csrSign(csrPem, Math.round(o.secretTtlMs / 1000), this.abort.signal);
+    // whole seconds, cut as Istio's int64(SecretTTL.Seconds()) cuts them
+    const validitySeconds = Math.trunc(o.secretTtlMs / 1000);
+    const chain = await this.ca!.csrSign(csrPem, validitySeconds, this.abort.signal);
     let validated;
     try {
       // the identity is the CA's to decide: istiod signs the caller's authenticated identity, not the
