@@ -41,7 +41,7 @@ import { lastKnownGoodStore } from '../xds/last-known-good.js';
 import { upstreamOptionsFrom } from '../xds/upstream-options.js';
 import { XdsDebugPort } from '../xds/debug-port.js';
 import { XdsProxy } from '../xds/xds-proxy.js';
-import { parseReadinessProbe, WorkloadHealthChecker } from './workload-health.js';
+import type { WorkloadHealthChecker } from './workload-health.js';
 
 const log = logger('default');
 
@@ -165,7 +165,10 @@ export class Agent {
     });
     const statusInputs = parseStatusInputs(statusOptions);
     // a VM's WorkloadGroup probe: parsed here so that a bad one stops start-up before anything runs
-    const workloadProbe = parseReadinessProbe(config.proxyConfig.readinessProbe);
+    // (the checker loads only then: pods have none)
+    const readinessProbe = config.proxyConfig.readinessProbe;
+    const health = readinessProbe === undefined || readinessProbe === null ? undefined : await import('./workload-health.js');
+    const workloadProbe = health?.parseReadinessProbe(readinessProbe);
     const secrets = new SecretManager(secretManagerOptionsFrom(config, sdsMode));
     this.secretManager = secrets;
     // the certificate warm-up waits for Envoy's spawn (secrets.warmUp() below): an SDS request that
@@ -264,9 +267,9 @@ export class Agent {
       this.checkpoint();
     }
     this.statusServer = status;
-    if (workloadProbe) {
+    if (health && workloadProbe) {
       const ipv6 = config.node.ipv6;
-      const checker = new WorkloadHealthChecker({
+      const checker = new health.WorkloadHealthChecker({
         probe: workloadProbe,
         defaultHost: config.env.REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION ? 'localhost' : (config.node.ipAddresses[0] ?? 'localhost'),
         httpSourceAddress: ipv6 ? '::6' : '127.0.0.6',
