@@ -53,7 +53,7 @@ if (/pilot-agent\\.js$/.test(process.argv[1] ?? '')) {
     if (!seen) {
       seen = true;
       const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice('NativeModule '.length));
-      writeFileSync(${JSON.stringify(out)}, JSON.stringify({ file: String(args[0]), builtins }));
+      writeFileSync(${JSON.stringify(out)}, JSON.stringify({ file: String(args[0]), args: Array.isArray(args[1]) ? args[1].map(String) : [], builtins }));
     }
     return spawn.apply(this, args);
   };
@@ -63,7 +63,7 @@ if (/pilot-agent\\.js$/.test(process.argv[1] ?? '')) {
   return path;
 }
 
-async function startAgent(): Promise<{ builtins: string[]; file: string; output: () => string }> {
+async function startAgent(): Promise<{ builtins: string[]; file: string; args: string[]; output: () => string }> {
   const out = join(work.path, 'at-spawn.json');
   const agent = runAgent(pod.args, {
     cwd: work.path,
@@ -82,7 +82,7 @@ async function startAgent(): Promise<{ builtins: string[]; file: string; output:
     },
     { timeout: 20_000, interval: 20 },
   );
-  return { ...(JSON.parse(readFileSync(out, 'utf8')) as { builtins: string[]; file: string }), output: agent.output };
+  return { ...(JSON.parse(readFileSync(out, 'utf8')) as { builtins: string[]; file: string; args: string[] }), output: agent.output };
 }
 
 const xdsSocket = (): string => join(work.path, 'etc/istio/proxy/XDS');
@@ -91,7 +91,9 @@ const sdsSocket = (): string => join(work.path, 'var/run/secrets/workload-spiffe
 describe('what Envoy waits for', () => {
   it('in a fresh pod: Envoy is spawned before the servers and their built-ins load, and the sockets it was given are served', { timeout: 30_000 }, async () => {
     const agent = await startAgent();
-    expect(agent.file).toBe(envoyStandInPath);
+    // Envoy itself, or Envoy through setpriv (its parent-death signal) where util-linux has it
+    const program = agent.file.endsWith('/setpriv') ? agent.args[agent.args.indexOf('--') + 1] : agent.file;
+    expect(program).toBe(envoyStandInPath);
     expect(agent.builtins).toContain('child_process');
     expect(agent.builtins.filter((m) => AFTER_SPAWN.includes(m))).toEqual([]);
     await dialUnixSocket(xdsSocket(), 5000);
