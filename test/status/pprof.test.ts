@@ -1,6 +1,6 @@
 // /debug/pprof/* on the status port of the real `pilot-agent proxy` (built CLI, Envoy stand-in):
 // Istio's --profiling (default true) serves Go's pprof there; this agent serves V8's CPU profile and
-// heap snapshot at the same paths, one at a time, and says plainly which Go profiles it has not.
+// sampling heap profile at the same paths, and a full heap snapshot beside them, one at a time, and says plainly which Go profiles it has not.
 // The loopback-only rule is tested from a network namespace in lifecycle.test.ts.
 
 import http from 'node:http';
@@ -26,7 +26,7 @@ describe('/debug/pprof with --profiling (Istio\'s default)', () => {
     const index = await call(`${base()}/debug/pprof/`);
     expect(index.status).toBe(200);
     expect(index.headers['content-type']).toBe('text/html; charset=utf-8');
-    for (const name of ['profile', 'heap', 'cmdline']) expect(index.body).toContain(`<a href="${name}">${name}</a>`);
+    for (const name of ['profile', 'heap', 'heapsnapshot', 'cmdline']) expect(index.body).toContain(`<a href="${name}">${name}</a>`);
     expect(index.body).toContain('Not served (Go runtime profiles with no Node.js equivalent): allocs, block, goroutine, mutex, threadcreate, symbol, trace.');
     expect(JSON.parse((await call(`${base()}/debug`)).body)).toMatchObject({ endpoints: expect.arrayContaining(['/debug/pprof/']) });
 
@@ -60,8 +60,18 @@ describe('/debug/pprof with --profiling (Istio\'s default)', () => {
     expect((await call(`${base()}/debug/pprof/heap`)).status).toBe(409);
     expect((await long).status).toBe(200);
 
-    // a heap snapshot of the agent, streamed
-    const heap = await call(`${base()}/debug/pprof/heap`, { timeoutMs: 60_000 });
+    // a sampling heap profile over the seconds asked for (cheap, as Go's heap profile): allocations
+    // of the agent's own code are in it
+    const heapProfile = await call(`${base()}/debug/pprof/heap?seconds=1`, { timeoutMs: 30_000 });
+    expect(heapProfile.status, heapProfile.body).toBe(200);
+    expect(heapProfile.headers['content-disposition']).toBe('attachment; filename="heap.heapprofile"');
+    const sampledHeap = JSON.parse(heapProfile.body) as { head: { callFrame: { functionName: string }; children: unknown[] }; samples: unknown[] };
+    expect(sampledHeap.head.callFrame.functionName).toBe('(root)');
+    expect(Array.isArray(sampledHeap.samples)).toBe(true);
+    expect((await call(`${base()}/debug/pprof/heap?seconds=0`)).status).toBe(400);
+
+    // the full heap snapshot, streamed, at its own path
+    const heap = await call(`${base()}/debug/pprof/heapsnapshot`, { timeoutMs: 60_000 });
     expect(heap.status).toBe(200);
     expect(heap.headers['content-disposition']).toBe('attachment; filename="heap.heapsnapshot"');
     const snapshot = JSON.parse(heap.body) as { snapshot: { meta: { node_fields: string[] }; node_count: number }; strings: string[] };
@@ -87,9 +97,9 @@ describe('/debug/pprof with --profiling (Istio\'s default)', () => {
       const res = await call(`${base()}/debug/pprof/${goOnly}`);
       expect(res.status).toBe(404);
       expect(res.body).toContain(`/debug/pprof/${goOnly} is a Go runtime profile`);
-      expect(res.body).toContain('Served here: /debug/pprof/profile, /debug/pprof/heap, /debug/pprof/cmdline');
+      expect(res.body).toContain('Served here: /debug/pprof/profile, /debug/pprof/heap, /debug/pprof/heapsnapshot, /debug/pprof/cmdline');
     }
-    expect((await call(`${base()}/debug/pprof/nosuch`)).body).toBe('unknown profile "nosuch". Served here: /debug/pprof/profile, /debug/pprof/heap, /debug/pprof/cmdline\n');
+    expect((await call(`${base()}/debug/pprof/nosuch`)).body).toBe('unknown profile "nosuch". Served here: /debug/pprof/profile, /debug/pprof/heap, /debug/pprof/heapsnapshot, /debug/pprof/cmdline\n');
     expect(agent.child.exitCode).toBeNull();
   });
 
