@@ -78,9 +78,8 @@ export class Pprof {
       }
       this.busy = { what: name === 'profile' ? `a ${seconds}s CPU profile` : name === 'heap' ? `a ${seconds}s heap profile` : 'a heap snapshot', since: Date.now() };
       try {
-        if (name === 'profile') await this.cpuProfile(seconds, req, res, closing);
-        else if (name === 'heap') await this.heapProfile(seconds, req, res, closing);
-        else await this.heapSnapshot(res);
+        if (name === 'heapsnapshot') await this.heapSnapshot(res);
+        else await this.sample(name === 'profile' ? CPU_PROFILER : HEAP_PROFILER, seconds, req, res, closing);
       } finally {
         this.busy = undefined;
       }
@@ -107,40 +106,13 @@ ${rows}
     res.end(html);
   }
 
-  /** Profiles for `seconds` (cut short when the caller leaves or the server closes, then nothing is sent). */
-  private async cpuProfile(seconds: number, req: http.IncomingMessage, res: http.ServerResponse, closing: AbortSignal): Promise<void> {
-    log.info(`pprof: CPU profile for ${seconds}s requested by ${req.socket.remoteAddress ?? '?'}`);
-    const profile = await sampled(seconds, res, closing, async (session) => {
-      await session.post('Profiler.enable');
-      await session.post('Profiler.start');
-      return async () => {
-        const { profile } = await session.post('Profiler.stop');
-        await session.post('Profiler.disable').catch(() => undefined);
-        return profile;
-      };
-    });
-    if (!profile) return log.info('pprof: CPU profile abandoned (the caller left or the server is closing)');
-    const size = sendJson(res, profile, 'profile.cpuprofile');
-    log.info(`pprof: CPU profile of ${seconds}s sent (${size} bytes, ${profile.samples?.length ?? 0} samples)`);
-  }
-
-  /** V8's sampling heap profile over `seconds`, as /debug/pprof/profile (Go's heap profile is a sampling one too). */
-  private async heapProfile(seconds: number, req: http.IncomingMessage, res: http.ServerResponse, closing: AbortSignal): Promise<void> {
-    log.info(`pprof: heap profile for ${seconds}s requested by ${req.socket.remoteAddress ?? '?'}`);
-    const profile = await sampled(seconds, res, closing, async (session) => {
-      await session.post('HeapProfiler.enable');
-      // V8's default interval, a sample per 32 KiB allocated on average (Go samples every 512 KiB, but
-      // over the process's whole life: a window of seconds needs denser samples to show anything)
-      await session.post('HeapProfiler.startSampling', { samplingInterval: 32 * 1024 });
-      return async () => {
-        const { profile } = await session.post('HeapProfiler.stopSampling');
-        await session.post('HeapProfiler.disable').catch(() => undefined);
-        return profile;
-      };
-    });
-    if (!profile) return log.info('pprof: heap profile abandoned (the caller left or the server is closing)');
-    const size = sendJson(res, profile, 'heap.heapprofile');
-    log.info(`pprof: heap profile of ${seconds}s sent (${size} bytes, ${(profile as { samples?: unknown[] }).samples?.length ?? 0} samples)`);
+  /** Samples for `seconds` with `profiler` (cut short when the caller leaves or the server closes, then nothing is sent). */
+  private async sample(profiler: Profiler, seconds: number, req: http.IncomingMessage, res: http.ServerResponse, closing: AbortSignal): Promise<void> {
+    log.info(`pprof: ${profiler.label} for ${seconds}s requested by ${req.socket.remoteAddress ?? '?'}`);
+    const profile = await sampled(seconds, res, closing, profiler.start);
+    if (!profile) return log.info(`pprof: ${profiler.label} abandoned (the caller left or the server is closing)`);
+    const size = sendJson(res, profile, profiler.file);
+    log.info(`pprof: ${profiler.label} of ${seconds}s sent (${size} bytes, ${(profile as { samples?: unknown[] }).samples?.length ?? 0} samples)`);
   }
 
   /** Streams a full heap snapshot; resolves when it was sent or the caller left. */
@@ -163,6 +135,44 @@ ${rows}
 }
 
 type InspectorSession = import('node:inspector/promises').Session;
+
+/** A V8 profiler reached through the inspector: `start` begins sampling and gives the function that stops it. */
+interface Profiler {
+  readonly label: string;
+  readonly file: string;
+  readonly start: (session: InspectorSession) => Promise<() => Promise<object>>;
+}
+
+const CPU_PROFILER: Profiler = {
+  label: 'CPU profile',
+  file: 'profile.cpuprofile',
+  start: async (session) => {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.start');
+    return async () => {
+      const { profile } = await session.post('Profiler.stop');
+      await session.post('Profiler.disable').catch(() => undefined);
+      return profile;
+    };
+  },
+};
+
+/** V8's sampling heap profile (Go's heap profile is a sampling one too). */
+const HEAP_PROFILER: Profiler = {
+  label: 'heap profile',
+  file: 'heap.heapprofile',
+  start: async (session) => {
+    await session.post('HeapProfiler.enable');
+    // V8's default interval, a sample per 32 KiB allocated on average (Go samples every 512 KiB, but
+    // over the process's whole life: a window of seconds needs denser samples to show anything)
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 32 * 1024 });
+    return async () => {
+      const { profile } = await session.post('HeapProfiler.stopSampling');
+      await session.post('HeapProfiler.disable').catch(() => undefined);
+      return profile;
+    };
+  },
+};
 
 /**
  * Starts a profiler on an inspector session, waits `seconds` (cut short when the caller leaves or

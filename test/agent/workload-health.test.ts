@@ -13,7 +13,7 @@ import { ConfigError } from '../../src/config/errors.js';
 import { parseReadinessProbe, WorkloadHealthChecker, type HealthEvent, type WorkloadProbe } from '../../src/agent/workload-health.js';
 import { buildResourceSet, startControlPlane } from '../control-plane/index.js';
 import { readRecord } from '../envoy-stand-in/recorder.js';
-import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
+import { injectedProxy, meshEnv, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { freePort, isAlive, killStarted, runAgent, tempDir } from '../support/processes.js';
 
@@ -140,11 +140,7 @@ describe('through the agent: a VM-style readinessProbe reported to the control p
       cwd: work.path,
       env: {
         ...pod.env,
-        CA_ADDR: address,
-        ISTIOD_SAN: 'istiod.istio-system.svc',
-        ENVOY_STANDIN_ADS: '1',
-        ENVOY_STANDIN_SDS: '1',
-        ENVOY_STANDIN_RECORD: record,
+        ...meshEnv(address, record),
         PROXY_CONFIG: JSON.stringify({
           binaryPath: envoyStandInPath,
           proxyAdminPort: await freePort(),

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { httpRequest } from '../support/envoy-stand-in-harness.js';
-import { injectedProxy, writeIstiodMounts } from '../support/hello-pod.js';
+import { injectedProxy, meshEnv, writeIstiodMounts } from '../support/hello-pod.js';
 import { envoyStandInPath } from '../support/paths.js';
 import { freePort, killRecordedStandIns, killStarted, runAgent, type RunningProcess, tempDir } from '../support/processes.js';
 import { makeCaRoot, startControlPlaneProcess, startRelay, type CaRoot, type ControlPlaneProcess } from './control-plane-process.js';
@@ -73,11 +73,7 @@ async function startSidecar(discoveryPort: number, env: Record<string, string> =
     cwd: work.path,
     env: {
       ...pod.env,
-      CA_ADDR: address,
-      ISTIOD_SAN: 'istiod.istio-system.svc',
-      ENVOY_STANDIN_ADS: '1',
-      ENVOY_STANDIN_SDS: '1',
-      ENVOY_STANDIN_RECORD: join(work.path, 'record.jsonl'),
+      ...meshEnv(address, join(work.path, 'record.jsonl')),
       PROXY_CONFIG: JSON.stringify({ binaryPath: envoyStandInPath, proxyAdminPort: adminPort, statusPort: 0, discoveryAddress: address, terminationDrainDuration: '0s' }),
       ...env,
     },

@@ -177,7 +177,7 @@ describe('httpGet details', () => {
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     const sessions = new Set<http2.ServerHttp2Session>();
     app.on('session', (s) => void (sessions.add(s), s.on('close', () => sessions.delete(s))));
-    const open = keepClosing(app);
+    keepClosing(app);
     const port = (app.address() as net.AddressInfo).port;
     const probers = JSON.stringify({ '/app-health/a/readyz': { httpGet: { port, path: '/healthz?deep=1', scheme: 'HTTPS', httpHeaders: [{ name: 'Host', value: 'hello.local' }, { name: 'X-Custom', value: 'yes' }] } } });
     const probeWith = async (env: Record<string, string>): Promise<{ status: number; body: string }> => {

@@ -70,3 +70,11 @@ export function writeIstiodMounts(root: string, rootCertPem: string, token: stri
   mkdirSync(join(root, 'var/run/secrets/tokens'), { recursive: true });
   writeFileSync(join(root, 'var/run/secrets/tokens/istio-token'), token);
 }
+
+/**
+ * The env that points the hello pod's agent at a development control plane on `address` (istiod
+ * and the CA, istiod's SAN) and makes the Envoy stand-in a real ADS and SDS client, recording to `record`.
+ */
+export function meshEnv(address: string, record: string): Record<string, string> {
+  return { CA_ADDR: address, ISTIOD_SAN: 'istiod.istio-system.svc', ENVOY_STANDIN_ADS: '1', ENVOY_STANDIN_SDS: '1', ENVOY_STANDIN_RECORD: record };
+}
