@@ -36,8 +36,10 @@ const RESOURCE_VALUES: Record<string, string> = { 'limits.cpu': '2', 'limits.mem
 /** The istio-proxy container (init container in native-sidecar injection) of an injected fixture. */
 export function injectedProxy(fixture: string): InjectedProxy {
   const docs = parseAllDocuments(readFileSync(`${TESTDATA_DIR}injection/${fixture}`, 'utf8')).map((d) => d.toJS() as Record<string, unknown>).filter(Boolean);
+  type PodTemplate = { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> };
   for (const doc of docs) {
-    const tmpl = (doc.spec as { template?: { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> } } | undefined)?.template;
+    // a Deployment's pod template, or a bare Pod (hello-multiport-metrics is one)
+    const tmpl = doc.kind === 'Pod' ? ({ metadata: doc.metadata ?? {}, spec: doc.spec ?? {} } as PodTemplate) : (doc.spec as { template?: PodTemplate } | undefined)?.template;
     if (!tmpl) continue;
     const containers = [...((tmpl.spec.initContainers as unknown[]) ?? []), ...((tmpl.spec.containers as unknown[]) ?? [])] as { name: string; args?: string[]; env?: EnvEntry[] }[];
     const proxy = containers.find((c) => c.name === 'istio-proxy');
