@@ -10,8 +10,8 @@
 // Istio's fillInDefaults (period 10 s, timeout 1 s, thresholds 1, path "/", scheme http).
 
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import { ConfigError, IssueList } from '../config/errors.js';
+import { dialTcp } from '../status/app-probe.js';
 import { joinHostPort } from '../util/ip.js';
 import { localRequest } from '../util/local-http.js';
 import { logger } from '../util/logger.js';
@@ -39,75 +39,54 @@ export interface WorkloadProbe {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** A field by its proto3 JSON name or its proto name (PROXY_CONFIG may be YAML in either). */
-function field(o: Obj, camel: string): unknown {
-  return o[camel] ?? o[camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)];
-}
-
-/** Parses ProxyConfig.readinessProbe (proto3 JSON); undefined when absent. Throws a ConfigError naming each bad field. */
+/**
+ * Reads ProxyConfig.readinessProbe, as the config loader normalised it (proto3 JSON names, types
+ * checked, one method at most: config/proxy-config.ts); undefined when absent. What the schema
+ * cannot say (a method is required, a port is 1..65535, a command is not empty) throws a
+ * ConfigError naming each bad field.
+ */
 export function parseReadinessProbe(raw: unknown): WorkloadProbe | undefined {
-  if (raw === undefined || raw === null) return undefined;
+  if (!isObj(raw)) return undefined;
   const issues = new IssueList();
   const bad = (path: string, value: unknown, why: string): void => void issues.add(SOURCE, path, JSON.stringify(value) ?? String(value), why);
-  if (!isObj(raw)) {
-    bad('', raw, 'expected an object');
-    issues.throwIfAny();
-  }
-  const probe = raw as Obj;
-  const int = (name: string, def: number, min: number): number => {
-    const v = field(probe, name);
-    if (v === undefined || v === null || v === 0) return def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-      bad(name, v, `expected an integer of at least ${min}`);
-      return def;
-    }
-    return v;
-  };
+  // proto3: 0 is unset, and Istio's fillInDefaults gives thresholds and timings their defaults
+  const int = (name: string, def: number): number => (typeof raw[name] === 'number' && raw[name] > 0 ? raw[name] : def);
   const port = (o: Obj, path: string): number => {
-    const v = typeof o.port === 'string' && /^\d+$/.test(o.port) ? Number(o.port) : o.port;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-      bad(`${path}.port`, o.port, 'expected a port number in 1..65535');
-      return 0;
-    }
-    return v;
+    if (typeof o.port === 'number' && o.port >= 1 && o.port <= 65535) return o.port;
+    bad(`${path}.port`, o.port, 'expected a port number in 1..65535');
+    return 0;
   };
-  const http = field(probe, 'httpGet');
-  const tcp = field(probe, 'tcpSocket');
-  const exec = probe.exec;
-  const grpc = probe.grpc;
-  const given = [http, tcp, exec, grpc].filter((m) => m !== undefined && m !== null);
+  const { httpGet: http, tcpSocket: tcp, exec, grpc } = raw;
   let method: HealthMethod | undefined;
-  if (given.length !== 1) bad('', raw, 'expected exactly one of httpGet, tcpSocket, exec or grpc');
-  else if (isObj(http)) {
+  if (isObj(http)) {
     const scheme = String(http.scheme ?? '').toLowerCase() || 'http';
     if (scheme !== 'http' && scheme !== 'https') bad('httpGet.scheme', http.scheme, 'expected HTTP or HTTPS');
     const headers: { name: string; value: string }[] = [];
-    const list = field(http, 'httpHeaders');
-    if (list !== undefined && list !== null) {
-      if (!Array.isArray(list)) bad('httpGet.httpHeaders', list, 'expected a list of {name, value}');
-      else for (const h of list) {
-        if (isObj(h) && typeof h.name === 'string' && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(h.name) && !/[\0\r\n]/.test(String(h.value ?? ''))) headers.push({ name: h.name, value: String(h.value ?? '') });
-        else bad('httpGet.httpHeaders', h, 'expected {name, value} with a valid header name and value');
-      }
+    for (const h of Array.isArray(http.httpHeaders) ? (http.httpHeaders as Obj[]) : []) {
+      const name = String(h.name ?? '');
+      const value = String(h.value ?? '');
+      // what node's client would throw on at every probe: refused once, at start-up
+      if (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) && !/[\0\r\n]/.test(value)) headers.push({ name, value });
+      else bad('httpGet.httpHeaders', h, 'expected {name, value} with a valid header name and value');
     }
     const path = typeof http.path === 'string' && http.path !== '' ? http.path : '/';
     method = { kind: 'httpGet', path: path.startsWith('/') ? path : `/${path}`, port: port(http, 'httpGet'), host: typeof http.host === 'string' ? http.host : '', scheme: scheme === 'https' ? 'https' : 'http', headers };
   } else if (isObj(tcp)) method = { kind: 'tcpSocket', port: port(tcp, 'tcpSocket'), host: typeof tcp.host === 'string' ? tcp.host : '' };
   else if (isObj(exec)) {
-    const command = exec.command;
-    if (!Array.isArray(command) || command.length === 0 || !command.every((c) => typeof c === 'string')) bad('exec.command', command, 'expected a non-empty list of strings');
-    else method = { kind: 'exec', command: command as string[] };
+    const command = Array.isArray(exec.command) ? (exec.command as string[]) : [];
+    if (command.length === 0) bad('exec.command', exec.command, 'expected a non-empty list of strings');
+    else method = { kind: 'exec', command };
   } else if (isObj(grpc)) method = { kind: 'grpc', port: port(grpc, 'grpc'), service: typeof grpc.service === 'string' ? grpc.service : '' };
-  else bad('', raw, 'the health check method must be an object');
-  const result = {
-    initialDelayMs: int('initialDelaySeconds', 0, 0) * 1000,
-    timeoutMs: int('timeoutSeconds', 1, 1) * 1000,
-    periodMs: int('periodSeconds', 10, 1) * 1000,
-    successThreshold: int('successThreshold', 1, 1),
-    failureThreshold: int('failureThreshold', 1, 1),
-  };
+  else bad('', raw, 'expected one of httpGet, tcpSocket, exec or grpc');
   issues.throwIfAny();
-  return { method: method!, ...result };
+  return {
+    method: method!,
+    initialDelayMs: int('initialDelaySeconds', 0) * 1000,
+    timeoutMs: int('timeoutSeconds', 1) * 1000,
+    periodMs: int('periodSeconds', 10) * 1000,
+    successThreshold: int('successThreshold', 1),
+    failureThreshold: int('failureThreshold', 1),
+  };
 }
 
 export interface HealthEvent {
@@ -209,7 +188,7 @@ export class WorkloadHealthChecker {
         }
       }
       case 'tcpSocket':
-        return tcpConnects(host(method.host), method.port, timeoutMs, this.abort.signal);
+        return dialTcp(host(method.host), method.port, { timeoutMs, signal: this.abort.signal });
       case 'exec':
         return new Promise((resolve) => {
           execFile(method.command[0]!, method.command.slice(1), { timeout: timeoutMs, signal: this.abort.signal }, (err) => {
@@ -224,23 +203,6 @@ export class WorkloadHealthChecker {
       }
     }
   }
-}
-
-function tcpConnects(host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host, port });
-    const done = (why: string | undefined): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      sock.destroy();
-      resolve(why);
-    };
-    const timer = setTimeout(() => done(`dial tcp ${joinHostPort(host, port)}: i/o timeout`), timerDelay(timeoutMs));
-    const onAbort = (): void => done('stopped');
-    signal.addEventListener('abort', onAbort, { once: true });
-    sock.once('connect', () => done(undefined));
-    sock.once('error', (err) => done(err.message));
-  });
 }
 
 export { ConfigError };

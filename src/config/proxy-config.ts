@@ -25,6 +25,7 @@ type Spec =
   | { kind: 'stringMap' }
   | { kind: 'message'; fields: Schema; oneofs?: readonly (readonly string[])[] }
   | { kind: 'messageMap'; value: Spec }
+  | { kind: 'messages'; item: Spec }
   /** Structures the agent passes through without interpreting (kept as given, objects only). */
   | { kind: 'object' };
 
@@ -47,6 +48,22 @@ const BOOL_VALUE = B;
 const INT32_VALUE = I32;
 const msg = (fields: Schema, oneofs?: readonly (readonly string[])[]): Spec => ({ kind: 'message', fields, ...(oneofs ? { oneofs } : {}) });
 const enumOf = (...values: string[]): Spec => ({ kind: 'enum', values });
+
+/** istio.networking.v1alpha3.ReadinessProbe (a VM's WorkloadGroup probe; agent/workload-health.ts runs it). */
+const READINESS_PROBE: Spec = msg(
+  {
+    initialDelaySeconds: I32,
+    timeoutSeconds: I32,
+    periodSeconds: I32,
+    successThreshold: I32,
+    failureThreshold: I32,
+    httpGet: msg({ path: S, port: U32, host: S, scheme: S, httpHeaders: { kind: 'messages', item: msg({ name: S, value: S }) } }),
+    tcpSocket: msg({ host: S, port: U32 }),
+    exec: msg({ command: STRS }),
+    grpc: msg({ port: U32, service: S }),
+  },
+  [['httpGet', 'tcpSocket', 'exec', 'grpc']],
+);
 
 const CLIENT_TLS: Spec = msg({
   mode: enumOf('DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'),
@@ -120,7 +137,7 @@ export const PROXY_CONFIG_SCHEMA: Schema = {
   gatewayTopology: O,
   terminationDrainDuration: D_NEGATIVE_AS_ZERO,
   meshId: S,
-  readinessProbe: O,
+  readinessProbe: READINESS_PROBE,
   proxyStatsMatcher: msg({ inclusionPrefixes: STRS, inclusionSuffixes: STRS, inclusionRegexps: STRS }),
   holdApplicationUntilProxyStarts: BOOL_VALUE,
   caCertificatesPem: STRS,
@@ -229,6 +246,15 @@ function normalizeValue(spec: Spec, value: unknown, path: string, ctx: Ctx): Jso
         else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
         else ctx.issues.add(ctx.source, `${path}.${k}`, v, 'expected a string value');
       }
+      return out;
+    }
+    case 'messages': {
+      if (!Array.isArray(value)) return bad('expected a list');
+      const out: Json[] = [];
+      value.forEach((v, i) => {
+        const n = normalizeValue(spec.item, v, `${path}[${i}]`, ctx);
+        if (n !== undefined) out.push(n);
+      });
       return out;
     }
     case 'messageMap': {

@@ -73,22 +73,30 @@ export async function runAppProbe(probe: AppProbe, req: http.IncomingMessage, ct
 }
 
 async function tcpProbe(probe: TcpSocketProbe & { timeoutMs: number | undefined }, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {
-  const ok = await new Promise<boolean>((resolve) => {
-    const sock = net.connect({ host: ctx.destination, port: probe.port, localAddress: localAddressFor(ctx, ctx.destination) });
-    const timer = probe.timeoutMs === undefined ? undefined : setTimeout(() => done(false, `timeout after ${probe.timeoutMs} ms`), timerDelay(probe.timeoutMs));
-    const onAbort = (): void => done(false, 'aborted');
-    signal.addEventListener('abort', onAbort);
-    function done(result: boolean, why?: string): void {
+  const failure = await dialTcp(ctx.destination, probe.port, { timeoutMs: probe.timeoutMs, localAddress: localAddressFor(ctx, ctx.destination), signal });
+  if (failure !== undefined) log.debug(`tcp probe to ${joinHostPort(ctx.destination, probe.port)} failed: ${failure}`);
+  return { status: failure === undefined ? 200 : 500 };
+}
+
+/**
+ * A TCP connection that opens, then is closed: undefined when it opened, else why not. Bounded by
+ * `timeoutMs` when given (a probe without timeoutSeconds has none, as Istio's dialer).
+ */
+export function dialTcp(host: string, port: number, opts: { timeoutMs?: number | undefined; localAddress?: string | undefined; signal: AbortSignal }): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => done(`dial tcp ${joinHostPort(host, port)}: i/o timeout after ${opts.timeoutMs} ms`), timerDelay(opts.timeoutMs));
+    const onAbort = (): void => done('aborted');
+    opts.signal.addEventListener('abort', onAbort);
+    function done(failure: string | undefined): void {
       clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
+      opts.signal.removeEventListener('abort', onAbort);
       sock.destroy();
-      if (!result) log.debug(`tcp probe to ${joinHostPort(ctx.destination, probe.port)} failed: ${why}`);
-      resolve(result);
+      resolve(failure);
     }
-    sock.once('connect', () => done(true));
-    sock.once('error', (err) => done(false, err.message));
+    sock.once('connect', () => done(undefined));
+    sock.once('error', (err) => done(err.message));
   });
-  return { status: ok ? 200 : 500 };
 }
 
 async function grpcProbe(probe: GrpcProbe & { timeoutMs: number }, req: http.IncomingMessage, ctx: ProbeContext, signal: AbortSignal): Promise<ProbeAnswer> {

@@ -65,6 +65,7 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
   return new Promise<LocalResponse>((resolve, reject) => {
     const fail = (message: string, cause?: unknown): void => reject(new LocalHttpError(`${what}: ${message}`, cause === undefined ? undefined : { cause }));
     const tls = url.startsWith('https:');
+    const parsed = URL.canParse(url) ? new URL(url) : undefined;
     const options: https.RequestOptions = {
       method,
       agent: opts.agent ?? false,
@@ -73,15 +74,16 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
       ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       ...(tls && opts.insecure ? { rejectUnauthorized: false } : {}),
       // SNI names the URL's host, never a Host header, and is left out for an IP (as Go's client)
-      ...(tls ? { servername: serverName(url) } : {}),
+      ...(tls && parsed ? { servername: serverName(parsed) } : {}),
       ...(opts.maxHeaderBytes ? { maxHeaderSize: opts.maxHeaderBytes } : {}),
     };
     // the deadline ends the call by itself: once node has handed the socket over (a 101 or a
     // CONNECT answer) the request emits nothing more, and the call must not wait for it
     signal.addEventListener('abort', () => fail(timeout.expired ? `timed out after ${opts.timeoutMs} ms` : 'aborted'), { once: true });
     if (tls && opts.offerHttp2 && !opts.agent) {
-      negotiate(url, opts, signal, fail, (socket) => {
-        if (socket.alpnProtocol === 'h2') http2Request(url, method, opts, socket, maxBytes, signal, resolve, fail);
+      if (!parsed) return fail('not a URL');
+      negotiate(parsed, opts, signal, fail, (socket) => {
+        if (socket.alpnProtocol === 'h2') http2Request(parsed, method, opts, socket, maxBytes, signal, resolve, fail);
         else {
           // no agent, so that the request goes over this connection (an agent, even agent: false's
           // own, would open another and leave this one open)
@@ -134,19 +136,17 @@ export function localRequest(url: string, opts: LocalRequestOptions): Promise<Lo
 }
 
 /** The TLS server name for a URL: its host name; none for an IP address (SNI carries names only). */
-function serverName(url: string): string {
-  const host = URL.canParse(url) ? new URL(url).hostname.replace(/^\[|\]$/g, '') : '';
+function serverName(url: URL): string {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
   return ipFamily(host) === 0 ? host : '';
 }
 
 /** Opens the TLS connection offering h2 and http/1.1; `then` gets it once the handshake is done. */
-function negotiate(url: string, opts: LocalRequestOptions, signal: AbortSignal, fail: (message: string, cause?: unknown) => void, then: (socket: TLSSocket) => void): void {
-  if (!URL.canParse(url)) return fail('not a URL');
-  const u = new URL(url);
+function negotiate(url: URL, opts: LocalRequestOptions, signal: AbortSignal, fail: (message: string, cause?: unknown) => void, then: (socket: TLSSocket) => void): void {
   const name = serverName(url);
   const socket = lazyBuiltin.tls().connect({
-    host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: Number(u.port || 443),
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 443),
     ALPNProtocols: ['h2', 'http/1.1'],
     rejectUnauthorized: !opts.insecure,
     ...(name ? { servername: name } : {}),
@@ -167,7 +167,7 @@ const NOT_IN_HTTP2 = new Set(['connection', 'keep-alive', 'proxy-connection', 't
 
 /** One request over an HTTP/2 connection on `socket`, closed when the answer is read. */
 function http2Request(
-  url: string,
+  u: URL,
   method: string,
   opts: LocalRequestOptions,
   socket: TLSSocket,
@@ -176,7 +176,6 @@ function http2Request(
   resolve: (r: LocalResponse) => void,
   fail: (message: string, cause?: unknown) => void,
 ): void {
-  const u = new URL(url);
   const session = lazyBuiltin.http2().connect(u.origin, {
     createConnection: () => socket,
     settings: { enablePush: false, ...(opts.maxHeaderBytes ? { maxHeaderListSize: opts.maxHeaderBytes } : {}) },

@@ -7,9 +7,11 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
+import { loadAgentConfig } from '../../src/config/load.js';
 import { parseReadinessProbe, WorkloadHealthChecker, type HealthEvent, type WorkloadProbe } from '../../src/agent/workload-health.js';
 import { buildResourceSet, startControlPlane } from '../control-plane/index.js';
 import { readRecord } from '../envoy-stand-in/recorder.js';
@@ -41,10 +43,25 @@ function run(probe: WorkloadProbe, envoyReady?: () => Promise<string | undefined
   return events;
 }
 
-describe('parseReadinessProbe', () => {
-  it("fills in Istio's defaults and reads proto3 JSON or proto names", () => {
+/** ProxyConfig.readinessProbe as the agent gets it: PROXY_CONFIG through the config loader. */
+function loadedProbe(proxyConfig: string): unknown {
+  return loadAgentConfig({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns', PROXY_CONFIG: proxyConfig }, cwd: tmpdir(), hostAddresses: ['127.0.0.1'] }).proxyConfig.readinessProbe;
+}
+
+function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('no ConfigError');
+}
+
+describe('readinessProbe from ProxyConfig', () => {
+  it("fills in Istio's defaults; the config loader takes proto names and numbers in strings", () => {
     expect(parseReadinessProbe(undefined)).toBeUndefined();
-    expect(parseReadinessProbe({ httpGet: { port: 8080 } })).toEqual({
+    expect(parseReadinessProbe(loadedProbe('{"readinessProbe":{"httpGet":{"port":8080}}}'))).toEqual({
       method: { kind: 'httpGet', path: '/', port: 8080, host: '', scheme: 'http', headers: [] },
       initialDelayMs: 0,
       timeoutMs: 1000,
@@ -52,23 +69,19 @@ describe('parseReadinessProbe', () => {
       successThreshold: 1,
       failureThreshold: 1,
     });
-    expect(parseReadinessProbe({ tcp_socket: { port: '9000' }, period_seconds: 3, failureThreshold: 2 })).toMatchObject({ method: { kind: 'tcpSocket', port: 9000 }, periodMs: 3000, failureThreshold: 2 });
+    const yaml = 'readiness_probe:\n  tcp_socket: { port: "9000" }\n  period_seconds: 3\n  failureThreshold: 2\n';
+    expect(parseReadinessProbe(loadedProbe(yaml))).toMatchObject({ method: { kind: 'tcpSocket', port: 9000 }, periodMs: 3000, failureThreshold: 2 });
+    expect(parseReadinessProbe(loadedProbe('{"readinessProbe":{"httpGet":{"port":80,"httpHeaders":[{"name":"X-A","value":"1"}],"scheme":"HTTPS"}}}'))).toMatchObject({
+      method: { kind: 'httpGet', scheme: 'https', headers: [{ name: 'X-A', value: '1' }] },
+    });
   });
 
-  it('refuses a probe with no method, two methods, or a bad port, naming the field', () => {
-    const message = (raw: unknown): string => {
-      try {
-        parseReadinessProbe(raw);
-      } catch (err) {
-        expect(err).toBeInstanceOf(ConfigError);
-        return (err as Error).message;
-      }
-      return '';
-    };
-    expect(message({ periodSeconds: 5 })).toMatch(/ProxyConfig readinessProbe.*exactly one of httpGet, tcpSocket, exec or grpc/);
-    expect(message({ httpGet: { port: 1 }, exec: { command: ['true'] } })).toMatch(/exactly one of/);
-    expect(message({ httpGet: { port: 70000 } })).toMatch(/httpGet\.port: expected a port number in 1\.\.65535 \(value: "70000"\)/);
-    expect(message({ exec: { command: [] } })).toMatch(/exec\.command/);
+  it('refuses a probe with no method, two methods, a bad port or an empty command, naming the field', () => {
+    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"periodSeconds":5}}')))).toMatch(/ProxyConfig readinessProbe.*expected one of httpGet, tcpSocket, exec or grpc/);
+    expect(configError(() => loadedProbe('{"readinessProbe":{"httpGet":{"port":1},"exec":{"command":["true"]}}}'))).toMatch(/only one of httpGet, tcpSocket, exec, grpc may be set/);
+    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"httpGet":{"port":70000}}}')))).toMatch(/httpGet\.port: expected a port number in 1\.\.65535 \(value: "70000"\)/);
+    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"exec":{"command":[]}}}')))).toMatch(/exec\.command/);
+    expect(configError(() => loadedProbe('{"readinessProbe":{"tcpSocket":{"port":"eighty"}}}'))).toMatch(/readinessProbe\.tcpSocket\.port.*expected an integer/);
   });
 });
 
