@@ -48,16 +48,6 @@ function loadedProbe(proxyConfig: string): unknown {
   return loadAgentConfig({ env: { POD_NAME: 'p', POD_NAMESPACE: 'ns', PROXY_CONFIG: proxyConfig }, cwd: tmpdir(), hostAddresses: ['127.0.0.1'] }).proxyConfig.readinessProbe;
 }
 
-function configError(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('no ConfigError');
-}
-
 describe('readinessProbe from ProxyConfig', () => {
   it("fills in Istio's defaults; the config loader takes proto names and numbers in strings", () => {
     expect(parseReadinessProbe(undefined)).toBeUndefined();
@@ -77,11 +67,13 @@ describe('readinessProbe from ProxyConfig', () => {
   });
 
   it('refuses a probe with no method, two methods, a bad port or an empty command, naming the field', () => {
-    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"periodSeconds":5}}')))).toMatch(/ProxyConfig readinessProbe.*expected one of httpGet, tcpSocket, exec or grpc/);
-    expect(configError(() => loadedProbe('{"readinessProbe":{"httpGet":{"port":1},"exec":{"command":["true"]}}}'))).toMatch(/only one of httpGet, tcpSocket, exec, grpc may be set/);
-    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"httpGet":{"port":70000}}}')))).toMatch(/httpGet\.port: expected a port number in 1\.\.65535 \(value: "70000"\)/);
-    expect(configError(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"exec":{"command":[]}}}')))).toMatch(/exec\.command/);
-    expect(configError(() => loadedProbe('{"readinessProbe":{"tcpSocket":{"port":"eighty"}}}'))).toMatch(/readinessProbe\.tcpSocket\.port.*expected an integer/);
+    expect(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"periodSeconds":5}}'))).toThrow(ConfigError);
+    expect(() => loadedProbe('{"readinessProbe":{"grpc":{"port":1},"exec":{"command":["true"]}}}')).toThrow(ConfigError);
+    expect(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"periodSeconds":5}}'))).toThrow(/ProxyConfig readinessProbe.*expected one of httpGet, tcpSocket, exec or grpc/);
+    expect(() => loadedProbe('{"readinessProbe":{"httpGet":{"port":1},"exec":{"command":["true"]}}}')).toThrow(/only one of httpGet, tcpSocket, exec, grpc may be set/);
+    expect(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"httpGet":{"port":70000}}}'))).toThrow(/httpGet\.port: expected a port number in 1\.\.65535 \(value: "70000"\)/);
+    expect(() => parseReadinessProbe(loadedProbe('{"readinessProbe":{"exec":{"command":[]}}}'))).toThrow(/exec\.command/);
+    expect(() => loadedProbe('{"readinessProbe":{"tcpSocket":{"port":"eighty"}}}')).toThrow(/readinessProbe\.tcpSocket\.port.*expected an integer/);
   });
 });
 
