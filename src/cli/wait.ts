@@ -20,13 +20,13 @@ async function checkIfReady(url: string, timeoutMs: number): Promise<void> {
 export async function waitUntilReady(o: WaitOptions): Promise<void> {
   const log = logger('default');
   log.info(`Waiting for Envoy proxy to be ready (timeout: ${o.timeoutSeconds} seconds)...`);
-  const deadline = Date.now() + o.timeoutSeconds * 1000;
+  const deadline = performance.now() + o.timeoutSeconds * 1000;
   let lastError = 'none';
   for (;;) {
-    const remaining = deadline - Date.now();
+    const remaining = deadline - performance.now();
     if (remaining <= 0) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
     await sleep(Math.min(o.periodMillis, remaining), undefined, { keepAlive: true });
-    if (Date.now() >= deadline) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
+    if (performance.now() >= deadline) throw new Error(`timeout waiting for Envoy proxy to become ready. Last error: ${lastError}`);
     try {
       await checkIfReady(o.url, o.requestTimeoutMillis);
       log.info('Envoy is ready!');

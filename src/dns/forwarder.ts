@@ -52,7 +52,7 @@ function shuffled<T>(items: readonly T[]): T[] {
 
 export class Forwarder {
   private inflight = 0;
-  private lastLimitWarning = 0;
+  private lastLimitWarning = -Infinity;
   private readonly closing = new AbortController();
   private readonly udpPools = new Map<string, UdpPool>();
 
@@ -110,7 +110,7 @@ export class Forwarder {
 
   private async exchange(u: Upstream, q: Query, protocol: Protocol, signal: AbortSignal): Promise<Buffer> {
     if (this.inflight >= this.options.maxInflight) {
-      const now = Date.now();
+      const now = performance.now();
       if (now - this.lastLimitWarning > 10_000) {
         this.lastLimitWarning = now;
         log.warn(`${this.inflight} upstream DNS queries in flight (limit ${this.options.maxInflight}): failing new ones until some finish`);
@@ -207,7 +207,7 @@ interface PendingQuery {
 
 class PooledSocket {
   readonly pending = new Map<number, PendingQuery>();
-  readonly born = Date.now();
+  readonly born = performance.now();
   served = 0;
   retired = false;
   private closed = false;
@@ -239,7 +239,7 @@ class PooledSocket {
   }
 
   get expired(): boolean {
-    return this.served >= SOCKET_MAX_QUERIES || Date.now() - this.born > SOCKET_MAX_AGE_MS;
+    return this.served >= SOCKET_MAX_QUERIES || performance.now() - this.born > SOCKET_MAX_AGE_MS;
   }
 
   /** A random ID not in flight on this socket (throws when all 65,536 are). */

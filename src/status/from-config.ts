@@ -23,7 +23,7 @@ export interface StatusServerDeps {
   readonly certs?: DebugProvider;
   readonly wasm?: DebugProvider;
   readonly ndsz?: DebugProvider;
-  /** Epoch ms the agent started (startup_duration_seconds); process start by default. */
+  /** When the agent started, on the performance.now() clock (startup_duration_seconds); process start by default. */
   readonly startedAt?: number;
 }
 

@@ -32,10 +32,10 @@ export async function grpcHealthCheck(opts: GrpcHealthCheckOptions): Promise<Grp
   const target = { address: joinHostPort(opts.host, opts.port), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) };
   const request = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: opts.service }));
   const metadata = opts.userAgent ? { 'user-agent': `${opts.userAgent} pilot-agent-ts` } : undefined;
-  const deadline = Date.now() + opts.timeoutMs;
+  const deadline = performance.now() + opts.timeoutMs;
   const backoff = new Backoff(DIAL_BACKOFF);
   for (;;) {
-    const left = deadline - Date.now();
+    const left = deadline - performance.now();
     let answer: Buffer;
     try {
       answer = await unaryCall(target, HEALTH_CHECK_METHOD, request, {
@@ -49,7 +49,7 @@ export async function grpcHealthCheck(opts: GrpcHealthCheckOptions): Promise<Grp
       if (!(err instanceof GrpcCallError)) throw err;
       if (!err.connected) {
         const wait = backoff.next();
-        if (Date.now() + wait < deadline && !opts.signal?.aborted) {
+        if (performance.now() + wait < deadline && !opts.signal?.aborted) {
           await sleep(wait, opts.signal).catch(() => undefined);
           continue;
         }

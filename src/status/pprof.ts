@@ -73,10 +73,10 @@ export class Pprof {
       const seconds = name === 'heapsnapshot' ? 0 : profileSeconds(query.get('seconds'));
       if (typeof seconds === 'string') return text(res, 400, `${seconds}\n`);
       if (this.busy) {
-        const age = Math.round((Date.now() - this.busy.since) / 1000);
+        const age = Math.round((performance.now() - this.busy.since) / 1000);
         return text(res, 409, `${this.busy.what} is being taken (started ${age}s ago); one profile at a time, try again when it is done\n`);
       }
-      this.busy = { what: name === 'profile' ? `a ${seconds}s CPU profile` : name === 'heap' ? `a ${seconds}s heap profile` : 'a heap snapshot', since: Date.now() };
+      this.busy = { what: name === 'profile' ? `a ${seconds}s CPU profile` : name === 'heap' ? `a ${seconds}s heap profile` : 'a heap snapshot', since: performance.now() };
       try {
         if (name === 'heapsnapshot') await this.heapSnapshot(res);
         else await this.sample(name === 'profile' ? CPU_PROFILER : HEAP_PROFILER, seconds, req, res, closing);

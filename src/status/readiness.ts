@@ -53,7 +53,7 @@ export interface ReadinessOptions {
   readonly grpcBootstrapPath?: string | undefined;
   /** When DNS is on: whether the DNS proxy has its name table. */
   readonly dnsReady?: (() => boolean) | undefined;
-  /** Epoch ms the agent started (startup_duration_seconds is measured from it). */
+  /** When the agent started, on the performance.now() clock (startup_duration_seconds is measured from it). */
   readonly startedAt: number;
 }
 
@@ -128,7 +128,7 @@ export class Readiness {
     if (this.terminated) return `server is terminated: ${this.terminated}`;
     if (!this.recordedStartup) {
       this.recordedStartup = true;
-      const seconds = (Date.now() - this.opts.startedAt) / 1000;
+      const seconds = (performance.now() - this.opts.startedAt) / 1000;
       statusMetrics.startupDuration.set(seconds);
       log.info(`Readiness succeeded in ${seconds.toFixed(3)}s`);
     }

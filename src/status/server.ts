@@ -77,7 +77,7 @@ export interface StatusServerOptions {
   readonly grpcBootstrapPath?: string;
   /** When DNS is on: whether the DNS proxy has its table. */
   readonly dnsReady?: () => boolean;
-  /** Epoch ms the agent started; process start by default. */
+  /** When the agent started, on the performance.now() clock; process start (0) by default. */
   readonly startedAt?: number;
   /** --profiling: serve /debug/pprof/* (Istio's default true; off by default here so embedders opt in). */
   readonly profiling?: boolean;
@@ -178,7 +178,7 @@ export class StatusServer {
       noEnvoy: opts.noEnvoy ?? false,
       grpcBootstrapPath: opts.grpcBootstrapPath,
       dnsReady: opts.dnsReady,
-      startedAt: opts.startedAt ?? performance.timeOrigin,
+      startedAt: opts.startedAt ?? 0,
     });
     this.pprof = opts.profiling ? new Pprof() : undefined;
     this.limits = { ...STATUS_PORT_LIMITS };

@@ -6,7 +6,7 @@ export function rateLimited(write: (message: string) => void, everyMs = 10_000):
   let last = -Infinity;
   let skipped = 0;
   return (message) => {
-    const now = Date.now();
+    const now = performance.now();
     if (now - last < everyMs) {
       skipped++;
       return;

@@ -28,7 +28,7 @@ export function sharedLookup(underlying: (hostname: string, options: dns.LookupO
       shared.waiters.push(callback);
       return;
     }
-    const entry: Pending = { hostname, since: Date.now(), waiters: [callback] };
+    const entry: Pending = { hostname, since: performance.now(), waiters: [callback] };
     pending.set(key, entry);
     underlying(hostname, options, (err, address, family) => {
       pending.delete(key);
@@ -41,7 +41,7 @@ export function sharedLookup(underlying: (hostname: string, options: dns.LookupO
     pendingFor(hostname: string): number | undefined {
       let oldest = Infinity;
       for (const p of pending.values()) if (p.hostname === hostname) oldest = Math.min(oldest, p.since);
-      return oldest === Infinity ? undefined : Date.now() - oldest;
+      return oldest === Infinity ? undefined : performance.now() - oldest;
     },
   });
 }

@@ -810,7 +810,7 @@ export class XdsProxy {
 
   /** How long a new upstream dial should wait (0: dial now). */
   dialWaitMs(): number {
-    return Math.max(0, this.nextDialAt - Date.now());
+    return Math.max(0, this.nextDialAt - performance.now());
   }
 
   /** Consecutive upstream dials that did not reach istiod. */
@@ -820,7 +820,7 @@ export class XdsProxy {
 
   dialFailed(): void {
     this.failedDials++;
-    this.nextDialAt = Date.now() + this.dialBackoff.next();
+    this.nextDialAt = performance.now() + this.dialBackoff.next();
   }
 
   dialSucceeded(): void {

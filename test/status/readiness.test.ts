@@ -35,7 +35,7 @@ const ready = async (port: number) => call(`http://127.0.0.1:${port}/healthz/rea
 
 describe('/healthz/ready with the Envoy stand-in', () => {
   it('follows Envoy from not-ready to ready to draining, logging transitions only', async () => {
-    const status = await startStatus({ adminPort, startedAt: Date.now() - 1500 });
+    const status = await startStatus({ adminPort, startedAt: performance.now() - 1500 });
     logs.length = 0;
 
     // PRE_INITIALIZING: no CDS/LDS update yet (usedonly hides the declared counters)
