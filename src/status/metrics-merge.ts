@@ -318,6 +318,11 @@ export class MetricsMerger {
     }
   }
 
+  /** The deadline of a scrape request, as serve() will apply it. */
+  deadlineMs(req: http.IncomingMessage): number {
+    return this.timeoutMs(header(req, 'x-prometheus-scrape-timeout-seconds'));
+  }
+
   /** The scrape's deadline: the client's header when usable, else the default (warned once per bad value). */
   private timeoutMs(value: string | undefined): number {
     if (value === undefined || value === '') return this.defaultTimeoutMs;

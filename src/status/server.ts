@@ -32,6 +32,7 @@ import { Readiness, type ReadinessResult } from './readiness.js';
 import { Pprof } from './pprof.js';
 import { parseStatusInputs, type StatusInputs } from './inputs.js';
 import { lazyBuiltin } from '../util/builtin.js';
+import { timerDelay } from '../util/timer-delay.js';
 
 const log = logger('default');
 
@@ -115,7 +116,7 @@ export interface StatusServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** Connections open at once (default 256); beyond, the oldest idle one is closed, or the new one refused. */
   readonly maxConnections?: number;
-  /** Metrics scrapes served at once (default 4); more are answered 503. */
+  /** Metrics scrapes served at once (default 4); more wait for one to finish, within their deadline. */
   readonly maxConcurrentScrapes?: number;
 }
 
@@ -145,6 +146,8 @@ export class StatusServer {
   private readonly limits: { -readonly [K in keyof typeof STATUS_PORT_LIMITS]: number };
   private readonly pprof: Pprof | undefined;
   private scrapesInProgress = 0;
+  /** Scrapes waiting for one in progress to finish, first come first served. */
+  private readonly scrapeWaiters: (() => void)[] = [];
   private warnedScrapes = false;
   private server: http.Server | undefined;
   private closed: Promise<void> | undefined;
@@ -316,21 +319,53 @@ export class StatusServer {
 
   /**
    * A scrape holds a few MiB while it streams (pooled read buffers, the answer's unflushed bytes),
-   * so their number is capped; Prometheus scrapes a pod once per interval, an HA pair twice.
+   * so their number is capped; Prometheus scrapes a pod once per interval, an HA pair twice. More
+   * wait their turn rather than fail: Istio serves every scrape at once, and a scraper answered
+   * 503 records the target as down for that interval. A waiting scrape holds only its connection
+   * (itself capped), and gives up at its own deadline.
    */
   private async serveMetrics(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const max = this.limits.maxConcurrentScrapes;
     if (this.scrapesInProgress >= max) {
-      if (!this.warnedScrapes) log.warn(`status port: ${max} metrics scrapes in progress (the limit); answering 503 to more (warned once)`);
+      if (!this.warnedScrapes) log.warn(`status port: ${max} metrics scrapes in progress (the limit); more wait for one to finish (warned once)`);
       this.warnedScrapes = true;
-      return send(res, 503, `too many concurrent scrapes (${max}); try again later\n`);
+      const timeoutMs = this.merger.deadlineMs(req);
+      const waited = await this.waitForScrapeSlot(res, timeoutMs);
+      if (waited === 'timeout') return send(res, 503, `timed out after ${timeoutMs / 1000}s waiting for one of ${max} metrics scrapes in progress to finish\n`);
+      if (waited === 'gone') return;
+    } else {
+      this.scrapesInProgress++;
     }
-    this.scrapesInProgress++;
     try {
       await this.merger.serve(req, res, this.closing.signal);
     } finally {
-      this.scrapesInProgress--;
+      // the slot passes straight to the first waiter, so that a scrape arriving meanwhile cannot take it
+      const next = this.scrapeWaiters.shift();
+      if (next) next();
+      else this.scrapesInProgress--;
     }
+  }
+
+  /** Resolves 'slot' once a finishing scrape hands over its slot, or why not: deadline, client gone, server closing. */
+  private waitForScrapeSlot(res: http.ServerResponse, timeoutMs: number): Promise<'slot' | 'timeout' | 'gone'> {
+    return new Promise((resolve) => {
+      const settle = (how: 'slot' | 'timeout' | 'gone'): void => {
+        clearTimeout(timer);
+        res.off('close', onGone);
+        this.closing.signal.removeEventListener('abort', onGone);
+        if (how !== 'slot') {
+          const i = this.scrapeWaiters.indexOf(granted);
+          if (i >= 0) this.scrapeWaiters.splice(i, 1);
+        }
+        resolve(how);
+      };
+      const granted = (): void => settle('slot');
+      const onGone = (): void => settle('gone');
+      const timer = setTimeout(() => settle('timeout'), timerDelay(timeoutMs));
+      res.once('close', onGone);
+      this.closing.signal.addEventListener('abort', onGone, { once: true });
+      this.scrapeWaiters.push(granted);
+    });
   }
 
   private async handleReady(res: http.ServerResponse): Promise<void> {

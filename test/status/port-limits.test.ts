@@ -83,18 +83,34 @@ describe('status port bounds', () => {
     await app.close();
   });
 
-  it('serves at most maxConcurrentScrapes at once; more get 503 while readiness is still answered', async () => {
+  it('serves at most maxConcurrentScrapes at once; more wait their turn within their deadline, while readiness is still answered', async () => {
     // an Envoy whose metrics never end: each scrape stays in progress until the test lets go
-    const endless = await rawServer((s) => s.once('data', () => s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nenvoy_x 1\n')));
+    let envoyScrapes = 0;
+    const endless = await rawServer((s) => s.once('data', () => (envoyScrapes++, s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nenvoy_x 1\n'))));
     const status = await startStatus({ maxConcurrentScrapes: 2, envoyMetricsUrl: `http://127.0.0.1:${endless}/stats/prometheus` });
     const scrape = 'GET /stats/prometheus HTTP/1.1\r\nHost: x\r\n\r\n';
     const held = [connect(status.port, scrape), connect(status.port, scrape)];
     await vi.waitFor(() => expect(held.every((c) => c.received().includes('envoy_x 1'))).toBe(true));
-    const third = await call(`http://127.0.0.1:${status.port}/stats/prometheus`);
-    expect([third.status, third.body]).toEqual([503, 'too many concurrent scrapes (2); try again later\n']);
+    // a scrape with a short deadline waits that long for a slot, then is told why
+    const short = await call(`http://127.0.0.1:${status.port}/stats/prometheus`, { headers: { 'x-prometheus-scrape-timeout-seconds': '0.3' } });
+    expect([short.status, short.body]).toEqual([503, 'timed out after 0.3s waiting for one of 2 metrics scrapes in progress to finish\n']);
     expect((await call(`http://127.0.0.1:${status.port}/healthz/ready`)).status).toBe(503);
-    for (const c of held) c.socket.destroy();
+    // two more wait (one of them gives up, leaving the queue); none reaches Envoy while the slots are taken
+    const waiting = connect(status.port, scrape);
+    const quitter = connect(status.port, scrape);
+    await connected(waiting);
+    await connected(quitter);
+    await new Promise((r) => setTimeout(r, 200));
+    quitter.socket.destroy();
+    expect(envoyScrapes).toBe(2);
+    expect(waiting.received()).toBe('');
+    // a slot frees: the waiting scrape is served, and still no more than two are in progress
+    held[0]!.socket.destroy();
+    await vi.waitFor(() => expect(waiting.received()).toContain('envoy_x 1'));
+    expect(envoyScrapes).toBe(3);
+    for (const c of [held[1]!, waiting]) c.socket.destroy();
     await vi.waitFor(async () => expect((await call(`http://127.0.0.1:${status.port}/stats/prometheus`, { headers: { 'x-prometheus-scrape-timeout-seconds': '0.2' } })).status).toBe(200));
+    expect(logs.filter((l) => l.includes('2 metrics scrapes in progress (the limit); more wait for one to finish'))).toHaveLength(1);
   });
 
   it('handles pipelined requests one after another, and closes a connection with too many waiting', async () => {
