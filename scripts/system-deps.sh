@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real (openssl to check what we sign,
 # iproute2 and iptables for network-namespace tests, util-linux for setpriv, faketime to step a
-# process's wall clock, ...). Quiet and quick when they are already there.
+# process's wall clock, zsh and fish for the completion scripts, ...). Quiet and quick when they are already there.
 set -euo pipefail
-PKGS=(openssl iproute2 iptables procps util-linux faketime python3-grpcio docker-registry skopeo apache2-utils dnsutils dnsmasq-base)
+PKGS=(openssl iproute2 iptables procps util-linux faketime bash zsh fish python3-grpcio docker-registry skopeo apache2-utils dnsutils dnsmasq-base)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

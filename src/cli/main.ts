@@ -326,6 +326,19 @@ export function buildProgram(): Command {
       else process.stdout.write(`client version: version.BuildInfo{Version:"${info.version}", GitRevision:"${info.revision}", GolangVersion:"${info.golang_version}", BuildStatus:"${info.status}", GitTag:"${info.tag}"}\n`);
     });
 
+  // cobra's: `completion <shell>` with --no-descriptions; with no shell, the help
+  const completion = program.command('completion').description('Generate the autocompletion script for the specified shell');
+  for (const shell of ['bash', 'zsh', 'fish', 'powershell'] as const) {
+    completion
+      .command(shell)
+      .description(`Generate the autocompletion script for ${shell}`)
+      .option('--no-descriptions', 'disable completion descriptions')
+      .action(async (o: { descriptions: boolean }) => {
+        const { completionScript } = await import('./completion.js');
+        process.stdout.write(completionScript(program, shell, o.descriptions));
+      });
+  }
+
   return program;
 }
 
