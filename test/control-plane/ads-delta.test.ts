@@ -140,6 +140,20 @@ describe('ADS delta', () => {
     expect(names(again)).toEqual(['ROOTCA', 'default']);
   });
 
+  it("answers the name table as istiod does: an empty unnamed one while it has none, removed when one is given", async () => {
+    const c = open();
+    c.request({ type_url: TypeUrl.NameTable });
+    const r1 = await c.next();
+    expect(r1.resources.map((x) => [x.name, x.resource!.typeUrl, x.resource!.value.length])).toEqual([['', TypeUrl.NameTable, 0]]);
+    c.ack(r1);
+    await cp.waitForAck(TypeUrl.NameTable, r1.systemVersionInfo);
+    expect(await c.expectNone(200)).toBe(true);
+    cp.setResources(TypeUrl.NameTable, [{ name: 'nds', binary: new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x12, 0x00]) }], { replace: true });
+    const r2 = await c.next();
+    expect(names(r2)).toEqual(['nds']);
+    expect(r2.removedResources).toEqual(['']);
+  });
+
   it('serves a reconnecting client only what changed while it was away', async () => {
     const c1 = open();
     c1.request({ type_url: CDS });

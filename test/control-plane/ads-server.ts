@@ -31,10 +31,12 @@ import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { JsonValue } from '@bufbuild/protobuf';
 import { DEBUG_TYPE, SYNCZ, debugResources, type DebugStreamView } from './debug.js';
-import { emptyAnswer, type ChangeEvent, type ResourceStore, type StoredResource } from './resources.js';
+import { EMPTY_NAME_TABLE, emptyAnswer, type ChangeEvent, type ResourceStore, type StoredResource } from './resources.js';
 import {
   PUSH_ORDER,
+  TypeUrl,
   createMessage,
+  normalizeTypeUrl,
   messageToJson,
   shortType,
   xdsSchemas,
@@ -457,9 +459,21 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     this.disconnectAll(grpc.status.UNAVAILABLE, 'control plane shutting down');
   }
 
+  /**
+   * What a wildcard subscription gets: every stored resource, and for the name table with none
+   * stored, istiod's empty one (its NDS generator always sends a table; an agent with DNS capture
+   * stays not ready until one arrives).
+   */
+  private wildcardResources(typeUrl: string): StoredResource[] {
+    const all = this.opts.store.all(typeUrl);
+    if (all.length > 0 || normalizeTypeUrl(typeUrl) !== TypeUrl.NameTable) return all;
+    return [EMPTY_NAME_TABLE];
+  }
+
   /** The resource a named subscription gets for `name`: the stored one, else istiod's empty answer where istiod gives one. */
   private lookup(typeUrl: string, name: string): StoredResource | undefined {
     const stored = this.opts.store.get(typeUrl, name);
+    if (!stored && name === EMPTY_NAME_TABLE.name && this.wildcardResources(typeUrl)[0] === EMPTY_NAME_TABLE) return EMPTY_NAME_TABLE;
     if (stored || !this.opts.answersEveryName(typeUrl)) return stored;
     let byName = this.emptyResources.get(typeUrl);
     if (!byName) this.emptyResources.set(typeUrl, (byName = new Map()));
@@ -702,7 +716,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     if (!st) return false;
     const store = this.opts.store;
     const resources = st.wildcard
-      ? store.all(typeUrl)
+      ? this.wildcardResources(typeUrl)
       : [...st.names].map((n) => this.lookup(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
     const version = store.version(typeUrl);
     const nonce = s.nextNonce();
@@ -851,7 +865,7 @@ export class AdsServer extends EventEmitter<{ update: [] }> {
     if (!st) return false;
     const store = this.opts.store;
     const candidates = st.wildcard
-      ? store.all(typeUrl)
+      ? this.wildcardResources(typeUrl)
       : [...st.subscribed].map((n) => this.lookup(typeUrl, n)).filter((r): r is StoredResource => r !== undefined);
     const resources = o.forced ? candidates : candidates.filter((r) => st.known.get(r.name) !== r.version);
     const removed = [...st.known.keys()].filter((n) => (st.wildcard || st.subscribed.has(n)) && !this.lookup(typeUrl, n));

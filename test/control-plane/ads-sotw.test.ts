@@ -225,6 +225,19 @@ describe('ADS state of the world', () => {
     expect(r3.resources.map((a) => decodeResource(a).json)).toEqual([{ name: '80', validate_clusters: false }]); // no virtual hosts
   });
 
+  it("answers the name table as istiod does: an empty one while it has none, then the one it is given", async () => {
+    const c = open();
+    c.request({ type_url: TypeUrl.NameTable });
+    const r1 = await c.next();
+    expect(r1.resources.map((a) => [a.typeUrl, a.value.length])).toEqual([[TypeUrl.NameTable, 0]]);
+    c.ack(r1);
+    await cp.waitForAck(TypeUrl.NameTable, r1.versionInfo);
+    const table = new Uint8Array([0x0a, 0x05, 0x0a, 0x01, 0x61, 0x12, 0x00]); // { table: { a: {} } }
+    cp.setResources(TypeUrl.NameTable, [{ name: 'nds', binary: table }], { replace: true });
+    const r2 = await c.next();
+    expect(r2.resources.map((a) => Buffer.from(a.value).toString('hex'))).toEqual([Buffer.from(table).toString('hex')]);
+  });
+
   it('with answerEveryNameTypes: [] answers only the names it has', async () => {
     const only = await startControlPlane({ ca: { keyAlgorithm: 'ecdsa' }, answerEveryNameTypes: [] });
     try {

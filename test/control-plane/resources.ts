@@ -127,6 +127,14 @@ export function emptyAnswer(typeUrl: string, name: string): StoredResource {
   return toStoredResource(typeUrl, { name, json });
 }
 
+/** istiod's name table when it knows no names: the NDS generator sends one, unnamed, whatever the mesh. */
+export const EMPTY_NAME_TABLE: StoredResource = {
+  typeUrl: 'type.googleapis.com/istio.networking.nds.v1.NameTable',
+  name: '',
+  binary: new Uint8Array(0),
+  version: contentVersion(new Uint8Array(0)),
+};
+
 interface TypeState {
   version: string;
   readonly resources: Map<string, StoredResource>;

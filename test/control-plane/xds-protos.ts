@@ -21,6 +21,7 @@ export const TypeUrl = {
   ScopedRouteConfiguration: 'type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration',
   Secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
   TypedExtensionConfig: 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+  NameTable: 'type.googleapis.com/istio.networking.nds.v1.NameTable',
 } as const;
 
 /**

@@ -118,7 +118,6 @@ export class SdsClient {
   private backoff: number;
   private timer: NodeJS.Timeout | undefined;
   private readonly current = new Map<string, ReceivedSecret>();
-  readonly history: ReceivedSecret[] = [];
   acks = 0;
   nacks = 0;
   streamsOpened = 0;
@@ -219,7 +218,6 @@ export class SdsClient {
       }
       for (const a of accepted) {
         this.current.set(a.name, a);
-        this.history.push(a);
         this.events.onSecret?.(a);
       }
       this.acceptedVersion = version;
