@@ -217,9 +217,8 @@ class ProxyConnection implements FrameSink {
   }
 
   start(): void {
-    // Envoy's stream is watched from the start, so that it going away is noticed even while the
-    // upstream dial waits out a backoff; its requests wait (and Envoy's reading pauses) until the
-    // upstream stream exists.
+    // Envoy's stream is watched from the start, so that it going away is noticed while the
+    // upstream stream opens; its requests wait (and Envoy's reading pauses) until it exists.
     this.downstream.attach({
       onRequest: (msg) => this.onDownstreamRequest(msg),
       onGone: (kind, reason) => this.onDownstreamGone(kind, reason),
@@ -228,11 +227,15 @@ class ProxyConnection implements FrameSink {
     if (wait <= 0) return this.dial();
     // istiod has not answered since start and the last dial failed: the store answers at once
     if (this.requestsBeforeFirstResponse && this.serveFromCache(`${this.proxy.dialFailures} dials failed`)) return;
-    log.info(`connection ${this.id}: dialling istiod in ${wait} ms (backing off after ${this.proxy.dialFailures} failed attempts)`);
-    this.dialTimer = setTimeout(() => {
-      this.dialTimer = undefined;
-      this.dial();
-    }, timerDelay(wait));
+    // A dial failed less than the backoff ago: this stream fails at once, as under Istio's agent
+    // (its dial for the stream fails), so that Envoy shows itself disconnected
+    // (control_plane.connected_state 0), logs why, and retries on its own backoff; the agent does
+    // not dial istiod again before its backoff ends, however often a client reconnects.
+    const details = `istiod at ${this.proxy.options.upstream.address} unreachable: ${this.proxy.lastDialError}; not dialling again for ${Math.ceil(wait)} ms (backing off after ${this.proxy.dialFailures} failed attempts)`;
+    log.debug(`connection ${this.id}: ${details}`);
+    // each refused stream stands for one of the failed reconnects Envoy would make under Istio's agent
+    metrics.istiodConnectionTerminations.inc({ type: TerminationType.error });
+    this.close({ code: Status.UNAVAILABLE, details });
   }
 
   private dial(): void {
@@ -253,7 +256,7 @@ class ProxyConnection implements FrameSink {
       }, { keepalive: this.proxy.keepalive, onTooManyPings: () => this.proxy.pingedTooOften() });
     } catch (err) {
       metrics.istiodConnectionFailures.inc();
-      this.proxy.dialFailed();
+      this.proxy.dialFailed((err as Error).message);
       log.error(`failed to connect to upstream ${upstreamAddress}: ${(err as Error).message}`);
       this.close({ code: Status.UNAVAILABLE, details: (err as Error).message });
       return;
@@ -601,7 +604,7 @@ class ProxyConnection implements FrameSink {
       // counted below as a termination with error, not as a connection failure: Istio's dial does
       // not block, so an istiod it cannot reach (refused, TLS, a wrong root) fails the stream, and
       // istiod_connection_failures counts only dial options it could not build (the catch in dial())
-      this.proxy.dialFailed();
+      this.proxy.dialFailed(status.details);
       log.error(`connection ${this.id}: failed to connect to upstream ${this.proxy.options.upstream.address}: ${status.details}`);
     }
     // only istiod's OK is a graceful end for Envoy (grpc-go's io.EOF, which Istio turns into OK); a
@@ -701,14 +704,14 @@ class ProxyConnection implements FrameSink {
             if (this.closed || connected) return;
             // each failed probe stands for one of the reconnects Envoy would make under Istio's agent
             metrics.istiodConnectionTerminations.inc({ type: TerminationType.error });
-            this.proxy.dialFailed();
+            this.proxy.dialFailed(st.details);
             log.debug(`connection ${this.id}: istiod still unreachable: ${st.details}`);
             this.scheduleProbe();
           },
         });
       } catch (err) {
         log.error(`connection ${this.id}: ${(err as Error).message}`);
-        this.proxy.dialFailed();
+        this.proxy.dialFailed((err as Error).message);
         this.scheduleProbe();
       }
     }, timerDelay(wait));
@@ -818,7 +821,11 @@ export class XdsProxy {
     return this.failedDials;
   }
 
-  dialFailed(): void {
+  /** Why the last dial failed, for the streams refused while the backoff runs. */
+  lastDialError = '';
+
+  dialFailed(reason: string): void {
+    this.lastDialError = reason;
     this.failedDials++;
     this.nextDialAt = performance.now() + this.dialBackoff.next();
   }

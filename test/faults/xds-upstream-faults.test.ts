@@ -86,31 +86,35 @@ async function statusOfOneRequest(socketPath: string): Promise<{ code: number; m
 }
 
 describe('upstream dials', () => {
-  it('backs off after a failed dial: a client reconnecting in a loop does not make the agent redial', async () => {
+  it('backs off after a failed dial: a client reconnecting in a loop is refused at once, saying why, and does not make the agent redial', async () => {
     const peer = await droppingPeer();
     const socketPath = await startProxy(peer.address, { dialBackoff: { initialMs: 60_000, maxMs: 60_000, randomization: 0 } });
     const requests = await total('istio_agent_xds_proxy_requests');
     const first = rawStream(socketPath);
     first.stream.write(frameHeader(0));
-    expect((await first.status).code).toBe(grpc.status.UNAVAILABLE);
+    const refusedByPeer = await first.status;
+    expect(refusedByPeer.code).toBe(grpc.status.UNAVAILABLE);
     // nothing reached istiod: no request counted (Istio counts in its send loop, which never started)
     expect(await total('istio_agent_xds_proxy_requests')).toBe(requests);
     first.session.destroy();
     expect(peer.dials()).toBe(1);
-    // 20 reconnects, each replacing the last, while the backoff runs: none may dial
+    const errors = async (): Promise<number> => (await registry.getSingleMetric('istio_agent_istiod_connection_terminations')!.get()).values.find((v) => v.labels.type === 'error')?.value ?? 0;
+    const errorsBefore = await errors();
+    // 20 reconnects while the backoff runs: each fails at once (as Istio's dial would), none dials
     for (let i = 0; i < 20; i++) {
-      const next = rawStream(socketPath);
-      next.stream.write(frameHeader(0));
-      await vi.waitFor(() => expect(proxy!.connections).toBe(1));
-      next.session.destroy();
-      await vi.waitFor(() => expect(proxy!.connections).toBe(0));
+      const st = await statusOfOneRequest(socketPath);
+      expect(st.code).toBe(grpc.status.UNAVAILABLE);
+      expect(st.message).toMatch(new RegExp(`^istiod at ${peer.address} unreachable: .+; not dialling again for \\d+ ms \\(backing off after 1 failed attempts\\)$`));
     }
+    await vi.waitFor(() => expect(proxy!.connections).toBe(0));
     expect(peer.dials()).toBe(1);
     expect(proxy!.dialFailures).toBe(1);
     expect(proxy!.dialWaitMs()).toBeGreaterThan(50_000);
+    // each refusal counts as the failed reconnect it stands for
+    expect((await errors()) - errorsBefore).toBe(20);
   });
 
-  it("delivers requests sent while the dial waits, once istiod is back, and resets the backoff", { timeout: 30_000 }, async () => {
+  it('dials again once the backoff has passed, and a dial that reaches istiod resets it', { timeout: 30_000 }, async () => {
     // istiod down: a port nothing listens on, then a control plane on it
     const port = await freePort();
     const socketPath = await startProxy(`127.0.0.1:${port}`, { dialBackoff: { initialMs: 400, randomization: 0 } });
@@ -125,9 +129,11 @@ describe('upstream dials', () => {
     try {
       cp = await startControlPlane({ plaintext: true, listen: `127.0.0.1:${port}` });
       cp.setResources(CDS, [{ json: { '@type': CDS, name: 'back', type: 'STATIC', connect_timeout: '1s' } }], { replace: true });
+      // within the 400 ms: refused without a dial; after it: served
+      await new Promise((r) => setTimeout(r, Math.max(0, proxy!.dialWaitMs() + 50)));
       const client = openSotw(target);
       try {
-        client.request({ type_url: CDS }); // sent during the 400 ms wait: held, then forwarded
+        client.request({ type_url: CDS });
         const res = await client.next(20_000);
         expect(res.resources).toHaveLength(1);
         expect(proxy!.dialFailures).toBe(0);

@@ -22,7 +22,8 @@ const controlPlaneMain = join(repoRoot, 'dist-test/test/control-plane/main.js');
 const CDS = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 const LDS = 'type.googleapis.com/envoy.config.listener.v3.Listener';
 const ECDS = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
-const AGENT_TYPE = 'type.googleapis.com/istio.networking.nds.v1.NameTable';
+// dynamic ProxyConfig: an agent-consumed type for which the control plane stores nothing unless told (it answers the name table with an empty one)
+const AGENT_TYPE = 'type.googleapis.com/istio.mesh.v1alpha1.ProxyConfig';
 
 let cp: ControlPlane;
 let dir: string;
