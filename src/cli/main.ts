@@ -343,8 +343,10 @@ export function buildProgram(): Command {
 }
 
 function logCommandError(err: unknown): void {
-  if (err instanceof ConfigError) log.error(err.message);
-  else log.error(`Error: ${(err as Error).message}`);
+  if (err instanceof ConfigError) {
+    for (const w of err.warnings) log.warn(w);
+    log.error(err.message);
+  } else log.error(`Error: ${(err as Error).message}`);
 }
 
 /** SIGTERM/SIGINT held by bin/pilot-agent.js while the CLI loads. */

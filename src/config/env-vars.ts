@@ -1,8 +1,10 @@
 // Every environment variable the agent reads is declared here, once, with its default and
-// description (as istio/pkg/env does). `readEnvSettings` parses them all and reports every bad value
-// together; nothing else in the agent touches process.env.
+// description (as istio/pkg/env does). `readEnvSettings` parses them all; nothing else in the agent
+// touches process.env. A value that does not parse is warned about and the default used, as
+// istio/pkg/env does: these values reach every pod of a mesh through proxyMetadata, where a typo
+// must not stop every proxy. Only where Istio's agent also fails to start is a bad value an error.
 
-import { parseGoDuration } from './duration.js';
+import { formatGoDuration, parseGoDuration } from './duration.js';
 import type { IssueList } from './errors.js';
 
 type Parser<T> = (raw: string) => { ok: true; value: T } | { ok: false; message: string };
@@ -12,6 +14,8 @@ export interface EnvVar<T> {
   readonly defaultValue: T;
   readonly description: string;
   readonly parse: Parser<T>;
+  /** Why a bad value stops start-up (Istio's agent fails on it too); unset: warned, default used. */
+  readonly fatal?: string;
 }
 
 const str: Parser<string> = (raw) => ({ ok: true, value: raw });
@@ -92,9 +96,12 @@ const proxyUrl: Parser<string> = (raw) => {
   return { ok: true, value: u.href.replace(/\/$/, '') };
 };
 
-function def<T>(name: string, defaultValue: T, parse: Parser<T>, description: string): EnvVar<T> {
-  return { name, defaultValue, parse, description };
+function def<T>(name: string, defaultValue: T, parse: Parser<T>, description: string, fatal?: string): EnvVar<T> {
+  return { name, defaultValue, parse, description, ...(fatal ? { fatal } : {}) };
 }
+
+/** Istio puts these in typed node metadata (a StringBool), whose JSON decoding fails its start. */
+const TYPED_NODE_METADATA = 'typed node metadata: Istio fails to start on it too';
 
 const HOUR = 3_600_000;
 
@@ -106,9 +113,9 @@ export const ENV = {
   SERVICE_ACCOUNT: def('SERVICE_ACCOUNT', '', str, 'Name of the service account (workload identity).'),
   HOST_IP: def('HOST_IP', '', str, 'Node IP; substituted for $(HOST_IP) in ISTIO_BOOTSTRAP_OVERRIDE.'),
   ISTIO_META_CLUSTER_ID: def('ISTIO_META_CLUSTER_ID', '', str, 'Cluster ID sent to istiod and the CA as ClusterID metadata.'),
-  ISTIO_CPU_LIMIT: def('ISTIO_CPU_LIMIT', 0, int(0), 'CPU limit of the container, rounded up; sets Envoy concurrency when ProxyConfig does not.'),
+  ISTIO_CPU_LIMIT: def('ISTIO_CPU_LIMIT', 0, int(0, 2 ** 31 - 1), 'CPU limit of the container, rounded up; sets Envoy concurrency when ProxyConfig does not.'),
   PROXY_CONFIG: def('PROXY_CONFIG', '', str, 'ProxyConfig as YAML or JSON (set by the injector); overrides the mesh file defaultConfig.'),
-  GOMEMLIMIT: def('GOMEMLIMIT', 0, goMemLimit, "The agent's memory limit, set by the injector from the container's limit (Go syntax, bytes); else the cgroup limit applies."),
+  GOMEMLIMIT: def('GOMEMLIMIT', 0, goMemLimit, "The agent's memory limit, set by the injector from the container's limit (Go syntax, bytes); else the cgroup limit applies.", "the Go runtime of Istio's agent refuses to start on a malformed GOMEMLIMIT"),
 
   // Certificates and the CA
   TRUST_DOMAIN: def('TRUST_DOMAIN', 'cluster.local', str, 'Trust domain of SPIFFE identities.'),
@@ -153,7 +160,7 @@ export const ENV = {
   DISABLE_ENVOY: def('DISABLE_ENVOY', false, bool, 'Run every agent feature but Envoy (proxyless gRPC).'),
   GRPC_XDS_BOOTSTRAP: def('GRPC_XDS_BOOTSTRAP', './etc/istio/proxy/grpc-bootstrap.json', str, 'Where to write the gRPC xDS bootstrap for proxyless apps.'),
   PEER_METADATA_DISCOVERY: def('PEER_METADATA_DISCOVERY', false, bool, 'Enable the peer metadata discovery extension in Envoy.'),
-  ISTIO_META_ENABLE_SELF_DISCOVERY: def('ISTIO_META_ENABLE_SELF_DISCOVERY', false, bool, 'Add a local_cluster to the bootstrap for zone-aware routing.'),
+  ISTIO_META_ENABLE_SELF_DISCOVERY: def('ISTIO_META_ENABLE_SELF_DISCOVERY', false, bool, 'Add a local_cluster to the bootstrap for zone-aware routing.', TYPED_NODE_METADATA),
   ISTIO_DUAL_STACK: def('ISTIO_DUAL_STACK', false, bool, 'Configure Envoy for dual-stack (IPv4 and IPv6) addresses.'),
   ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL: def('ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL', false, bool, 'Accept the PROXY protocol on the Envoy status port.'),
   HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED: def('HTTP_STRIP_FRAGMENT_FROM_PATH_UNSAFE_IF_DISABLED', true, bool, 'Strip URI fragments from request paths (Envoy runtime flag).'),
@@ -176,7 +183,7 @@ export const ENV = {
   PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES: def('PROXY_XDS_LAST_KNOWN_GOOD_MAX_BYTES', 256 * 1024 * 1024, int(1024), 'Bound on the last-known-good xDS store, in bytes (not in Istio).'),
 
   // DNS proxy
-  ISTIO_META_DNS_CAPTURE: def('ISTIO_META_DNS_CAPTURE', false, bool, 'Serve DNS on DNS_PROXY_ADDR for captured port-53 traffic.'),
+  ISTIO_META_DNS_CAPTURE: def('ISTIO_META_DNS_CAPTURE', false, bool, 'Serve DNS on DNS_PROXY_ADDR for captured port-53 traffic.', TYPED_NODE_METADATA),
   ISTIO_META_ENABLE_DNS_SERVER: def('ISTIO_META_ENABLE_DNS_SERVER', false, bool, 'Serve DNS on DNS_PROXY_ADDR without capture (gateways).'),
   DNS_PROXY_ADDR: def('DNS_PROXY_ADDR', 'localhost:15053', str, 'Address of the DNS proxy.'),
   DNS_FORWARD_PARALLEL: def('DNS_FORWARD_PARALLEL', false, bool, 'Query all upstream nameservers at once.'),
@@ -225,7 +232,14 @@ export function declaredEnvSet(env: Readonly<Record<string, string | undefined>>
   return new Set((Object.keys(ENV) as EnvName[]).filter((n) => env[n] !== undefined && env[n] !== ''));
 }
 
-export function readEnvSettings(env: Readonly<Record<string, string | undefined>>, issues: IssueList): EnvSettings {
+/** A default as a warning names it: what the variable would have to say to mean it. */
+function shownDefault(v: EnvVar<unknown>): string {
+  if (v.parse === duration || v.parse === durationNegativeAsZero) return formatGoDuration(v.defaultValue as number);
+  return typeof v.defaultValue === 'string' ? JSON.stringify(v.defaultValue) : String(v.defaultValue);
+}
+
+/** Parses every declared variable: a bad value is an issue where Istio fails too, else a warning and the default. */
+export function readEnvSettings(env: Readonly<Record<string, string | undefined>>, issues: IssueList, warn: (message: string) => void): EnvSettings {
   const out: Record<string, unknown> = {};
   for (const v of Object.values(ENV) as EnvVar<unknown>[]) {
     const raw = env[v.name];
@@ -236,7 +250,8 @@ export function readEnvSettings(env: Readonly<Record<string, string | undefined>
     const parsed = v.parse(raw);
     if (parsed.ok) out[v.name] = parsed.value;
     else {
-      issues.add(`env ${v.name}`, '', raw, parsed.message);
+      if (v.fatal) issues.add(`env ${v.name}`, '', raw, `${parsed.message} (${v.fatal})`);
+      else warn(`invalid environment variable value: env ${v.name}: ${parsed.message} (value: ${JSON.stringify(raw.length > 256 ? `${raw.slice(0, 256)}...` : raw)}); using the default, ${shownDefault(v)}`);
       out[v.name] = v.defaultValue;
     }
   }

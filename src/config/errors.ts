@@ -17,7 +17,11 @@ export function formatIssue(i: ConfigIssue): string {
 
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
-  constructor(readonly issues: readonly ConfigIssue[]) {
+  constructor(
+    readonly issues: readonly ConfigIssue[],
+    /** What was warned about on the way (bad values replaced by defaults): said too, before the error. */
+    readonly warnings: readonly string[] = [],
+  ) {
     super(`invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n  ${issues.map(formatIssue).join('\n  ')}`);
     this.name = 'ConfigError';
   }
@@ -45,7 +49,7 @@ export class IssueList {
     this.issues.push({ source, field, value: shown(value), message });
   }
 
-  throwIfAny(): void {
-    if (this.issues.length > 0) throw new ConfigError(this.issues);
+  throwIfAny(warnings: readonly string[] = []): void {
+    if (this.issues.length > 0) throw new ConfigError(this.issues, warnings);
   }
 }

@@ -89,6 +89,18 @@ describe('loadAgentConfig', () => {
     expect(overridden.proxyConfig.proxyHeaders).toMatchObject({ forwardedClientCert: 'FORWARD_ONLY', server: { disabled: true }, requestId: { disabled: true } });
   });
 
+  it('reads the annotation and the mesh file as Istio does (yaml.v2): YAML 1.1 booleans, a repeated key\'s last value, the first document', () => {
+    mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
+    writeFileSync(join(dir, 'etc/istio/config/mesh'), 'defaultConfig:\n  holdApplicationUntilProxyStarts: on\n  drainDuration: 10s\ndefaultConfig:\n  drainDuration: 12s\n');
+    writePodFile('annotations', downwardApiText({ 'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: yes\nconcurrency: 2\nconcurrency: 3\n---\n' }));
+    const c = load({});
+    expect(c.proxyConfig.holdApplicationUntilProxyStarts).toBe(true);
+    expect(c.proxyConfig.concurrency).toBe(3);
+    // the mesh file's second defaultConfig replaced the first, as yaml.v2 does
+    expect(c.proxyConfig.drainDuration).toBe('12s');
+    expect(c.warnings.filter((w) => w.includes('a key is given more than once; the last value is used, as Istio does'))).toHaveLength(2);
+  });
+
   it('layers mesh file < PROXY_CONFIG < annotation, replacing fields and merging proxyMetadata', () => {
     mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
     writeFileSync(
@@ -130,13 +142,25 @@ describe('loadAgentConfig', () => {
     expect(c.envoy.terminationDrainMs).toBe(90_000);
   });
 
-  it('takes a negative terminationDrainDuration or MINIMUM_DRAIN_DURATION as Istio does (a drain of 0 s), where other negative durations stay refused', () => {
+  it('takes a negative terminationDrainDuration or MINIMUM_DRAIN_DURATION as Istio does (a drain of 0 s), where other negative durations are warned about and replaced by the default', () => {
     const c = load({ env: { PROXY_CONFIG: '{"terminationDrainDuration":"-5s"}', MINIMUM_DRAIN_DURATION: '-1s' } });
     expect(c.proxyConfig.terminationDrainDuration).toBe('-5s');
     expect(c.envoy.terminationDrainMs).toBe(-5000);
     expect(c.env.MINIMUM_DRAIN_DURATION).toBe(0);
     expect(issuesOf(() => load({ env: { PROXY_CONFIG: '{"drainDuration":"-5s"}' } })).map((i) => i.message).join()).toMatch(/negative/);
-    expect(issuesOf(() => load({ env: { SECRET_TTL: '-1h' } })).map((i) => i.message).join()).toMatch(/negative/);
+    const ttl = load({ env: { SECRET_TTL: '-1h' } });
+    expect(ttl.env.SECRET_TTL).toBe(24 * 3_600_000);
+    expect(ttl.warnings.join('\n')).toContain('env SECRET_TTL: duration must not be negative (value: "-1h"); using the default, 24h0m0s');
+  });
+
+  it('warns about ProxyConfig values Istio does not check and that cannot mean anything, and goes on', () => {
+    const c = load({ env: { PROXY_CONFIG: '{"concurrency":-1,"statNameLength":-5,"tracing":{"sampling":150}}' }, flags: { concurrency: -3 } });
+    // no --concurrency for Envoy: it picks its own, as under Istio
+    expect(c.envoy.concurrency).toBe(-1);
+    const text = c.warnings.join('\n');
+    expect(text).toContain('ProxyConfig (effective): concurrency: negative: Envoy gets no --concurrency and picks its own (value: -1)');
+    expect(text).toContain('statNameLength: negative: has no effect (value: -5)');
+    expect(text).toContain('tracing.sampling: outside 0.0..100.0 (value: 150)');
   });
 
   it("drops unknown ProxyConfig fields with a warning naming them, as Istio's lenient decoding does", () => {
@@ -171,13 +195,10 @@ describe('loadAgentConfig', () => {
       load({
         env: {
           PROXY_CONFIG: '{"drainDuration":"forever","controlPlaneAuthPolicy":"SOMETIMES","proxyAdminPort":70000,"tracing":{"zipkin":{"address":"no-port"}}}',
-          SECRET_TTL: 'a day',
-          ISTIO_DELTA_XDS: 'maybe',
-          ECC_CURVE: 'P521',
-          WORKLOAD_RSA_KEY_SIZE: '1024',
-          ENVOY_STATUS_PORT: '99999',
+          ISTIO_META_DNS_CAPTURE: 'yes',
+          GOMEMLIMIT: '1 gig',
         },
-        flags: { concurrency: -2 },
+        flags: { concurrency: 2.5 },
       }),
     );
     const find = (source: string, field = ''): ConfigError['issues'][number] | undefined =>
@@ -186,15 +207,42 @@ describe('loadAgentConfig', () => {
     expect(find('env PROXY_CONFIG', 'controlPlaneAuthPolicy')?.message).toContain('MUTUAL_TLS');
     expect(find('env PROXY_CONFIG', 'proxyAdminPort')?.value).toBe('70000');
     expect(find('ProxyConfig (effective)', 'tracing.zipkin.address')?.value).toBe('no-port');
-    expect(find('env SECRET_TTL')?.value).toBe('a day');
-    expect(find('env ISTIO_DELTA_XDS')?.value).toBe('maybe');
-    expect(find('env ECC_CURVE')?.message).toContain('"P384"');
-    expect(find('env WORKLOAD_RSA_KEY_SIZE')?.value).toBe('1024');
-    expect(find('env ENVOY_STATUS_PORT')?.value).toBe('99999');
-    expect(find('flag --concurrency')?.value).toBe('-2');
+    // where Istio's agent fails to start too: typed node metadata, the Go runtime's GOMEMLIMIT
+    expect(find('env ISTIO_META_DNS_CAPTURE')?.message).toBe('expected a boolean (true/false/1/0) (typed node metadata: Istio fails to start on it too)');
+    expect(find('env GOMEMLIMIT')?.value).toBe('1 gig');
+    expect(find('flag --concurrency')?.value).toBe('2.5');
     expect(issues.find((i) => i.source.endsWith('etc/istio/pod/annotations'))?.field).toBe('line 2');
     expect(issues.find((i) => i.source.endsWith('etc/istio/pod/labels'))?.value).toBe('app="unterminated');
-    expect(issues.length).toBeGreaterThanOrEqual(12);
+    expect(issues.length).toBeGreaterThanOrEqual(9);
+  });
+
+  it('warns about an env value that does not parse and uses the default, as istio/pkg/env does', () => {
+    const cfg = load({
+      env: {
+        SECRET_TTL: 'a day',
+        MINIMUM_DRAIN_DURATION: '10',
+        ISTIO_DELTA_XDS: 'maybe',
+        EXIT_ON_ZERO_ACTIVE_CONNECTIONS: 'yes',
+        ECC_CURVE: 'P521',
+        WORKLOAD_RSA_KEY_SIZE: '1024',
+        ENVOY_STATUS_PORT: '99999',
+        HTTPS_PROXY: 'socks5://proxy:1080',
+      },
+    });
+    expect(cfg.env.SECRET_TTL).toBe(24 * 3_600_000);
+    expect(cfg.env.MINIMUM_DRAIN_DURATION).toBe(5000);
+    expect(cfg.env.ISTIO_DELTA_XDS).toBe(true);
+    expect(cfg.env.EXIT_ON_ZERO_ACTIVE_CONNECTIONS).toBe(false);
+    expect(cfg.env.ECC_CURVE).toBe('P256');
+    expect(cfg.env.WORKLOAD_RSA_KEY_SIZE).toBe(2048);
+    expect(cfg.env.ENVOY_STATUS_PORT).toBe(15021);
+    expect(cfg.env.HTTPS_PROXY).toBe('');
+    const about = (name: string): string | undefined => cfg.warnings.find((w) => w.includes(`env ${name}:`));
+    expect(about('SECRET_TTL')).toBe('invalid environment variable value: env SECRET_TTL: expected a duration such as "5s", "100ms" or "1h30m" (value: "a day"); using the default, 24h0m0s');
+    expect(about('EXIT_ON_ZERO_ACTIVE_CONNECTIONS')).toContain('(value: "yes"); using the default, false');
+    expect(about('ECC_CURVE')).toContain('(value: "P521"); using the default, "P256"');
+    expect(about('HTTPS_PROXY')).toContain('proxy scheme socks5 is not supported');
+    for (const name of ['MINIMUM_DRAIN_DURATION', 'ISTIO_DELTA_XDS', 'WORKLOAD_RSA_KEY_SIZE', 'ENVOY_STATUS_PORT']) expect(about(name), name).toBeDefined();
   });
 
   it('reports unparsable PROXY_CONFIG, a bad annotation ProxyConfig and a bad mesh file', () => {

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { resolve } from 'node:path';
-import { parseYaml } from '../util/yaml.js';
+import { parseIstioYaml } from '../util/yaml.js';
 import { declaredEnvSet, ENV, ENV_PREFIXES, envWithPrefix, readEnvSettings, type EnvName, type EnvSettings } from './env-vars.js';
 import { IssueList } from './errors.js';
 import { readDownwardApiFile } from './pod-info.js';
@@ -146,10 +146,11 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   const knownType = PROXY_TYPES.find((t) => t === proxyTypeRaw);
   if (!knownType) issues.add('argument', 'proxy type', proxyTypeRaw, `invalid proxy type (want ${PROXY_TYPES.join(', ')})`);
   const proxyType: ProxyType = knownType ?? 'sidecar';
-  if (!Number.isInteger(flags.concurrency) || flags.concurrency < 0) issues.add('flag --concurrency', '', flags.concurrency, 'expected a non-negative integer');
+  // a negative one is ignored, as Istio ignores any but a positive one
+  if (!Number.isInteger(flags.concurrency)) issues.add('flag --concurrency', '', flags.concurrency, 'expected an integer');
   if (!Number.isInteger(flags.stsPort) || flags.stsPort < 0 || flags.stsPort > 65535) issues.add('flag --stsPort', '', flags.stsPort, 'expected a port in 0..65535');
 
-  const env = readEnvSettings(input.env, issues);
+  const env = readEnvSettings(input.env, issues, warn);
 
   const podLabelsPath = at('./etc/istio/pod/labels');
   const podAnnotationsPath = at('./etc/istio/pod/annotations');
@@ -162,7 +163,9 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   if (flags.meshConfig && existsSync(meshPath)) {
     const source = `file ${flags.meshConfig} (--meshConfig)`;
     try {
-      const mesh: unknown = parseYaml(readFileSync(meshPath, 'utf8'), { uniqueKeys: true });
+      const parsed = parseIstioYaml(readFileSync(meshPath, 'utf8'));
+      if (parsed.repeatedKeys) warn(`${source}: a key is given more than once; the last value is used, as Istio does`);
+      const mesh: unknown = parsed.value;
       if (mesh !== null && typeof mesh === 'object' && !Array.isArray(mesh)) {
         const dc = (mesh as Record<string, unknown>).defaultConfig;
         if (dc !== undefined && dc !== null) {
@@ -202,7 +205,7 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
     else issues.add(`annotation ${ANNOTATION_STATUS_PORT}`, '', statusAnno, 'expected a port number');
   }
   const proxyConfig = deepFreeze(effective as ProxyConfigJson);
-  validateProxyConfig(proxyConfig, 'ProxyConfig (effective)', issues);
+  validateProxyConfig(proxyConfig, 'ProxyConfig (effective)', issues, warn);
 
   // Node identity
   const podName = env.POD_NAME;
@@ -272,7 +275,7 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   const stripPrefix = (prefix: string): Record<string, string> =>
     Object.fromEntries(Object.entries(envWithPrefix(input.env, prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
 
-  issues.throwIfAny();
+  issues.throwIfAny(warnings);
   return deepFreeze({
     proxyType,
     flags,

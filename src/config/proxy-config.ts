@@ -6,7 +6,7 @@
 // (snake_case keys, numbers in strings, Go-style durations) and keeps fields it does not know
 // (with a warning), as Istio's lenient parse does.
 
-import { parseYaml } from '../util/yaml.js';
+import { parseIstioYaml } from '../util/yaml.js';
 import { formatProtoDuration, parseAnyDuration } from './duration.js';
 import type { IssueList } from './errors.js';
 
@@ -318,7 +318,9 @@ function normalizeMessage(schema: Schema, oneofs: readonly (readonly string[])[]
 export function parseProxyConfigOverlay(text: string, source: string, issues: IssueList, warn: (msg: string) => void): ProxyConfigJson {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { uniqueKeys: true, prettyErrors: true });
+    const parsed = parseIstioYaml(text);
+    doc = parsed.value;
+    if (parsed.repeatedKeys) warn(`${source}: a key is given more than once; the last value is used, as Istio does`);
   } catch (err) {
     issues.add(source, '', text.length > 200 ? `${text.slice(0, 200)}...` : text, `not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
     return {};

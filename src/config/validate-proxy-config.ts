@@ -35,8 +35,13 @@ function get(pc: ProxyConfigJson, path: string): Json | undefined {
   return cur;
 }
 
-export function validateProxyConfig(pc: ProxyConfigJson, source: string, issues: IssueList): void {
+/**
+ * Istio's ValidateMeshConfigProxyConfig: what it refuses is an issue here; values it does not check
+ * but that cannot mean anything are warned about (`warn`) and left to have no effect, as in Istio.
+ */
+export function validateProxyConfig(pc: ProxyConfigJson, source: string, issues: IssueList, warn: (message: string) => void): void {
   const fail = (field: string, message: string): void => issues.add(source, field, get(pc, field) ?? '', message);
+  const unused = (field: string, message: string): void => warn(`${source}: ${field}: ${message} (value: ${JSON.stringify(get(pc, field))}); Istio does not check it either`);
 
   if (!pc.configPath) fail('configPath', 'config path must be set');
   if (!pc.binaryPath) fail('binaryPath', 'binary path must be set');
@@ -67,7 +72,8 @@ export function validateProxyConfig(pc: ProxyConfigJson, source: string, issues:
     fail('tracing.lightstep.accessToken', 'access token is required');
   }
   const sampling = get(pc, 'tracing.sampling');
-  if (typeof sampling === 'number' && (sampling < 0 || sampling > 100)) fail('tracing.sampling', 'sampling must be in the range 0.0..100.0');
+  // the agent does not use it (istiod applies sampling to its listeners)
+  if (typeof sampling === 'number' && (sampling < 0 || sampling > 100)) unused('tracing.sampling', 'outside 0.0..100.0');
 
   for (const field of ['statsdUdpAddress', 'envoyMetricsServiceAddress', 'envoyMetricsService.address', 'envoyAccessLogService.address']) {
     const addr = get(pc, field);
@@ -86,7 +92,8 @@ export function validateProxyConfig(pc: ProxyConfigJson, source: string, issues:
     fail('controlPlaneAuthPolicy', 'unrecognized control plane auth policy (want NONE or MUTUAL_TLS)');
   }
   const conc = pc.concurrency;
-  if (typeof conc === 'number' && conc < 0) fail('concurrency', 'concurrency must not be negative');
+  // Envoy is given --concurrency only for a positive value (Envoy's default otherwise), as Istio does
+  if (typeof conc === 'number' && conc < 0) unused('concurrency', 'negative: Envoy gets no --concurrency and picks its own');
   const statLen = pc.statNameLength;
-  if (typeof statLen === 'number' && statLen < 0) fail('statNameLength', 'stat name length must not be negative');
+  if (typeof statLen === 'number' && statLen < 0) unused('statNameLength', 'negative: has no effect');
 }

@@ -195,8 +195,9 @@ export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMod
     problems.push(`CA_PROVIDER=${JSON.stringify(provider)} is not supported: this agent implements ${SUPPORTED_CA_PROVIDERS.join(', ')} (the Istio CA API, istio.v1.auth.IstioCertificateService)`);
   }
   const pcp = env.PILOT_CERT_PROVIDER;
+  // Istio takes any other value as istiod (its default branch); so does this agent, saying so
   if (!PILOT_CERT_PROVIDERS.includes(pcp) && !pcp.startsWith('k8s.io/')) {
-    problems.push(`PILOT_CERT_PROVIDER=${JSON.stringify(pcp)} is not supported (want istiod, kubernetes, k8s.io/<signer>, custom or none)`);
+    warnings.push(`PILOT_CERT_PROVIDER=${JSON.stringify(pcp)} is not one of istiod, kubernetes, k8s.io/<signer>, custom or none: treated as istiod, as Istio does`);
   }
   if (env.CREDENTIAL_FETCHER_TYPE !== 'JWT') {
     problems.push(`CREDENTIAL_FETCHER_TYPE=${JSON.stringify(env.CREDENTIAL_FETCHER_TYPE)} is not supported (only JWT: the token file ./var/run/secrets/tokens/istio-token)`);
@@ -205,11 +206,9 @@ export function validateSecurityConfig(config: AgentConfig, mode: WorkloadSdsMod
     problems.push(`WORKLOAD_IDENTITY_SOCKET_FILE=${JSON.stringify(env.WORKLOAD_IDENTITY_SOCKET_FILE)}: workload identity socket file override must be a filename, not a path`);
   }
   if (env.PROV_CERT && env.FILE_MOUNTED_CERTS) problems.push('invalid options: PROV_CERT and FILE_MOUNTED_CERTS are mutually exclusive');
-  if (!(env.SECRET_GRACE_PERIOD_RATIO >= 0 && env.SECRET_GRACE_PERIOD_RATIO <= 1)) {
-    problems.push(`SECRET_GRACE_PERIOD_RATIO=${env.SECRET_GRACE_PERIOD_RATIO}: must be between 0 and 1`);
-  }
-  if (!(env.SECRET_GRACE_PERIOD_RATIO_JITTER >= 0 && env.SECRET_GRACE_PERIOD_RATIO_JITTER <= 1)) {
-    problems.push(`SECRET_GRACE_PERIOD_RATIO_JITTER=${env.SECRET_GRACE_PERIOD_RATIO_JITTER}: must be between 0 and 1`);
+  // Istio clamps the jittered ratio to [0, 1] when it schedules a rotation; so does rotationDelay
+  for (const name of ['SECRET_GRACE_PERIOD_RATIO', 'SECRET_GRACE_PERIOD_RATIO_JITTER'] as const) {
+    if (!(env[name] >= 0 && env[name] <= 1)) warnings.push(`${name}=${env[name]} is outside [0, 1]: the rotation ratio is clamped to [0, 1], as Istio does`);
   }
   if (env.WORKLOAD_RSA_KEY_SIZE < MINIMUM_RSA_KEY_SIZE) problems.push(`WORKLOAD_RSA_KEY_SIZE=${env.WORKLOAD_RSA_KEY_SIZE}: below the minimum of ${MINIMUM_RSA_KEY_SIZE}`);
   const usesCa = !env.FILE_MOUNTED_CERTS && !mode.externalWorkloadSds && !workloadCredentialsMounted(at(config, './var/run/secrets/workload-spiffe-credentials'));

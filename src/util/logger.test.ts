@@ -16,6 +16,16 @@ describe('logger', () => {
     expect(lines[1]).toMatch(/\twarn\tads\tslow\ttype=cds\n$/);
   });
 
+  it("takes Istio's `all` scope as every scope, in order with the others", () => {
+    configureLogging({ outputLevels: parseOutputLevels('xdsproxy:error,all:debug,ads:warn'), asJson: false, write: (l) => lines.push(l) });
+    logger('xdsproxy').debug('a');
+    logger('sds').debug('b');
+    logger().debug('c');
+    logger('ads').info('dropped');
+    expect(lines.map((l) => l.trim().split('\t').pop())).toEqual(['a', 'b', 'c']);
+    expect(parseOutputLevels('all:warn')).toEqual(new Map([['default', 'warn']]));
+  });
+
   it('honours per-scope levels and JSON output', () => {
     configureLogging({ outputLevels: parseOutputLevels('ads:debug,default:warn'), asJson: true, write: (l) => lines.push(l) });
     logger().info('dropped');

@@ -29,7 +29,11 @@ export function configureLogging(next: Partial<LogOptions>): void {
   options = { ...options, ...next };
 }
 
-/** Parses Istio's `scope:level,scope:level` syntax; a bare level applies to `default`. */
+/**
+ * Parses Istio's `scope:level,scope:level` syntax; a bare level applies to `default`. Items apply in
+ * order, and `all` (Istio's override scope, what `sidecar.istio.io/agentLogLevel: all:debug` gives)
+ * sets every scope: what was set before it, and every scope not named after it.
+ */
 export function parseOutputLevels(spec: string): Map<string, Level> {
   const out = new Map<string, Level>();
   for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -40,7 +44,12 @@ export function parseOutputLevels(spec: string): Map<string, Level> {
     if (!(LEVELS as readonly string[]).includes(normalized)) {
       throw new Error(`--log_output_level: invalid level "${level}" for scope "${scope}" (want one of ${LEVELS.join(', ')})`);
     }
-    out.set(scope, normalized as Level);
+    if (scope === 'all') {
+      out.clear();
+      out.set('default', normalized as Level);
+    } else {
+      out.set(scope, normalized as Level);
+    }
   }
   if (!out.has('default')) out.set('default', 'info');
   return out;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseYaml, toYaml } from './yaml.js';
+import { parseIstioYaml, parseYaml, toYaml } from './yaml.js';
 
 describe('parseYaml', () => {
   it('reads JSON as JSON, and YAML (block and flow style) as YAML', () => {
@@ -27,6 +27,28 @@ describe('parseYaml', () => {
 
   it("reports bad input with the YAML parser's message", () => {
     expect(() => parseYaml('{"a": 1', { prettyErrors: true })).toThrow(/flow/i);
+  });
+});
+
+describe('parseIstioYaml (yaml.v2 through sigs.k8s.io/yaml, as Istio reads its configuration)', () => {
+  it('takes YAML 1.1 scalars as yaml.v2 does, but leaves sexagesimals and timestamps strings', () => {
+    expect(parseIstioYaml('a: yes\nb: Off\nc: on\nd: N\ne: 010\nf: 0b11\ng: 1:20\nh: 2001-12-14\ni: "yes"\n').value).toEqual({
+      a: true, b: false, c: true, d: false, e: 8, f: 3, g: '1:20', h: '2001-12-14', i: 'yes',
+    });
+    expect(parseIstioYaml('base: &b {x: 1}\nm:\n  <<: *b\n  z: 2\n').value).toEqual({ base: { x: 1 }, m: { x: 1, z: 2 } });
+  });
+
+  it('keeps the last value of a repeated key, in YAML and JSON, and says a key repeated', () => {
+    expect(parseIstioYaml('a: 1\nb: 2\na: 3\n')).toEqual({ value: { a: 3, b: 2 }, repeatedKeys: true });
+    expect(parseIstioYaml('{"a": 1, "a": 2}')).toEqual({ value: { a: 2 }, repeatedKeys: true });
+    expect(parseIstioYaml('a: 1\nb: 2\n')).toEqual({ value: { a: 1, b: 2 }, repeatedKeys: false });
+  });
+
+  it('reads the first document only, and still refuses what is not YAML, saying where', () => {
+    expect(parseIstioYaml('a: 1\n---\nb: 2\n').value).toEqual({ a: 1 });
+    expect(parseIstioYaml('a: 1\n---\n').value).toEqual({ a: 1 });
+    expect(() => parseIstioYaml('a: [1, 2\nb: 3\n')).toThrow(/line \d+, column \d+/);
+    expect(() => parseIstioYaml(`a: &x [${'1,'.repeat(10)}1]\n${Array.from({ length: 200 }, (_, i) => `k${i}: *x`).join('\n')}\n`)).toThrow(/alias/i);
   });
 });
 

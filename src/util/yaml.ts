@@ -1,5 +1,6 @@
-// The one home of YAML (the maintained `yaml` package: YAML 1.2, precise errors, duplicate-key
-// detection), loaded only when a text is not JSON or YAML is written. Istio's own inputs are
+// The one home of YAML (the maintained `yaml` package: YAML 1.2 and 1.1, precise errors,
+// duplicate-key detection), loaded only when a text is not JSON or YAML is written. Istio's
+// configuration texts are read as Istio reads them (parseIstioYaml); others strictly (parseYaml). Istio's own inputs are
 // mostly JSON (the injector writes PROXY_CONFIG as JSON), and evaluating the YAML library costs
 // ~25 ms of CPU before Envoy can be spawned, so JSON takes JSON.parse's path and the library is
 // loaded synchronously on first real use.
@@ -32,8 +33,8 @@ function looksLikeJson(text: string): boolean {
 
 /**
  * Whether a valid JSON text repeats a key within one object. JSON.parse keeps the last value
- * silently; the YAML parser rejects the repeat (its `uniqueKeys` default), and so does Istio,
- * whose protojson refuses a field given twice. A text with a repeat goes to the YAML parser.
+ * silently; the YAML parser rejects the repeat (its `uniqueKeys` default). A text with a repeat
+ * goes to the YAML parser, or for Istio's lenient reading (parseIstioYaml) is warned about.
  */
 function hasRepeatedKey(json: string): boolean {
   const open: Set<string>[] = [];
@@ -72,6 +73,42 @@ export function parseYaml(text: string, options?: YamlParseOptions): unknown {
     if (value !== undefined && (options?.uniqueKeys === false || !hasRepeatedKey(text))) return value;
   }
   return yamlLibrary().parse(text, options);
+}
+
+/**
+ * yaml.v2's reading of YAML 1.1, which Istio's configuration goes through (sigs.k8s.io/yaml):
+ * yes/no/on/off/y/n are booleans, 010 is octal, 0b11 binary, `<<` merges; but sexagesimal numbers
+ * (1:20) and timestamps stay strings, as yaml.v2 leaves them when decoding into plain values.
+ */
+const ISTIO_YAML_OPTIONS: YamlParseOptions = {
+  version: '1.1',
+  customTags: (tags) => tags.filter((t) => !(typeof t === 'object' && (t.format === 'TIME' || t.tag === 'tag:yaml.org,2002:timestamp'))),
+};
+
+/**
+ * Parses a configuration text as Istio reads ProxyConfig annotations, PROXY_CONFIG and the mesh
+ * file (sigs.k8s.io/yaml's YAMLToJSON over yaml.v2, non-strict): YAML 1.1 scalars, the last value
+ * of a key given twice, the first document only. Pods with such texts pass Istio's injector and run
+ * under Istio's agent, so refusing them would crash-loop them here. `repeatedKeys` says a key was
+ * given twice, for a warning. Throws on a text that is not YAML.
+ */
+export function parseIstioYaml(text: string): { value: unknown; repeatedKeys: boolean } {
+  if (looksLikeJson(text)) {
+    try {
+      const value = JSON.parse(text) as unknown;
+      return { value, repeatedKeys: hasRepeatedKey(text) };
+    } catch {
+      // flow-style YAML or a typo: the YAML parser decides and explains
+    }
+  }
+  const lib = yamlLibrary();
+  let [doc] = lib.parseAllDocuments(text, { ...ISTIO_YAML_OPTIONS, uniqueKeys: true, prettyErrors: true }) as unknown as import('yaml').Document[];
+  if (!doc) return { value: null, repeatedKeys: false };
+  const repeatedKeys = doc.errors.some((e) => e.code === 'DUPLICATE_KEY');
+  if (repeatedKeys) [doc] = lib.parseAllDocuments(text, { ...ISTIO_YAML_OPTIONS, uniqueKeys: false, prettyErrors: true }) as unknown as import('yaml').Document[];
+  const error = doc!.errors[0];
+  if (error) throw error;
+  return { value: doc!.toJS({ maxAliasCount: 100 }) as unknown, repeatedKeys };
 }
 
 /** Writes a value as YAML (the effective-config log line, `version -o yaml`). */

@@ -165,14 +165,23 @@ describe('validateSecurityConfig', () => {
     expect(problems(config({ PILOT_CERT_PROVIDER: 'none' }, { controlPlaneAuthPolicy: 'NONE' }))).toEqual([]);
   });
 
+  it("warns where Istio goes on: an unknown PILOT_CERT_PROVIDER is istiod, a grace ratio outside [0, 1] is clamped", () => {
+    const c = config({ PILOT_CERT_PROVIDER: 'vault', SECRET_GRACE_PERIOD_RATIO: '1.5', SECRET_GRACE_PERIOD_RATIO_JITTER: '-1' });
+    expect(validateSecurityConfig(c)).toEqual([
+      'PILOT_CERT_PROVIDER="vault" is not one of istiod, kubernetes, k8s.io/<signer>, custom or none: treated as istiod, as Istio does',
+      'SECRET_GRACE_PERIOD_RATIO=1.5 is outside [0, 1]: the rotation ratio is clamped to [0, 1], as Istio does',
+      'SECRET_GRACE_PERIOD_RATIO_JITTER=-1 is outside [0, 1]: the rotation ratio is clamped to [0, 1], as Istio does',
+    ]);
+    expect(caRootCaPath(c)).toBe(caRootCaPath(config()));
+    expect(xdsRootCaPath(c)).toBe(xdsRootCaPath(config()));
+  });
+
   it('rejects unsupported providers and contradictions, all at once, naming each', () => {
-    const p = problems(config({ CA_PROVIDER: 'GoogleCA', PILOT_CERT_PROVIDER: 'vault', CREDENTIAL_FETCHER_TYPE: 'GoogleComputeEngine', WORKLOAD_IDENTITY_SOCKET_FILE: '../sock', PROV_CERT: 'p', FILE_MOUNTED_CERTS: 'true', SECRET_GRACE_PERIOD_RATIO: '1.5' }));
+    const p = problems(config({ CA_PROVIDER: 'GoogleCA', CREDENTIAL_FETCHER_TYPE: 'GoogleComputeEngine', WORKLOAD_IDENTITY_SOCKET_FILE: '../sock', PROV_CERT: 'p', FILE_MOUNTED_CERTS: 'true' }));
     expect(p.join('\n')).toMatch(/CA_PROVIDER="GoogleCA" is not supported/);
-    expect(p.join('\n')).toMatch(/PILOT_CERT_PROVIDER="vault" is not supported/);
     expect(p.join('\n')).toMatch(/CREDENTIAL_FETCHER_TYPE="GoogleComputeEngine" is not supported/);
     expect(p.join('\n')).toMatch(/must be a filename, not a path/);
     expect(p.join('\n')).toMatch(/PROV_CERT and FILE_MOUNTED_CERTS are mutually exclusive/);
-    expect(p.join('\n')).toMatch(/SECRET_GRACE_PERIOD_RATIO=1.5/);
     expect(problems(config({ CA_ADDR: 'meshca.googleapis.com:443' })).join('\n')).toMatch(/CA_PROVIDER="GoogleCA"/);
     expect(problems(config({ PILOT_CERT_PROVIDER: 'none' })).join('\n')).toMatch(/root CA file for CA required but configured provider as none/);
     expect(() => validateSecurityConfig(config({ CA_PROVIDER: 'Vault' }))).toThrow(/invalid security configuration:\n {2}- CA_PROVIDER="Vault" is not supported/);

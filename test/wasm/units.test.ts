@@ -237,8 +237,11 @@ describe('options', () => {
       noProxy: '.svc,10.0.0.0/8',
     });
     expect(proxyOf({ https_proxy: '10.1.2.3:3128', NO_PROXY: '*', no_proxy: 'ignored' })).toEqual({ httpsProxy: 'http://10.1.2.3:3128', httpProxy: '', noProxy: '*' });
-    expect(() => loadAgentConfig({ env: { ...pod, HTTPS_PROXY: 'socks5://proxy:1080', http_proxy: 'http://[bad' }, cwd: '/', hostAddresses: ['10.0.0.1'] })).toThrow(
-      /env HTTPS_PROXY: proxy scheme socks5 is not supported \(http or https\) \(value: "socks5:\/\/proxy:1080"\)\n\s*env http_proxy: expected a proxy URL such as http:\/\/proxy\.example:3128, or host:port \(value: "http:\/\/\[bad"\)/,
+    // a proxy that cannot be used is named in a warning and not used (Istio's agent starts with it too)
+    const bad = loadAgentConfig({ env: { ...pod, HTTPS_PROXY: 'socks5://proxy:1080', http_proxy: 'http://[bad' }, cwd: '/', hostAddresses: ['10.0.0.1'] });
+    expect(wasmOptionsFromConfig(bad).proxy).toEqual({ httpsProxy: '', httpProxy: '', noProxy: '' });
+    expect(bad.warnings.join('\n')).toMatch(
+      /env HTTPS_PROXY: proxy scheme socks5 is not supported \(http or https\) \(value: "socks5:\/\/proxy:1080"\); using the default, ""\n.*env http_proxy: expected a proxy URL such as http:\/\/proxy\.example:3128, or host:port \(value: "http:\/\/\[bad"\)/,
     );
   });
 
