@@ -128,7 +128,7 @@ describe('loadAgentConfig', () => {
   });
 
   it('applies the discoveryAddress and status port annotations last', () => {
-    writePodFile('annotations', downwardApiText({ 'sidecar.istio.io/discoveryAddress': 'other:15012', 'status.sidecar.istio.io/port': '15999' }));
+    writePodFile('annotations', downwardApiText({ 'sidecar.istio.io/discoveryAddress': 'other:15012', 'status.sidecar.istio.io/port': ' 15999 ' }));
     const c = load({ env: { PROXY_CONFIG: 'discoveryAddress: env:15012' } });
     expect(c.proxyConfig.discoveryAddress).toBe('other:15012');
     expect(c.proxyConfig.statusPort).toBe(15999);

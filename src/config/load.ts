@@ -201,7 +201,8 @@ export function loadAgentConfig(input: LoadInput): AgentConfig {
   if (discAnno !== undefined) effective.discoveryAddress = discAnno;
   const statusAnno = podAnnotations[ANNOTATION_STATUS_PORT];
   if (statusAnno !== undefined) {
-    if (/^\d+$/.test(statusAnno)) effective.statusPort = Number(statusAnno);
+    // the injector accepts the port with spaces around it (its parsePort trims), so a pod may carry them
+    if (/^\d+$/.test(statusAnno.trim())) effective.statusPort = Number(statusAnno.trim());
     else issues.add(`annotation ${ANNOTATION_STATUS_PORT}`, '', statusAnno, 'expected a port number');
   }
   const proxyConfig = deepFreeze(effective as ProxyConfigJson);
