@@ -120,7 +120,8 @@ export class Agent {
       await this.startup;
     } catch (err) {
       if (err instanceof StartAborted) return; // stop() shuts down what started
-      log.error(`start-up failed: ${(err as Error).message}`);
+      // the error itself is the caller's to report (the CLI prints it once, as Istio's cobra does)
+      log.info('start-up failed: stopping what started');
       await this.shutdown({ maxDrainMs: 0 });
       throw err;
     }

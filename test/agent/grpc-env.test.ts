@@ -91,6 +91,9 @@ describe('gRPC tuning env vars', () => {
     expect(upstream({ GRPC_KEEPALIVE_INTERVAL: '45s', GRPC_KEEPALIVE_TIMEOUT: '20s' })).toEqual({ intervalMs: 45_000, timeoutMs: 20_000 });
     expect(upstream({ GRPC_KEEPALIVE_INTERVAL: '1s', GRPC_KEEPALIVE_TIMEOUT: '0s' })).toEqual({ intervalMs: 10_000, timeoutMs: 20_000 });
     expect(grpcGoKeepalive(0, 0, 'server')).toEqual({ intervalMs: 2 * 3_600_000, timeoutMs: 20_000 });
-    expect(() => loadAgentConfig({ env: { GRPC_KEEPALIVE_INTERVAL: 'soon' }, cwd: '/', hostAddresses: ['10.0.0.1'] })).toThrow(/GRPC_KEEPALIVE_INTERVAL/);
+    // a value that does not parse: warned, and Istio's default (istio/pkg/env)
+    const soon = loadAgentConfig({ env: { GRPC_KEEPALIVE_INTERVAL: 'soon' }, cwd: '/', hostAddresses: ['10.0.0.1'] });
+    expect(soon.env.GRPC_KEEPALIVE_INTERVAL).toBe(30_000);
+    expect(soon.warnings.join('\n')).toContain('env GRPC_KEEPALIVE_INTERVAL: expected a duration such as "5s", "100ms" or "1h30m" (value: "soon"); using the default, 30s');
   });
 });
