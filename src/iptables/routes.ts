@@ -27,7 +27,8 @@ function ipOutput(args: readonly string[]): string {
 }
 
 const EXISTS = /File exists|already assigned/i;
-const MISSING = /No such file|Cannot find|Cannot assign|does not exist/i;
+// 'No such process' (ESRCH): a route deleted from a table that existed once; 'address not found': ::6 gone
+const MISSING = /No such file|No such process|Cannot find|Cannot assign|does not exist|address not found/i;
 
 function tproxyRoutes(cfg: CaptureConfig): string[][] {
   if (cfg.inboundPortsInclude === '' || cfg.inboundInterceptionMode !== 'TPROXY') return [];
