@@ -77,6 +77,19 @@ function chainsDiffer(expected: TableState, current: TableState): boolean {
   return false;
 }
 
+/**
+ * Removes what a failed apply had put in place: a restore is one transaction per table, but the
+ * plan spans tables (mangle and nat for TPROXY) and families (IPv4, then IPv6), so a failure
+ * part-way leaves a capture half applied. Istio leaves it, and every retry of istio-init then
+ * fails on "Chain already exists" for good; here the retry starts from a clean state. Only called
+ * when the run started clean, so nothing it did not add is removed (a dry run never fails).
+ */
+function rollBack(xt: Xtables, plan: RulePlan, active: readonly FamilyState[]): boolean {
+  log.warn('restore failed part-way: removing the rules this run applied');
+  for (const fs of active) for (const args of cleanupCommands(plan.of(fs.family))) xt.run(fs.variant!, 'iptables', args);
+  return true;
+}
+
 export function applyPlan(cfg: CaptureConfig, plan: RulePlan, xt: Xtables): void {
   const v4 = xt.detect(4);
   let v6: XtablesVariant | undefined;
@@ -142,12 +155,17 @@ function applyWithVariants(cfg: CaptureConfig, plan: RulePlan, xt: Xtables, v4: 
     }
     if ((needApply || cfg.forceApply) && !cfg.cleanupOnly) {
       log.info('Applying iptables chains and rules');
+      // what was there before this run is left alone on failure unless it was cleaned first
+      const startedClean = !residue || cfg.reconcile;
       for (const fs of active) {
         const input = restoreInput(plan.of(fs.family));
         log.info(`Running iptables restore with: ${fs.variant!.restore} and the following input:\n${input.trim()}`);
         // --noflush: only the ISTIO chains and jumps change; one transaction per table
         const r = xt.run(fs.variant!, 'restore', ['--noflush'], input);
-        if (!r.ok) throw new IptablesApplyError(`${fs.variant!.restore} failed: ${r.error}`);
+        if (!r.ok) {
+          const rolledBack = startedClean && rollBack(xt, plan, active);
+          throw new IptablesApplyError(`${fs.variant!.restore} failed: ${r.error}${rolledBack ? ' (the rules this run had applied were removed, so that the next run starts clean)' : ''}`);
+        }
       }
     }
   } finally {

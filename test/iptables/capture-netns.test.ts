@@ -1,8 +1,12 @@
 // istio-iptables for real, in network namespaces this test creates: the istio-init argv of the
 // injected fixtures applied unchanged, traffic actually captured (outbound to 15001, inbound from
 // the veth peer to 15006), the proxy's uid 1337 not captured, a second run changing nothing,
-// --reconcile repairing drift, --cleanup-only leaving nothing, TPROXY routing set and removed.
+// --reconcile repairing drift, --cleanup-only leaving nothing, TPROXY routing set and removed, a
+// restore failing part-way rolled back so that the retry starts clean.
 
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   canUseNetns, connectFrom, injectedInitArgs, istioIptables, pilotAgent, podWithPeer, rulesOf, standaloneNamespace, startServers, tableOf, type PodNetwork,
@@ -162,6 +166,33 @@ describe.skipIf(!canUseNetns)('TPROXY', { timeout: NETNS_TEST_TIMEOUT }, () => {
       expect(again.code, again.stderr).toBe(0);
     } finally {
       ns.remove();
+    }
+  });
+});
+
+describe.skipIf(!canUseNetns)('a restore failing part-way', { timeout: NETNS_TEST_TIMEOUT }, () => {
+  it('removes what the run had applied (IPv4 of a dual-stack pod whose IPv6 restore failed), so that the retry succeeds', async () => {
+    const ns = standaloneNamespace('fd00:215::2/64');
+    // ip6tables-restore fails once, as a missing kernel module or a transient error would make it
+    const broken = mkdtempSync(join(tmpdir(), 'pa-ipt-broken-'));
+    for (const name of ['ip6tables-restore', 'ip6tables-nft-restore', 'ip6tables-legacy-restore']) {
+      writeFileSync(join(broken, name), '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: line 2 failed: simulated failure" >&2\nexit 1\n');
+      chmodSync(join(broken, name), 0o755);
+    }
+    try {
+      const failed = await istioIptables(ns, ISTIO_INIT, { env: { PATH: `${broken}:${process.env.PATH ?? ''}` } });
+      expect(failed.code, failed.stderr + failed.stdout).toBe(1);
+      expect(failed.stdout + failed.stderr).toContain('simulated failure');
+      expect(failed.stdout + failed.stderr).toContain('the rules this run had applied were removed, so that the next run starts clean');
+      expect(rulesOf(ns, 4)).not.toContain('ISTIO');
+      // the cause gone, kubelet's retry of istio-init applies the capture (Istio's would fail on "Chain already exists" for good)
+      const retry = await istioIptables(ns, ISTIO_INIT);
+      expect(retry.code, retry.stderr + retry.stdout).toBe(0);
+      expect(rulesOf(ns, 4)).toContain('-A ISTIO_OUTPUT');
+      expect(rulesOf(ns, 6)).toContain('-A ISTIO_OUTPUT');
+    } finally {
+      ns.remove();
+      rmSync(broken, { recursive: true, force: true });
     }
   });
 });
