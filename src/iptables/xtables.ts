@@ -105,8 +105,13 @@ export class RealXtables implements Xtables {
       try {
         return this.probe(bin);
       } catch (err) {
-        failures.push((err as Error).message);
-        log.debug(`cannot use ${bin}: ${(err as Error).message}`);
+        const message = (err as Error).message;
+        failures.push(message);
+        // a binary not installed, or a kernel without that backend, is routine; the xtables lock held
+        // past the probe's wait is not: the rules would go to another backend than the pod's (Istio
+        // logs it at debug only), so an operator must be able to see it
+        if (/xtables lock|Resource temporarily unavailable/i.test(message)) log.warn(`cannot use ${bin}, trying the next iptables backend: ${message}`);
+        else log.debug(`cannot use ${bin}: ${message}`);
         return undefined;
       }
     };
