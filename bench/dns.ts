@@ -8,9 +8,14 @@
 // query so that both see the same machine noise; throughput is 64 queries outstanding, runs
 // interleaved. The load comes from a separate Node process (test/dns/load-client.ts), the same
 // for both servers.
+// - a large mesh's table: the heap its lookup table takes for 200,000 Kubernetes services (each
+//   known by its forms and their search-domain expansions), against the table's wire size, and
+//   the time to build it.
 
 import { LocalDnsServer } from '../src/dns/server.js';
 import { decodeNameTable } from '../src/dns/name-table.js';
+import { LookupTable, proxyScope } from '../src/dns/lookup-table.js';
+import { collectAll } from '../src/util/gc.js';
 import { encodeNameTableWire, startDnsmasq, type NameInfoInput } from '../test/dns/support.js';
 import { runLoad, type LoadResult } from '../test/dns/load-client.js';
 import { freePort } from '../test/support/processes.js';
@@ -23,6 +28,28 @@ const THROUGHPUT_QUERIES = 20_000;
 const OUTSTANDING = 64;
 
 type Names = readonly (readonly [string, 'A'])[];
+
+const LARGE_MESH_SERVICES = 200_000;
+
+/** Heap (MiB) and build time (ms) of the lookup table of a large mesh's name table, and its wire size (MiB). */
+async function largeTable(): Promise<{ heapMiB: number; wireMiB: number; buildMs: number; names: number }> {
+  const table: Record<string, NameInfoInput> = {};
+  for (let i = 0; i < LARGE_MESH_SERVICES; i++) {
+    const ns = `ns${i % 500}`;
+    table[`svc${i}.${ns}.svc.cluster.local`] = { ips: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], registry: 'Kubernetes', shortname: `svc${i}`, namespace: ns };
+  }
+  const wire = encodeNameTableWire(table);
+  const decoded = await decodeNameTable(wire);
+  collectAll();
+  const before = process.memoryUsage();
+  const t0 = performance.now();
+  const lookup = new LookupTable(decoded, proxyScope('ns1', 'ns1.svc.cluster.local'), ['ns1.svc.cluster.local', 'svc.cluster.local', 'cluster.local']);
+  const buildMs = performance.now() - t0;
+  collectAll();
+  const after = process.memoryUsage();
+  const heap = after.heapUsed + after.external - before.heapUsed - before.external;
+  return { heapMiB: heap / 1048576, wireMiB: wire.length / 1048576, buildMs, names: lookup.size };
+}
 
 export const dnsBench: Bench = async ({ runs }) => {
   configureLogging({ outputLevels: new Map([['default', 'error']]) });
@@ -88,6 +115,7 @@ export const dnsBench: Bench = async ({ runs }) => {
   for (const r of [...hit.map((x) => x.r), ...fwd.map((x) => x.r), ...Object.values(qpsRuns).flat()]) {
     if (r.answered !== r.sent || (r.rcodes['0'] ?? 0) !== r.sent) throw new Error(`a load run lost or failed queries: ${JSON.stringify(r)}`);
   }
+  const large = await largeTable();
   const us = (ms: number): number => ms * 1000;
   const med = (xs: readonly number[]): number => median(xs);
   const hitRatio = med(hit.map((x) => x.agent.p50Ms / x.dnsmasq.p50Ms));
@@ -107,6 +135,8 @@ export const dnsBench: Bench = async ({ runs }) => {
       ['forwarded p50 ratio (agent / dnsmasq)', fwdRatio.toFixed(2)],
       [`table hit qps, ${OUTSTANDING} outstanding: agent / dnsmasq`, `${m('agentHit').toFixed(0)} / ${m('dnsmasqHit').toFixed(0)}`],
       ['forwarded qps, agent', m('agentFwd').toFixed(0)],
+      [`lookup table of ${LARGE_MESH_SERVICES} services (${large.names} names): heap MiB / wire MiB`, `${large.heapMiB.toFixed(0)} / ${large.wireMiB.toFixed(1)}`],
+      ['lookup table build (ms)', large.buildMs.toFixed(0)],
       ['runs', String(hit.length)],
     ],
     figures: {
@@ -121,6 +151,9 @@ export const dnsBench: Bench = async ({ runs }) => {
       dnsmasq_p50_us: round(lat(hit, 'dnsmasq', 'p50Ms'), 1),
       forward_p50_us: round(lat(fwd, 'agent', 'p50Ms'), 1),
       forward_p99_us: round(lat(fwd, 'agent', 'p99Ms'), 1),
+      large_table_heap_mb: round(large.heapMiB, 1),
+      large_table_heap_per_wire_byte: round(large.heapMiB / large.wireMiB),
+      large_table_build_ms: Math.round(large.buildMs),
     },
   };
 };
