@@ -129,7 +129,7 @@ function applyWithVariants(cfg: CaptureConfig, plan: RulePlan, xt: Xtables, v4: 
   else log.info('Found compatible residues of old iptables rules/chains, reconciliation not needed');
   const needApply = !residue || delta;
 
-  if (residue && needApply && !cfg.reconcile && !cfg.cleanupOnly) {
+  if (residue && needApply && !cfg.reconcile) {
     log.info('reconcile is recommended but no-reconcile flag is set. Unexpected behavior may occur due to preexisting iptables rules');
   }
   let guardrails = false;
