@@ -9,7 +9,8 @@
 // (writeEnvoyBootstrap), so selection only matters for the template paths and ISTIO_BOOTSTRAP.
 // A template named *.yaml or *.yaml.tmpl yields envoy-rev.yaml.
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { makeDirSync } from '../util/make-dir.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
@@ -145,7 +146,7 @@ export function renderEnvoyBootstrap(config: AgentConfig, options: RenderOptions
  */
 export function generateEnvoyBootstrap(config: AgentConfig, options: RenderOptions = {}): RenderedBootstrap {
   const rendered = renderEnvoyBootstrap(config, options);
-  mkdirSync(config.paths.configDir, { recursive: true, mode: 0o700 });
+  makeDirSync(config.paths.configDir, { mode: 0o700 });
   // rewritten at every start: no fsync (util/atomic-write.ts)
   for (const f of rendered.sideFiles) writeFileAtomicSync(f.path, f.content, f.mode, { durable: false });
   if (rendered.outputPath.endsWith('.json')) {

@@ -4,7 +4,7 @@
 // (typed metadata only, GENERATOR=grpc), certificates from OUTPUT_CERTS through the file_watcher
 // provider, and Istio's inbound listener name template for xDS-enabled servers.
 
-import { mkdirSync } from 'node:fs';
+import { makeDirSync } from '../util/make-dir.js';
 import { dirname, posix } from 'node:path';
 import type { AgentConfig } from '../config/load.js';
 import { writeFileAtomicSync } from '../util/atomic-write.js';
@@ -88,7 +88,7 @@ export function renderGrpcBootstrap(config: AgentConfig, options: BootstrapOptio
 export function writeGrpcBootstrap(config: AgentConfig, options: BootstrapOptions = {}): { path: string; bootstrap: GrpcBootstrap } {
   const bootstrap = buildGrpcBootstrap(config, options);
   const path = config.paths.grpcBootstrap;
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  makeDirSync(dirname(path), { mode: 0o700 });
   // rewritten at every start: no fsync (util/atomic-write.ts)
   writeFileAtomicSync(path, JSON.stringify(bootstrap, null, 2), 0o644, { durable: false });
   return { path, bootstrap };

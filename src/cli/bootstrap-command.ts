@@ -2,7 +2,9 @@
 // with (or, with --grpc, the gRPC xDS bootstrap for proxyless apps), from the same flags, env,
 // mesh config and pod files as `proxy`. Istio has no such command; it is for debugging a pod:
 //
-//   kubectl exec deploy/app -c istio-proxy -- pilot-agent bootstrap --output /tmp/envoy.json
+//   kubectl exec deploy/app -c istio-proxy -- pilot-agent bootstrap > envoy.json
+//
+// (on stdout: the container's root filesystem is read-only, and /tmp is not a volume).
 //
 // Nothing else of the agent starts and nothing of the running agent is touched (files the bootstrap
 // refers to, such as the Lightstep token, are only mentioned). Warnings go to stderr so that

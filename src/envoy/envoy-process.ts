@@ -224,8 +224,10 @@ export class EnvoyProcess {
     }
     this.stopRequested = true;
     this.transition('draining');
-    if (this.drained || opts.maxDrainMs === 0) {
+    if (this.drained) {
       log.info('Agent already drained, exiting immediately');
+    } else if (opts.maxDrainMs === 0) {
+      log.info('Stopping Envoy without a drain');
     } else {
       log.info('Agent draining Proxy for termination');
       // util/deadline.ts: AbortSignal.any over an AbortSignal.timeout loses the bound to a GC

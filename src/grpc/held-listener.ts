@@ -6,7 +6,8 @@
 // holds it, unread, until the server takes it. Only node:net is needed here, which the spawn
 // loads anyway.
 
-import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { makeDirSync } from '../util/make-dir.js';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import { unixSocketAccepts } from './dial.js';
@@ -143,7 +144,7 @@ export class HeldListener {
 async function clearPath(path: string, options: UnixListenerOptions): Promise<void> {
   const fail = (why: string): Error => new Error(`cannot serve ${options.name} on ${path}: ${why}`);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw fail(`a unix socket path is limited to ${MAX_SOCKET_PATH} bytes`);
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirSync(dirname(path));
   let st;
   try {
     st = lstatSync(path);

@@ -5,7 +5,8 @@
 // gRPC bootstraps) skip it with `durable: false`: nothing would read a stale copy after a reboot,
 // and on a disk-backed emptyDir an fsync can cost milliseconds on the way to Envoy's spawn.
 
-import { mkdirSync, openSync, closeSync, readSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
+import { openSync, closeSync, readSync, writeSync, fsyncSync, renameSync, rmSync, chmodSync } from 'node:fs';
+import { makeDirSync } from './make-dir.js';
 import { basename, dirname, join } from 'node:path';
 
 /** What to write: bytes, or parts written one after the other, a part being bytes or a file copied in chunks (never read whole). */
@@ -78,7 +79,7 @@ function copyInto(fd: number, source: string): void {
 }
 
 function writeAtomic(path: string, data: AtomicContent, mode: number, durable: boolean): void {
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirSync(dirname(path));
   const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'w', mode);
   try {

@@ -17,8 +17,9 @@
 //     from a crash are removed at start.
 
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { makeDir, makeDirSync } from '../util/make-dir.js';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { logger } from '../util/logger.js';
@@ -436,7 +437,7 @@ export class WasmModuleCache {
     if (prepared) {
       try {
         const moduleDir = dirname(this.modulePath(key.name, dChecksum));
-        await mkdir(moduleDir, { recursive: true, mode: 0o755 });
+        await makeDir(moduleDir, { mode: 0o755 });
         const got = await prepared.fetchBinary({ tempDir: moduleDir });
         if (Buffer.isBuffer(got)) bytes = got;
         else file = got;
@@ -467,7 +468,7 @@ export class WasmModuleCache {
       return existing;
     }
     const path = this.modulePath(key.name, key.checksum);
-    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    await makeDir(dirname(path), { mode: 0o755 });
     if (Buffer.isBuffer(module)) {
       await writeFileAtomic(path, module);
     } else {
@@ -566,7 +567,7 @@ export class WasmModuleCache {
     }
     if (this.orphans.size) log.info(`found ${this.orphans.size} Wasm module file(s) from an earlier run in ${dir}`);
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirSync(dir);
     } catch {
       /* reported on the first download */
     }

@@ -15,7 +15,8 @@
 // total is bounded: a write that would take the store past `maxBytes` is skipped (logged once per
 // type).
 
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { makeDirSync } from '../util/make-dir.js';
 import { join, resolve } from 'node:path';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { AgentConfig } from '../config/load.js';
@@ -183,7 +184,7 @@ export class LastKnownGood {
       this.warnOnce(`size:${typeUrl}`, `last-known-good xDS: ${typeUrl} version ${version} (${size} bytes) is not saved: the store would exceed its ${this.options.maxBytes}-byte bound`);
       return;
     }
-    mkdirSync(this.nodeDir, { recursive: true, mode: 0o700 });
+    makeDirSync(this.nodeDir, { mode: 0o700 });
     writeFileAtomicSync(path, [head, Buffer.isBuffer(payload) ? payload : { copyOf: payload.file }], 0o600);
   }
 
@@ -298,7 +299,7 @@ export class LkgSpool {
   constructor(dir: string, tag: string) {
     this.path = join(dir, `${SPOOL_PREFIX}${process.pid}-${tag}.tmp`);
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirSync(dir, { mode: 0o700 });
       this.fd = openSync(this.path, 'w', 0o600);
     } catch (err) {
       // no room (ENOSPC, no inodes) or the directory replaced: this push is not saved, and goes on
