@@ -23,6 +23,7 @@ import { lazy } from '../util/lazy.js';
 import { logger } from '../util/logger.js';
 import { sleep } from '../util/backoff.js';
 import { CSR, securityMetrics } from './metrics.js';
+import { readBearerToken } from './token.js';
 import type { CaClientOptions } from './options.js';
 import { CertificateError, certMatchesKey, parseCertificates, uriSans } from './pem.js';
 
@@ -145,16 +146,9 @@ export class CaClient {
 
   private metadata(): Record<string, string> {
     const md: Record<string, string> = {};
-    // a token that cannot be read is no reason not to call: a client certificate (PROV_CERT) may
-    // authenticate the call, as Istio's token reader logs and sends none
-    let token: string | undefined;
-    try {
-      token = readOptional(this.options.tokenPath, 'token file for the CA')?.toString('utf8').trim();
-    } catch (err) {
-      log.warn(`${(err as Error).message}: calling the CA without an authorization header`);
-    }
+    const token = readBearerToken(this.options.tokenPath, (reason) => log.warn(`${reason}: calling the CA without an authorization header`));
     if (token) md.authorization = `Bearer ${token}`;
-    else if (token === undefined) log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
+    else log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
     md.clusterid = this.options.clusterId;
     for (const [k, v] of Object.entries(this.options.headers)) md[k.toLowerCase()] = v;
     return md;

@@ -2,10 +2,12 @@
 // connection each time, so the token file is re-read, a rotated client certificate is used, and
 // nothing outlives the stream. What to dial and how (TLS, token, headers) is upstream-options.ts.
 
-import { existsSync, readFileSync } from 'node:fs';
 import { openClientStream, type ClientStream, type ClientStreamHandlers, type GrpcTarget } from '../grpc/client.js';
 import { ISTIO_KEEPALIVE, type KeepaliveOptions } from '../grpc/keepalive.js';
 import { splitHostPort } from '../util/ip.js';
+import { logger } from '../util/logger.js';
+import { rateLimited } from '../util/rate-limited.js';
+import { readBearerToken } from '../security/token.js';
 import type { UpstreamOptions } from './upstream-options.js';
 
 /**
@@ -16,6 +18,9 @@ import type { UpstreamOptions } from './upstream-options.js';
 const STREAM_WINDOW_BYTES = 16 * 1024 * 1024;
 const SESSION_WINDOW_BYTES = 32 * 1024 * 1024;
 
+/** Said at most every 10 s: Envoy reconnects often while istiod refuses the call. */
+const warnUnreadableToken = rateLimited((reason: string) => logger('xdsproxy').warn(`${reason}: connecting to istiod without an authorization header`));
+
 /**
  * Opens one ADS stream to istiod on a connection of its own: the token file is re-read, a rotated
  * root or client certificate is used, and nothing outlives the stream.
@@ -24,8 +29,8 @@ export function openUpstream(opts: UpstreamOptions, method: string, handlers: Cl
   const hp = splitHostPort(opts.address);
   if ('error' in hp) throw new Error(`discovery address ${JSON.stringify(opts.address)} is not host:port: ${hp.error}`);
   const metadata: Record<string, string> = {};
-  if (opts.tokenPath && existsSync(opts.tokenPath)) {
-    const token = readFileSync(opts.tokenPath, 'utf8').trim();
+  if (opts.tokenPath) {
+    const token = readBearerToken(opts.tokenPath, warnUnreadableToken);
     if (token) metadata.authorization = `Bearer ${token}`;
   }
   metadata.clusterid = opts.clusterId;

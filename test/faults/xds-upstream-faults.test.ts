@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -143,6 +143,21 @@ describe('upstream dials', () => {
       }
     } finally {
       await cp?.close();
+    }
+  });
+
+  it('dials istiod without a token when the token file cannot be read, as Istio does: istiod says UNAUTHENTICATED', async () => {
+    const cp = await startControlPlane({ plaintext: true, token: 'the-token' });
+    try {
+      const unreadable = join(dir, `token-dir-${Math.random().toString(36).slice(2)}`);
+      mkdirSync(unreadable); // EISDIR on read, as EACCES would be for a file the agent may not read
+      const socketPath = await startProxy(cp.address, { upstream: { address: cp.address, clusterId: 'Kubernetes', headers: {}, tokenPath: unreadable } });
+      const st = await statusOfOneRequest(socketPath);
+      expect(st.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(proxy!.dialFailures).toBe(0);
+      expect(cp.rejectedStreams().at(-1)?.metadata.authorization).toBeUndefined();
+    } finally {
+      await cp.close();
     }
   });
 
