@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/paths.js';
+import { agentSources } from './sources.js';
 
 /** Where the wall clock is what is meant, and why. */
 const WALL_CLOCK_FILES: Readonly<Record<string, string>> = {
@@ -23,17 +24,9 @@ const WALL_CLOCK_FILES: Readonly<Record<string, string>> = {
 /** Date.now() as the argument of a formatter: a wall time shown, not a duration measured. */
 const FORMATTED = /\b(?:isoUtc|httpDate)\(Date\.now\(\)\)/g;
 
-function sources(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'gen' ? [] : sources(full);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [full] : [];
-  });
-}
-
 function wallClockReads(): string[] {
   const found: string[] = [];
-  for (const file of sources(path.join(repoRoot, 'src'))) {
+  for (const file of agentSources()) {
     const rel = path.relative(repoRoot, file);
     if (rel in WALL_CLOCK_FILES) continue;
     const lines = fs.readFileSync(file, 'utf8').split('\n');

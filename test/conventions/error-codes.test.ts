@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/paths.js';
+import { agentSources } from './sources.js';
 
 interface ErrorClass {
   readonly name: string;
@@ -14,18 +15,10 @@ interface ErrorClass {
   readonly code: string | undefined;
 }
 
-function sources(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'gen' ? [] : sources(full);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [full] : [];
-  });
-}
-
 /** Classes extending Error (directly or through another class found here), with their own `code`. */
 function errorClasses(): ErrorClass[] {
   const all: ErrorClass[] = [];
-  for (const file of sources(path.join(repoRoot, 'src'))) {
+  for (const file of agentSources()) {
     const text = fs.readFileSync(file, 'utf8');
     for (const m of text.matchAll(/^(?:export )?class (\w+) extends (\w+)\b[^{]*\{/gm)) {
       // the class body up to the first line that closes it at the start of a line

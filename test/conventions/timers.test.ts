@@ -6,14 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../support/paths.js';
-
-function sources(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const full = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'gen' ? [] : sources(full);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [full] : [];
-  });
-}
+import { agentSources } from './sources.js';
 
 /** The arguments of the call whose '(' is at `open`, split at its top level. */
 function callArguments(text: string, open: number): string[] {
@@ -49,7 +42,7 @@ const CONSTANT = /^(?:[\d_]+|[A-Z][A-Z0-9_]*)(?:\s*\*\s*(?:[\d_]+|[A-Z][A-Z0-9_]
 
 function unboundedTimers(): string[] {
   const found: string[] = [];
-  for (const file of sources(path.join(repoRoot, 'src'))) {
+  for (const file of agentSources()) {
     const text = fs.readFileSync(file, 'utf8');
     for (const m of text.matchAll(/\b(setTimeout|setInterval)\(/g)) {
       const args = callArguments(text, m.index + m[0].length - 1);
