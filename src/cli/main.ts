@@ -301,6 +301,11 @@ export function buildProgram(): Command {
     warnUnknown(splitUnknown(cmd.args).unknown);
     const values = Object.fromEntries(cmd.options.map((o) => [o.long!.slice(2), cmd.getOptionValue(o.attributeName()) as string | boolean | undefined]));
     const { runIstioIptables } = await import('../iptables/run.js');
+    // The rules are programmed synchronously: a SIGTERM or SIGINT arriving meanwhile is taken once
+    // they are done (a reconcile's guardrails, which drop all traffic, removed; no table left half
+    // written), then ends the command as the signal would (128+n). Istio's dies at once and can
+    // leave the guardrails in place.
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => process.exit(128 + osConstants.signals[sig]));
     try {
       process.exitCode = await runIstioIptables(values, { env: process.env, stdout: (text) => writeStandard(process.stdout, text) });
     } catch (err) {

@@ -4,14 +4,16 @@
 // --reconcile repairing drift, --cleanup-only leaving nothing, TPROXY routing set and removed, a
 // restore failing part-way rolled back so that the retry starts clean.
 
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   canUseNetns, connectFrom, injectedInitArgs, istioIptables, pilotAgent, podWithPeer, rulesOf, standaloneNamespace, startServers, tableOf, type PodNetwork,
   NETNS_TEST_TIMEOUT, removeCreatedNamespaces,
 } from './netns.js';
+import { agentBin } from '../support/processes.js';
 
 const FIXTURES = ['hello.yaml.injected', 'hello-probes.yaml.injected', 'tcp-probes.yaml.injected', 'hello-multiport-metrics.yaml.injected'];
 const ISTIO_INIT = injectedInitArgs('hello.yaml.injected')!;
@@ -193,6 +195,43 @@ describe.skipIf(!canUseNetns)('a restore failing part-way', { timeout: NETNS_TES
     } finally {
       ns.remove();
       rmSync(broken, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!canUseNetns)('a SIGTERM while the rules are programmed', { timeout: NETNS_TEST_TIMEOUT }, () => {
+  it('is taken once they are done: a reconcile does not leave its guardrails (all traffic dropped) behind', async () => {
+    const ns = standaloneNamespace('10.77.0.2/24');
+    // a slow restore, so that the SIGTERM lands while the guardrails are up
+    const slow = mkdtempSync(join(tmpdir(), 'pa-ipt-slow-'));
+    for (const name of ['iptables-nft-restore', 'iptables-legacy-restore', 'iptables-restore']) {
+      writeFileSync(join(slow, name), `#!/bin/sh\nsleep 2\nexec /usr/sbin/${name} "$@"\n`);
+      chmodSync(join(slow, name), 0o755);
+    }
+    try {
+      expect((await istioIptables(ns, ISTIO_INIT)).code).toBe(0);
+      const applied = tableOf(ns, 'nat');
+      // drift, so that --reconcile sets guardrails, cleans and restores
+      ns.exec('iptables', '-t', 'nat', '-A', 'ISTIO_OUTPUT', '-p', 'tcp', '--dport', '123', '-j', 'ACCEPT');
+      const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, agentBin, 'istio-iptables', ...ISTIO_INIT, '--reconcile'], {
+        env: { ...process.env, PATH: `${slow}:${process.env.PATH ?? ''}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      await vi.waitFor(() => expect(ns.exec('iptables', '-S', 'OUTPUT')).toContain('-j DROP'), { timeout: 20_000, interval: 20 });
+      child.kill('SIGTERM');
+      const code = await exited;
+      expect(ns.exec('iptables', '-S', 'OUTPUT'), out).not.toContain('-j DROP');
+      expect(ns.exec('iptables', '-S', 'INPUT')).not.toContain('-j DROP');
+      // the reconcile completed: Istio's rules, without the drift
+      expect(tableOf(ns, 'nat')).toBe(applied);
+      expect([0, 143]).toContain(code);
+    } finally {
+      ns.remove();
+      rmSync(slow, { recursive: true, force: true });
     }
   });
 });
