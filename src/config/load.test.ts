@@ -101,6 +101,16 @@ describe('loadAgentConfig', () => {
     expect(c.warnings.filter((w) => w.includes('a key is given more than once; the last value is used, as Istio does'))).toHaveLength(2);
   });
 
+  it('refuses a non-string proxyMetadata value, as Istio does, rather than pass on what YAML made of it', () => {
+    writePodFile('annotations', downwardApiText({ 'proxy.istio.io/config': 'proxyMetadata:\n  FEATURE: on\n  MODE: 0755\n  OK: "on"\n' }));
+    const issues = issuesOf(() => load({}));
+    expect(issues.map((i) => [i.field, i.value])).toEqual([
+      ['proxyMetadata.FEATURE', 'true'],
+      ['proxyMetadata.MODE', '493'],
+    ]);
+    expect(issues[0]!.message).toBe('expected a string value, not a boolean (YAML reads true/false, yes/no, on/off, y/n and numbers as such: quote the value); Istio refuses it too');
+  });
+
   it('layers mesh file < PROXY_CONFIG < annotation, replacing fields and merging proxyMetadata', () => {
     mkdirSync(join(dir, 'etc/istio/config'), { recursive: true });
     writeFileSync(

@@ -241,9 +241,10 @@ function normalizeValue(spec: Spec, value: unknown, path: string, ctx: Ctx): Jso
       if (!isObject(value)) return bad('expected a map of strings');
       const out: Record<string, string> = {};
       for (const [k, v] of Object.entries(value)) {
-        // YAML users write `FOO: true` or `PORT: 8080`; proto3 JSON wants strings, Istio's YAML→JSON keeps scalars
+        // Istio's YAML->JSON turns `FOO: on` or `MODE: 0755` into a boolean or a number, which its
+        // JSON decoding refuses in a string map; so is it here, rather than passing on "true" or "493"
         if (typeof v === 'string') out[k] = v;
-        else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
+        else if (typeof v === 'number' || typeof v === 'boolean') ctx.issues.add(ctx.source, `${path}.${k}`, v, `expected a string value, not a ${typeof v} (YAML reads true/false, yes/no, on/off, y/n and numbers as such: quote the value); Istio refuses it too`);
         else ctx.issues.add(ctx.source, `${path}.${k}`, v, 'expected a string value');
       }
       return out;

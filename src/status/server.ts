@@ -118,6 +118,8 @@ export interface StatusServerOptions {
   readonly maxConnections?: number;
   /** Metrics scrapes served at once (default 4); more wait for one to finish, within their deadline. */
   readonly maxConcurrentScrapes?: number;
+  /** Scrapes waiting for one in progress (default 16); more are answered 503 at once. */
+  readonly maxWaitingScrapes?: number;
 }
 
 /**
@@ -132,6 +134,9 @@ export const STATUS_PORT_LIMITS = {
   keepAliveTimeoutMs: 5_000,
   maxConnections: 256,
   maxConcurrentScrapes: 4,
+  // a waiting scrape holds its connection: bounded well under maxConnections, so that a scrape
+  // flood never takes the connections the kubelet's probes need
+  maxWaitingScrapes: 16,
 } as const;
 
 const FORBIDDEN = 'Only requests from localhost are allowed\n';
@@ -329,6 +334,8 @@ export class StatusServer {
     if (this.scrapesInProgress >= max) {
       if (!this.warnedScrapes) log.warn(`status port: ${max} metrics scrapes in progress (the limit); more wait for one to finish (warned once)`);
       this.warnedScrapes = true;
+      const waiting = this.limits.maxWaitingScrapes;
+      if (this.scrapeWaiters.length >= waiting) return send(res, 503, `too many metrics scrapes: ${max} in progress and ${waiting} waiting; try again later\n`);
       const timeoutMs = this.merger.deadlineMs(req);
       const waited = await this.waitForScrapeSlot(res, timeoutMs);
       if (waited === 'timeout') return send(res, 503, `timed out after ${timeoutMs / 1000}s waiting for one of ${max} metrics scrapes in progress to finish\n`);

@@ -113,6 +113,20 @@ describe('status port bounds', () => {
     expect(logs.filter((l) => l.includes('2 metrics scrapes in progress (the limit); more wait for one to finish'))).toHaveLength(1);
   });
 
+  it('answers 503 at once past maxWaitingScrapes, so that waiting scrapes never take the connections probes need', async () => {
+    let envoyScrapes = 0;
+    const endless = await rawServer((s) => s.once('data', () => (envoyScrapes++, s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nenvoy_x 1\n'))));
+    const status = await startStatus({ maxConnections: 8, maxConcurrentScrapes: 2, maxWaitingScrapes: 2, envoyMetricsUrl: `http://127.0.0.1:${endless}/stats/prometheus` });
+    const scrape = 'GET /stats/prometheus HTTP/1.1\r\nHost: x\r\n\r\n';
+    const scrapes = Array.from({ length: 8 }, () => connect(status.port, scrape));
+    await vi.waitFor(() => expect(envoyScrapes).toBe(2));
+    // two in progress, two waiting, the other four told at once (and their connections idle again)
+    await vi.waitFor(() => expect(scrapes.filter((c) => c.received().startsWith('HTTP/1.1 503')).length).toBe(4));
+    expect(scrapes.find((c) => c.received().startsWith('HTTP/1.1 503'))!.received()).toContain('too many metrics scrapes: 2 in progress and 2 waiting; try again later');
+    // a kubelet probe is still answered (503: no Envoy here)
+    expect((await call(`http://127.0.0.1:${status.port}/healthz/ready`)).status).toBe(503);
+  });
+
   it('handles pipelined requests one after another, and closes a connection with too many waiting', async () => {
     let inProgress = 0;
     let most = 0;
