@@ -13,6 +13,8 @@ export type CompletionShell = (typeof COMPLETION_SHELLS)[number];
 interface Word {
   readonly word: string;
   readonly description: string;
+  /** A flag followed by a value (`--meshConfig <path>`): what follows it is not a command, and is completed as a file name. */
+  readonly takesValue?: boolean;
 }
 
 interface CommandWords {
@@ -22,10 +24,15 @@ interface CommandWords {
 }
 
 function flagWords(cmd: Command): Word[] {
-  return cmd.options.flatMap((o) => [
-    ...(o.long ? [{ word: o.long, description: o.description }] : []),
-    ...(o.short ? [{ word: o.short, description: o.description }] : []),
-  ]);
+  return cmd.options.flatMap((o) => {
+    const takesValue = o.required === true;
+    return [...(o.long ? [{ word: o.long, description: o.description, takesValue }] : []), ...(o.short ? [{ word: o.short, description: o.description, takesValue }] : [])];
+  });
+}
+
+/** Every flag (of any command) that takes a value, space-separated with spaces around, for a shell `case`. */
+function valuedFlags(cmds: readonly CommandWords[]): string {
+  return ` ${[...new Set(cmds.flatMap((c) => c.words.filter((w) => w.takesValue).map((w) => w.word)))].join(' ')} `;
 }
 
 /** What each command offers: the root its subcommands and global flags, each subcommand its own flags. */
@@ -44,15 +51,25 @@ const firstLine = (s: string): string => s.split('\n')[0]!.trim();
 function bash(name: string, cmds: readonly CommandWords[]): string {
   const fn = `__${name.replace(/[^A-Za-z0-9_]/g, '_')}_complete`;
   const cases = cmds.map((c) => `    ${c.name === '' ? '""' : singleQuoted(c.name)}) words=${singleQuoted(c.words.map((w) => w.word).join(' '))} ;;`).join('\n');
+  // bash splits `--flag=value` into three words at '=' (COMP_WORDBREAKS): '=' and the value are skipped
   return `# bash completion for ${name}
 # Load it in the current shell with: source <(${name} completion bash)
 # or for every new shell: ${name} completion bash > /etc/bash_completion.d/${name}
 ${fn}() {
-  local cur="\${COMP_WORDS[COMP_CWORD]}" cmd="" i words
+  local cur="\${COMP_WORDS[COMP_CWORD]}" prev="" cmd="" i w words skip=0
+  local valued=${singleQuoted(valuedFlags(cmds))}
+  (( COMP_CWORD > 0 )) && prev="\${COMP_WORDS[COMP_CWORD-1]}"
+  (( COMP_CWORD > 1 )) && [[ "$prev" == "=" ]] && prev="\${COMP_WORDS[COMP_CWORD-2]}"
+  if [[ "$cur" == "=" ]]; then cur=""; prev="\${COMP_WORDS[COMP_CWORD-1]}"; fi
+  # the value of a flag that takes one: a file name (complete -o default)
+  if [[ "$valued" == *" $prev "* ]]; then COMPREPLY=(); return; fi
   for ((i = 1; i < COMP_CWORD; i++)); do
-    case "\${COMP_WORDS[i]}" in
-      -*) ;;
-      *) cmd="\${COMP_WORDS[i]}"; break ;;
+    w="\${COMP_WORDS[i]}"
+    if ((skip)); then skip=0; continue; fi
+    case "$w" in
+      =) skip=1 ;;
+      -*) [[ "$valued" == *" $w "* && "\${COMP_WORDS[i+1]}" != "=" ]] && skip=1 ;;
+      *) cmd="$w"; break ;;
     esac
   done
   case "$cmd" in
@@ -80,7 +97,9 @@ function fish(name: string, cmds: readonly CommandWords[], descriptions: boolean
   for (const c of cmds) {
     const when = c.name === '' ? `not __fish_seen_subcommand_from ${subcommands.join(' ')}` : `__fish_seen_subcommand_from ${c.name}`;
     for (const w of c.words) {
-      const what = w.word.startsWith('--') ? `-l ${w.word.slice(2)}` : w.word.startsWith('-') ? `-s ${w.word.slice(1)}` : `-a ${singleQuoted(w.word)}`;
+      const flag = w.word.startsWith('--') ? `-l ${w.word.slice(2)}` : w.word.startsWith('-') ? `-s ${w.word.slice(1)}` : undefined;
+      // a flag's value is a file name (-r: it takes one; -F: files, though the command offers none)
+      const what = flag ? `${flag}${w.takesValue ? ' -r -F' : ''}` : `-a ${singleQuoted(w.word)}`;
       lines.push(`complete -c ${name} -n ${singleQuoted(when)} ${what}${descriptions && w.description ? ` -d ${singleQuoted(firstLine(w.description))}` : ''}`);
     }
   }

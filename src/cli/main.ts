@@ -313,6 +313,9 @@ export function buildProgram(): Command {
       logCommandError(err);
       process.exitCode = 1;
     }
+    // a signal that arrived during the synchronous work is delivered on the next turn of the loop:
+    // give it that turn before the CLI exits with the command's own code
+    await new Promise((resolve) => setTimeout(resolve, 0));
   });
 
   program

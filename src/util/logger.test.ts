@@ -23,7 +23,14 @@ describe('logger', () => {
     logger().debug('c');
     logger('ads').info('dropped');
     expect(lines.map((l) => l.trim().split('\t').pop())).toEqual(['a', 'b', 'c']);
-    expect(parseOutputLevels('all:warn')).toEqual(new Map([['default', 'warn']]));
+    expect(parseOutputLevels('all:warn')).toEqual(new Map([['*', 'warn'], ['default', 'warn']]));
+    // Istio's order: all first, then default on its own
+    lines.length = 0;
+    configureLogging({ outputLevels: parseOutputLevels('all:debug,default:info'), asJson: false, write: (l) => void lines.push(l) });
+    logger('xdsproxy').debug('d');
+    logger().debug('dropped');
+    logger().info('i');
+    expect(lines.map((l) => l.trim().split('\t').pop())).toEqual(['d', 'i']);
   });
 
   it('honours per-scope levels and JSON output', () => {

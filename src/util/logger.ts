@@ -29,10 +29,15 @@ export function configureLogging(next: Partial<LogOptions>): void {
   options = { ...options, ...next };
 }
 
+/** The key under which `all:<level>` keeps the level of every scope not named after it. */
+const ALL_SCOPES = '*';
+
 /**
  * Parses Istio's `scope:level,scope:level` syntax; a bare level applies to `default`. Items apply in
  * order, and `all` (Istio's override scope, what `sidecar.istio.io/agentLogLevel: all:debug` gives)
- * sets every scope: what was set before it, and every scope not named after it.
+ * sets every scope, `default` included: what was set before it, and every scope not named after
+ * it (`all:debug,default:info`: default at info, every other scope at debug). Without `all`, a
+ * scope not named takes `default`'s level.
  */
 export function parseOutputLevels(spec: string): Map<string, Level> {
   const out = new Map<string, Level>();
@@ -46,6 +51,7 @@ export function parseOutputLevels(spec: string): Map<string, Level> {
     }
     if (scope === 'all') {
       out.clear();
+      out.set(ALL_SCOPES, normalized as Level);
       out.set('default', normalized as Level);
     } else {
       out.set(scope, normalized as Level);
@@ -67,7 +73,8 @@ export class Logger {
   constructor(readonly scope: string) {}
 
   enabled(level: Level): boolean {
-    const min = options.outputLevels.get(this.scope) ?? options.outputLevels.get('default') ?? 'info';
+    const levels = options.outputLevels;
+    const min = levels.get(this.scope) ?? levels.get(ALL_SCOPES) ?? levels.get('default') ?? 'info';
     return LEVEL_RANK[level] >= LEVEL_RANK[min] && level !== 'none';
   }
 

@@ -39,6 +39,12 @@ describe('pilot-agent completion', () => {
     expect(bashComplete(file, ['pilot-agent', '--log_as_json', 'istio-iptables', '--dry'])).toEqual(['--dry-run']);
     expect(bashComplete(file, ['pilot-agent', 'wait', '--log_out'])).toEqual(['--log_output_level']);
     expect(bashComplete(file, ['pilot-agent', 'completion', ''])).toEqual(expect.arrayContaining(['bash', 'zsh', 'fish', 'powershell']));
+    // a global flag's value is not the command, whether given as `--flag value` or `--flag=value` (bash splits at '=')
+    expect(bashComplete(file, ['pilot-agent', '--log_output_level', 'debug', 'pro'])).toEqual(['proxy']);
+    expect(bashComplete(file, ['pilot-agent', '--log_output_level', '=', 'debug', 'pro'])).toEqual(['proxy']);
+    // a flag's value is left to bash's file name completion (nothing offered: `complete -o default`)
+    expect(bashComplete(file, ['pilot-agent', 'proxy', '--meshConfig', ''])).toEqual([]);
+    expect(bashComplete(file, ['pilot-agent', 'proxy', '--meshConfig', '=', ''])).toEqual([]);
     // every command of the CLI is offered at the top
     const top = bashComplete(file, ['pilot-agent', '']);
     for (const c of buildProgram().commands) expect(top).toContain(c.name());
@@ -54,6 +60,9 @@ describe('pilot-agent completion', () => {
   it('fish: with descriptions, and without them on --no-descriptions', () => {
     expect(run('fish', `source '${script('fish')}'; complete -C 'pilot-agent pr'`)).toEqual(['proxy\tXDS proxy agent']);
     expect(run('fish', `source '${script('fish', '--no-descriptions')}'; complete -C 'pilot-agent proxy --conc'`)).toEqual(['--concurrency']);
+    // a flag's value: file names
+    writeFileSync(join(work.path, 'mesh.yaml'), '');
+    expect(run('fish', `cd '${work.path}'; source '${script('fish')}'; complete -C 'pilot-agent proxy --meshConfig me'`)).toEqual(['mesh.yaml']);
   });
 
   it('powershell: a native argument completer naming every command', () => {
