@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 
 type Options = Omit<MakeDirectoryOptions, 'recursive'>;
 
+/** Why `path` could not be made; undefined when making its parents one by one made it after all (a race). */
 function realReason(path: string, err: unknown, mode: MakeDirectoryOptions['mode']): unknown {
   if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
   const missing: string[] = [];
@@ -26,7 +27,8 @@ function realReason(path: string, err: unknown, mode: MakeDirectoryOptions['mode
       if ((inner as NodeJS.ErrnoException).code !== 'EEXIST') return inner;
     }
   }
-  return err;
+  // a parent removed while the first attempt ran (another process cleaning up): made now
+  return existsSync(path) ? undefined : err;
 }
 
 /** mkdir -p, throwing the real reason (EROFS, EACCES, ENOTDIR...) with the directory it concerns. */
@@ -34,7 +36,8 @@ export function makeDirSync(path: string, options: Options = {}): void {
   try {
     mkdirSync(path, { ...options, recursive: true });
   } catch (err) {
-    throw realReason(path, err, options.mode);
+    const reason = realReason(path, err, options.mode);
+    if (reason !== undefined) throw reason;
   }
 }
 
@@ -43,6 +46,7 @@ export async function makeDir(path: string, options: Options = {}): Promise<void
   try {
     await mkdir(path, { ...options, recursive: true });
   } catch (err) {
-    throw realReason(path, err, options.mode);
+    const reason = realReason(path, err, options.mode);
+    if (reason !== undefined) throw reason;
   }
 }
