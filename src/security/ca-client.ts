@@ -148,7 +148,6 @@ export class CaClient {
     const md: Record<string, string> = {};
     const token = readBearerToken(this.options.tokenPath, (reason) => log.warn(`${reason}: calling the CA without an authorization header`));
     if (token) md.authorization = `Bearer ${token}`;
-    else log.debug(`no token at ${this.options.tokenPath}: calling the CA without an authorization header`);
     md.clusterid = this.options.clusterId;
     for (const [k, v] of Object.entries(this.options.headers)) md[k.toLowerCase()] = v;
     return md;
