@@ -19,7 +19,7 @@ import { collectAll } from '../src/util/gc.js';
 import { encodeNameTableWire, startDnsmasq, type NameInfoInput } from '../test/dns/support.js';
 import { runLoad, type LoadResult } from '../test/dns/load-client.js';
 import { freePort } from '../test/support/processes.js';
-import { configureLogging } from '../src/util/logger.js';
+import { configureLogging, parseOutputLevels } from '../src/util/logger.js';
 import { median, round, type Bench } from './harness.js';
 
 const SERVICES = 1000;
@@ -52,7 +52,7 @@ async function largeTable(): Promise<{ heapMiB: number; wireMiB: number; buildMs
 }
 
 export const dnsBench: Bench = async ({ runs }) => {
-  configureLogging({ outputLevels: new Map([['default', 'error']]) });
+  configureLogging({ outputLevels: parseOutputLevels('all:error') });
   const table: Record<string, NameInfoInput> = {};
   let hosts = '';
   const hits: [string, 'A'][] = [];

@@ -23,7 +23,7 @@ import { median, round, timeCommand, type Bench } from './harness.js';
 const REG = 'registry.test';
 
 export const wasmBench: Bench = async ({ runs }) => {
-  configureLogging({ outputLevels: parseOutputLevels('warn') }); // one info line per pull otherwise
+  configureLogging({ outputLevels: parseOutputLevels('all:warn') }); // one info line per pull otherwise
   const dir = mkdtempSync(join(tmpdir(), 'pa-bench-wasm-'));
   const reg = await startRegistry({ storage: join(dir, 'storage') });
   const caches: WasmModuleCache[] = [];

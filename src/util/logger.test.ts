@@ -33,6 +33,14 @@ describe('logger', () => {
     expect(lines.map((l) => l.trim().split('\t').pop())).toEqual(['d', 'i']);
   });
 
+  it("keeps each scope's own level, as Istio: default:warn quiets the default scope only", () => {
+    configureLogging({ outputLevels: parseOutputLevels('default:warn'), asJson: false, write: (l) => void lines.push(l) });
+    logger().info('dropped');
+    logger('xdsproxy').info('kept');
+    logger('xdsproxy').debug('dropped too');
+    expect(lines.map((l) => l.trim().split('\t').pop())).toEqual(['kept']);
+  });
+
   it('honours per-scope levels and JSON output', () => {
     configureLogging({ outputLevels: parseOutputLevels('ads:debug,default:warn'), asJson: true, write: (l) => lines.push(l) });
     logger().info('dropped');

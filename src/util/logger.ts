@@ -11,7 +11,7 @@ const LEVEL_RANK: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3
 export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error', 'fatal', 'none'];
 
 export interface LogOptions {
-  /** scope -> minimum level; `default` applies to scopes not listed. */
+  /** scope -> minimum level; a scope not listed is at `*` (set by `all`), else info, as Istio's scopes. */
   readonly outputLevels: ReadonlyMap<string, Level>;
   readonly asJson: boolean;
   readonly write: (line: string) => void;
@@ -36,8 +36,9 @@ const ALL_SCOPES = '*';
  * Parses Istio's `scope:level,scope:level` syntax; a bare level applies to `default`. Items apply in
  * order, and `all` (Istio's override scope, what `sidecar.istio.io/agentLogLevel: all:debug` gives)
  * sets every scope, `default` included: what was set before it, and every scope not named after
- * it (`all:debug,default:info`: default at info, every other scope at debug). Without `all`, a
- * scope not named takes `default`'s level.
+ * it (`all:debug,default:info`: default at info, every other scope at debug). `default` is a scope
+ * like the others: `default:warn` quiets the default scope only, and a scope not named stays at
+ * info, as each of Istio's scopes keeps its own level.
  */
 export function parseOutputLevels(spec: string): Map<string, Level> {
   const out = new Map<string, Level>();
@@ -74,7 +75,7 @@ export class Logger {
 
   enabled(level: Level): boolean {
     const levels = options.outputLevels;
-    const min = levels.get(this.scope) ?? levels.get(ALL_SCOPES) ?? levels.get('default') ?? 'info';
+    const min = levels.get(this.scope) ?? levels.get(ALL_SCOPES) ?? 'info';
     return LEVEL_RANK[level] >= LEVEL_RANK[min] && level !== 'none';
   }
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../control-plane/index.js';
 import type { SecretManagerOptions } from '../../src/security/options.js';
-import { configureLogging } from '../../src/util/logger.js';
+import { configureLogging, parseOutputLevels } from '../../src/util/logger.js';
 
 export const NAMESPACE = 'default';
 export const SERVICE_ACCOUNT = 'hello';
@@ -109,7 +109,7 @@ export async function until<T>(what: string, fn: () => T | undefined | Promise<T
 export function captureLogs(): { lines: string[]; text: () => string; restore: () => void } {
   const lines: string[] = [];
   configureLogging({
-    outputLevels: new Map([['default', 'debug']]),
+    outputLevels: parseOutputLevels('all:debug'),
     write: (l) => {
       lines.push(l);
       if (/\t(warn|error)\t/.test(l) && process.env.SHOW_AGENT_LOGS) process.stderr.write(l);

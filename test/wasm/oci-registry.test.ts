@@ -66,7 +66,7 @@ beforeAll(async () => {
   const signer = await pki.issue('token-signer', ['token-signer.test']);
   tokenServer = await startTokenServer({ certPem: signer.certPem, keyPem: signer.keyPem, issuer: 'test-issuer', service: 'wasm-registry', users: { [USER]: PASS } });
   token = await startRegistry({ storage, readOnly: true, token: { realm: `http://${AUTH}:${tokenServer.port}/token`, service: 'wasm-registry', issuer: 'test-issuer', rootCertBundle: pki.caCert } });
-  configureLogging({ outputLevels: parseOutputLevels('debug'), write: (l) => void logs.push(l) });
+  configureLogging({ outputLevels: parseOutputLevels('all:debug'), write: (l) => void logs.push(l) });
 }, 120_000);
 
 afterAll(async () => {
