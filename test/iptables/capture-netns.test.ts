@@ -5,15 +5,13 @@
 // restore failing part-way rolled back so that the retry starts clean.
 
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   canUseNetns, connectFrom, injectedInitArgs, istioIptables, pilotAgent, podWithPeer, rulesOf, standaloneNamespace, startServers, tableOf, type PodNetwork,
   NETNS_TEST_TIMEOUT, removeCreatedNamespaces,
 } from './netns.js';
 import { agentBin } from '../support/processes.js';
+import { stubCommands } from '../support/stub-commands.js';
 
 const FIXTURES = ['hello.yaml.injected', 'hello-probes.yaml.injected', 'tcp-probes.yaml.injected', 'hello-multiport-metrics.yaml.injected'];
 const ISTIO_INIT = injectedInitArgs('hello.yaml.injected')!;
@@ -176,13 +174,10 @@ describe.skipIf(!canUseNetns)('a restore failing part-way', { timeout: NETNS_TES
   it('removes what the run had applied (IPv4 of a dual-stack pod whose IPv6 restore failed), so that the retry succeeds', async () => {
     const ns = standaloneNamespace('fd00:215::2/64');
     // ip6tables-restore fails once, as a missing kernel module or a transient error would make it
-    const broken = mkdtempSync(join(tmpdir(), 'pa-ipt-broken-'));
-    for (const name of ['ip6tables-restore', 'ip6tables-nft-restore', 'ip6tables-legacy-restore']) {
-      writeFileSync(join(broken, name), '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: line 2 failed: simulated failure" >&2\nexit 1\n');
-      chmodSync(join(broken, name), 0o755);
-    }
+    const failing = 'cat >/dev/null\necho "ip6tables-restore: line 2 failed: simulated failure" >&2\nexit 1';
+    const broken = stubCommands(Object.fromEntries(['ip6tables-restore', 'ip6tables-nft-restore', 'ip6tables-legacy-restore'].map((n) => [n, failing])));
     try {
-      const failed = await istioIptables(ns, ISTIO_INIT, { env: { PATH: `${broken}:${process.env.PATH ?? ''}` } });
+      const failed = await istioIptables(ns, ISTIO_INIT, { env: { PATH: broken.pathAhead() } });
       expect(failed.code, failed.stderr + failed.stdout).toBe(1);
       expect(failed.stdout + failed.stderr).toContain('simulated failure');
       expect(failed.stdout + failed.stderr).toContain('the rules this run had applied were removed, so that the next run starts clean');
@@ -194,7 +189,7 @@ describe.skipIf(!canUseNetns)('a restore failing part-way', { timeout: NETNS_TES
       expect(rulesOf(ns, 6)).toContain('-A ISTIO_OUTPUT');
     } finally {
       ns.remove();
-      rmSync(broken, { recursive: true, force: true });
+      broken.remove();
     }
   });
 });
@@ -203,18 +198,14 @@ describe.skipIf(!canUseNetns)('a SIGTERM while the rules are programmed', { time
   it('is taken once they are done: a reconcile does not leave its guardrails (all traffic dropped) behind', async () => {
     const ns = standaloneNamespace('10.77.0.2/24');
     // a slow restore, so that the SIGTERM lands while the guardrails are up
-    const slow = mkdtempSync(join(tmpdir(), 'pa-ipt-slow-'));
-    for (const name of ['iptables-nft-restore', 'iptables-legacy-restore', 'iptables-restore']) {
-      writeFileSync(join(slow, name), `#!/bin/sh\nsleep 2\nexec /usr/sbin/${name} "$@"\n`);
-      chmodSync(join(slow, name), 0o755);
-    }
+    const slow = stubCommands(Object.fromEntries(['iptables-nft-restore', 'iptables-legacy-restore', 'iptables-restore'].map((n) => [n, `sleep 2\nexec /usr/sbin/${n} "$@"`])));
     try {
       expect((await istioIptables(ns, ISTIO_INIT)).code).toBe(0);
       const applied = tableOf(ns, 'nat');
       // drift, so that --reconcile sets guardrails, cleans and restores
       ns.exec('iptables', '-t', 'nat', '-A', 'ISTIO_OUTPUT', '-p', 'tcp', '--dport', '123', '-j', 'ACCEPT');
       const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, agentBin, 'istio-iptables', ...ISTIO_INIT, '--reconcile'], {
-        env: { ...process.env, PATH: `${slow}:${process.env.PATH ?? ''}` },
+        env: { ...process.env, PATH: slow.pathAhead() },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
@@ -232,7 +223,7 @@ describe.skipIf(!canUseNetns)('a SIGTERM while the rules are programmed', { time
       expect(code, out).toBe(143);
     } finally {
       ns.remove();
-      rmSync(slow, { recursive: true, force: true });
+      slow.remove();
     }
   });
 });
